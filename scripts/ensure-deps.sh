@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Install what Shoal needs and is missing: npm packages and the Debian
+# nats-server. Idempotent and quiet when everything is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -d node_modules ] || [ package.json -nt node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "shoal: installing npm packages..." >&2
+  npm ci --no-audit --no-fund --loglevel=error >&2 || npm install --no-audit --no-fund --loglevel=error >&2
+fi
+if ! command -v nats-server >/dev/null 2>&1 && [ -z "${SHOAL_NATS_SERVER:-}" ]; then
+  echo "shoal: nats-server not found, installing the Debian package..." >&2
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nats-server >&2
+fi

@@ -1,0 +1,24 @@
+import { Packr } from 'msgpackr';
+import { ErrorCodes, ShoalError } from './errors.js';
+
+// Plain msgpack maps (no msgpackr records extension) so that any language's
+// msgpack library can read and write Shoal messages.
+const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false });
+
+export function encode(value: unknown): Uint8Array {
+  return packr.pack(value);
+}
+
+/** Decode bytes; anything that is not a msgpack map is a BAD_REQUEST. */
+export function decode(data: Uint8Array): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = packr.unpack(data);
+  } catch (err) {
+    throw new ShoalError(ErrorCodes.BAD_REQUEST, `malformed message: not msgpack (${(err as Error).message})`);
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new ShoalError(ErrorCodes.BAD_REQUEST, 'malformed message: expected a msgpack map');
+  }
+  return value as Record<string, unknown>;
+}

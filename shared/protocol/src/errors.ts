@@ -1,0 +1,98 @@
+/** Every error that crosses the wire carries one of these codes. */
+export const ErrorCodes = {
+  /** The acquire deadline passed while waiting for a resource. */
+  POOL_TIMEOUT: 'POOL_TIMEOUT',
+  /** The wait queue is full (`max_waiting_clients`). */
+  POOL_EXHAUSTED: 'POOL_EXHAUSTED',
+  /** Too many requests in flight on the node (`max_concurrent_requests`). */
+  POOL_BUSY: 'POOL_BUSY',
+  POOL_NOT_FOUND: 'POOL_NOT_FOUND',
+  LEASE_NOT_FOUND: 'LEASE_NOT_FOUND',
+  LEASE_EXPIRED: 'LEASE_EXPIRED',
+  NODE_DRAINING: 'NODE_DRAINING',
+  /** Malformed message, missing or mistyped field, oversized payload. */
+  BAD_REQUEST: 'BAD_REQUEST',
+  VERSION_MISMATCH: 'VERSION_MISMATCH',
+  /** The driver failed: create, exec, validate. `details.cause` has its message. */
+  DRIVER_ERROR: 'DRIVER_ERROR',
+  UNSUPPORTED_OP: 'UNSUPPORTED_OP',
+  /** A session is already running a turn (claude-cli). */
+  SESSION_BUSY: 'SESSION_BUSY',
+  /** The balancer knows no eligible node for the pool. */
+  NO_NODES: 'NO_NODES',
+  /** The caller gave up (abort signal) or the lease was revoked mid-operation. */
+  CANCELLED: 'CANCELLED',
+  /** A request to a peer got no responders or no answer in time. */
+  UNAVAILABLE: 'UNAVAILABLE',
+  INTERNAL: 'INTERNAL',
+} as const;
+
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+/** The pool's numbers at the moment of an error, as HikariCP prints them. */
+export interface PoolNumbers {
+  total: number;
+  active: number;
+  idle: number;
+  waiting: number;
+  creating?: number;
+  max?: number;
+}
+
+export interface WireError {
+  code: ErrorCode;
+  message: string;
+  pool?: PoolNumbers;
+  details?: Record<string, unknown>;
+}
+
+/**
+ * The one error type of Shoal. `code` is stable and machine-readable, the
+ * message is for people. Retryable codes are those where another node (or a
+ * later attempt) may succeed.
+ */
+export class ShoalError extends Error {
+  readonly code: ErrorCode;
+  readonly pool?: PoolNumbers;
+  readonly details?: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message: string, extra: { pool?: PoolNumbers; details?: Record<string, unknown> } = {}) {
+    super(message);
+    this.name = 'ShoalError';
+    this.code = code;
+    if (extra.pool) this.pool = extra.pool;
+    if (extra.details) this.details = extra.details;
+  }
+
+  toWire(): WireError {
+    const w: WireError = { code: this.code, message: this.message };
+    if (this.pool) w.pool = this.pool;
+    if (this.details) w.details = this.details;
+    return w;
+  }
+
+  static fromWire(w: WireError): ShoalError {
+    return new ShoalError(w.code, w.message, { pool: w.pool, details: w.details });
+  }
+
+  /** Wrap anything thrown into a ShoalError without losing a code it already has. */
+  static from(err: unknown, fallback: ErrorCode = ErrorCodes.INTERNAL): ShoalError {
+    if (err instanceof ShoalError) return err;
+    const message = err instanceof Error ? err.message : String(err);
+    return new ShoalError(fallback, message);
+  }
+}
+
+/** Codes for which a balancer may try another node. */
+export const RETRYABLE_ON_OTHER_NODE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  ErrorCodes.NODE_DRAINING,
+  ErrorCodes.POOL_BUSY,
+  ErrorCodes.POOL_EXHAUSTED,
+  ErrorCodes.UNAVAILABLE,
+  ErrorCodes.POOL_NOT_FOUND,
+]);
+
+/** Human one-liner with the pool's numbers, e.g. for POOL_TIMEOUT. */
+export function describePool(name: string, n: PoolNumbers): string {
+  return `pool ${name} (total=${n.total}, active=${n.active}, idle=${n.idle}, waiting=${n.waiting})`;
+}

@@ -1,0 +1,240 @@
+import { ErrorCodes, ShoalError, type WireError } from './errors.js';
+import { PROTOCOL_VERSION } from './version.js';
+import { any, bool, int, num, obj, oneOf, optional, str, type Infer } from './validate.js';
+import { decode } from './codec.js';
+
+/** Longest acquire or exec deadline a caller may ask for: one hour. */
+export const MAX_TIMEOUT_MS = 3_600_000;
+/** Longest lease TTL a caller may ask for (renew extends it). */
+export const MAX_TTL_MS = 86_400_000;
+
+const name = str({ min: 1, max: 64, pattern: /^[A-Za-z0-9_-]+$/ });
+const id = str({ min: 1, max: 64 });
+const timeoutMs = int({ min: 1, max: MAX_TIMEOUT_MS });
+
+/** Who holds a lease, for leak reports. */
+const holderShape = {
+  client: optional(str({ max: 128 })),
+  host: optional(str({ max: 255 })),
+  pid: optional(int({ min: 0 })),
+};
+const holder = obj(holderShape);
+export type Holder = Infer<typeof holderShape>;
+
+const acquireShape = {
+  pool: name,
+  timeoutMs,
+  /** Higher is served first; FIFO within one priority. */
+  priority: optional(int({ min: -1000, max: 1000 })),
+  ttlMs: optional(int({ min: 1, max: MAX_TTL_MS })),
+  holder: optional(holder),
+};
+const acquire = obj(acquireShape);
+export type AcquireRequest = Infer<typeof acquireShape>;
+
+const execShape = {
+  ...acquireShape,
+  op: str({ min: 1, max: 128 }),
+  args: optional(any()),
+};
+const exec = obj(execShape);
+export type ExecRequest = Infer<typeof execShape>;
+
+const leaseExecShape = {
+  leaseId: id,
+  op: str({ min: 1, max: 128 }),
+  args: optional(any()),
+  timeoutMs: optional(timeoutMs),
+};
+const leaseExec = obj(leaseExecShape);
+export type LeaseExecRequest = Infer<typeof leaseExecShape>;
+
+const renewShape = { leaseId: id, ttlMs: optional(int({ min: 1, max: MAX_TTL_MS })) };
+const renew = obj(renewShape);
+export type RenewRequest = Infer<typeof renewShape>;
+
+const releaseShape = { leaseId: id, reset: optional(bool()), destroy: optional(bool()) };
+const release = obj(releaseShape);
+export type ReleaseRequest = Infer<typeof releaseShape>;
+
+const scaleShape = { pool: name, op: oneOf(['up', 'down', 'target'] as const), n: int({ min: 0, max: 100_000 }) };
+const scale = obj(scaleShape);
+export type ScaleRequest = Infer<typeof scaleShape>;
+
+const drainShape = { graceMs: optional(int({ min: 0, max: MAX_TIMEOUT_MS })) };
+const drain = obj(drainShape);
+export type DrainRequest = Infer<typeof drainShape>;
+
+const statusShape = { leases: optional(bool()) };
+const status = obj(statusShape);
+export type StatusRequest = Infer<typeof statusShape>;
+
+const strategyShape = {
+  strategy: oneOf(['round_robin', 'least_connections', 'weighted_round_robin', 'performance_based', 'p2c'] as const),
+  performanceWeights: optional(obj({ latency: num({ min: 0 }), throughput: num({ min: 0 }), errorRate: num({ min: 0 }), resource: num({ min: 0 }) })),
+};
+const strategy = obj(strategyShape);
+export type StrategyRequest = Infer<typeof strategyShape>;
+
+const weightShape = { nodeId: id, weight: num({ min: 0, max: 1000 }) };
+const weight = obj(weightShape);
+export type WeightRequest = Infer<typeof weightShape>;
+
+/** Validators by message kind. Each returns the typed message or throws BAD_REQUEST. */
+export const validators = {
+  acquire,
+  exec,
+  leaseExec,
+  renew,
+  release,
+  scale,
+  drain,
+  status,
+  strategy,
+  weight,
+} as const;
+export type MessageKind = keyof typeof validators;
+export type MessageOf<K extends MessageKind> = ReturnType<(typeof validators)[K]>;
+
+/** Check the protocol version of a decoded message. */
+export function checkVersion(m: Record<string, unknown>): void {
+  if (m.v === PROTOCOL_VERSION) return;
+  if (m.v === undefined) throw new ShoalError(ErrorCodes.BAD_REQUEST, `field v: expected protocol version ${PROTOCOL_VERSION}, got missing`, { details: { field: 'v' } });
+  throw new ShoalError(ErrorCodes.VERSION_MISMATCH, `protocol version ${String(m.v)} is not supported (this peer speaks ${PROTOCOL_VERSION})`);
+}
+
+/** Decode, check version and validate in one step: the only way a handler reads a request. */
+export function parse<K extends MessageKind>(kind: K, data: Uint8Array): MessageOf<K> {
+  const m = decode(data);
+  checkVersion(m);
+  return validators[kind](m, '') as MessageOf<K>;
+}
+
+// ---- replies -------------------------------------------------------------
+
+/** A granted lease. `expiresAt` is the node's clock (epoch ms); `ttlMs` is what clients should rely on. */
+export interface Lease {
+  leaseId: string;
+  nodeId: string;
+  pool: string;
+  resourceId: string;
+  expiresAt: number;
+  ttlMs: number;
+  reused: boolean;
+}
+
+export interface OkReply<T = Record<string, unknown>> {
+  v: typeof PROTOCOL_VERSION;
+  ok: true;
+  data: T;
+}
+export interface ErrReply {
+  v: typeof PROTOCOL_VERSION;
+  ok: false;
+  error: WireError;
+}
+export type Reply<T = Record<string, unknown>> = OkReply<T> | ErrReply;
+
+/**
+ * One message of a streamed exec. Events come with `seq` 0,1,2…; the last
+ * message has `done: true` and the operation's `result` (or is an ErrReply).
+ */
+export interface StreamEvent {
+  v: typeof PROTOCOL_VERSION;
+  ok: true;
+  seq: number;
+  event?: unknown;
+  done?: boolean;
+  result?: unknown;
+}
+
+export const ok = <T>(data: T): OkReply<T> => ({ v: PROTOCOL_VERSION, ok: true, data });
+export const fail = (err: unknown): ErrReply => ({ v: PROTOCOL_VERSION, ok: false, error: ShoalError.from(err).toWire() });
+
+/** Read a reply; an error reply becomes a thrown ShoalError. */
+export function readReply<T>(data: Uint8Array): T {
+  const m = decode(data);
+  checkVersion(m);
+  if (m.ok === true) return m.data as T;
+  if (m.ok === false && m.error && typeof m.error === 'object') throw ShoalError.fromWire(m.error as WireError);
+  throw new ShoalError(ErrorCodes.BAD_REQUEST, 'malformed reply: neither ok nor error');
+}
+
+/** Read one message of a streamed exec: an event, the final result, or a thrown error. */
+export function readStream(data: Uint8Array): StreamEvent {
+  const m = decode(data);
+  checkVersion(m);
+  if (m.ok === false && m.error && typeof m.error === 'object') throw ShoalError.fromWire(m.error as WireError);
+  if (m.ok !== true || typeof m.seq !== 'number') throw new ShoalError(ErrorCodes.BAD_REQUEST, 'malformed stream message');
+  return m as unknown as StreamEvent;
+}
+
+// ---- heartbeat -----------------------------------------------------------
+
+/** What a node says about one of its pools every heartbeat. */
+export interface PoolStats {
+  kind: string;
+  total: number;
+  idle: number;
+  active: number;
+  creating: number;
+  waiting: number;
+  min: number;
+  max: number;
+  target: number;
+  maxWaiting: number;
+  weight: number;
+  /** EWMA of acquire latency (ms) as the node sees it. */
+  latencyMs: number;
+  /** EWMA of exec latency (ms). */
+  execLatencyMs: number;
+  /** Share of failed operations over the last window, 0..1. */
+  errorRate: number;
+  /** Acquires per second over the last window. */
+  requestRate: number;
+  reuseRate: number;
+  memoryBytes: number;
+}
+
+export interface Heartbeat {
+  v: typeof PROTOCOL_VERSION;
+  nodeId: string;
+  seq: number;
+  startedAt: number;
+  intervalMs: number;
+  draining: boolean;
+  host: string;
+  pid: number;
+  /** Requests being processed right now (for max_concurrent_requests). */
+  inFlight: number;
+  maxConcurrent: number;
+  /** Process CPU share 0..1 (of one core) over the last interval. */
+  cpu: number;
+  memory: { rss: number; heapUsed: number };
+  pools: Record<string, PoolStats>;
+}
+
+const heartbeatCheck = obj({
+  nodeId: id,
+  seq: int({ min: 0 }),
+  startedAt: num(),
+  intervalMs: int({ min: 1 }),
+  draining: bool(),
+  host: str({ max: 255 }),
+  pid: int({ min: 0 }),
+  inFlight: int({ min: 0 }),
+  maxConcurrent: int({ min: 0 }),
+  cpu: num({ min: 0 }),
+  memory: obj({ rss: num({ min: 0 }), heapUsed: num({ min: 0 }) }),
+  pools: (v, p) => {
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new ShoalError(ErrorCodes.BAD_REQUEST, `field ${p}: expected a map`);
+    return v as Record<string, PoolStats>;
+  },
+});
+
+export function parseHeartbeat(data: Uint8Array): Heartbeat {
+  const m = decode(data);
+  checkVersion(m);
+  heartbeatCheck(m, '');
+  return m as unknown as Heartbeat;
+}
