@@ -1,0 +1,229 @@
+import type { Heartbeat, PoolStats } from '@shoal/protocol';
+import type { Candidate } from './strategies/types.js';
+
+export type NodeState = 'alive' | 'suspect' | 'gone';
+
+export interface MembershipOptions {
+  /** Missed heartbeat intervals (the node's own `intervalMs`) before a node is suspect. Default 3. */
+  suspectAfterIntervals?: number;
+  /** Missed intervals before a node is gone and `sweep` removes it. Default 5. */
+  goneAfterIntervals?: number;
+}
+
+export interface CandidateOptions {
+  /** Extra gate, e.g. `(id) => circuit.available(id, now)`. Use a check that does not claim the half-open probe. */
+  allow?: (nodeId: string) => boolean;
+  /** With a per-node memory budget, rss / budget counts towards `resourceUsage`. */
+  memoryLimitBytes?: number;
+}
+
+/** What `observe` did with a heartbeat. */
+export interface ObserveResult {
+  /** `stale`: older than what we have (reordered, or from a previous incarnation) and ignored. */
+  kind: 'joined' | 'updated' | 'restarted' | 'stale';
+  /** Node ids dropped because this heartbeat comes from the same host+pid: their leases are gone. */
+  replaced: string[];
+}
+
+export interface NodeView {
+  nodeId: string;
+  state: NodeState;
+  /** alive, not draining, not marked unhealthy (circuit state is not known here). */
+  eligible: boolean;
+  draining: boolean;
+  unhealthy: boolean;
+  host: string;
+  pid: number;
+  startedAt: number;
+  seq: number;
+  /** Our clock when its last heartbeat arrived. */
+  lastSeenAt: number;
+  silentMs: number;
+  inFlight: number;
+  /** Operator override, if any. */
+  weight: number | undefined;
+  pools: string[];
+  heartbeat: Readonly<Heartbeat>;
+}
+
+interface NodeRecord {
+  hb: Heartbeat;
+  lastSeenAt: number;
+  inFlight: number;
+}
+
+/**
+ * The balancer's view of the pool nodes, built from heartbeats only. Pure:
+ * `now` is the caller's clock at the moment of the call, and silence is
+ * measured on that clock (never the node's timestamps), so clock skew between
+ * machines cannot make a node look dead or alive.
+ */
+export class Membership {
+  readonly suspectAfterIntervals: number;
+  readonly goneAfterIntervals: number;
+  private readonly nodesById = new Map<string, NodeRecord>();
+  // Kept apart from node records: an operator weight may be loaded before the node's first heartbeat.
+  private readonly weights = new Map<string, number>();
+  private readonly unhealthy = new Set<string>();
+
+  constructor(opts: MembershipOptions = {}) {
+    this.suspectAfterIntervals = opts.suspectAfterIntervals ?? 3;
+    this.goneAfterIntervals = opts.goneAfterIntervals ?? 5;
+    if (!(this.suspectAfterIntervals > 0) || !(this.goneAfterIntervals >= this.suspectAfterIntervals)) {
+      throw new RangeError('membership needs 0 < suspectAfterIntervals <= goneAfterIntervals');
+    }
+  }
+
+  observe(hb: Heartbeat, now: number): ObserveResult {
+    const known = this.nodesById.get(hb.nodeId);
+    if (known !== undefined) {
+      const prev = known.hb;
+      if (hb.startedAt < prev.startedAt || (hb.startedAt === prev.startedAt && hb.seq <= prev.seq)) {
+        return { kind: 'stale', replaced: [] };
+      }
+      known.hb = hb;
+      known.lastSeenAt = now;
+      // A newer start under the same id is a restart: placements sent to the old
+      // process will never be answered by it, so stop counting them. inFlight is
+      // otherwise left alone: the heartbeat may not reflect them yet, and the
+      // replies settle them.
+      if (hb.startedAt > prev.startedAt) {
+        known.inFlight = 0;
+        return { kind: 'restarted', replaced: [] };
+      }
+      return { kind: 'updated', replaced: [] };
+    }
+
+    // A new id from the host+pid of a known node is that process restarted
+    // under a new identity: the old entry would otherwise linger as a ghost
+    // until it went silent long enough to be swept.
+    const replaced: string[] = [];
+    for (const [id, rec] of this.nodesById) {
+      if (rec.hb.host !== hb.host || rec.hb.pid !== hb.pid) continue;
+      // Heartbeat of the older process arriving late: ignore rather than let two
+      // ids for one process keep replacing each other.
+      if (hb.startedAt < rec.hb.startedAt) return { kind: 'stale', replaced: [] };
+      replaced.push(id);
+    }
+    for (const id of replaced) this.remove(id);
+    this.nodesById.set(hb.nodeId, { hb, lastSeenAt: now, inFlight: 0 });
+    return { kind: 'joined', replaced };
+  }
+
+  state(nodeId: string, now: number): NodeState | undefined {
+    const rec = this.nodesById.get(nodeId);
+    return rec && this.stateOf(rec, now);
+  }
+
+  /** Nodes eligible for `pool` right now, as strategies see them. */
+  candidates(pool: string, now: number, opts: CandidateOptions = {}): Candidate[] {
+    const out: Candidate[] = [];
+    for (const [id, rec] of this.nodesById) {
+      const stats = rec.hb.pools[pool];
+      if (stats === undefined || !this.eligible(id, rec, now)) continue;
+      if (opts.allow && !opts.allow(id)) continue;
+      out.push(this.toCandidate(id, rec, stats, opts));
+    }
+    return out;
+  }
+
+  /** Every known node, for status displays; gone nodes stay listed until swept. */
+  nodes(now: number): NodeView[] {
+    return [...this.nodesById].map(([id, rec]) => ({
+      nodeId: id,
+      state: this.stateOf(rec, now),
+      eligible: this.eligible(id, rec, now),
+      draining: rec.hb.draining,
+      unhealthy: this.unhealthy.has(id),
+      host: rec.hb.host,
+      pid: rec.hb.pid,
+      startedAt: rec.hb.startedAt,
+      seq: rec.hb.seq,
+      lastSeenAt: rec.lastSeenAt,
+      silentMs: Math.max(0, now - rec.lastSeenAt),
+      inFlight: rec.inFlight,
+      weight: this.weights.get(id),
+      pools: Object.keys(rec.hb.pools),
+      heartbeat: rec.hb,
+    }));
+  }
+
+  /** Removes gone nodes and returns their ids (their leases should be announced lost). */
+  sweep(now: number): string[] {
+    const gone: string[] = [];
+    for (const [id, rec] of this.nodesById) if (this.stateOf(rec, now) === 'gone') gone.push(id);
+    for (const id of gone) this.remove(id);
+    return gone;
+  }
+
+  /** A placement was sent to the node. */
+  placed(nodeId: string): void {
+    const rec = this.nodesById.get(nodeId);
+    if (rec) rec.inFlight++;
+  }
+
+  /** Its reply (or timeout) arrived. */
+  settled(nodeId: string): void {
+    const rec = this.nodesById.get(nodeId);
+    if (rec && rec.inFlight > 0) rec.inFlight--;
+  }
+
+  /** Operator weight for every pool of the node; `undefined` returns to the heartbeat's pool weight. */
+  setWeight(nodeId: string, weight: number | undefined): void {
+    if (weight === undefined) this.weights.delete(nodeId);
+    else if (Number.isFinite(weight) && weight >= 0) this.weights.set(nodeId, weight);
+    else throw new RangeError(`weight must be a finite number >= 0, got ${String(weight)}`);
+  }
+
+  /** Verdict from the health checker. */
+  markUnhealthy(nodeId: string, unhealthy: boolean): void {
+    if (unhealthy) this.unhealthy.add(nodeId);
+    else this.unhealthy.delete(nodeId);
+  }
+
+  private remove(nodeId: string): void {
+    this.nodesById.delete(nodeId);
+    // A health verdict was about that process; if the id ever comes back, the
+    // checker judges it afresh. Operator weights are config and stay.
+    this.unhealthy.delete(nodeId);
+  }
+
+  private stateOf(rec: NodeRecord, now: number): NodeState {
+    const missed = (now - rec.lastSeenAt) / rec.hb.intervalMs;
+    if (missed >= this.goneAfterIntervals) return 'gone';
+    if (missed >= this.suspectAfterIntervals) return 'suspect';
+    return 'alive';
+  }
+
+  private eligible(id: string, rec: NodeRecord, now: number): boolean {
+    return this.stateOf(rec, now) === 'alive' && !rec.hb.draining && !this.unhealthy.has(id);
+  }
+
+  private toCandidate(id: string, rec: NodeRecord, s: PoolStats, opts: CandidateOptions): Candidate {
+    const hb = rec.hb;
+    // Pool stats inside a heartbeat are not validated field by field, so a
+    // missing number must not turn into NaN and poison every comparison.
+    const cpu = count(hb.cpu);
+    const mem = opts.memoryLimitBytes && opts.memoryLimitBytes > 0 ? count(hb.memory.rss) / opts.memoryLimitBytes : 0;
+    const requests = hb.maxConcurrent > 0 ? count(hb.inFlight) / hb.maxConcurrent : 0;
+    return {
+      nodeId: id,
+      weight: this.weights.get(id) ?? (Number.isFinite(s.weight) ? Math.max(0, s.weight) : 1),
+      idle: count(s.idle),
+      total: count(s.total),
+      max: count(s.max),
+      active: count(s.active),
+      waiting: count(s.waiting),
+      creating: count(s.creating),
+      inFlight: rec.inFlight,
+      latencyMs: count(s.latencyMs),
+      requestRate: count(s.requestRate),
+      errorRate: Math.min(1, count(s.errorRate)),
+      resourceUsage: Math.min(1, Math.max(cpu, mem, requests)),
+    };
+  }
+}
+
+function count(x: number | undefined): number {
+  return typeof x === 'number' && Number.isFinite(x) && x > 0 ? x : 0;
+}

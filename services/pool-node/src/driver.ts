@@ -1,0 +1,42 @@
+import type { Clock } from './clock.js';
+
+/**
+ * What a pool needs from a kind of resource. Every method may be slow and may
+ * fail; the pool owns timeouts, retries and bookkeeping, the driver only talks
+ * to the resource.
+ */
+export interface Driver<R = unknown> {
+  readonly kind: string;
+  /** Make one resource ready to lease (spawn a process, open a connection). Honour `signal`. */
+  create(ctx: { resourceId: string; signal: AbortSignal }): Promise<R>;
+  /** Is it still usable? Called on return (unless validated recently) and by the cleanup. */
+  validate(r: R): Promise<boolean>;
+  /** Clear per-holder state (a conversation's context) before the next holder. */
+  reset(r: R): Promise<void>;
+  /**
+   * Run one operation. Streamed output goes through `emit` in order; the
+   * returned value is the final result. Must stop promptly when `signal` aborts.
+   */
+  exec(r: R, op: string, args: unknown, ctx: ExecContext): Promise<unknown>;
+  /** Free it for good. Must not throw for an already-dead resource. */
+  destroy(r: R): Promise<void>;
+  /** Current footprint, for resource limits and metrics. */
+  usage(r: R): { memoryBytes: number };
+  /** Operations a client may run one-shot (acquire+exec+release inside the node). */
+  readonly oneShotOps?: ReadonlySet<string>;
+}
+
+export interface ExecContext {
+  emit(event: unknown): void;
+  signal: AbortSignal;
+}
+
+export interface DriverContext {
+  clock: Clock;
+  random: () => number;
+  /** Driver options from the pool's config, as written. */
+  options: Record<string, unknown>;
+  poolName: string;
+}
+
+export type DriverFactory = (ctx: DriverContext) => Driver;

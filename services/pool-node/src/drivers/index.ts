@@ -1,0 +1,13 @@
+import type { DriverFactory } from '../driver.js';
+import { syntheticDriver } from './synthetic.js';
+
+/** Driver kinds by the name a pool's `driver:` key uses. */
+export const drivers: Record<string, DriverFactory> = {
+  synthetic: syntheticDriver as DriverFactory,
+};
+
+export function driverFor(kind: string): DriverFactory {
+  const f = drivers[kind];
+  if (!f) throw new Error(`driver ${kind} is not available in this build (available: ${Object.keys(drivers).join(', ')})`);
+  return f;
+}

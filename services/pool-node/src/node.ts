@@ -1,0 +1,301 @@
+import { hostname } from 'node:os';
+import {
+  encode, ErrorCodes, newNodeId, parse, PROTOCOL_VERSION, ShoalError, subjects,
+  type Heartbeat, type Lease, type PoolStats, type Subjects,
+} from '@shoal/protocol';
+import { Actor, type Logger, type Msg, type NatsConnection } from '@shoal/runtime';
+import { systemClock, type Clock } from './clock.js';
+import type { DriverFactory } from './driver.js';
+import { NodeMetrics } from './metrics.js';
+import { Pool, type PoolSettings } from './pool.js';
+
+export interface NodePoolSettings extends PoolSettings {
+  driver: string;
+  options: Record<string, unknown>;
+  resourceLimits: PoolSettings['resourceLimits'] & { maxConcurrentRequests: number; maxPayloadBytes: number };
+}
+
+export interface NodeSettings {
+  nodeId?: string;
+  prefix: string;
+  heartbeatIntervalMs: number;
+  drainGraceMs: number;
+  maxConcurrentRequests: number;
+  pools: Record<string, NodePoolSettings>;
+}
+
+/**
+ * The pool-node actor: owns its pools and answers on `shoal.node.<id>.>`.
+ * Request handling is the only thing here; every resource decision is the
+ * pool's. Guards run in this order on every request: payload size, node
+ * in-flight cap, decode+validate, pool lookup, pool in-flight cap.
+ */
+export class PoolNode extends Actor {
+  readonly nodeId: string;
+  readonly pools = new Map<string, Pool>();
+  readonly metrics: NodeMetrics;
+  private readonly s: Subjects;
+  private readonly startedAt = Date.now();
+  private readonly inFlightByPool = new Map<string, number>();
+  private inFlight = 0;
+  private hbSeq = 0;
+  private hbTimer: NodeJS.Timeout | undefined;
+  private cpuPrev = process.cpuUsage();
+  private cpuPrevAt = Date.now();
+  private cpuShare = 0;
+  private drainPromise: Promise<{ revoked: number }> | undefined;
+  /** Largest payload any pool accepts; checked before decoding anything. */
+  private readonly maxPayload: number;
+
+  constructor(
+    nc: NatsConnection,
+    log: Logger,
+    private readonly cfg: NodeSettings,
+    driverFor: (kind: string) => DriverFactory,
+    private readonly clock: Clock = systemClock,
+  ) {
+    const nodeId = cfg.nodeId ?? newNodeId();
+    super(nc, log.child({ node: nodeId }));
+    this.nodeId = nodeId;
+    this.s = subjects(cfg.prefix);
+    this.metrics = new NodeMetrics(nodeId, () => this.pools.values(), () => this.inFlight);
+    for (const [name, pc] of Object.entries(cfg.pools)) {
+      const driver = driverFor(pc.driver)({ clock, random: Math.random, options: pc.options, poolName: name });
+      this.pools.set(name, new Pool(pc, driver, clock, Math.random, this.metrics.observer(name, driver.kind, this.log)));
+      this.inFlightByPool.set(name, 0);
+    }
+    this.maxPayload = Math.max(...Object.values(cfg.pools).map((p) => p.resourceLimits.maxPayloadBytes), 1024);
+  }
+
+  get draining(): boolean {
+    return this.drainPromise !== undefined;
+  }
+
+  /** Subscribe, warm the pools up, flush, then announce the node with a first heartbeat. */
+  async start(): Promise<void> {
+    const s = this.s;
+    const id = this.nodeId;
+    this.listen(s.nodeAcquire(id), (m) => this.request(m, () => this.onAcquire(m)));
+    this.listen(s.nodeExec(id), (m) => this.request(m, () => this.onExec(m)));
+    this.listen(s.leaseExec(id), (m) => this.request(m, () => this.onLeaseExec(m)));
+    this.listen(s.leaseRenew(id), (m) => this.request(m, () => this.onRenew(m)));
+    this.listen(s.leaseRelease(id), (m) => this.request(m, () => this.onRelease(m)));
+    this.listen(s.nodeScale(id), (m) => this.request(m, () => this.onScale(m)));
+    this.listen(s.nodeDrain(id), (m) => this.onDrain(m));
+    this.listen(s.nodeStatus(id), (m) => this.reply(m, this.status(parse('status', m.data).leases ?? false)));
+    await Promise.all([...this.pools.values()].map((p) => p.start()));
+    await this.flushed();
+    this.heartbeat();
+    this.hbTimer = setInterval(() => this.heartbeat(), this.cfg.heartbeatIntervalMs);
+    this.log.info('pool-node ready', { pools: [...this.pools.keys()], subjects: s.nodeAll(id) });
+  }
+
+  /**
+   * Admission for every request: size, node cap, then the handler. Lease
+   * operations are never refused for load: refusing a release would leak.
+   */
+  private async request(m: Msg, handler: () => Promise<void> | void): Promise<void> {
+    const subject = m.subject;
+    const isLeaseOp = subject.includes('.lease.release') || subject.includes('.lease.renew');
+    if (m.data.length > this.maxPayload) {
+      return this.fail(m, new ShoalError(ErrorCodes.BAD_REQUEST, `payload of ${m.data.length} bytes exceeds the limit of ${this.maxPayload} bytes`, { details: { reason: 'payload_too_large', size: m.data.length, limit: this.maxPayload } }));
+    }
+    if (!isLeaseOp && this.inFlight >= this.cfg.maxConcurrentRequests) {
+      return this.fail(m, new ShoalError(ErrorCodes.POOL_BUSY, `node ${this.nodeId} has ${this.inFlight} requests in flight (max_concurrent_requests=${this.cfg.maxConcurrentRequests})`));
+    }
+    this.inFlight++;
+    try {
+      await handler();
+    } catch (err) {
+      this.fail(m, err);
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  private fail(m: Msg, err: unknown): void {
+    const e = ShoalError.from(err);
+    this.metrics.errors.inc({ node: this.nodeId, code: e.code });
+    if (e.code === ErrorCodes.INTERNAL) this.log.error('internal error', { subject: m.subject, err: e.message });
+    this.replyError(m, e);
+  }
+
+  private pool(name: string): Pool {
+    const p = this.pools.get(name);
+    if (!p) throw new ShoalError(ErrorCodes.POOL_NOT_FOUND, `node ${this.nodeId} has no pool ${name} (has: ${[...this.pools.keys()].join(', ')})`);
+    return p;
+  }
+
+  /** Per-pool `max_concurrent_requests`, held for the whole request. */
+  private async withPoolSlot<T>(pool: Pool, fn: () => Promise<T>): Promise<T> {
+    const limit = this.cfg.pools[pool.name]!.resourceLimits.maxConcurrentRequests;
+    const n = this.inFlightByPool.get(pool.name)!;
+    if (limit > 0 && n >= limit) throw new ShoalError(ErrorCodes.POOL_BUSY, `pool ${pool.name} has ${n} requests in flight (max_concurrent_requests=${limit})`, { pool: pool.numbers() });
+    this.inFlightByPool.set(pool.name, n + 1);
+    try {
+      return await fn();
+    } finally {
+      this.inFlightByPool.set(pool.name, this.inFlightByPool.get(pool.name)! - 1);
+    }
+  }
+
+  private checkDraining(): void {
+    if (this.draining) throw new ShoalError(ErrorCodes.NODE_DRAINING, `node ${this.nodeId} is draining`);
+  }
+
+  private async onAcquire(m: Msg): Promise<void> {
+    const req = parse('acquire', m.data);
+    this.checkDraining();
+    const pool = this.pool(req.pool);
+    const lease = await this.withPoolSlot(pool, () => pool.acquire(req));
+    if (lease.reused) this.metrics.reused(pool.name, pool.kind);
+    lease.nodeId = this.nodeId;
+    this.reply(m, lease satisfies Lease);
+  }
+
+  /** One-shot: acquire, exec, release, all inside the node; events stream back on the reply subject. */
+  private async onExec(m: Msg): Promise<void> {
+    const req = parse('exec', m.data);
+    this.checkDraining();
+    const pool = this.pool(req.pool);
+    await this.withPoolSlot(pool, async () => {
+      const deadline = Date.now() + req.timeoutMs;
+      const lease = await pool.acquire(req);
+      if (lease.reused) this.metrics.reused(pool.name, pool.kind);
+      let failed = true;
+      try {
+        await this.stream(m, () => pool.exec(lease.leaseId, req.op, req.args, this.emitter(m), Math.max(1, deadline - Date.now())));
+        failed = false;
+      } finally {
+        // A failed one-shot may have left the resource mid-operation: reset it before reuse.
+        pool.release(lease.leaseId, { reset: failed });
+      }
+    });
+  }
+
+  private async onLeaseExec(m: Msg): Promise<void> {
+    const req = parse('leaseExec', m.data);
+    const pool = this.poolOfLease(req.leaseId);
+    await this.stream(m, () => pool.exec(req.leaseId, req.op, req.args, this.emitter(m), req.timeoutMs));
+  }
+
+  private emitter(m: Msg): (e: unknown) => void {
+    let seq = 0;
+    const reply = m.reply;
+    return (event) => { if (reply) this.nc.publish(reply, encode({ v: PROTOCOL_VERSION, ok: true, seq: seq++, event })); };
+  }
+
+  /** Run an exec and send its final message; events went out as they came. */
+  private async stream(m: Msg, run: () => Promise<unknown>): Promise<void> {
+    const result = await run();
+    if (m.reply) this.nc.publish(m.reply, encode({ v: PROTOCOL_VERSION, ok: true, seq: -1, done: true, result }));
+  }
+
+  private onRenew(m: Msg): void {
+    const req = parse('renew', m.data);
+    this.reply(m, this.poolOfLease(req.leaseId).renew(req.leaseId, req.ttlMs));
+  }
+
+  private onRelease(m: Msg): void {
+    const req = parse('release', m.data);
+    this.poolOfLease(req.leaseId).release(req.leaseId, req);
+    this.reply(m, { released: req.leaseId });
+  }
+
+  private poolOfLease(leaseId: string): Pool {
+    for (const p of this.pools.values()) if (p.hasLease(leaseId)) return p;
+    throw new ShoalError(ErrorCodes.LEASE_NOT_FOUND, `lease ${leaseId} is not held on node ${this.nodeId}`);
+  }
+
+  private onScale(m: Msg): void {
+    const req = parse('scale', m.data);
+    this.checkDraining();
+    const pool = this.pool(req.pool);
+    const r = pool.scale(req.op, req.n);
+    this.log.info('scaled', { pool: pool.name, op: req.op, n: req.n, ...r });
+    this.reply(m, { pool: pool.name, ...r, min: pool.limits.min, max: pool.limits.max });
+  }
+
+  private onDrain(m: Msg): void {
+    const req = parse('drain', m.data);
+    const already = this.draining;
+    void this.drain(req.graceMs ?? this.cfg.drainGraceMs);
+    this.reply(m, { nodeId: this.nodeId, draining: true, already });
+  }
+
+  /**
+   * Refuse new work, let leases finish until the grace period, then destroy
+   * everything. Heartbeats keep going (with draining=true) so balancers stop
+   * placing here at once. Idempotent.
+   */
+  drain(graceMs: number): Promise<{ revoked: number }> {
+    if (!this.drainPromise) {
+      this.log.info('draining', { graceMs });
+      this.heartbeat();
+      this.drainPromise = Promise.all([...this.pools.values()].map((p) => p.drain(graceMs))).then((rs) => {
+        const revoked = rs.reduce((a, r) => a + r.revoked, 0);
+        this.log.info('drained', { revoked });
+        return { revoked };
+      });
+    }
+    return this.drainPromise;
+  }
+
+  /** Stop heartbeats and subscriptions; the caller closes the connection. */
+  async stop(): Promise<void> {
+    clearInterval(this.hbTimer);
+    await this.unlisten();
+    for (const p of this.pools.values()) await p.close();
+  }
+
+  heartbeat(): void {
+    const now = Date.now();
+    const cpu = process.cpuUsage();
+    const dt = (now - this.cpuPrevAt) * 1000;
+    if (dt > 0) this.cpuShare = (cpu.user - this.cpuPrev.user + cpu.system - this.cpuPrev.system) / dt;
+    this.cpuPrev = cpu;
+    this.cpuPrevAt = now;
+    const mem = process.memoryUsage();
+    const hb: Heartbeat = {
+      v: PROTOCOL_VERSION,
+      nodeId: this.nodeId,
+      seq: this.hbSeq++,
+      startedAt: this.startedAt,
+      intervalMs: this.cfg.heartbeatIntervalMs,
+      draining: this.draining,
+      host: hostname(),
+      pid: process.pid,
+      inFlight: this.inFlight,
+      maxConcurrent: this.cfg.maxConcurrentRequests,
+      cpu: this.cpuShare,
+      memory: { rss: mem.rss, heapUsed: mem.heapUsed },
+      pools: Object.fromEntries([...this.pools.values()].map((p) => [p.name, this.poolStats(p)])),
+    };
+    try {
+      this.nc.publish(this.s.heartbeat(this.nodeId), encode(hb));
+    } catch (err) {
+      this.log.debug('heartbeat not sent', { err: (err as Error).message });
+    }
+  }
+
+  private poolStats(p: Pool): PoolStats {
+    const n = p.numbers();
+    const l = p.limits;
+    return {
+      kind: p.kind, total: n.total, idle: n.idle, active: n.active, creating: n.creating ?? 0, waiting: n.waiting,
+      min: l.min, max: l.max, target: p.targetSize, maxWaiting: l.maxWaiting, weight: l.weight,
+      latencyMs: p.meter.acquireLatency.value, execLatencyMs: p.meter.execLatency.value,
+      errorRate: p.meter.errorRate, requestRate: p.meter.requestRate, reuseRate: p.meter.reuseRate,
+      memoryBytes: p.memoryBytes(),
+    };
+  }
+
+  /** Node status for `shoal status` and the HTTP status endpoints. */
+  status(withResources: boolean): Record<string, unknown> {
+    const pools: Record<string, unknown> = {};
+    for (const p of this.pools.values()) {
+      pools[p.name] = { ...this.poolStats(p), ...(withResources ? p.snapshot() : {}) };
+    }
+    return { nodeId: this.nodeId, host: hostname(), pid: process.pid, startedAt: this.startedAt, draining: this.draining, inFlight: this.inFlight, pools };
+  }
+}

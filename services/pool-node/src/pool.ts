@@ -1,0 +1,674 @@
+import { describePool, ErrorCodes, newId, ShoalError, type Holder, type Lease, type PoolNumbers } from '@shoal/protocol';
+import type { Clock, Timer } from './clock.js';
+import type { Driver } from './driver.js';
+import { PoolMeter } from './stats.js';
+
+/**
+ * One pool's whole state machine: its resources, leases and wait queue.
+ *
+ *   Creating → Ready(idle) → Active(leased) → Returning(reset, validate) → Ready
+ *                                        ↘ expired / failed / over limits → Destroying → gone
+ *
+ * Everything here runs on one event loop and is changed only through the
+ * public methods (called by the node's message handlers) and the pool's own
+ * timers. Every pending acquire has a deadline timer; every lease has a TTL
+ * timer; every create has a timeout. Nothing here knows about NATS.
+ */
+
+/** The subset of @shoal/config's PoolConfig the pool reads. */
+export interface PoolSettings {
+  name: string;
+  minSize: number;
+  maxSize: number;
+  initialSize: number;
+  maxWaitingClients: number;
+  acquireTimeoutMs: number;
+  leaseTtlMs: number;
+  weight: number;
+  sessionManagement: {
+    enableReuse: boolean;
+    idleTimeoutMs: number;
+    maxLifetimeMs: number;
+    lifetimeJitter: number;
+    maxReuseCount: number;
+    contextReset: boolean;
+    cleanupIntervalMs: number;
+    validateOnReturn: boolean;
+    validateSkipWindowMs: number;
+  };
+  create: { timeoutMs: number; retryBaseMs: number; retryMaxMs: number };
+  resourceLimits: { maxMemoryPerSessionBytes: number; maxTotalMemoryBytes: number };
+}
+
+type State = 'creating' | 'ready' | 'active' | 'returning' | 'destroying';
+
+interface Resource<R> {
+  id: string;
+  handle: R | undefined;
+  state: State;
+  createdAt: number;
+  /** Max lifetime with jitter applied, so a pool warmed at once does not expire at once. */
+  expiresAt: number;
+  /** When it last became idle. */
+  idleSince: number;
+  lastValidatedAt: number;
+  useCount: number;
+}
+
+interface LeaseRec {
+  id: string;
+  resource: Resource<unknown>;
+  holder: Holder | undefined;
+  grantedAt: number;
+  expiresAt: number;
+  ttlMs: number;
+  reused: boolean;
+  timer: Timer | undefined;
+  /** Execs running on this lease, aborted if the lease ends under them. */
+  execs: Set<AbortController>;
+}
+
+interface Waiter {
+  id: string;
+  priority: number;
+  enqueuedAt: number;
+  deadline: number;
+  ttlMs: number;
+  holder: Holder | undefined;
+  timer: Timer | undefined;
+  resolve: (lease: Lease) => void;
+  reject: (err: ShoalError) => void;
+}
+
+export interface AcquireOptions {
+  timeoutMs?: number;
+  priority?: number;
+  ttlMs?: number;
+  holder?: Holder;
+}
+
+export interface ReleaseOptions {
+  reset?: boolean;
+  destroy?: boolean;
+}
+
+/** Observations for metrics and logs; the pool itself knows no Prometheus. */
+export interface PoolObserver {
+  op(operation: string, result: string, ms?: number): void;
+  leaseExpired(info: { leaseId: string; resourceId: string; holder: Holder | undefined; heldMs: number }): void;
+  log(level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void;
+}
+
+const noopObserver: PoolObserver = { op() {}, leaseExpired() {}, log() {} };
+
+/** How many ended lease ids are remembered to tell LEASE_EXPIRED from LEASE_NOT_FOUND. */
+const ENDED_MEMORY = 4096;
+
+export class Pool<R = unknown> {
+  readonly name: string;
+  readonly meter: PoolMeter;
+  private readonly resources = new Map<string, Resource<R>>();
+  /** Idle resources, most recently returned last: taken LIFO so hot ones stay hot and cold ones age out. */
+  private readonly idle: Resource<R>[] = [];
+  private readonly leases = new Map<string, LeaseRec>();
+  /** Wait queue: buckets by priority, highest first, FIFO inside a bucket. */
+  private readonly queue: { priority: number; waiters: Waiter[] }[] = [];
+  private waitingCount = 0;
+  private creating = 0;
+  private target: number;
+  /** Leased resources to destroy on return because a scale-down could not take enough idle ones. */
+  private toShed = 0;
+  private createFailures = 0;
+  private lastCreateError: ShoalError | undefined;
+  private retryTimer: Timer | undefined;
+  private retryAt = 0;
+  private cleanupTimer: Timer | undefined;
+  private readonly ended = new Map<string, 'expired' | 'released' | 'revoked'>();
+  private closed = false;
+  private draining = false;
+
+  constructor(
+    private readonly cfg: PoolSettings,
+    private readonly driver: Driver<R>,
+    private readonly clock: Clock,
+    private readonly random: () => number = Math.random,
+    private readonly observer: PoolObserver = noopObserver,
+  ) {
+    this.name = cfg.name;
+    this.target = clamp(cfg.initialSize, cfg.minSize, cfg.maxSize);
+    this.meter = new PoolMeter(clock);
+  }
+
+  get kind(): string {
+    return this.driver.kind;
+  }
+
+  // ---- lifecycle ---------------------------------------------------------
+
+  /** Warm up to the initial size in parallel and start the cleanup cycle. Resolves when warm-up settles. */
+  async start(): Promise<void> {
+    this.scheduleCleanup();
+    const n = this.target - this.resources.size;
+    const batch: Promise<unknown>[] = [];
+    for (let i = 0; i < n; i++) batch.push(this.createOne('warmup'));
+    await Promise.allSettled(batch);
+  }
+
+  /**
+   * Stop taking acquires, let leases finish until `graceMs`, then revoke what
+   * is left and destroy everything. Resolves when no resource is left.
+   */
+  async drain(graceMs: number): Promise<{ revoked: number }> {
+    this.draining = true;
+    this.rejectAllWaiters(() => new ShoalError(ErrorCodes.NODE_DRAINING, `pool ${this.name} is draining`));
+    const deadline = this.clock.now() + graceMs;
+    while (this.leases.size > 0 && this.clock.now() < deadline) {
+      await new Promise<void>((r) => this.clock.setTimeout(r, Math.min(50, deadline - this.clock.now())));
+    }
+    let revoked = 0;
+    for (const lease of [...this.leases.values()]) {
+      revoked++;
+      this.endLease(lease, 'revoked');
+      this.destroy(lease.resource as Resource<R>, 'drain');
+    }
+    await this.close();
+    return { revoked };
+  }
+
+  /** Destroy every resource now and cancel every timer. */
+  async close(): Promise<void> {
+    this.draining = true;
+    this.closed = true;
+    this.clock.clearTimeout(this.cleanupTimer);
+    this.clock.clearTimeout(this.retryTimer);
+    this.rejectAllWaiters(() => new ShoalError(ErrorCodes.NODE_DRAINING, `pool ${this.name} is closed`));
+    for (const lease of [...this.leases.values()]) this.endLease(lease, 'revoked');
+    const pending: Promise<void>[] = [];
+    for (const r of [...this.resources.values()]) if (r.state !== 'creating' && r.state !== 'destroying') pending.push(this.destroy(r, 'close'));
+    await Promise.allSettled(pending);
+    // Creates still in flight destroy their result when they land (closed is set).
+    while (this.creating > 0 || [...this.resources.values()].some((r) => r.state === 'destroying')) {
+      await new Promise<void>((r) => setTimeout(r, 5));
+    }
+  }
+
+  // ---- acquire -----------------------------------------------------------
+
+  acquire(opts: AcquireOptions = {}): Promise<Lease> {
+    const started = this.clock.now();
+    this.meter.request();
+    if (this.draining) return Promise.reject(this.refused(ErrorCodes.NODE_DRAINING, `pool ${this.name} is draining`));
+    const ttlMs = opts.ttlMs ?? this.cfg.leaseTtlMs;
+    const r = this.takeIdle();
+    if (r) {
+      const lease = this.grant(r, ttlMs, opts.holder);
+      this.meter.acquired(this.clock.now() - started, lease.reused);
+      this.observer.op('acquire', 'success', this.clock.now() - started);
+      return Promise.resolve(lease);
+    }
+    if (this.waitingCount >= this.cfg.maxWaitingClients) {
+      return Promise.reject(this.refused(ErrorCodes.POOL_EXHAUSTED, `${describePool(this.name, this.numbers())}: wait queue full (max_waiting_clients=${this.cfg.maxWaitingClients})`));
+    }
+    const timeoutMs = opts.timeoutMs ?? this.cfg.acquireTimeoutMs;
+    return new Promise<Lease>((resolve, reject) => {
+      const w: Waiter = {
+        id: newId(),
+        priority: opts.priority ?? 0,
+        enqueuedAt: started,
+        deadline: started + timeoutMs,
+        ttlMs,
+        holder: opts.holder,
+        timer: undefined,
+        resolve: (lease) => {
+          this.meter.acquired(this.clock.now() - started, lease.reused);
+          this.observer.op('acquire', 'success', this.clock.now() - started);
+          resolve(lease);
+        },
+        reject,
+      };
+      w.timer = this.clock.setTimeout(() => this.timeOut(w), timeoutMs);
+      this.enqueue(w);
+      this.replenish();
+    });
+  }
+
+  private timeOut(w: Waiter): void {
+    // The numbers as the waiter saw them, itself included (as HikariCP reports them).
+    const n = this.numbers();
+    if (!this.dequeue(w)) return;
+    const cause = this.lastCreateError && this.createFailures > 0 ? `; last create error: ${this.lastCreateError.message}` : '';
+    w.reject(this.refused(ErrorCodes.POOL_TIMEOUT, `${describePool(this.name, n)}: no resource within ${w.deadline - w.enqueuedAt} ms${cause}`, 'timeout', n));
+  }
+
+  private refused(code: (typeof ErrorCodes)[keyof typeof ErrorCodes], message: string, result: string = code.toLowerCase(), n = this.numbers()): ShoalError {
+    this.meter.failed();
+    this.observer.op('acquire', result);
+    return new ShoalError(code, message, { pool: n });
+  }
+
+  private enqueue(w: Waiter): void {
+    let i = 0;
+    while (i < this.queue.length && this.queue[i]!.priority > w.priority) i++;
+    if (this.queue[i]?.priority !== w.priority) this.queue.splice(i, 0, { priority: w.priority, waiters: [] });
+    this.queue[i]!.waiters.push(w);
+    this.waitingCount++;
+  }
+
+  /** Remove a waiter wherever it is; false if it already left the queue. */
+  private dequeue(w: Waiter): boolean {
+    const bucket = this.queue.find((b) => b.priority === w.priority);
+    const at = bucket ? bucket.waiters.indexOf(w) : -1;
+    if (!bucket || at < 0) return false;
+    bucket.waiters.splice(at, 1);
+    this.waitingCount--;
+    this.clock.clearTimeout(w.timer);
+    if (bucket.waiters.length === 0) this.queue.splice(this.queue.indexOf(bucket), 1);
+    return true;
+  }
+
+  private nextWaiter(): Waiter | undefined {
+    const w = this.queue[0]?.waiters[0];
+    if (w) this.dequeue(w);
+    return w;
+  }
+
+  private rejectAllWaiters(mkErr: () => ShoalError): void {
+    for (let w = this.nextWaiter(); w; w = this.nextWaiter()) w.reject(mkErr());
+  }
+
+  private takeIdle(): Resource<R> | undefined {
+    const now = this.clock.now();
+    for (let r = this.idle.pop(); r; r = this.idle.pop()) {
+      // An idle resource past its lifetime is not handed out; the cleanup would have taken it soon anyway.
+      if (now >= r.expiresAt) { this.destroy(r, 'lifetime'); continue; }
+      return r;
+    }
+    return undefined;
+  }
+
+  private grant(r: Resource<R>, ttlMs: number, holder: Holder | undefined): Lease {
+    const now = this.clock.now();
+    r.state = 'active';
+    const reused = r.useCount > 0;
+    r.useCount++;
+    const rec: LeaseRec = { id: newId(), resource: r as Resource<unknown>, holder, grantedAt: now, expiresAt: now + ttlMs, ttlMs, reused, timer: undefined, execs: new Set() };
+    rec.timer = this.clock.setTimeout(() => this.expire(rec), ttlMs);
+    this.leases.set(rec.id, rec);
+    return this.leaseView(rec);
+  }
+
+  private leaseView(rec: LeaseRec): Lease {
+    return { leaseId: rec.id, nodeId: '', pool: this.name, resourceId: rec.resource.id, expiresAt: rec.expiresAt, ttlMs: rec.ttlMs, reused: rec.reused };
+  }
+
+  /** Hand a ready resource to the longest-waiting highest-priority waiter, or park it idle. */
+  private dispatch(r: Resource<R>): void {
+    if (this.closed) { this.destroy(r, 'close'); return; }
+    const w = this.nextWaiter();
+    if (w) { w.resolve(this.grant(r, w.ttlMs, w.holder)); return; }
+    if (this.toShed > 0) { this.toShed--; this.destroy(r, 'scale_down'); return; }
+    r.state = 'ready';
+    r.idleSince = this.clock.now();
+    this.idle.push(r);
+  }
+
+  // ---- leases ------------------------------------------------------------
+
+  private lease(leaseId: string): LeaseRec {
+    const rec = this.leases.get(leaseId);
+    if (rec) return rec;
+    const how = this.ended.get(leaseId);
+    if (how === 'expired') throw new ShoalError(ErrorCodes.LEASE_EXPIRED, `lease ${leaseId} expired and its resource was reclaimed`);
+    if (how) throw new ShoalError(ErrorCodes.LEASE_NOT_FOUND, `lease ${leaseId} was ${how}`);
+    throw new ShoalError(ErrorCodes.LEASE_NOT_FOUND, `lease ${leaseId} is not held on pool ${this.name}`);
+  }
+
+  hasLease(leaseId: string): boolean {
+    return this.leases.has(leaseId) || this.ended.has(leaseId);
+  }
+
+  renew(leaseId: string, ttlMs?: number): { expiresAt: number; ttlMs: number } {
+    const rec = this.lease(leaseId);
+    const ttl = ttlMs ?? rec.ttlMs;
+    this.clock.clearTimeout(rec.timer);
+    rec.ttlMs = ttl;
+    rec.expiresAt = this.clock.now() + ttl;
+    rec.timer = this.clock.setTimeout(() => this.expire(rec), ttl);
+    this.observer.op('renew', 'success');
+    return { expiresAt: rec.expiresAt, ttlMs: ttl };
+  }
+
+  release(leaseId: string, opts: ReleaseOptions = {}): void {
+    const rec = this.lease(leaseId);
+    this.endLease(rec, 'released');
+    this.observer.op('release', 'success');
+    void this.giveBack(rec.resource as Resource<R>, opts);
+  }
+
+  /** Run an operation on a held lease, streaming events through `emit`. */
+  async exec(leaseId: string, op: string, args: unknown, emit: (e: unknown) => void, timeoutMs?: number): Promise<unknown> {
+    const rec = this.lease(leaseId);
+    const r = rec.resource as Resource<R>;
+    const ac = new AbortController();
+    rec.execs.add(ac);
+    const started = this.clock.now();
+    const timer = timeoutMs ? this.clock.setTimeout(() => ac.abort(new ShoalError(ErrorCodes.POOL_TIMEOUT, `exec ${op} on pool ${this.name} took longer than ${timeoutMs} ms`)), timeoutMs) : undefined;
+    try {
+      const result = await abortable(this.driver.exec(r.handle as R, op, args, { emit, signal: ac.signal }), ac.signal);
+      this.meter.executed(this.clock.now() - started, true);
+      this.observer.op('exec', 'success', this.clock.now() - started);
+      return result;
+    } catch (err) {
+      this.meter.executed(this.clock.now() - started, false);
+      this.observer.op('exec', 'error', this.clock.now() - started);
+      throw asDriverError(err, `exec ${op}`);
+    } finally {
+      this.clock.clearTimeout(timer);
+      rec.execs.delete(ac);
+    }
+  }
+
+  private expire(rec: LeaseRec): void {
+    if (this.leases.get(rec.id) !== rec) return;
+    this.endLease(rec, 'expired');
+    this.observer.op('release', 'expired');
+    this.observer.leaseExpired({ leaseId: rec.id, resourceId: rec.resource.id, holder: rec.holder, heldMs: this.clock.now() - rec.grantedAt });
+    this.observer.log('warn', 'lease expired, reclaiming its resource', { pool: this.name, leaseId: rec.id, holder: rec.holder });
+    // The holder may have left the resource mid-turn: always reset before reuse.
+    void this.giveBack(rec.resource as Resource<R>, { reset: true });
+  }
+
+  private endLease(rec: LeaseRec, how: 'expired' | 'released' | 'revoked'): void {
+    this.clock.clearTimeout(rec.timer);
+    this.leases.delete(rec.id);
+    for (const ac of rec.execs) ac.abort(new ShoalError(ErrorCodes.CANCELLED, `lease ${rec.id} ${how} during exec`));
+    this.ended.set(rec.id, how);
+    if (this.ended.size > ENDED_MEMORY) this.ended.delete(this.ended.keys().next().value as string);
+  }
+
+  /** Returning: decide destroy or reuse, reset and validate as the policy says, then dispatch. */
+  private async giveBack(r: Resource<R>, opts: ReleaseOptions): Promise<void> {
+    const sm = this.cfg.sessionManagement;
+    const now = this.clock.now();
+    const why = opts.destroy ? 'requested'
+      : !sm.enableReuse ? 'reuse_disabled'
+      : this.closed || this.draining ? 'drain'
+      : sm.maxReuseCount > 0 && r.useCount >= sm.maxReuseCount ? 'max_reuse'
+      : now >= r.expiresAt ? 'lifetime'
+      : this.overMemory(r) ? 'memory'
+      : undefined;
+    if (why) { await this.destroy(r, why); this.replenish(); return; }
+    r.state = 'returning';
+    try {
+      if (opts.reset || sm.contextReset) {
+        const t0 = this.clock.now();
+        await this.withTimeout(this.driver.reset(r.handle as R), this.cfg.create.timeoutMs, 'reset');
+        this.observer.op('reset', 'success', this.clock.now() - t0);
+      }
+      if (sm.validateOnReturn && this.clock.now() - r.lastValidatedAt >= sm.validateSkipWindowMs) {
+        const ok = await this.withTimeout(this.driver.validate(r.handle as R), this.cfg.create.timeoutMs, 'validate');
+        this.observer.op('validate', ok ? 'success' : 'error');
+        if (!ok) { await this.destroy(r, 'invalid'); this.replenish(); return; }
+        r.lastValidatedAt = this.clock.now();
+      }
+    } catch (err) {
+      this.observer.log('warn', 'return failed, destroying resource', { pool: this.name, resourceId: r.id, err: (err as Error).message });
+      await this.destroy(r, 'return_failed');
+      this.replenish();
+      return;
+    }
+    if (r.state !== 'returning') return; // closed under us
+    this.dispatch(r);
+  }
+
+  // ---- creating ----------------------------------------------------------
+
+  /** Resources counted against max: everything not being destroyed. */
+  private get live(): number {
+    let n = 0;
+    for (const r of this.resources.values()) if (r.state !== 'destroying') n++;
+    return n;
+  }
+
+  private overMemory(r: Resource<R>): boolean {
+    const limit = this.cfg.resourceLimits.maxMemoryPerSessionBytes;
+    return limit > 0 && r.handle !== undefined && this.driver.usage(r.handle).memoryBytes > limit;
+  }
+
+  private totalMemory(): number {
+    let sum = 0;
+    for (const r of this.resources.values()) if (r.handle !== undefined && r.state !== 'destroying') sum += this.driver.usage(r.handle).memoryBytes;
+    return sum;
+  }
+
+  /**
+   * Create what is needed: enough for the waiters (up to max) and up to the
+   * target size. After a failure only one create runs at a time, and only
+   * once the backoff has passed: never a busy loop of failing creates.
+   */
+  private replenish(): void {
+    if (this.closed || this.draining) return;
+    if (this.createFailures > 0) {
+      if (this.creating > 0) return;
+      const wait = this.retryAt - this.clock.now();
+      if (wait > 0) {
+        if (!this.retryTimer) this.retryTimer = this.clock.setTimeout(() => { this.retryTimer = undefined; this.replenish(); }, wait);
+        return;
+      }
+    }
+    const maxTotal = this.cfg.resourceLimits.maxTotalMemoryBytes;
+    // Each waiter needs one resource beyond those busy; creates in flight are already counted in `live`.
+    const busy = this.live - this.idle.length - this.creating;
+    const wanted = Math.min(this.cfg.maxSize, Math.max(this.target - this.toShed, busy + this.waitingCount));
+    let n = wanted - this.live;
+    if (this.createFailures > 0) n = Math.min(n, 1);
+    if (n > 0 && maxTotal > 0 && this.totalMemory() >= maxTotal) {
+      this.observer.log('warn', 'max_total_memory reached, not creating', { pool: this.name, maxTotal });
+      return;
+    }
+    for (let i = 0; i < n; i++) void this.createOne('demand');
+  }
+
+  private async createOne(reason: string): Promise<void> {
+    const now = this.clock.now();
+    const sm = this.cfg.sessionManagement;
+    const lifetime = sm.maxLifetimeMs > 0 ? sm.maxLifetimeMs * (1 - sm.lifetimeJitter * this.random()) : Infinity;
+    const r: Resource<R> = { id: newId(), handle: undefined, state: 'creating', createdAt: now, expiresAt: now + lifetime, idleSince: now, lastValidatedAt: now, useCount: 0 };
+    this.resources.set(r.id, r);
+    this.creating++;
+    const ac = new AbortController();
+    try {
+      r.handle = await this.withTimeout(this.driver.create({ resourceId: r.id, signal: ac.signal }), this.cfg.create.timeoutMs, 'create', ac);
+    } catch (err) {
+      this.creating--;
+      this.resources.delete(r.id);
+      this.createFailed(asDriverError(err, 'create'), reason);
+      return;
+    }
+    this.creating--;
+    this.createFailures = 0;
+    this.lastCreateError = undefined;
+    const t = this.clock.now();
+    r.lastValidatedAt = t;
+    this.observer.op('create', 'success', t - now);
+    if (this.closed) { await this.destroy(r, 'close'); return; }
+    this.dispatch(r);
+    // A resource created for demand may find the demand gone (timed out) and the pool over target: dispatch handled it.
+    this.replenish();
+  }
+
+  private createFailed(err: ShoalError, reason: string): void {
+    this.createFailures++;
+    this.lastCreateError = err;
+    const backoff = Math.min(this.cfg.create.retryMaxMs, this.cfg.create.retryBaseMs * 2 ** (this.createFailures - 1));
+    // Full jitter on the upper half, so that nodes failing together do not retry together.
+    this.retryAt = this.clock.now() + backoff * (0.5 + 0.5 * this.random());
+    this.observer.op('create', 'error');
+    this.observer.log('warn', 'create failed', { pool: this.name, reason, failures: this.createFailures, retryInMs: Math.round(this.retryAt - this.clock.now()), err: err.message });
+    // The waiters this create was for get its error now rather than a timeout later;
+    // those that other in-flight creates can still serve keep waiting.
+    while (this.waitingCount > this.creating) {
+      const w = this.nextWaiter()!;
+      this.meter.failed();
+      this.observer.op('acquire', 'error');
+      w.reject(new ShoalError(ErrorCodes.DRIVER_ERROR, `${describePool(this.name, this.numbers())}: create failed: ${err.message}`, { pool: this.numbers(), details: { cause: err.message, attempts: this.createFailures } }));
+    }
+    this.replenish();
+  }
+
+  private async destroy(r: Resource<R>, reason: string): Promise<void> {
+    if (r.state === 'destroying') return;
+    const wasIdle = r.state === 'ready';
+    r.state = 'destroying';
+    if (wasIdle) {
+      const at = this.idle.indexOf(r);
+      if (at >= 0) this.idle.splice(at, 1);
+    }
+    try {
+      if (r.handle !== undefined) await this.withTimeout(this.driver.destroy(r.handle), this.cfg.create.timeoutMs, 'destroy');
+      this.observer.op('destroy', 'success');
+    } catch (err) {
+      this.observer.op('destroy', 'error');
+      this.observer.log('warn', 'destroy failed', { pool: this.name, resourceId: r.id, reason, err: (err as Error).message });
+    } finally {
+      this.resources.delete(r.id);
+      this.observer.log('debug', 'resource destroyed', { pool: this.name, resourceId: r.id, reason });
+    }
+  }
+
+  private withTimeout<T>(p: Promise<T>, ms: number, what: string, ac?: AbortController): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      let done = false;
+      const timer = this.clock.setTimeout(() => {
+        done = true;
+        ac?.abort();
+        reject(new ShoalError(ErrorCodes.DRIVER_ERROR, `${what} timed out after ${ms} ms`, { details: { timeout: true } }));
+        // A create that lands after its timeout must not leak.
+        if (what === 'create') p.then((h) => this.driver.destroy(h as unknown as R)).catch(() => {});
+      }, ms);
+      p.then(
+        (v) => { if (!done) { done = true; this.clock.clearTimeout(timer); resolve(v); } },
+        (e) => { if (!done) { done = true; this.clock.clearTimeout(timer); reject(e); } },
+      );
+    });
+  }
+
+  // ---- sizing and cleanup --------------------------------------------------
+
+  /** Scale commands: bounded by min and max; returns the new target. */
+  scale(op: 'up' | 'down' | 'target', n: number): { target: number; total: number } {
+    const want = op === 'up' ? this.target + n : op === 'down' ? this.target - n : n;
+    this.target = clamp(want, this.cfg.minSize, this.cfg.maxSize);
+    const over = this.live - this.target;
+    const shed = over > 0 ? this.shrinkIdle(over, 'scale_down') : 0;
+    this.toShed = Math.max(0, over - shed);
+    this.replenish();
+    return { target: this.target, total: this.live };
+  }
+
+  /** Destroy up to n idle resources, the longest idle first. Leased ones are never touched here. */
+  private shrinkIdle(n: number, reason: string): number {
+    let done = 0;
+    for (; done < n && this.idle.length > 0; done++) void this.destroy(this.idle[0]!, reason);
+    return done;
+  }
+
+  private scheduleCleanup(): void {
+    const every = this.cfg.sessionManagement.cleanupIntervalMs;
+    if (every <= 0 || this.closed) return;
+    this.cleanupTimer = this.clock.setTimeout(() => { this.cleanup(); this.scheduleCleanup(); }, every);
+  }
+
+  /** Idle timeout (down to the target), max lifetime, memory limits; then refill to the target. */
+  cleanup(): void {
+    if (this.closed) return;
+    const sm = this.cfg.sessionManagement;
+    const now = this.clock.now();
+    let surplus = this.live - this.target;
+    for (const r of [...this.idle]) {
+      if (now >= r.expiresAt) { void this.destroy(r, 'lifetime'); surplus--; continue; }
+      if (this.overMemory(r)) { void this.destroy(r, 'memory'); surplus--; continue; }
+      if (surplus > 0 && sm.idleTimeoutMs > 0 && now - r.idleSince >= sm.idleTimeoutMs) { void this.destroy(r, 'idle_timeout'); surplus--; }
+    }
+    this.replenish();
+  }
+
+  // ---- numbers -----------------------------------------------------------
+
+  numbers(): PoolNumbers {
+    const idle = this.idle.length;
+    const total = this.live - this.creating;
+    return { total, active: total - idle, idle, waiting: this.waitingCount, creating: this.creating, max: this.cfg.maxSize };
+  }
+
+  get targetSize(): number {
+    return this.target;
+  }
+
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
+  get limits(): { min: number; max: number; maxWaiting: number; weight: number; maxTotalMemoryBytes: number } {
+    return { min: this.cfg.minSize, max: this.cfg.maxSize, maxWaiting: this.cfg.maxWaitingClients, weight: this.cfg.weight, maxTotalMemoryBytes: this.cfg.resourceLimits.maxTotalMemoryBytes };
+  }
+
+  memoryBytes(): number {
+    return this.totalMemory();
+  }
+
+  /** Resource-level view for status endpoints and leak reports. */
+  snapshot(): { resources: ResourceView[]; leases: LeaseView[] } {
+    const now = this.clock.now();
+    const byResource = new Map<string, LeaseRec>();
+    for (const l of this.leases.values()) byResource.set(l.resource.id, l);
+    const resources: ResourceView[] = [];
+    for (const r of this.resources.values()) {
+      const l = byResource.get(r.id);
+      resources.push({ id: r.id, status: r.state, created_at: new Date(r.createdAt).toISOString(), age_ms: now - r.createdAt, request_count: r.useCount, leaseId: l?.id, memoryBytes: r.handle !== undefined ? this.driver.usage(r.handle).memoryBytes : 0 });
+    }
+    const leases = [...this.leases.values()].map((l) => ({ leaseId: l.id, resourceId: l.resource.id, holder: l.holder, heldMs: now - l.grantedAt, expiresInMs: l.expiresAt - now, execs: l.execs.size }));
+    return { resources, leases };
+  }
+}
+
+export interface ResourceView {
+  id: string;
+  status: State;
+  created_at: string;
+  age_ms: number;
+  request_count: number;
+  leaseId: string | undefined;
+  memoryBytes: number;
+}
+
+export interface LeaseView {
+  leaseId: string;
+  resourceId: string;
+  holder: Holder | undefined;
+  heldMs: number;
+  expiresInMs: number;
+  execs: number;
+}
+
+function clamp(v: number, lo: number, hi: number): number {
+  return Math.max(lo, Math.min(hi, v));
+}
+
+function asDriverError(err: unknown, what: string): ShoalError {
+  if (err instanceof ShoalError) return err;
+  return new ShoalError(ErrorCodes.DRIVER_ERROR, `${what} failed: ${err instanceof Error ? err.message : String(err)}`, { details: { cause: err instanceof Error ? err.message : String(err) } });
+}
+
+/** Reject as soon as the signal aborts, even if the driver ignores it. */
+function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => { signal.removeEventListener('abort', onAbort); resolve(v); },
+      (e) => { signal.removeEventListener('abort', onAbort); reject(e); },
+    );
+  });
+}

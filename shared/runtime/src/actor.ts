@@ -1,0 +1,74 @@
+import type { Msg, NatsConnection, Subscription } from 'nats';
+import { encode, fail, ok } from '@shoal/protocol';
+import type { Logger } from './log.js';
+
+export type Handler = (msg: Msg) => void | Promise<void>;
+
+/**
+ * Base of every Shoal process that listens on NATS. nats.js stops delivering
+ * to a subscription whose callback throws (and with it the reading of the whole
+ * connection), so every handler goes through `guard`: a sync throw or a
+ * rejected promise becomes a typed error reply and a log line, never an escape.
+ */
+export abstract class Actor {
+  protected readonly subs: Subscription[] = [];
+
+  constructor(protected readonly nc: NatsConnection, protected readonly log: Logger) {}
+
+  /** Subscribe with a guarded handler. */
+  protected listen(subject: string, handler: Handler, opts: { queue?: string } = {}): Subscription {
+    const guarded = this.guard(subject, handler);
+    const sub = this.nc.subscribe(subject, {
+      queue: opts.queue,
+      callback: (err, msg) => {
+        if (err) { this.log.warn('subscription error', { subject, err: err.message }); return; }
+        guarded(msg);
+      },
+    });
+    this.subs.push(sub);
+    return sub;
+  }
+
+  /** Wrap a handler so that nothing thrown inside can escape into nats.js. */
+  protected guard(subject: string, handler: Handler): (msg: Msg) => void {
+    const onError = (msg: Msg, err: unknown) => {
+      this.log.error('handler failed', { subject, err: err instanceof Error ? err.stack ?? err.message : String(err) });
+      this.replyError(msg, err);
+    };
+    return (msg) => {
+      try {
+        const r = handler(msg);
+        if (r && typeof (r as Promise<void>).then === 'function') (r as Promise<void>).catch((err) => onError(msg, err));
+      } catch (err) {
+        onError(msg, err);
+      }
+    };
+  }
+
+  /** Subscriptions are registered with the server only after a flush; announce readiness after it. */
+  protected async flushed(): Promise<void> {
+    await this.nc.flush();
+  }
+
+  protected reply(msg: Msg, data: unknown): void {
+    if (msg.reply) this.safeRespond(msg, encode(ok(data)));
+  }
+
+  protected replyError(msg: Msg, err: unknown): void {
+    if (msg.reply) this.safeRespond(msg, encode(fail(err)));
+  }
+
+  private safeRespond(msg: Msg, data: Uint8Array): void {
+    try {
+      msg.respond(data);
+    } catch (err) {
+      // Connection closed or draining: the caller will time out; nothing else to do.
+      this.log.debug('respond failed', { err: (err as Error).message });
+    }
+  }
+
+  /** Stop listening; messages already delivered are still handled. */
+  protected async unlisten(): Promise<void> {
+    await Promise.allSettled(this.subs.splice(0).map((s) => s.drain()));
+  }
+}

@@ -1,0 +1,6 @@
+export * from './log.js';
+export * from './nats.js';
+export * from './rpc.js';
+export * from './actor.js';
+export * from './http.js';
+export * from './shutdown.js';

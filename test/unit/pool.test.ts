@@ -1,0 +1,320 @@
+import { expect } from 'chai';
+import { Pool, syntheticDriver, type Driver, type PoolSettings } from '@shoal/pool-node';
+import { ShoalError, type Lease } from '@shoal/protocol';
+import { FakeClock, seeded, settle } from '../helpers/fake-clock.js';
+
+function settings(over: Partial<PoolSettings> & { sm?: Partial<PoolSettings['sessionManagement']>; cr?: Partial<PoolSettings['create']>; rl?: Partial<PoolSettings['resourceLimits']> } = {}): PoolSettings {
+  const { sm, cr, rl, ...rest } = over;
+  return {
+    name: 'p', minSize: 0, maxSize: 2, initialSize: 0, maxWaitingClients: 100, acquireTimeoutMs: 1000, leaseTtlMs: 60_000, weight: 1,
+    sessionManagement: { enableReuse: true, idleTimeoutMs: 0, maxLifetimeMs: 0, lifetimeJitter: 0, maxReuseCount: 0, contextReset: false, cleanupIntervalMs: 0, validateOnReturn: false, validateSkipWindowMs: 0, ...sm },
+    create: { timeoutMs: 5000, retryBaseMs: 100, retryMaxMs: 10_000, ...cr },
+    resourceLimits: { maxMemoryPerSessionBytes: 0, maxTotalMemoryBytes: 0, ...rl },
+    ...rest,
+  };
+}
+
+/** The synthetic driver, counting every call. */
+function counting(clock: FakeClock, options: Record<string, unknown> = {}, random = seeded()) {
+  const inner = syntheticDriver({ clock, random, options, poolName: 'p' }) as Driver<any>;
+  const n = { create: 0, destroy: 0, validate: 0, reset: 0, createdIds: [] as string[] };
+  const d: Driver<any> = {
+    ...inner,
+    create: async (ctx) => { n.create++; const r = await inner.create(ctx); n.createdIds.push(r.id); return r; },
+    destroy: async (r) => { n.destroy++; return inner.destroy(r); },
+    validate: async (r) => { n.validate++; return inner.validate(r); },
+    reset: async (r) => { n.reset++; return inner.reset(r); },
+  };
+  return { d, n };
+}
+
+async function rejection(p: Promise<unknown>): Promise<ShoalError> {
+  try { await p; } catch (err) { return err as ShoalError; }
+  throw new Error('expected a rejection');
+}
+
+describe('Pool (unit, fake clock)', () => {
+  let clock: FakeClock;
+  const pools: Pool[] = [];
+  beforeEach(() => { clock = new FakeClock(); });
+  afterEach(async () => { for (const p of pools.splice(0)) await p.close(); });
+  const mk = (s: PoolSettings, d: Driver<any>, random = seeded()) => { const p = new Pool(s, d, clock, random); pools.push(p); return p; };
+
+  it('warms up to the initial size in parallel', async () => {
+    const { d, n } = counting(clock, { create_latency: 100 });
+    const pool = mk(settings({ minSize: 1, initialSize: 3, maxSize: 5 }), d);
+    const started = pool.start();
+    await clock.advance(100);
+    await started;
+    expect(n.create).to.equal(3);
+    expect(pool.numbers()).to.include({ total: 3, idle: 3, active: 0, creating: 0 });
+  });
+
+  it('hands out idle resources, marks reuse, and parks returned ones', async () => {
+    const { d } = counting(clock);
+    const pool = mk(settings({ initialSize: 1, maxSize: 1 }), d);
+    await pool.start();
+    const a = await pool.acquire();
+    expect(a.reused).to.equal(false);
+    expect(pool.numbers()).to.include({ active: 1, idle: 0 });
+    pool.release(a.leaseId);
+    await settle();
+    const b = await pool.acquire();
+    expect(b.reused).to.equal(true);
+    expect(b.resourceId).to.equal(a.resourceId);
+    expect(pool.meter.reuseRate).to.equal(0.5);
+  });
+
+  it('serves waiters beyond max in FIFO order within a priority, higher priority first', async () => {
+    const { d } = counting(clock);
+    const pool = mk(settings({ maxSize: 1 }), d);
+    const first = await pool.acquire();
+    const order: string[] = [];
+    const leases: Record<string, Lease> = {};
+    const want = (tag: string, priority = 0) => pool.acquire({ priority, timeoutMs: 10_000 }).then((l) => { order.push(tag); leases[tag] = l; });
+    const all = [want('a'), want('b'), want('hi', 5), want('c')];
+    expect(pool.numbers().waiting).to.equal(4);
+    let held = first;
+    for (let i = 0; i < 4; i++) {
+      pool.release(held.leaseId);
+      await settle();
+      held = leases[order[order.length - 1]!]!;
+    }
+    await Promise.all(all);
+    expect(order).to.deep.equal(['hi', 'a', 'b', 'c']);
+  });
+
+  it('times a waiter out at its deadline with POOL_TIMEOUT and the pool numbers', async () => {
+    const { d } = counting(clock);
+    const pool = mk(settings({ maxSize: 1 }), d);
+    await pool.acquire();
+    const p = rejection(pool.acquire({ timeoutMs: 250 }));
+    await clock.advance(249);
+    expect(pool.numbers().waiting).to.equal(1);
+    await clock.advance(1);
+    const err = await p;
+    expect(err.code).to.equal('POOL_TIMEOUT');
+    expect(err.pool).to.include({ total: 1, active: 1, idle: 0, waiting: 1 });
+    expect(err.message).to.match(/total=1, active=1, idle=0, waiting=1/);
+    expect(pool.numbers().waiting).to.equal(0);
+  });
+
+  it('refuses beyond max_waiting_clients with POOL_EXHAUSTED', async () => {
+    const { d } = counting(clock);
+    const pool = mk(settings({ maxSize: 1, maxWaitingClients: 2 }), d);
+    await pool.acquire();
+    const w1 = rejection(pool.acquire({ timeoutMs: 100 }));
+    const w2 = rejection(pool.acquire({ timeoutMs: 100 }));
+    const err = await rejection(pool.acquire({ timeoutMs: 100 }));
+    expect(err.code).to.equal('POOL_EXHAUSTED');
+    expect(err.pool?.waiting).to.equal(2);
+    await clock.advance(100);
+    expect((await w1).code).to.equal('POOL_TIMEOUT');
+    expect((await w2).code).to.equal('POOL_TIMEOUT');
+  });
+
+  it('reclaims an expired lease (reset before reuse); renew keeps a lease past its TTL', async () => {
+    const { d, n } = counting(clock);
+    const pool = mk(settings({ maxSize: 2 }), d);
+    const a = await pool.acquire({ ttlMs: 1000 });
+    const b = await pool.acquire({ ttlMs: 1000 });
+    await clock.advance(800);
+    pool.renew(b.leaseId, 1000);
+    await clock.advance(300);
+    expect(pool.numbers()).to.include({ active: 1, idle: 1 });
+    expect(n.reset).to.equal(1);
+    expect(() => pool.release(a.leaseId)).to.throw().with.property('code', 'LEASE_EXPIRED');
+    expect(() => pool.renew(a.leaseId)).to.throw().with.property('code', 'LEASE_EXPIRED');
+    expect(() => pool.release('01NOPE')).to.throw().with.property('code', 'LEASE_NOT_FOUND');
+    await clock.advance(800);
+    expect(pool.numbers()).to.include({ active: 0, idle: 2 });
+    const c = await pool.acquire();
+    expect(c.reused).to.equal(true);
+  });
+
+  it('destroys on release with destroy, on reuse disabled, and after max reuse count, then refills to target', async () => {
+    const { d, n } = counting(clock);
+    const pool = mk(settings({ minSize: 1, initialSize: 1, maxSize: 1, sm: { maxReuseCount: 2 } }), d);
+    await pool.start();
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const l = await pool.acquire();
+      ids.push(l.resourceId);
+      pool.release(l.leaseId);
+      await settle(); await settle();
+    }
+    expect(ids[0]).to.equal(ids[1]);
+    expect(ids[2]).to.not.equal(ids[1]);
+    expect(ids[3]).to.equal(ids[2]);
+    const l = await pool.acquire();
+    pool.release(l.leaseId, { destroy: true });
+    await settle(); await settle();
+    expect(n.destroy).to.equal(3);
+    expect(pool.numbers().total).to.equal(1);
+
+    const { d: d2, n: n2 } = counting(clock);
+    const p2 = mk(settings({ maxSize: 1, sm: { enableReuse: false } }), d2);
+    const x = await p2.acquire();
+    p2.release(x.leaseId);
+    await settle();
+    expect(n2.destroy).to.equal(1);
+  });
+
+  it('resets on return when context_reset is on, and validates unless validated within the skip window', async () => {
+    const { d, n } = counting(clock);
+    const pool = mk(settings({ initialSize: 1, maxSize: 1, sm: { contextReset: true, validateOnReturn: true, validateSkipWindowMs: 500 } }), d);
+    await pool.start();
+    let l = await pool.acquire();
+    pool.release(l.leaseId); await settle();
+    expect(n.validate).to.equal(0); // created just now: skipped
+    await clock.advance(600);
+    l = await pool.acquire();
+    pool.release(l.leaseId); await settle();
+    expect(n.validate).to.equal(1);
+    l = await pool.acquire();
+    pool.release(l.leaseId); await settle();
+    expect(n.validate).to.equal(1);
+    expect(n.reset).to.equal(3);
+  });
+
+  it('destroys a resource that fails validation and replaces it', async () => {
+    const { d, n } = counting(clock);
+    const pool = mk(settings({ minSize: 1, initialSize: 1, maxSize: 1, sm: { validateOnReturn: true } }), d);
+    await pool.start();
+    const l = await pool.acquire();
+    await pool.exec(l.leaseId, 'kill', {}, () => {});
+    pool.release(l.leaseId);
+    await settle(); await settle();
+    expect(n.destroy).to.equal(1);
+    expect(n.create).to.equal(2);
+  });
+
+  it('shrinks idle resources after the idle timeout, down to the target only', async () => {
+    const { d } = counting(clock);
+    const pool = mk(settings({ minSize: 1, initialSize: 1, maxSize: 4, sm: { idleTimeoutMs: 1000, cleanupIntervalMs: 500 } }), d);
+    await pool.start();
+    const ls = await Promise.all([pool.acquire(), pool.acquire(), pool.acquire()]);
+    await settle();
+    for (const l of ls) pool.release(l.leaseId);
+    await settle();
+    expect(pool.numbers().idle).to.equal(3);
+    await clock.advance(1600);
+    expect(pool.numbers()).to.include({ total: 1, idle: 1 });
+  });
+
+  it('expires resources at max lifetime with jitter, so they do not all go at once, and refills', async () => {
+    const { d, n } = counting(clock);
+    const pool = mk(settings({ minSize: 4, initialSize: 4, maxSize: 4, sm: { maxLifetimeMs: 10_000, lifetimeJitter: 0.5, cleanupIntervalMs: 250 } }), d);
+    await pool.start();
+    const firstIds = n.createdIds.slice();
+    const goneAt: number[] = [];
+    for (let t = 0; t < 10_000; t += 250) {
+      await clock.advance(250);
+      const alive = new Set(pool.snapshot().resources.map((r) => r.id));
+      for (const id of firstIds) if (!alive.has(id) && !goneAt[firstIds.indexOf(id)]) goneAt[firstIds.indexOf(id)] = t;
+    }
+    expect(goneAt.filter(Boolean)).to.have.length(4);
+    expect(new Set(goneAt).size).to.be.greaterThan(1);
+    expect(Math.min(...goneAt)).to.be.at.least(4750);
+    expect(pool.numbers().total).to.equal(4);
+  });
+
+  it('hands a create error to its waiter and backs off instead of spinning', async () => {
+    const { d, n } = counting(clock, { failure_rate: 1 });
+    const pool = mk(settings({ maxSize: 2, cr: { retryBaseMs: 100, retryMaxMs: 1600 } }), d, () => 0.99);
+    const err = await rejection(pool.acquire({ timeoutMs: 5000 }));
+    expect(err.code).to.equal('DRIVER_ERROR');
+    expect(err.message).to.contain('synthetic create failure');
+    expect(err.pool).to.exist;
+    // Keep demand up for 10 s: attempts must follow the backoff, one at a time.
+    const waiters = [rejection(pool.acquire({ timeoutMs: 10_000 }))];
+    for (let t = 0; t < 10_000; t += 50) {
+      await clock.advance(50);
+      if (pool.numbers().waiting === 0) waiters.push(rejection(pool.acquire({ timeoutMs: 10_000 })));
+    }
+    // 100,200,400,800,1600,1600,... ms (×~1) → about 10 attempts in 10 s, not thousands.
+    expect(n.create).to.be.within(6, 14);
+    await clock.advance(10_000);
+    for (const w of waiters) expect((await w).code).to.be.oneOf(['DRIVER_ERROR', 'POOL_TIMEOUT']);
+  });
+
+  it('times out a create that hangs, and a waiter is never left past its deadline', async () => {
+    const { d } = counting(clock, { create_latency: 60_000 });
+    const pool = mk(settings({ maxSize: 1, cr: { timeoutMs: 1000 } }), d);
+    const p = rejection(pool.acquire({ timeoutMs: 3000 }));
+    await clock.advance(1000);
+    const err = await p;
+    expect(err.code).to.equal('DRIVER_ERROR');
+    expect(err.message).to.contain('timed out');
+    const late = rejection(pool.acquire({ timeoutMs: 50 }));
+    await clock.advance(50);
+    expect((await late).code).to.be.oneOf(['POOL_TIMEOUT', 'DRIVER_ERROR']);
+  });
+
+  it('scales up, down and to a target within min and max; scale-down takes idle first, never a leased one', async () => {
+    const { d } = counting(clock);
+    const pool = mk(settings({ minSize: 1, initialSize: 2, maxSize: 5 }), d);
+    await pool.start();
+    expect(pool.scale('up', 10).target).to.equal(5);
+    await settle();
+    expect(pool.numbers().total).to.equal(5);
+    const held = await Promise.all([pool.acquire(), pool.acquire(), pool.acquire()]);
+    expect(pool.scale('target', 0).target).to.equal(1);
+    await settle();
+    expect(pool.numbers()).to.include({ active: 3, idle: 0 });
+    pool.release(held[0]!.leaseId);
+    pool.release(held[1]!.leaseId);
+    await settle(); await settle();
+    expect(pool.numbers()).to.include({ total: 1, active: 1 });
+    expect(pool.scale('down', 3).target).to.equal(1);
+    pool.release(held[2]!.leaseId);
+    await settle();
+    expect(pool.numbers()).to.include({ total: 1, idle: 1 });
+  });
+
+  it('streams exec events, and aborts an exec whose lease ends under it', async () => {
+    const { d } = counting(clock);
+    const pool = mk(settings({ maxSize: 1 }), d);
+    const l = await pool.acquire({ ttlMs: 1000 });
+    const events: unknown[] = [];
+    const res = pool.exec(l.leaseId, 'stream', { chunks: 3, interval_ms: 10 }, (e) => events.push(e));
+    await clock.advance(30);
+    expect(await res).to.deep.equal({ chunks: 3 });
+    expect(events).to.deep.equal([{ chunk: 0 }, { chunk: 1 }, { chunk: 2 }]);
+    const long = rejection(pool.exec(l.leaseId, 'sleep', { ms: 5000 }, () => {}));
+    await clock.advance(1000);
+    expect((await long).code).to.equal('CANCELLED');
+    const unsupported = await rejection(pool.acquire().then((x) => pool.exec(x.leaseId, 'nope', {}, () => {})));
+    expect(unsupported.code).to.equal('UNSUPPORTED_OP');
+  });
+
+  it('destroys a resource over max_memory_per_session on return', async () => {
+    const { d, n } = counting(clock, { memory_bytes: 2000 });
+    const pool = mk(settings({ maxSize: 1, rl: { maxMemoryPerSessionBytes: 1000 } }), d);
+    const l = await pool.acquire();
+    pool.release(l.leaseId);
+    await settle();
+    expect(n.destroy).to.equal(1);
+  });
+
+  it('drains: waiters and new acquires get NODE_DRAINING, leases finish, then everything is destroyed', async () => {
+    const { d, n } = counting(clock);
+    const pool = mk(settings({ minSize: 1, initialSize: 2, maxSize: 2 }), d);
+    await pool.start();
+    const a = await pool.acquire();
+    const b = await pool.acquire();
+    const waiter = rejection(pool.acquire({ timeoutMs: 10_000 }));
+    const drained = pool.drain(5000);
+    expect((await waiter).code).to.equal('NODE_DRAINING');
+    expect((await rejection(pool.acquire())).code).to.equal('NODE_DRAINING');
+    pool.release(a.leaseId);
+    await clock.advance(100);
+    expect(pool.numbers().active).to.equal(1);
+    await clock.advance(5000);
+    const { revoked } = await drained;
+    expect(revoked).to.equal(1);
+    expect(() => pool.release(b.leaseId)).to.throw().with.property('code', 'LEASE_NOT_FOUND');
+    expect(n.destroy).to.equal(2);
+    expect(pool.numbers().total).to.equal(0);
+  });
+});
