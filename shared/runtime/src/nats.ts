@@ -19,6 +19,7 @@ export interface NatsSettings {
 }
 
 export type { NatsConnection, Msg, Subscription, KV, JetStreamClient } from 'nats';
+export { createInbox } from 'nats';
 
 export function natsOptions(s: NatsSettings): ConnectionOptions {
   const opts: ConnectionOptions = {

@@ -1,0 +1,85 @@
+import { encode, ErrorCodes, PROTOCOL_VERSION, readStream, ShoalError } from '@shoal/protocol';
+import { createInbox, type NatsConnection } from '@shoal/runtime';
+import { typed } from './errors.js';
+
+/**
+ * A streamed request: events arrive as messages on our inbox, the last one
+ * carries `done` and the result. Await it for the result; iterate it for the
+ * events (then `result` holds the final value). Sent on first use.
+ */
+export class ExecCall implements PromiseLike<unknown>, AsyncIterable<unknown> {
+  private started = false;
+  private wantEvents = false;
+  private readonly events: unknown[] = [];
+  private wake: (() => void) | undefined;
+  private finished = false;
+  private failure: unknown;
+  private resolveResult!: (v: unknown) => void;
+  private rejectResult!: (e: unknown) => void;
+  /** The final result; resolves after the last event. */
+  readonly result: Promise<unknown>;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly subject: string,
+    private readonly body: Record<string, unknown>,
+    private readonly timeoutMs: number,
+  ) {
+    this.result = new Promise((res, rej) => { this.resolveResult = res; this.rejectResult = rej; });
+    // Nobody may be listening to `result` when iterating only; don't let that be "unhandled".
+    this.result.catch(() => {});
+  }
+
+  private start(): void {
+    if (this.started) return;
+    this.started = true;
+    const inbox = createInbox();
+    const timer = setTimeout(() => finish(new ShoalError(ErrorCodes.UNAVAILABLE, `no final answer on ${this.subject} within ${this.timeoutMs} ms`, { details: { reason: 'timeout' } })), this.timeoutMs);
+    const sub = this.nc.subscribe(inbox, {
+      callback: (err, msg) => {
+        if (err) return finish(err);
+        // nats-server answers a request with no subscriber with an empty 503 status message.
+        if (msg.data.length === 0 && msg.headers?.code === 503) {
+          return finish(new ShoalError(ErrorCodes.UNAVAILABLE, `no responders on ${this.subject}`, { details: { reason: 'no_responders' } }));
+        }
+        try {
+          const m = readStream(msg.data);
+          if (m.done) return finish(undefined, m.result);
+          if (this.wantEvents) { this.events.push(m.event); this.wake?.(); }
+        } catch (e) {
+          finish(e);
+        }
+      },
+    });
+    const finish = (err: unknown, result?: unknown) => {
+      if (this.finished) return;
+      this.finished = true;
+      clearTimeout(timer);
+      sub.unsubscribe();
+      if (err) { this.failure = typed(err); this.rejectResult(this.failure); } else this.resolveResult(result);
+      this.wake?.();
+    };
+    try {
+      this.nc.publish(this.subject, encode({ v: PROTOCOL_VERSION, ...this.body }), { reply: inbox, headers: undefined });
+    } catch (e) {
+      finish(e);
+    }
+  }
+
+  then<A = unknown, B = never>(onOk?: ((v: unknown) => A | PromiseLike<A>) | null, onErr?: ((e: unknown) => B | PromiseLike<B>) | null): Promise<A | B> {
+    this.start();
+    return this.result.then(onOk, onErr);
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<unknown> {
+    this.wantEvents = true;
+    this.start();
+    for (;;) {
+      if (this.events.length > 0) { yield this.events.shift(); continue; }
+      if (this.finished) break;
+      await new Promise<void>((r) => { this.wake = r; });
+      this.wake = undefined;
+    }
+    if (this.failure) throw this.failure;
+  }
+}

@@ -1,0 +1,73 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/** A service started as its own OS process, with its JSON log lines collected. */
+export interface Service {
+  proc: ChildProcess;
+  logs: Record<string, unknown>[];
+  stderr: string;
+  /** Resolves with the first log line matching, or rejects after timeoutMs. */
+  waitFor(pred: (l: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  exited: Promise<number | null>;
+  kill(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+const running = new Set<ChildProcess>();
+// Never leave a child behind, whatever the test did.
+process.on('exit', () => { for (const p of running) p.kill('SIGKILL'); });
+
+export function startService(script: string, env: Record<string, string>, args: string[] = []): Service {
+  const proc = spawn(process.execPath, [join(ROOT, script), ...args], {
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  running.add(proc);
+  const logs: Record<string, unknown>[] = [];
+  const waiters: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
+  let buf = '';
+  proc.stdout!.on('data', (d: Buffer) => {
+    buf += d.toString();
+    let i: number;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      let rec: Record<string, unknown>;
+      try { rec = JSON.parse(line); } catch { rec = { raw: line }; }
+      logs.push(rec);
+      for (const w of [...waiters]) if (w.pred(rec)) { waiters.splice(waiters.indexOf(w), 1); w.resolve(rec); }
+    }
+  });
+  const svc: Service = {
+    proc,
+    logs,
+    stderr: '',
+    exited: new Promise((resolve) => proc.once('exit', (code) => { running.delete(proc); resolve(code); })),
+    waitFor(pred, timeoutMs = 15_000) {
+      const hit = logs.find(pred);
+      if (hit) return Promise.resolve(hit);
+      return new Promise((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`${script}: no matching log line within ${timeoutMs} ms; stderr: ${svc.stderr.slice(-2000)}; last logs: ${JSON.stringify(logs.slice(-5))}`)), timeoutMs);
+        waiters.push({ pred, resolve: (l) => { clearTimeout(t); resolve(l); } });
+        svc.exited.then(() => { clearTimeout(t); reject(new Error(`${script} exited (${proc.exitCode}): ${svc.stderr.slice(-2000)}`)); });
+      });
+    },
+    async kill(signal = 'SIGTERM') {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+      return svc.exited;
+    },
+  };
+  proc.stderr!.on('data', (d: Buffer) => { svc.stderr += d.toString(); });
+  return svc;
+}
+
+/** Start a pool-node and wait until it is listening; its config comes from env and an optional YAML file. */
+export async function startPoolNode(env: Record<string, string>): Promise<Service & { nodeId: string; httpPort: number | null }> {
+  const svc = startService('services/pool-node/dist/main.js', { SHOAL_HTTP_PORT: '0', SHOAL_LOG_LEVEL: 'info', ...env });
+  const line = await svc.waitFor((l) => l.msg === 'listening');
+  return Object.assign(svc, { nodeId: String(line.nodeId), httpPort: (line.httpPort as number | null) ?? null });
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,0 +1,166 @@
+import { expect } from 'chai';
+import { connect as natsConnect, type NatsConnection } from 'nats';
+import { connect, PoolTimeoutError, type Client, type Lease } from '@shoal/client';
+import { encode, PROTOCOL_VERSION, readReply, ShoalError, subjects } from '@shoal/protocol';
+import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
+import { startPoolNode, startService, sleep, type Service } from '../helpers/procs.js';
+import { writeConfig } from '../helpers/cluster.js';
+
+const s = subjects('shoal');
+
+async function rawRequest(nc: NatsConnection, subject: string, data: Uint8Array): Promise<ShoalError | unknown> {
+  const m = await nc.request(subject, data, { timeout: 3000 });
+  try { return readReply(m.data); } catch (err) { return err; }
+}
+
+describe('pool-node (integration: real nats-server, node as its own process)', function () {
+  this.timeout(30_000);
+  let nats: NatsServer;
+  let client: Client;
+  let nc: NatsConnection;
+  const services: Service[] = [];
+
+  before(async () => {
+    nats = await startNatsServer();
+    client = await connect({ servers: [nats.url], name: 'it' });
+    nc = await natsConnect({ servers: nats.url });
+  });
+  after(async () => {
+    await client?.close();
+    await nc?.close();
+    await nats?.stop();
+  });
+  afterEach(async () => { await Promise.all(services.splice(0).map((x) => x.kill('SIGKILL'))); });
+
+  async function node(pool: Record<string, unknown>, env: Record<string, string> = {}) {
+    const n = await startPoolNode({ SHOAL_NATS_URL: nats.url, SHOAL_CONFIG: writeConfig(pool), ...env });
+    services.push(n);
+    return n;
+  }
+
+  it('serves acquires beyond max in FIFO order, and times out with POOL_TIMEOUT carrying the numbers', async () => {
+    const n = await node({ min_size: 0, max_size: 1, initial_size: 0 });
+    const first = await client.acquire('synthetic', { nodeId: n.nodeId });
+    const order: number[] = [];
+    const got: Lease[] = [];
+    const waiters = [0, 1, 2].map(async (i) => {
+      await sleep(i * 30); // enqueue in a known order
+      const l = await client.acquire('synthetic', { nodeId: n.nodeId, timeoutMs: 5000 });
+      order.push(i); got.push(l);
+    });
+    await sleep(150);
+    await first.release();
+    for (let i = 0; i < 3; i++) {
+      while (got.length <= i) await sleep(10);
+      await got[i]!.release();
+    }
+    await Promise.all(waiters);
+    expect(order).to.deep.equal([0, 1, 2]);
+
+    const held = await client.acquire('synthetic', { nodeId: n.nodeId });
+    const t0 = Date.now();
+    const err = await client.acquire('synthetic', { nodeId: n.nodeId, timeoutMs: 400 }).catch((e) => e);
+    expect(err).to.be.instanceOf(PoolTimeoutError);
+    expect(err.code).to.equal('POOL_TIMEOUT');
+    expect(err.pool).to.include({ total: 1, active: 1, idle: 0, waiting: 1 });
+    expect(Date.now() - t0).to.be.lessThan(1500);
+    await held.release();
+  });
+
+  it('reclaims the lease of a client process SIGKILLed while holding it, after the TTL', async () => {
+    const n = await node({ min_size: 1, max_size: 1, initial_size: 1 }, { SHOAL_LOG_LEVEL: 'info' });
+    const holder = startService('test/fixtures/hold-lease.mjs', {}, [nats.url, n.nodeId, '800']);
+    services.push(holder);
+    const leased = await holder.waitFor((l) => l.msg === 'leased');
+    holder.proc.kill('SIGKILL');
+    // The pool has one resource and it is held: an acquire now must wait for the reclaim.
+    const t0 = Date.now();
+    const lease = await client.acquire('synthetic', { nodeId: n.nodeId, timeoutMs: 5000 });
+    expect(lease.resourceId).to.equal(leased.resourceId);
+    expect(Date.now() - t0).to.be.within(300, 3000);
+    const expired = await n.waitFor((l) => l.msg === 'lease expired (holder gone?)');
+    expect(expired.holder).to.include({ client: 'doomed-client' });
+    await lease.release();
+  });
+
+  it('keeps a renewed lease past its TTL (SDK background renew) and replaces a resource after max reuse', async () => {
+    const n = await node({ min_size: 1, max_size: 1, initial_size: 1, session_management: { max_reuse_count: 2 } });
+    const lease = await client.acquire('synthetic', { nodeId: n.nodeId, ttlMs: 300 });
+    await sleep(1000);
+    expect(await lease.exec('echo', { still: 'mine' })).to.deep.equal({ still: 'mine' });
+    const first = lease.resourceId;
+    await lease.release();
+    const second = await client.acquire('synthetic', { nodeId: n.nodeId });
+    expect(second.resourceId).to.equal(first);
+    await second.release();
+    const third = await client.acquire('synthetic', { nodeId: n.nodeId, timeoutMs: 3000 });
+    expect(third.resourceId).to.not.equal(first);
+    await third.release();
+  });
+
+  it('hands failing creates to the waiters as DRIVER_ERROR and backs off (attempts counted)', async () => {
+    const n = await node({ min_size: 0, max_size: 2, initial_size: 0, create: { retry_base: '100ms', retry_max: '400ms' }, options: { failure_rate: 1 } });
+    const errs = await Promise.all([0, 1, 2].map(() => client.acquire('synthetic', { nodeId: n.nodeId, timeoutMs: 2000 }).catch((e) => e)));
+    for (const e of errs) expect(e.code).to.be.oneOf(['DRIVER_ERROR', 'POOL_TIMEOUT']);
+    expect(errs.filter((e) => e.code === 'DRIVER_ERROR').length).to.be.at.least(1);
+    expect(errs.find((e) => e.code === 'DRIVER_ERROR').message).to.contain('synthetic create failure');
+    // Keep demand for 2 s: with 100→400 ms backoff, about 6-10 attempts, never a busy loop.
+    const before = n.logs.filter((l) => l.msg === 'create failed').length;
+    const until = Date.now() + 2000;
+    while (Date.now() < until) await client.acquire('synthetic', { nodeId: n.nodeId, timeoutMs: 300 }).catch(() => {});
+    const attempts = n.logs.filter((l) => l.msg === 'create failed').length - before;
+    expect(attempts).to.be.within(3, 16);
+  });
+
+  it('answers bad input with typed errors and keeps serving', async () => {
+    const n = await node({ min_size: 1, max_size: 2, initial_size: 1, resource_limits: { max_payload: '4KB' } });
+    const acq = s.nodeAcquire(n.nodeId);
+    const codeOf = async (subject: string, data: Uint8Array) => ((await rawRequest(nc, subject, data)) as ShoalError).code;
+    expect(await codeOf(acq, new Uint8Array([0xc1, 0x00, 0xff]))).to.equal('BAD_REQUEST');
+    expect(await codeOf(acq, encode({ v: PROTOCOL_VERSION }))).to.equal('BAD_REQUEST');
+    expect(await codeOf(acq, encode({ v: PROTOCOL_VERSION, pool: 'synthetic', timeoutMs: 'soon' }))).to.equal('BAD_REQUEST');
+    expect(await codeOf(acq, encode({ v: 99, pool: 'synthetic', timeoutMs: 100 }))).to.equal('VERSION_MISMATCH');
+    expect(await codeOf(acq, encode({ v: PROTOCOL_VERSION, pool: 'nope', timeoutMs: 100 }))).to.equal('POOL_NOT_FOUND');
+    expect(await codeOf(s.leaseRelease(n.nodeId), encode({ v: PROTOCOL_VERSION, leaseId: '01HUNKNOWN' }))).to.equal('LEASE_NOT_FOUND');
+    expect(await codeOf(s.leaseExec(n.nodeId), encode({ v: PROTOCOL_VERSION, leaseId: '01HUNKNOWN', op: 'echo' }))).to.equal('LEASE_NOT_FOUND');
+    const big = await rawRequest(nc, acq, encode({ v: PROTOCOL_VERSION, pool: 'synthetic', timeoutMs: 100, pad: 'x'.repeat(10_000) })) as ShoalError;
+    expect(big.code).to.equal('BAD_REQUEST');
+    expect(big.message).to.contain('exceeds');
+    // Still serving, nothing leaked.
+    const lease = await client.acquire('synthetic', { nodeId: n.nodeId });
+    expect(await lease.exec('echo', 7)).to.equal(7);
+    await lease.release();
+    const st = readReply<{ pools: Record<string, { active: number; total: number }> }>((await nc.request(s.nodeStatus(n.nodeId), encode({ v: 1 }))).data);
+    expect(st.pools.synthetic!.active).to.equal(0);
+  });
+
+  it('streams a one-shot exec and a lease exec', async () => {
+    const n = await node({ min_size: 1, max_size: 2, initial_size: 1 });
+    const events: unknown[] = [];
+    const call = client.exec('synthetic', 'stream', { chunks: 4 }, { nodeId: n.nodeId });
+    for await (const e of call) events.push(e);
+    expect(events).to.deep.equal([{ chunk: 0 }, { chunk: 1 }, { chunk: 2 }, { chunk: 3 }]);
+    expect(await call.result).to.deep.equal({ chunks: 4 });
+    const err = await client.exec('synthetic', 'fail', { message: 'boom' }, { nodeId: n.nodeId }).then(() => null, (e) => e);
+    expect(err.code).to.equal('DRIVER_ERROR');
+    expect(err.message).to.contain('boom');
+  });
+
+  it('drains on SIGTERM: new acquires refused, the held lease finishes, exit 0 with every resource destroyed', async () => {
+    const n = await node({ min_size: 2, max_size: 3, initial_size: 2 }, { SHOAL_LOG_LEVEL: 'debug' });
+    const lease = await client.acquire('synthetic', { nodeId: n.nodeId });
+    n.proc.kill('SIGTERM');
+    await n.waitFor((l) => l.msg === 'draining');
+    const refused = await client.acquire('synthetic', { nodeId: n.nodeId, timeoutMs: 1000 }).catch((e) => e);
+    expect(refused.code).to.be.oneOf(['NODE_DRAINING', 'UNAVAILABLE']);
+    expect(await lease.exec('echo', 'in flight')).to.equal('in flight');
+    await lease.release();
+    const code = await n.exited;
+    expect(code).to.equal(0);
+    const created = n.logs.filter((l) => l.msg === 'listening').length;
+    expect(created).to.equal(1);
+    const destroyed = n.logs.filter((l) => l.msg === 'resource destroyed').length;
+    expect(destroyed).to.equal(2);
+    expect(n.logs.find((l) => l.msg === 'drained')).to.include({ revoked: 0 });
+  });
+});
