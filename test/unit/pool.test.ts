@@ -225,7 +225,7 @@ describe('Pool (unit, fake clock)', () => {
     const err = await rejection(pool.acquire({ timeoutMs: 5000 }));
     expect(err.code).to.equal('DRIVER_ERROR');
     expect(err.message).to.contain('synthetic create failure');
-    expect(err.pool).to.exist;
+    expect(err.pool).to.not.equal(undefined);
     // Keep demand up for 10 s: attempts must follow the backoff, one at a time.
     const waiters = [rejection(pool.acquire({ timeoutMs: 10_000 }))];
     for (let t = 0; t < 10_000; t += 50) {

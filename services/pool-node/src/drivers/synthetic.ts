@@ -1,3 +1,4 @@
+import { parseDuration } from '@shoal/config';
 import { ErrorCodes, ShoalError } from '@shoal/protocol';
 import type { Driver, DriverContext, ExecContext } from '../driver.js';
 
@@ -19,12 +20,14 @@ interface Synthetic {
   dead: boolean;
 }
 
+/** A non-negative number of ms or a duration string ('5ms', '1.5s', '2m'); bad values stop start-up. */
 const num = (v: unknown, dflt: number, key: string): number => {
   if (v === undefined || v === null) return dflt;
-  if (typeof v === 'number' && Number.isFinite(v) && v >= 0) return v;
-  if (typeof v === 'string') {
-    const m = /^(\d+(?:\.\d+)?)\s*(ms|s)?$/.exec(v.trim());
-    if (m) return Number(m[1]) * (m[2] === 's' ? 1000 : 1);
+  try {
+    const n = parseDuration(v as string | number, key);
+    if (n >= 0) return n;
+  } catch {
+    // fall through to the typed error below
   }
   throw new ShoalError(ErrorCodes.BAD_REQUEST, `synthetic driver option ${key}: expected a non-negative number or duration, got ${JSON.stringify(v)}`);
 };

@@ -1,0 +1,5 @@
+export { loadConfig } from './load.js';
+export { ConfigError } from './errors.js';
+export { parseDuration, parseSize } from './units.js';
+export { DRIVERS, STRATEGIES, LOG_LEVELS } from './types.js';
+export type { NodeConfig, PoolConfig, NatsConfig, LoadConfigOptions, DriverName, Strategy, LogLevel } from './types.js';
