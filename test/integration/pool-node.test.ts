@@ -1,7 +1,8 @@
 import { expect } from 'chai';
 import { connect as natsConnect, type NatsConnection } from 'nats';
 import { connect, PoolTimeoutError, type Client, type Lease } from '@shoal/client';
-import { encode, PROTOCOL_VERSION, readReply, ShoalError, subjects } from '@shoal/protocol';
+import { encode, parseHeartbeat, PROTOCOL_VERSION, readReply, ShoalError, subjects, type Heartbeat } from '@shoal/protocol';
+import { call } from '@shoal/runtime';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { startPoolNode, startService, sleep, type Service } from '../helpers/procs.js';
 import { writeConfig } from '../helpers/cluster.js';
@@ -144,6 +145,64 @@ describe('pool-node (integration: real nats-server, node as its own process)', f
     const err: any = await client.exec('synthetic', 'fail', { message: 'boom' }, { nodeId: n.nodeId }).then(() => null, (e) => e);
     expect(err.code).to.equal('DRIVER_ERROR');
     expect(err.message).to.contain('boom');
+  });
+
+  it('publishes heartbeats with the pool numbers, serves /metrics and /healthz', async () => {
+    const n = await node({ min_size: 2, max_size: 5, initial_size: 2, weight: 3 });
+    const sub = nc.subscribe(s.heartbeat(n.nodeId), { max: 1 });
+    const lease = await client.acquire('synthetic', { nodeId: n.nodeId });
+    let hb: Heartbeat | undefined;
+    for await (const m of sub) hb = parseHeartbeat(m.data);
+    expect(hb!.nodeId).to.equal(n.nodeId);
+    expect(hb!.intervalMs).to.equal(200);
+    expect(hb!.pools.synthetic).to.include({ kind: 'synthetic', total: 2, active: 1, idle: 1, min: 2, max: 5, weight: 3, waiting: 0 });
+    expect(hb!.pools.synthetic!.requestRate).to.be.greaterThan(0);
+    expect(hb!.memory.rss).to.be.greaterThan(0);
+    const metrics = await (await fetch(`http://127.0.0.1:${n.httpPort}/metrics`)).text();
+    expect(metrics).to.match(new RegExp(`aicli_session_pool_size\\{pool="synthetic",kind="synthetic",node="${n.nodeId}",type="active"\\} 1`));
+    expect(metrics).to.contain('aicli_session_pool_operations_total{');
+    expect(metrics).to.contain('aicli_session_pool_latency_histogram_bucket{');
+    expect(metrics).to.contain('aicli_session_pool_reuse_rate{');
+    const health = await fetch(`http://127.0.0.1:${n.httpPort}/healthz`);
+    expect(health.status).to.equal(200);
+    const sessions = await (await fetch(`http://127.0.0.1:${n.httpPort}/api/v1/session-pool/sessions`)).json() as { sessions: { status: string }[] };
+    expect(sessions.sessions.map((x) => x.status).sort()).to.deep.equal(['active', 'ready']);
+    await lease.release();
+  });
+
+  it('scales up, down and to a target over NATS, bounded by min and max', async () => {
+    const n = await node({ min_size: 1, max_size: 4, initial_size: 1 });
+    const scale = (op: string, k: number) => call<{ target: number; total: number }>(nc, s.nodeScale(n.nodeId), { pool: 'synthetic', op, n: k }, 3000);
+    expect((await scale('up', 10)).target).to.equal(4);
+    await sleep(100);
+    const held = await client.acquire('synthetic', { nodeId: n.nodeId });
+    expect((await scale('target', 0)).target).to.equal(1);
+    await sleep(100);
+    const st = await call<{ pools: Record<string, { total: number; active: number }> }>(nc, s.nodeStatus(n.nodeId), {}, 3000);
+    expect(st.pools.synthetic).to.include({ total: 1, active: 1 });
+    const bad = await call(nc, s.nodeScale(n.nodeId), { pool: 'synthetic', op: 'sideways', n: 1 }, 3000).catch((e) => e);
+    expect(bad.code).to.equal('BAD_REQUEST');
+    await held.release();
+  });
+
+  it('refuses work beyond max_concurrent_requests with POOL_BUSY, never a crash', async () => {
+    const n = await node({ min_size: 0, max_size: 1, initial_size: 0, resource_limits: { max_concurrent_requests: 2 } });
+    const held = await client.acquire('synthetic', { nodeId: n.nodeId });
+    const waiting = [client.acquire('synthetic', { nodeId: n.nodeId, timeoutMs: 2000 }), client.acquire('synthetic', { nodeId: n.nodeId, timeoutMs: 2000 })];
+    await sleep(100);
+    const busy = await client.acquire('synthetic', { nodeId: n.nodeId, timeoutMs: 500 }).catch((e) => e);
+    expect(busy.code).to.equal('POOL_BUSY');
+    await held.release();
+    const [a] = await Promise.all(waiting.map((p) => p.then((l) => l, (e) => e)));
+    expect(a).to.have.property('id');
+    for (const p of waiting) await p.then((l) => l.release(), () => {});
+  });
+
+  it('stops at start-up on a bad config value, naming the key, the value and its source', async () => {
+    const svc = startService('services/pool-node/dist/main.js', { SHOAL_NATS_URL: nats.url, AICLI_SESSION_POOL_MAX_SIZE: 'lots' });
+    services.push(svc);
+    expect(await svc.exited).to.equal(2);
+    expect(svc.stderr).to.contain('max_size').and.contain('lots').and.contain('AICLI_SESSION_POOL_MAX_SIZE');
   });
 
   it('drains on SIGTERM: new acquires refused, the held lease finishes, exit 0 with every resource destroyed', async () => {
