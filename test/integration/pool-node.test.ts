@@ -180,7 +180,7 @@ describe('pool-node (integration: real nats-server, node as its own process)', f
     await sleep(100);
     const st = await call<{ pools: Record<string, { total: number; active: number }> }>(nc, s.nodeStatus(n.nodeId), {}, 3000);
     expect(st.pools.synthetic).to.include({ total: 1, active: 1 });
-    const bad = await call(nc, s.nodeScale(n.nodeId), { pool: 'synthetic', op: 'sideways', n: 1 }, 3000).catch((e) => e);
+    const bad: any = await call(nc, s.nodeScale(n.nodeId), { pool: 'synthetic', op: 'sideways', n: 1 }, 3000).catch((e) => e);
     expect(bad.code).to.equal('BAD_REQUEST');
     await held.release();
   });

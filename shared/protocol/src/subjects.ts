@@ -50,6 +50,10 @@ export function subjects(prefix: string = DEFAULT_PREFIX) {
     adminStrategy: `${prefix}.admin.strategy`,
     adminWeight: `${prefix}.admin.weight`,
     adminStatus: `${prefix}.admin.status`,
+    /** One balancer replica's own status (the shared `adminStatus` goes to any one replica). */
+    adminStatusOf: (balancerId: string) => `${prefix}.admin.status.${balancerId}`,
+    /** Every balancer replica answers (no queue group): collect the replies to list them all. */
+    adminBalancers: `${prefix}.admin.balancers`,
   };
 }
 
