@@ -297,6 +297,25 @@ describe('Pool (unit, fake clock)', () => {
     expect(n.destroy).to.equal(1);
   });
 
+  it('reports itself unavailable with the reason while creates fail and nothing is usable, and passes a driver error code to waiters', async () => {
+    const { d } = counting(clock);
+    let down = true;
+    const flaky: Driver<any> = { ...d, create: async (ctx) => { if (down) throw new ShoalError('WEAVIATE_UNAVAILABLE', 'connect ECONNREFUSED 127.0.0.1:8080', { details: { retryable: true } }); return d.create(ctx); }, describe: (r) => ({ sessionId: 'sess-' + r.id }) };
+    const pool = mk(settings({ minSize: 1, initialSize: 1, maxSize: 1, cr: { retryBaseMs: 100, retryMaxMs: 100 } }), flaky, () => 0.5);
+    await pool.start();
+    expect(pool.availability()).to.deep.equal({ available: false, reason: 'connect ECONNREFUSED 127.0.0.1:8080' });
+    const pending = rejection(pool.acquire({ timeoutMs: 1000 }));
+    await clock.advance(100); // the next create attempt, after the backoff, fails and hands its error over
+    const err = await pending;
+    expect(err.code).to.equal('WEAVIATE_UNAVAILABLE');
+    expect(err.details).to.include({ retryable: true });
+    down = false;
+    await clock.advance(200);
+    expect(pool.availability()).to.deep.equal({ available: true });
+    const lease = await pool.acquire();
+    expect(lease.meta).to.deep.equal({ sessionId: 'sess-' + lease.resourceId });
+  });
+
   it('drains: waiters and new acquires get NODE_DRAINING, leases finish, then everything is destroyed', async () => {
     const { d, n } = counting(clock);
     const pool = mk(settings({ minSize: 1, initialSize: 2, maxSize: 2 }), d);

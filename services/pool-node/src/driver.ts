@@ -1,3 +1,4 @@
+import type { Registry } from 'prom-client';
 import type { Clock } from './clock.js';
 
 /**
@@ -22,8 +23,18 @@ export interface Driver<R = unknown> {
   destroy(r: R): Promise<void>;
   /** Current footprint, for resource limits and metrics. */
   usage(r: R): { memoryBytes: number };
-  /** Operations a client may run one-shot (acquire+exec+release inside the node). */
+  /** Operations a client may run one-shot (acquire+exec+release inside the node); unset = all. */
   readonly oneShotOps?: ReadonlySet<string>;
+  /** Facts about a resource handed to its holder with the lease (e.g. a session id). */
+  describe?(r: R): Record<string, unknown> | undefined;
+  /** Extra JSON routes for the node's HTTP server (e.g. /vector-store/pool/stats). */
+  routes?(pool: PoolView): Record<string, (q: URLSearchParams) => unknown | Promise<unknown>>;
+}
+
+/** What a driver may read of its pool, for its own routes and metrics. */
+export interface PoolView {
+  readonly name: string;
+  numbers(): { total: number; active: number; idle: number; waiting: number; creating?: number; max?: number };
 }
 
 export interface ExecContext {
@@ -34,6 +45,10 @@ export interface ExecContext {
 export interface DriverContext {
   clock: Clock;
   random: () => number;
+  /** The node's Prometheus registry, for driver metrics (names in @shoal/protocol Metrics), with `labels` on each. */
+  registry?: Registry;
+  labels?: Record<string, string>;
+  log?: { debug(m: string, f?: Record<string, unknown>): void; info(m: string, f?: Record<string, unknown>): void; warn(m: string, f?: Record<string, unknown>): void; error(m: string, f?: Record<string, unknown>): void };
   /** Driver options from the pool's config, as written. */
   options: Record<string, unknown>;
   poolName: string;

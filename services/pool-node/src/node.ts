@@ -5,7 +5,7 @@ import {
 } from '@shoal/protocol';
 import { Actor, type Logger, type Msg, type NatsConnection } from '@shoal/runtime';
 import { systemClock, type Clock } from './clock.js';
-import type { DriverFactory } from './driver.js';
+import type { Driver, DriverFactory } from './driver.js';
 import { NodeMetrics } from './metrics.js';
 import { Pool, type PoolSettings } from './pool.js';
 
@@ -33,6 +33,8 @@ export interface NodeSettings {
 export class PoolNode extends Actor {
   readonly nodeId: string;
   readonly pools = new Map<string, Pool>();
+  /** Each pool's driver, for its one-shot allow-list and its HTTP routes. */
+  readonly drivers = new Map<string, Driver>();
   readonly metrics: NodeMetrics;
   private readonly s: Subjects;
   private readonly startedAt = Date.now();
@@ -60,7 +62,8 @@ export class PoolNode extends Actor {
     this.s = subjects(cfg.prefix);
     this.metrics = new NodeMetrics(nodeId, () => this.pools.values(), () => this.inFlight);
     for (const [name, pc] of Object.entries(cfg.pools)) {
-      const driver = driverFor(pc.driver)({ clock, random: Math.random, options: pc.options, poolName: name });
+      const driver = driverFor(pc.driver)({ clock, random: Math.random, options: pc.options, poolName: name, registry: this.metrics.registry, labels: { pool: name, node: nodeId }, log: this.log.child({ pool: name }) });
+      this.drivers.set(name, driver);
       this.pools.set(name, new Pool(pc, driver, clock, Math.random, this.metrics.observer(name, driver.kind, this.log)));
       this.inFlightByPool.set(name, 0);
     }
@@ -158,6 +161,8 @@ export class PoolNode extends Actor {
     const req = parse('exec', m.data);
     this.checkDraining();
     const pool = this.pool(req.pool);
+    const allowed = this.drivers.get(pool.name)!.oneShotOps;
+    if (allowed && !allowed.has(req.op)) throw new ShoalError(ErrorCodes.UNSUPPORTED_OP, `op ${req.op} cannot run one-shot on pool ${pool.name} (one-shot ops: ${[...allowed].join(', ')}); acquire a lease for it`);
     await this.withPoolSlot(pool, async () => {
       const deadline = Date.now() + req.timeoutMs;
       const lease = await pool.acquire(req);
@@ -287,6 +292,7 @@ export class PoolNode extends Actor {
       latencyMs: p.meter.acquireLatency.value, execLatencyMs: p.meter.execLatency.value,
       errorRate: p.meter.errorRate, requestRate: p.meter.requestRate, reuseRate: p.meter.reuseRate,
       memoryBytes: p.memoryBytes(),
+      ...p.availability(),
     };
   }
 

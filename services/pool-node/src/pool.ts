@@ -298,7 +298,10 @@ export class Pool<R = unknown> {
   }
 
   private leaseView(rec: LeaseRec): Lease {
-    return { leaseId: rec.id, nodeId: '', pool: this.name, resourceId: rec.resource.id, expiresAt: rec.expiresAt, ttlMs: rec.ttlMs, reused: rec.reused };
+    const lease: Lease = { leaseId: rec.id, nodeId: '', pool: this.name, resourceId: rec.resource.id, expiresAt: rec.expiresAt, ttlMs: rec.ttlMs, reused: rec.reused };
+    const meta = this.driver.describe?.(rec.resource.handle as R);
+    if (meta) lease.meta = meta;
+    return lease;
   }
 
   /** Hand a ready resource to the longest-waiting highest-priority waiter, or park it idle. */
@@ -511,7 +514,9 @@ export class Pool<R = unknown> {
       const w = this.nextWaiter()!;
       this.meter.failed();
       this.observer.op('acquire', 'error');
-      w.reject(new ShoalError(ErrorCodes.DRIVER_ERROR, `${describePool(this.name, this.numbers())}: create failed: ${err.message}`, { pool: this.numbers(), details: { cause: err.message, attempts: this.createFailures } }));
+      // A driver's own code (e.g. WEAVIATE_UNAVAILABLE) tells the caller more than DRIVER_ERROR.
+      const code = err.code === ErrorCodes.INTERNAL ? ErrorCodes.DRIVER_ERROR : err.code;
+      w.reject(new ShoalError(code, `${describePool(this.name, this.numbers())}: create failed: ${err.message}`, { pool: this.numbers(), details: { ...err.details, cause: err.message, attempts: this.createFailures } }));
     }
     this.replenish();
   }
@@ -599,6 +604,18 @@ export class Pool<R = unknown> {
     const idle = this.idle.length;
     const total = this.live - this.creating;
     return { total, active: total - idle, idle, waiting: this.waitingCount, creating: this.creating, max: this.cfg.maxSize };
+  }
+
+  /**
+   * A pool is unavailable when its creates keep failing and it has nothing to
+   * lease: status, heartbeats and the CLI show the reason instead of the
+   * process crash-looping (a missing `claude` binary, Weaviate down).
+   */
+  availability(): { available: boolean; reason?: string } {
+    if (this.createFailures > 0 && this.live - this.creating === 0 && this.lastCreateError) {
+      return { available: false, reason: this.lastCreateError.message };
+    }
+    return { available: true };
   }
 
   get targetSize(): number {

@@ -1,6 +1,16 @@
 import type { Route } from '@shoal/runtime';
 import type { PoolNode } from './node.js';
 
+/** Routes a driver adds (e.g. the Weaviate pool's /vector-store/pool/stats); the first pool of a kind wins a path. */
+function driverRoutes(node: PoolNode): Record<string, Route> {
+  const out: Record<string, Route> = {};
+  for (const [name, d] of node.drivers) {
+    const pool = node.pools.get(name)!;
+    for (const [path, route] of Object.entries(d.routes?.(pool) ?? {})) if (!out[path]) out[path] = route;
+  }
+  return out;
+}
+
 /** The design documents' HTTP paths, served by each node for its own shard. */
 export function statusRoutes(node: PoolNode): Record<string, Route> {
   return {
@@ -21,5 +31,6 @@ export function statusRoutes(node: PoolNode): Record<string, Route> {
       return { nodeId: node.nodeId, leases };
     },
     '/api/v1/metrics': () => undefined,
+    ...driverRoutes(node),
   };
 }

@@ -21,6 +21,7 @@ export class NoNodesError extends ShoalError {}
 export class CancelledError extends ShoalError {}
 export class UnavailableError extends ShoalError {}
 export class InternalError extends ShoalError {}
+export class WeaviateUnavailableError extends ShoalError {}
 
 const byCode: Record<ErrorCode, typeof ShoalError> = {
   [ErrorCodes.POOL_TIMEOUT]: PoolTimeoutError,
@@ -39,6 +40,7 @@ const byCode: Record<ErrorCode, typeof ShoalError> = {
   [ErrorCodes.CANCELLED]: CancelledError,
   [ErrorCodes.UNAVAILABLE]: UnavailableError,
   [ErrorCodes.INTERNAL]: InternalError,
+  [ErrorCodes.WEAVIATE_UNAVAILABLE]: WeaviateUnavailableError,
 };
 
 /** Re-type any error as the class of its code. */

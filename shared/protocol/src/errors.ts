@@ -20,6 +20,8 @@ export const ErrorCodes = {
   SESSION_BUSY: 'SESSION_BUSY',
   /** The balancer knows no eligible node for the pool. */
   NO_NODES: 'NO_NODES',
+  /** The Weaviate server cannot be reached (weaviate driver). `details.retryable` says whether a retry can help. */
+  WEAVIATE_UNAVAILABLE: 'WEAVIATE_UNAVAILABLE',
   /** The caller gave up (abort signal) or the lease was revoked mid-operation. */
   CANCELLED: 'CANCELLED',
   /** A request to a peer got no responders or no answer in time. */
@@ -90,6 +92,7 @@ export const RETRYABLE_ON_OTHER_NODE: ReadonlySet<ErrorCode> = new Set<ErrorCode
   ErrorCodes.POOL_EXHAUSTED,
   ErrorCodes.UNAVAILABLE,
   ErrorCodes.POOL_NOT_FOUND,
+  ErrorCodes.WEAVIATE_UNAVAILABLE,
 ]);
 
 /** Human one-liner with the pool's numbers, e.g. for POOL_TIMEOUT. */

@@ -121,6 +121,8 @@ export interface Lease {
   expiresAt: number;
   ttlMs: number;
   reused: boolean;
+  /** What the driver tells about the resource, e.g. the Claude CLI's `session_id`. */
+  meta?: Record<string, unknown>;
 }
 
 export interface OkReply<T = Record<string, unknown>> {
@@ -194,6 +196,9 @@ export interface PoolStats {
   requestRate: number;
   reuseRate: number;
   memoryBytes: number;
+  /** False when the pool cannot make resources (creates failing, nothing usable); `reason` says why. */
+  available: boolean;
+  reason?: string;
 }
 
 export interface Heartbeat {
