@@ -125,6 +125,8 @@ export class Pool<R = unknown> {
   private cleanupTimer: Timer | undefined;
   private readonly ended = new Map<string, 'expired' | 'released' | 'revoked'>();
   private closed = false;
+  /** Creates and destroys under way, so that close() can wait for them. */
+  private readonly inFlight = new Set<Promise<void>>();
   private draining = false;
 
   constructor(
@@ -185,11 +187,14 @@ export class Pool<R = unknown> {
     for (const lease of [...this.leases.values()]) this.endLease(lease, 'revoked');
     const pending: Promise<void>[] = [];
     for (const r of [...this.resources.values()]) if (r.state !== 'creating' && r.state !== 'destroying') pending.push(this.destroy(r, 'close'));
-    await Promise.allSettled(pending);
-    // Creates still in flight destroy their result when they land (closed is set).
-    while (this.creating > 0 || [...this.resources.values()].some((r) => r.state === 'destroying')) {
-      await new Promise<void>((r) => setTimeout(r, 5));
-    }
+    // Creates still in flight destroy their result when they land (closed is set); wait for
+    // them and for destroys under way, but never longer than a create may take.
+    let cap: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled([...pending, ...this.inFlight]),
+      new Promise<void>((r) => { cap = setTimeout(r, this.cfg.create.timeoutMs); cap.unref?.(); }),
+    ]);
+    clearTimeout(cap);
   }
 
   // ---- acquire -----------------------------------------------------------
@@ -472,7 +477,17 @@ export class Pool<R = unknown> {
     for (let i = 0; i < n; i++) void this.createOne('demand');
   }
 
-  private async createOne(reason: string): Promise<void> {
+  private createOne(reason: string): Promise<void> {
+    return this.track(this.doCreate(reason));
+  }
+
+  private track(p: Promise<void>): Promise<void> {
+    this.inFlight.add(p);
+    void p.finally(() => this.inFlight.delete(p));
+    return p;
+  }
+
+  private async doCreate(reason: string): Promise<void> {
     const now = this.clock.now();
     const sm = this.cfg.sessionManagement;
     const lifetime = sm.maxLifetimeMs > 0 ? sm.maxLifetimeMs * (1 - sm.lifetimeJitter * this.random()) : Infinity;
@@ -521,8 +536,12 @@ export class Pool<R = unknown> {
     this.replenish();
   }
 
-  private async destroy(r: Resource<R>, reason: string): Promise<void> {
-    if (r.state === 'destroying') return;
+  private destroy(r: Resource<R>, reason: string): Promise<void> {
+    if (r.state === 'destroying') return Promise.resolve();
+    return this.track(this.doDestroy(r, reason));
+  }
+
+  private async doDestroy(r: Resource<R>, reason: string): Promise<void> {
     const wasIdle = r.state === 'ready';
     r.state = 'destroying';
     if (wasIdle) {
