@@ -106,10 +106,15 @@ describe('pool-node (integration: real nats-server, node as its own process)', f
     expect(errs.filter((e) => e.code === 'DRIVER_ERROR').length).to.be.at.least(1);
     expect(errs.find((e) => e.code === 'DRIVER_ERROR').message).to.contain('synthetic create failure');
     // Keep demand for 2 s: with 100→400 ms backoff, about 6-10 attempts, never a busy loop.
-    const before = n.logs.filter((l) => l.msg === 'create failed').length;
+    const createErrors = async () => {
+      const text = await (await fetch(`http://127.0.0.1:${n.httpPort}/metrics`)).text();
+      const m = /aicli_session_pool_operations_total\{[^}]*operation="create",result="error"\} (\d+)/.exec(text);
+      return Number(m?.[1] ?? 0);
+    };
+    const before = await createErrors();
     const until = Date.now() + 2000;
     while (Date.now() < until) await client.acquire('synthetic', { nodeId: n.nodeId, timeoutMs: 300 }).catch(() => {});
-    const attempts = n.logs.filter((l) => l.msg === 'create failed').length - before;
+    const attempts = (await createErrors()) - before;
     expect(attempts).to.be.within(3, 16);
   });
 

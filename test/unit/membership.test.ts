@@ -5,7 +5,7 @@ import { Membership } from '../../services/balancer/src/membership.js';
 function stats(o: Partial<PoolStats> = {}): PoolStats {
   return {
     kind: 'synthetic', total: 4, idle: 2, active: 2, creating: 0, waiting: 1, min: 0, max: 8, target: 4,
-    maxWaiting: 10, weight: 3, latencyMs: 12, execLatencyMs: 30, errorRate: 0.05, requestRate: 7, reuseRate: 0.5, memoryBytes: 0, ...o,
+    maxWaiting: 10, weight: 3, latencyMs: 12, execLatencyMs: 30, errorRate: 0.05, requestRate: 7, reuseRate: 0.5, memoryBytes: 0, available: true, ...o,
   };
 }
 

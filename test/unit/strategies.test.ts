@@ -16,7 +16,7 @@ function cand(nodeId: string, o: Partial<Candidate> = {}): Candidate {
 function stats(o: Partial<PoolStats> = {}): PoolStats {
   return {
     kind: 'synthetic', total: 10, idle: 0, active: 10, creating: 0, waiting: 0, min: 0, max: 20, target: 10,
-    maxWaiting: 100, weight: 1, latencyMs: 10, execLatencyMs: 10, errorRate: 0, requestRate: 5, reuseRate: 0, memoryBytes: 0, ...o,
+    maxWaiting: 100, weight: 1, latencyMs: 10, execLatencyMs: 10, errorRate: 0, requestRate: 5, reuseRate: 0, memoryBytes: 0, available: true, ...o,
   };
 }
 

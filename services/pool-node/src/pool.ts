@@ -517,12 +517,15 @@ export class Pool<R = unknown> {
 
   private createFailed(err: ShoalError, reason: string): void {
     this.createFailures++;
+    // Warn when failing starts or its reason changes; a pool that stays down (no Weaviate
+    // on this machine) must not fill the log at every retry.
+    const changed = this.createFailures === 1 || err.message !== this.lastCreateError?.message;
     this.lastCreateError = err;
     const backoff = Math.min(this.cfg.create.retryMaxMs, this.cfg.create.retryBaseMs * 2 ** (this.createFailures - 1));
     // Full jitter on the upper half, so that nodes failing together do not retry together.
     this.retryAt = this.clock.now() + backoff * (0.5 + 0.5 * this.random());
     this.observer.op('create', 'error');
-    this.observer.log('warn', 'create failed', { pool: this.name, reason, failures: this.createFailures, retryInMs: Math.round(this.retryAt - this.clock.now()), err: err.message });
+    this.observer.log(changed ? 'warn' : 'debug', 'create failed', { pool: this.name, reason, failures: this.createFailures, retryInMs: Math.round(this.retryAt - this.clock.now()), err: err.message });
     // The waiters this create was for get its error now rather than a timeout later;
     // those that other in-flight creates can still serve keep waiting.
     while (this.waitingCount > this.creating) {
@@ -614,7 +617,23 @@ export class Pool<R = unknown> {
       if (this.overMemory(r)) { void this.destroy(r, 'memory'); surplus--; continue; }
       if (surplus > 0 && sm.idleTimeoutMs > 0 && now - r.idleSince >= sm.idleTimeoutMs) { void this.destroy(r, 'idle_timeout'); surplus--; }
     }
+    this.recycleOverTotalMemory();
     this.replenish();
+  }
+
+  /** Over max_total_memory: destroy the largest idle resources until under it (replenish then refills within the limit). */
+  private recycleOverTotalMemory(): void {
+    const maxTotal = this.cfg.resourceLimits.maxTotalMemoryBytes;
+    if (maxTotal <= 0) return;
+    let total = this.totalMemory();
+    if (total <= maxTotal) return;
+    const mem = (r: Resource<R>) => (r.handle !== undefined ? this.driver.usage(r.handle).memoryBytes : 0);
+    for (const r of [...this.idle].sort((a, b) => mem(b) - mem(a))) {
+      if (total <= maxTotal) break;
+      total -= mem(r);
+      this.observer.log('warn', 'max_total_memory exceeded, recycling the largest idle resource', { pool: this.name, resourceId: r.id, memoryBytes: mem(r), maxTotal });
+      void this.destroy(r, 'total_memory');
+    }
   }
 
   // ---- numbers -----------------------------------------------------------

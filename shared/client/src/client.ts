@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { ErrorCodes, ShoalError, subjects, type Holder, type Lease as LeaseInfo, type Subjects } from '@shoal/protocol';
 import { call, connectNats, type NatsConnection, type NatsSettings } from '@shoal/runtime';
-import { typed, CancelledError } from './errors.js';
+import { typed, CancelledError, UnavailableError } from './errors.js';
 import { ExecCall } from './stream.js';
 
 export interface ConnectOptions {
@@ -188,7 +188,13 @@ export class Client {
 
 export async function connect(opts: ConnectOptions = {}): Promise<Client> {
   if (opts.nc) return new Client(opts.nc, opts, false);
-  const nc = await connectNats({ servers: opts.servers ?? ['nats://127.0.0.1:4222'], name: opts.name, ...opts.nats });
+  // A service calling connect() wants an answer, not an endless wait for a NATS that is not there.
+  let nc: NatsConnection;
+  try {
+    nc = await connectNats({ servers: opts.servers ?? ['nats://127.0.0.1:4222'], name: opts.name, waitOnFirstConnect: false, ...opts.nats });
+  } catch (err) {
+    throw new UnavailableError(ErrorCodes.UNAVAILABLE, `cannot connect to NATS at ${(opts.servers ?? ['nats://127.0.0.1:4222']).join(', ')}: ${(err as Error).message}`);
+  }
   return new Client(nc, opts, true);
 }
 

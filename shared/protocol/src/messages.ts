@@ -76,7 +76,8 @@ const strategyShape = {
 const strategy = obj(strategyShape);
 export type StrategyRequest = Infer<typeof strategyShape>;
 
-const weightShape = { nodeId: id, weight: num({ min: 0, max: 1000 }) };
+// The node id becomes a KV key and a subject token: no dots, spaces or wildcards.
+const weightShape = { nodeId: name, weight: num({ min: 0, max: 1000 }) };
 const weight = obj(weightShape);
 export type WeightRequest = Infer<typeof weightShape>;
 

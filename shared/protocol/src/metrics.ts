@@ -29,6 +29,26 @@ export const Metrics = {
   BALANCER_NODES: 'shoal_balancer_nodes',
   /** balancer: histogram (ms) of a placement, end to end */
   PLACEMENT_LATENCY: 'shoal_balancer_placement_latency_ms',
+  /** weaviate driver: counter {pool, node}: weaviate-client clients connected (pooled, repaired, or per call with VECTOR_STORE_USE_POOL=false) */
+  WEAVIATE_CONNECTIONS_CREATED: 'shoal_weaviate_connections_created_total',
+  /** weaviate driver: counter {pool, node}: clients closed */
+  WEAVIATE_CONNECTIONS_CLOSED: 'shoal_weaviate_connections_closed_total',
+  /** weaviate driver: counter {pool, node}: failed isLive/isReady probes (the connection is replaced) */
+  WEAVIATE_HEALTH_CHECK_FAILURES: 'shoal_weaviate_health_check_failures_total',
+  /** weaviate driver: counter {pool, node, op, result=success|bad_request|unavailable|error} */
+  WEAVIATE_REQUESTS: 'shoal_weaviate_requests_total',
+  /** claude-cli: gauge {pool, node, state=starting|idle|turn|clearing|dead}: sessions by their CLI state */
+  CLAUDE_SESSIONS: 'shoal_claude_sessions',
+  /** claude-cli: counter {pool, node, outcome=success|error|interrupted|crashed|cancelled}: user turns */
+  CLAUDE_TURNS_TOTAL: 'shoal_claude_turns_total',
+  /** claude-cli: histogram (ms) {pool, node}: a user turn, from writing the message to its `result` line */
+  CLAUDE_TURN_LATENCY: 'shoal_claude_turn_latency_ms',
+  /** claude-cli: counter {pool, node, type=input|output|cache_read|cache_creation}: tokens summed from `result` lines */
+  CLAUDE_TOKENS_TOTAL: 'shoal_claude_tokens_total',
+  /** claude-cli: counter {pool, node}: `total_cost_usd` summed from `result` lines */
+  CLAUDE_COST_USD_TOTAL: 'shoal_claude_cost_usd_total',
+  /** claude-cli: counter {pool, node}: stdout lines that were not JSON (skipped) */
+  CLAUDE_NON_JSON_LINES_TOTAL: 'shoal_claude_non_json_lines_total',
 } as const;
 
 /** Latency buckets in milliseconds; the design's alert rules read le=10,50,100. */

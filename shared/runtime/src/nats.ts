@@ -16,6 +16,11 @@ export interface NatsSettings {
   credsFile?: string;
   tls?: { caFile?: string; certFile?: string; keyFile?: string };
   name?: string;
+  /**
+   * Keep trying the first connect until NATS is there (default true: a
+   * service may start before NATS). Clients set false to fail fast.
+   */
+  waitOnFirstConnect?: boolean;
 }
 
 export type { NatsConnection, Msg, Subscription, KV, JetStreamClient } from 'nats';
@@ -29,7 +34,8 @@ export function natsOptions(s: NatsSettings): ConnectionOptions {
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,
     reconnectJitter: 250,
-    waitOnFirstConnect: true,
+    waitOnFirstConnect: s.waitOnFirstConnect ?? true,
+    timeout: 5000,
     // Measured +54-69% request-reply throughput here: no stack capture per request.
     noAsyncTraces: true,
     pingInterval: 10_000,

@@ -1,0 +1,755 @@
+import {
+  BALANCER_QUEUE, checkVersion, decode, encode, ErrorCodes, newId, parse, parseHeartbeat, poolFromSubject,
+  PROTOCOL_VERSION, RETRYABLE_ON_OTHER_NODE, SETTINGS_BUCKET, ShoalError, subjects, validators,
+  type ErrorCode, type Heartbeat, type WireError, type StrategyRequest, type Subjects,
+} from '@shoal/protocol';
+import { Actor, isNoResponders, isTimeout, type Logger, type Msg, type NatsConnection, type Subscription } from '@shoal/runtime';
+import { CircuitBreaker } from './circuit.js';
+import { Membership } from './membership.js';
+import { BalancerMetrics, NODE_GAUGE_STATES, type NodeGaugeState, type PlacementResult } from './metrics.js';
+import { SettingsStore } from './settings.js';
+import { createStrategy, performanceWeights, type PerformanceWeights, type Strategy, type StrategyName } from './strategies/index.js';
+
+/**
+ * How a one-shot exec reaches the node. `forward`: the request is published
+ * to the node with the caller's reply subject, and the node streams straight
+ * to the caller (the balancer copies nothing, but cannot retry once sent).
+ * `relay`: the balancer asks the node on its own inbox and copies every
+ * message to the caller (it can retry a refusal, at the cost of a copy per
+ * chunk). docs/balancer.md has the measurement behind the default.
+ */
+export type ExecMode = 'forward' | 'relay';
+
+export interface BalancerSettings {
+  /** Defaults to a fresh ULID. */
+  balancerId?: string;
+  prefix: string;
+  strategy: StrategyName;
+  performanceWeights: PerformanceWeights;
+  suspectAfterIntervals: number;
+  goneAfterIntervals: number;
+  circuitFailureThreshold: number;
+  circuitCooldownMs: number;
+  /** Default `forward`. */
+  execMode?: ExecMode;
+  /** Longest time `start` waits for the first heartbeats before joining the queue group. Default 1100 ms. */
+  warmupMs?: number;
+  /** Longest sweep period; it shortens to the fastest node heartbeat. Default 1000 ms. */
+  sweepIntervalMs?: number;
+  /** KV bucket of operator settings. Default SETTINGS_BUCKET. */
+  settingsBucket?: string;
+}
+
+/** Below this much time left, no new try is started. */
+const MIN_TRY_MS = 3;
+/** Rounds of "every candidate failed, wait and try them all again". */
+const MAX_RETRY_ROUNDS = 3;
+const BACKOFF_BASE_MS = 20;
+const BACKOFF_MAX_MS = 200;
+
+/** Time kept back from the node's timeout so that its answer (POOL_TIMEOUT too) reaches the caller before the deadline. */
+function margin(remaining: number): number {
+  return Math.min(50, Math.max(2, remaining * 0.05));
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Outcome of one try on one node. */
+type Try = { done: true; result: 'success' | 'error' } | { done: false; err: ShoalError; result: PlacementResult };
+
+/** A try in flight on a node; aborted when the node turns suspect, restarts or is swept. */
+interface Pending { abort(err: ShoalError): void }
+
+export interface NodeStatus {
+  nodeId: string;
+  state: string;
+  eligible: boolean;
+  draining: boolean;
+  unhealthy: boolean;
+  circuit: string;
+  host: string;
+  pid: number;
+  startedAt: number;
+  silentMs: number;
+  inFlight: number;
+  weight: number | null;
+  pools: Heartbeat['pools'];
+}
+
+export interface BalancerStatus {
+  balancerId: string;
+  strategy: StrategyName;
+  performanceWeights: PerformanceWeights;
+  execMode: ExecMode;
+  settings: { bucket: string; watched: boolean };
+  startedAt: number;
+  nodes: NodeStatus[];
+}
+
+/**
+ * A balancer replica. Every replica hears every heartbeat (no queue group)
+ * and keeps its own view; requests arrive through the replicas' queue group,
+ * so any one of them may place any request. Nothing here is shared between
+ * replicas except the operator settings in KV.
+ */
+export class Balancer extends Actor {
+  readonly balancerId: string;
+  readonly membership: Membership;
+  readonly circuit: CircuitBreaker;
+  readonly metrics: BalancerMetrics;
+  readonly startedAt = Date.now();
+  private readonly s: Subjects;
+  private readonly settings: SettingsStore;
+  private readonly execMode: ExecMode;
+  private strategyName: StrategyName;
+  private perfWeights: PerformanceWeights;
+  /** One strategy instance per pool: round-robin positions and smooth weights are per pool. */
+  private readonly strategies = new Map<string, Strategy>();
+  private readonly pending = new Map<string, Set<Pending>>();
+  private readonly requestSubs: Subscription[] = [];
+  private readonly lastHb = new Map<string, Heartbeat>();
+  /** Leases granted through us that the node's heartbeats do not show yet, per node. */
+  private readonly unseenGrants = new Map<string, number>();
+  private readonly lastState = new Map<string, string>();
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private firstHeartbeat: (() => void) | undefined;
+  private inFlight = 0;
+  private idle: (() => void) | undefined;
+  private stopping = false;
+
+  constructor(nc: NatsConnection, log: Logger, private readonly cfg: BalancerSettings) {
+    const balancerId = cfg.balancerId ?? newId();
+    super(nc, log.child({ balancer: balancerId }));
+    this.balancerId = balancerId;
+    this.s = subjects(cfg.prefix);
+    this.execMode = cfg.execMode ?? 'forward';
+    this.membership = new Membership({ suspectAfterIntervals: cfg.suspectAfterIntervals, goneAfterIntervals: cfg.goneAfterIntervals });
+    this.circuit = new CircuitBreaker({ failureThreshold: cfg.circuitFailureThreshold, cooldownMs: cfg.circuitCooldownMs });
+    this.strategyName = cfg.strategy;
+    this.perfWeights = performanceWeights(cfg.performanceWeights);
+    createStrategy(this.strategyName, { performanceWeights: this.perfWeights }); // fail at start on a bad name
+    this.metrics = new BalancerMetrics(balancerId, () => this.nodeStateCounts());
+    this.settings = new SettingsStore(nc, this.log, cfg.settingsBucket ?? SETTINGS_BUCKET, {
+      strategy: (v, rev) => this.applyStrategy(v, rev),
+      weight: (nodeId, w, rev) => this.applyWeight(nodeId, w, rev),
+    });
+  }
+
+  get strategy(): StrategyName {
+    return this.strategyName;
+  }
+
+  /**
+   * Hear heartbeats and read the settings first, so that the replica's first
+   * placement already knows the nodes and the operator's strategy; then join
+   * the queue groups.
+   */
+  async start(): Promise<void> {
+    const s = this.s;
+    const heard = new Promise<void>((resolve) => { this.firstHeartbeat = resolve; });
+    this.listen(s.anyHeartbeat, (m) => this.onHeartbeat(m));
+    await this.flushed();
+    await this.settings.start();
+    await this.warmup(heard);
+    this.requestSubs.push(
+      this.listen(s.anyPoolAcquire, (m) => this.tracked(() => this.onAcquire(m)), { queue: BALANCER_QUEUE }),
+      this.listen(s.anyPoolExec, (m) => this.tracked(() => this.onExec(m)), { queue: BALANCER_QUEUE }),
+      this.listen(s.adminStrategy, (m) => this.onStrategy(m), { queue: BALANCER_QUEUE }),
+      this.listen(s.adminWeight, (m) => this.onWeight(m), { queue: BALANCER_QUEUE }),
+      this.listen(s.adminStatus, (m) => this.onStatus(m), { queue: BALANCER_QUEUE }),
+      this.listen(s.adminStatusOf(this.balancerId), (m) => this.onStatus(m)),
+      this.listen(s.adminBalancers, (m) => this.onStatus(m)),
+    );
+    await this.flushed();
+    this.scheduleSweep();
+    this.log.info('balancer ready', { strategy: this.strategyName, execMode: this.execMode, nodes: this.membership.nodes(Date.now()).length });
+  }
+
+  /**
+   * Stop taking requests and let the ones in flight finish (each is bounded
+   * by its deadline, and this by `graceMs`). Heartbeats and the sweep go on
+   * meanwhile, so a try on a node that dies now is still given up on time.
+   */
+  async stop(graceMs = 10_000): Promise<void> {
+    await Promise.allSettled(this.requestSubs.splice(0).map((sub) => sub.drain()));
+    if (this.inFlight > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((r) => { this.idle = r; timer = setTimeout(r, graceMs); });
+      clearTimeout(timer);
+    }
+    this.stopping = true;
+    clearTimeout(this.sweepTimer);
+    this.settings.stop();
+    await this.unlisten();
+  }
+
+  /** Wait for a first heartbeat, then one full interval of the nodes heard so far, so that all of them are known. */
+  private async warmup(heard: Promise<void>): Promise<void> {
+    const until = Date.now() + (this.cfg.warmupMs ?? 1100);
+    const left = () => Math.max(0, until - Date.now());
+    await Promise.race([heard, sleep(left())]);
+    const longest = Math.max(0, ...[...this.lastHb.values()].map((hb) => hb.intervalMs));
+    if (longest > 0) await sleep(Math.min(left(), longest * 1.1));
+  }
+
+  private tracked(fn: () => Promise<void>): Promise<void> {
+    this.inFlight++;
+    return fn().finally(() => {
+      if (--this.inFlight === 0 && this.idle) this.idle();
+    });
+  }
+
+  // ---- membership --------------------------------------------------------
+
+  private onHeartbeat(m: Msg): void {
+    let hb: Heartbeat;
+    try {
+      hb = parseHeartbeat(m.data);
+    } catch (err) {
+      this.log.debug('ignoring a bad heartbeat', { subject: m.subject, err: (err as Error).message });
+      return;
+    }
+    const now = Date.now();
+    const r = this.membership.observe(hb, now);
+    if (r.kind === 'stale') return;
+    this.lastHb.set(hb.nodeId, hb);
+    // The node sent this heartbeat after the replies we already have (one
+    // connection, in order), so its numbers include those grants now.
+    const unseen = this.unseenGrants.get(hb.nodeId);
+    if (unseen !== undefined) {
+      this.unseenGrants.delete(hb.nodeId);
+      for (let i = 0; i < unseen; i++) this.membership.settled(hb.nodeId);
+    }
+    if (r.kind === 'joined') this.log.info('node joined', { nodeId: hb.nodeId, host: hb.host, pid: hb.pid, pools: Object.keys(hb.pools) });
+    if (r.kind === 'restarted') {
+      this.log.info('node restarted', { nodeId: hb.nodeId });
+      this.circuit.forget(hb.nodeId);
+      this.abortTries(hb.nodeId, 'restarted');
+    }
+    for (const id of r.replaced) {
+      this.log.info('node replaced by a new id from the same process', { old: id, nodeId: hb.nodeId });
+      this.forgetNode(id, 'replaced');
+    }
+    this.firstHeartbeat?.();
+    this.firstHeartbeat = undefined;
+  }
+
+  /** Sweep at least every `sweepIntervalMs`, and as often as the fastest node beats, so a silent node is noticed within about an interval. */
+  private scheduleSweep(): void {
+    const fastest = Math.min(...[...this.lastHb.values()].map((hb) => hb.intervalMs));
+    const period = Math.max(50, Math.min(this.cfg.sweepIntervalMs ?? 1000, Number.isFinite(fastest) ? fastest : Infinity));
+    this.sweepTimer = setTimeout(() => {
+      try {
+        this.sweep(Date.now());
+      } catch (err) {
+        this.log.error('sweep failed', { err: (err as Error).stack });
+      }
+      if (!this.stopping) this.scheduleSweep();
+    }, period);
+  }
+
+  /** Drop gone nodes, log state changes, and give up on tries pending on nodes that are no longer alive. */
+  sweep(now: number): void {
+    for (const v of this.membership.nodes(now)) {
+      const prev = this.lastState.get(v.nodeId);
+      if (prev !== v.state) {
+        this.lastState.set(v.nodeId, v.state);
+        if (prev !== undefined || v.state !== 'alive') this.log.info('node state', { nodeId: v.nodeId, from: prev ?? null, to: v.state, silentMs: v.silentMs });
+      }
+      if (v.state !== 'alive') this.abortTries(v.nodeId, v.state);
+    }
+    for (const id of this.membership.sweep(now)) {
+      this.log.warn('node gone; its leases are lost', { nodeId: id });
+      this.forgetNode(id, 'gone');
+      this.metrics.forgetNode(id);
+    }
+  }
+
+  private forgetNode(nodeId: string, why: string): void {
+    this.abortTries(nodeId, why);
+    if (this.pending.get(nodeId)?.size === 0) this.pending.delete(nodeId);
+    this.circuit.forget(nodeId);
+    this.lastHb.delete(nodeId);
+    this.lastState.delete(nodeId);
+    this.unseenGrants.delete(nodeId);
+  }
+
+  private abortTries(nodeId: string, why: string): void {
+    const set = this.pending.get(nodeId);
+    if (!set || set.size === 0) return;
+    const err = new ShoalError(ErrorCodes.UNAVAILABLE, `node ${nodeId} is ${why}`, { details: { reason: why, nodeId } });
+    for (const p of [...set]) p.abort(err);
+  }
+
+  // ---- settings ------------------------------------------------------------
+
+  private applyStrategy(v: StrategyRequest | undefined, revision: number): void {
+    const name = v?.strategy ?? this.cfg.strategy;
+    const weights = performanceWeights(v?.performanceWeights ?? this.cfg.performanceWeights);
+    createStrategy(name, { performanceWeights: weights }); // throws on a bad value before anything changes
+    const changed = name !== this.strategyName || JSON.stringify(weights) !== JSON.stringify(this.perfWeights);
+    this.strategyName = name;
+    this.perfWeights = weights;
+    if (changed) {
+      this.strategies.clear();
+      this.log.info('strategy set', { strategy: name, performanceWeights: weights, revision });
+    }
+  }
+
+  private applyWeight(nodeId: string, weight: number | undefined, revision: number): void {
+    this.membership.setWeight(nodeId, weight);
+    this.log.info('node weight set', { nodeId, weight: weight ?? null, revision });
+  }
+
+  private strategyFor(pool: string): Strategy {
+    let st = this.strategies.get(pool);
+    if (!st) {
+      st = createStrategy(this.strategyName, { performanceWeights: this.perfWeights });
+      this.strategies.set(pool, st);
+    }
+    return st;
+  }
+
+  // ---- requests ------------------------------------------------------------
+
+  /**
+   * Decode, check the version and validate; keep the raw map so fields this
+   * version does not know still reach the node. The pool of the body must be
+   * the pool of the subject.
+   */
+  private read<K extends 'acquire' | 'exec'>(kind: K, m: Msg, pool: string): { raw: Record<string, unknown>; req: ReturnType<(typeof validators)[K]> } {
+    const raw = decode(m.data);
+    checkVersion(raw);
+    const req = validators[kind](raw, '') as ReturnType<(typeof validators)[K]>;
+    if (req.pool !== pool) {
+      throw new ShoalError(ErrorCodes.BAD_REQUEST, `field pool: ${JSON.stringify(req.pool)} does not match the subject's pool ${JSON.stringify(pool)}`, { details: { field: 'pool' } });
+    }
+    return { raw, req };
+  }
+
+  private async onAcquire(m: Msg): Promise<void> {
+    const t0 = performance.now();
+    const arrived = Date.now();
+    const pool = poolFromSubject(m.subject, this.s.prefix) ?? '';
+    let raw: Record<string, unknown>;
+    let timeoutMs: number;
+    try {
+      const r = this.read('acquire', m, pool);
+      raw = r.raw;
+      timeoutMs = r.req.timeoutMs;
+    } catch (err) {
+      return this.rejected(m, pool, 'acquire', t0, err);
+    }
+    const deadline = arrived + timeoutMs;
+    const result = await this.place(m, pool, deadline, (nodeId, remaining) => this.tryAcquire(m, pool, raw, nodeId, remaining));
+    this.metrics.done(this.poolLabel(pool), 'acquire', result, performance.now() - t0);
+  }
+
+  /**
+   * Pick a node, try it, and on a retryable failure try the next one, until
+   * one answers or the deadline comes. When every candidate has failed, wait
+   * a little and go round again (a few rounds at most). Returns the result
+   * label; the caller has had its one reply.
+   */
+  private async place(m: Msg, pool: string, deadline: number, attempt: (nodeId: string, remaining: number) => Promise<Try>): Promise<string> {
+    const excluded = new Set<string>();
+    let lastErr: ShoalError | undefined;
+    let rounds = 0;
+    for (;;) {
+      const now = Date.now();
+      const remaining = deadline - now;
+      if (remaining < MIN_TRY_MS) {
+        return this.fail(m, lastErr ?? new ShoalError(ErrorCodes.POOL_TIMEOUT, `pool ${pool}: no node answered within the deadline`));
+      }
+      const candidates = this.usable(pool, this.membership.candidates(pool, now, { allow: (id) => !excluded.has(id) && this.circuit.available(id, now) }));
+      const chosen = candidates.length > 0 ? this.strategyFor(pool).select(candidates) : undefined;
+      if (!chosen) {
+        if (lastErr === undefined) {
+          const err = this.noNodes(pool, now);
+          this.metrics.placement(this.poolLabel(pool), '', 'no_nodes');
+          return this.fail(m, err);
+        }
+        const wait = Math.min(BACKOFF_BASE_MS * 2 ** rounds, BACKOFF_MAX_MS, remaining - MIN_TRY_MS);
+        if (rounds >= MAX_RETRY_ROUNDS || wait <= 0) return this.fail(m, lastErr);
+        rounds++;
+        excluded.clear();
+        await sleep(wait);
+        continue;
+      }
+      const id = chosen.nodeId;
+      if (!this.circuit.allow(id, now)) {
+        excluded.add(id);
+        continue;
+      }
+      const out = await attempt(id, remaining);
+      this.metrics.placement(this.poolLabel(pool), id, out.result);
+      if (out.done) return out.result;
+      this.log.debug('try failed; trying another node', { nodeId: id, pool, result: out.result, code: out.err.code, err: out.err.message });
+      excluded.add(id);
+      lastErr = out.err;
+    }
+  }
+
+  /**
+   * Nodes whose pool says it cannot make resources (creates failing, nothing
+   * idle) only get requests when no other node can: then the request itself
+   * brings back the driver's error, or a create that works again.
+   */
+  private usable<C extends { nodeId: string }>(pool: string, list: C[]): C[] {
+    if (list.length < 2) return list;
+    const ok = list.filter((c) => this.lastHb.get(c.nodeId)?.pools[pool]?.available !== false);
+    return ok.length > 0 ? ok : list;
+  }
+
+  private fail(m: Msg, err: ShoalError): string {
+    this.replyError(m, err);
+    return err.code;
+  }
+
+  /**
+   * One acquire on one node. The node gets the time left minus a margin, the
+   * request waits for the whole time left: a POOL_TIMEOUT from the node still
+   * reaches the caller before its deadline, and nothing waits past it.
+   */
+  private async tryAcquire(m: Msg, pool: string, raw: Record<string, unknown>, nodeId: string, remaining: number): Promise<Try> {
+    const subject = this.s.nodeAcquire(nodeId);
+    const body = encode({ ...raw, timeoutMs: Math.max(1, Math.floor(remaining - margin(remaining))) });
+    let reply: Msg;
+    try {
+      reply = await this.requestNode(nodeId, subject, body, remaining);
+    } catch (err) {
+      return this.unreachable(nodeId, subject, err);
+    }
+    let code: ErrorCode | undefined;
+    try {
+      const r = decode(reply.data);
+      if (r.ok !== true) code = ((r.error as { code?: ErrorCode } | undefined)?.code) ?? ErrorCodes.INTERNAL;
+    } catch (err) {
+      this.membership.settled(nodeId);
+      this.circuit.failure(nodeId, Date.now());
+      return { done: false, result: 'unreachable', err: new ShoalError(ErrorCodes.UNAVAILABLE, `node ${nodeId} sent a malformed reply: ${(err as Error).message}`) };
+    }
+    // A granted lease stays counted in the node's work until a heartbeat shows it.
+    if (code === undefined) this.unseenGrants.set(nodeId, (this.unseenGrants.get(nodeId) ?? 0) + 1);
+    else this.membership.settled(nodeId);
+    // It answered: the node is up, whatever it said.
+    this.circuit.success(nodeId);
+    if (code !== undefined && RETRYABLE_ON_OTHER_NODE.has(code)) {
+      return { done: false, result: 'refused', err: readError(reply.data) };
+    }
+    this.respond(m, reply.data);
+    return { done: true, result: code === undefined ? 'success' : 'error' };
+  }
+
+  /**
+   * A request to a node, counted in the node's in-flight placements and
+   * abandoned if the node turns suspect first. A lease granted after we gave
+   * up is handed back so it does not sit out its TTL.
+   */
+  private async requestNode(nodeId: string, subject: string, body: Uint8Array, timeout: number): Promise<Msg> {
+    this.membership.placed(nodeId);
+    let set = this.pending.get(nodeId);
+    if (!set) this.pending.set(nodeId, (set = new Set()));
+    let abort!: (err: ShoalError) => void;
+    const aborted = new Promise<never>((_, reject) => { abort = reject; });
+    const entry: Pending = { abort: (err) => abort(err) };
+    set.add(entry);
+    const req = this.nc.request(subject, body, { timeout });
+    try {
+      return await Promise.race([req, aborted]);
+    } catch (err) {
+      this.membership.settled(nodeId);
+      if (err instanceof ShoalError) req.then((late) => this.returnLateLease(nodeId, late), () => {});
+      throw err;
+    } finally {
+      set.delete(entry);
+    }
+  }
+
+  private returnLateLease(nodeId: string, late: Msg): void {
+    try {
+      const r = decode(late.data);
+      const leaseId = (r.data as { leaseId?: unknown } | undefined)?.leaseId;
+      if (r.ok !== true || typeof leaseId !== 'string') return;
+      this.nc.publish(this.s.leaseRelease(nodeId), encode({ v: PROTOCOL_VERSION, leaseId }));
+      this.log.info('returned a lease granted after the try was abandoned', { nodeId, leaseId });
+    } catch {
+      // Nothing useful to do: the lease expires on its own.
+    }
+  }
+
+  /** No responders, no answer in time, or the node turned suspect: its fault, so the circuit hears of it. */
+  private unreachable(nodeId: string, subject: string, err: unknown): Try {
+    const now = Date.now();
+    if (err instanceof ShoalError) {
+      this.circuit.failure(nodeId, now);
+      return { done: false, result: 'unreachable', err };
+    }
+    if (isNoResponders(err) || isTimeout(err)) {
+      this.circuit.failure(nodeId, now);
+      const reason = isTimeout(err) ? 'timeout' : 'no_responders';
+      return { done: false, result: 'unreachable', err: new ShoalError(ErrorCodes.UNAVAILABLE, `node ${nodeId}: ${reason === 'timeout' ? 'no answer in time' : 'no responders'} on ${subject}`, { details: { reason, nodeId } }) };
+    }
+    // Our own connection failing is not the node's fault.
+    return { done: false, result: 'unreachable', err: new ShoalError(ErrorCodes.UNAVAILABLE, `request to node ${nodeId} failed: ${(err as Error).message}`, { details: { nodeId } }) };
+  }
+
+  /** The error to give when no node can be tried at all, saying why. */
+  private noNodes(pool: string, now: number): ShoalError {
+    const views = this.membership.nodes(now);
+    if (views.length === 0) {
+      return new ShoalError(ErrorCodes.NO_NODES, `no pool nodes known to balancer ${this.balancerId} (no heartbeats heard)`);
+    }
+    const withPool = views.filter((v) => v.pools.includes(pool));
+    if (withPool.length === 0) {
+      const pools = [...new Set(views.flatMap((v) => v.pools))].sort();
+      return new ShoalError(ErrorCodes.POOL_NOT_FOUND, `no known node has pool ${pool} (${views.length} nodes known; pools: ${pools.join(', ') || 'none'})`, { details: { pool } });
+    }
+    const why: Record<string, number> = {};
+    for (const v of withPool) {
+      const c = this.circuit.state(v.nodeId, now);
+      const reason = v.state !== 'alive' ? v.state : v.draining ? 'draining' : v.unhealthy ? 'unhealthy' : c !== 'closed' ? `circuit ${c}` : (v.weight === 0 ? 'weight 0' : 'not placeable');
+      why[reason] = (why[reason] ?? 0) + 1;
+    }
+    const detail = Object.entries(why).map(([k, n]) => `${n} ${k}`).join(', ');
+    return new ShoalError(ErrorCodes.NO_NODES, `no eligible node for pool ${pool}: ${withPool.length} known with it (${detail})`, { details: { pool, ...why } });
+  }
+
+  // ---- one-shot exec -------------------------------------------------------
+
+  private async onExec(m: Msg): Promise<void> {
+    const t0 = performance.now();
+    const arrived = Date.now();
+    const pool = poolFromSubject(m.subject, this.s.prefix) ?? '';
+    let raw: Record<string, unknown>;
+    let timeoutMs: number;
+    try {
+      const r = this.read('exec', m, pool);
+      raw = r.raw;
+      timeoutMs = r.req.timeoutMs;
+    } catch (err) {
+      return this.rejected(m, pool, 'exec', t0, err);
+    }
+    const deadline = arrived + timeoutMs;
+    const result = this.execMode === 'relay'
+      ? await this.place(m, pool, deadline, (nodeId, remaining) => this.tryRelay(m, raw, nodeId, remaining))
+      : await this.forward(m, pool, raw, deadline);
+    this.metrics.done(this.poolLabel(pool), 'exec', result, performance.now() - t0);
+  }
+
+  /**
+   * Hand the request to one node with the caller's reply subject: the node's
+   * events and final message go straight to the caller. Only nodes with a
+   * closed circuit are used (a half-open probe needs an outcome we would not
+   * see). The only retry is waiting for a node to become eligible, within the
+   * deadline.
+   */
+  private async forward(m: Msg, pool: string, raw: Record<string, unknown>, deadline: number): Promise<string> {
+    let rounds = 0;
+    for (;;) {
+      const now = Date.now();
+      const remaining = deadline - now;
+      const candidates = this.usable(pool, this.membership.candidates(pool, now, { allow: (id) => this.circuit.state(id, now) === 'closed' }));
+      const chosen = candidates.length > 0 ? this.strategyFor(pool).select(candidates) : undefined;
+      if (chosen) {
+        const id = chosen.nodeId;
+        // Untouched bytes unless we waited: then the node must get the shorter time left.
+        const data = rounds === 0 ? m.data : encode({ ...raw, timeoutMs: Math.max(1, Math.floor(remaining - margin(remaining))) });
+        try {
+          this.nc.publish(this.s.nodeExec(id), data, m.reply ? { reply: m.reply } : undefined);
+        } catch (err) {
+          return this.fail(m, new ShoalError(ErrorCodes.UNAVAILABLE, `could not forward to node ${id}: ${(err as Error).message}`));
+        }
+        this.settleLater(id, pool, remaining);
+        this.metrics.placement(this.poolLabel(pool), id, 'forwarded');
+        return 'forwarded';
+      }
+      const known = this.membership.nodes(now).some((v) => v.pools.includes(pool));
+      const wait = Math.min(BACKOFF_BASE_MS * 2 ** rounds, BACKOFF_MAX_MS, remaining - MIN_TRY_MS);
+      if (!known || rounds >= MAX_RETRY_ROUNDS || wait <= 0) {
+        this.metrics.placement(this.poolLabel(pool), '', 'no_nodes');
+        return this.fail(m, this.noNodes(pool, now));
+      }
+      rounds++;
+      await sleep(wait);
+    }
+  }
+
+  /**
+   * A forwarded exec's end is not seen here, so its in-flight count is
+   * released after the time the node says such a call takes (acquire + exec
+   * latency from its heartbeat), within the caller's deadline.
+   */
+  private settleLater(nodeId: string, pool: string, remaining: number): void {
+    this.membership.placed(nodeId);
+    const st = this.lastHb.get(nodeId)?.pools[pool];
+    const est = (finite(st?.latencyMs) + finite(st?.execLatencyMs)) * 1.5;
+    setTimeout(() => this.membership.settled(nodeId), Math.min(remaining, Math.max(1, est))).unref?.();
+  }
+
+  /**
+   * Relay: ask the node on our own inbox and copy every message to the
+   * caller. The first message decides: a retryable refusal (or no responders)
+   * lets `place` try another node; anything else commits to this node.
+   */
+  private tryRelay(m: Msg, raw: Record<string, unknown>, nodeId: string, remaining: number): Promise<Try> {
+    const subject = this.s.nodeExec(nodeId);
+    const inbox = `_INBOX.${newId()}`;
+    const body = encode({ ...raw, timeoutMs: Math.max(1, Math.floor(remaining - margin(remaining))) });
+    this.membership.placed(nodeId);
+    return new Promise<Try>((resolve) => {
+      let started = false;
+      let finished = false;
+      const end = (t: Try | undefined, failure?: boolean) => {
+        if (finished) return;
+        finished = true;
+        clearTimeout(timer);
+        sub.unsubscribe();
+        this.membership.settled(nodeId);
+        if (failure) this.circuit.failure(nodeId, Date.now());
+        else this.circuit.success(nodeId);
+        resolve(t ?? { done: true, result: 'success' });
+      };
+      const timer = setTimeout(() => {
+        const err = new ShoalError(ErrorCodes.UNAVAILABLE, `node ${nodeId}: no answer in time on ${subject}`, { details: { reason: 'timeout', nodeId } });
+        if (started) this.replyError(m, err);
+        end(started ? undefined : { done: false, result: 'unreachable', err }, true);
+      }, remaining);
+      const sub = this.nc.subscribe(inbox, {
+        callback: (_e, msg) => {
+          if (finished) return;
+          if (!started && msg.headers?.code === 503) {
+            end({ done: false, result: 'unreachable', err: new ShoalError(ErrorCodes.UNAVAILABLE, `node ${nodeId}: no responders on ${subject}`, { details: { reason: 'no_responders', nodeId } }) }, true);
+            return;
+          }
+          let last = true;
+          try {
+            const d = decode(msg.data);
+            if (d.ok === true && d.done !== true && typeof d.seq === 'number' && d.seq >= 0) last = false;
+            if (!started && d.ok === false) {
+              const code = (d.error as { code?: ErrorCode } | undefined)?.code;
+              if (code && RETRYABLE_ON_OTHER_NODE.has(code)) {
+                end({ done: false, result: 'refused', err: readError(msg.data) });
+                return;
+              }
+            }
+          } catch {
+            // Not ours to judge: pass it on and stop.
+          }
+          started = true;
+          this.respond(m, msg.data);
+          if (last) end(undefined);
+        },
+      });
+      this.nc.publish(subject, body, { reply: inbox });
+    });
+  }
+
+  // ---- admin ---------------------------------------------------------------
+
+  private async onStrategy(m: Msg): Promise<void> {
+    try {
+      const req = parse('strategy', m.data);
+      const value: StrategyRequest = { strategy: req.strategy, ...(req.performanceWeights ? { performanceWeights: req.performanceWeights } : {}) };
+      createStrategy(value.strategy, { performanceWeights: value.performanceWeights }); // validate before writing
+      const revision = await this.settings.putStrategy(value);
+      this.reply(m, { strategy: this.strategyName, performanceWeights: this.perfWeights, revision });
+    } catch (err) {
+      this.replyError(m, err instanceof RangeError ? new ShoalError(ErrorCodes.BAD_REQUEST, err.message) : err);
+    }
+  }
+
+  private async onWeight(m: Msg): Promise<void> {
+    try {
+      const req = parse('weight', m.data);
+      const revision = await this.settings.putWeight(req.nodeId, req.weight);
+      this.reply(m, { nodeId: req.nodeId, weight: req.weight, revision });
+    } catch (err) {
+      this.replyError(m, err);
+    }
+  }
+
+  private onStatus(m: Msg): void {
+    // An empty body is fine; anything else must be a valid status request.
+    try {
+      if (m.data.length > 0) parse('status', m.data);
+    } catch (err) {
+      return this.replyError(m, err);
+    }
+    this.reply(m, this.status());
+  }
+
+  status(now = Date.now()): BalancerStatus {
+    return {
+      balancerId: this.balancerId,
+      strategy: this.strategyName,
+      performanceWeights: this.perfWeights,
+      execMode: this.execMode,
+      settings: { bucket: this.cfg.settingsBucket ?? SETTINGS_BUCKET, watched: this.settings.ready },
+      startedAt: this.startedAt,
+      nodes: this.membership.nodes(now).map((v) => ({
+        nodeId: v.nodeId,
+        state: v.state,
+        eligible: v.eligible,
+        draining: v.draining,
+        unhealthy: v.unhealthy,
+        circuit: this.circuit.state(v.nodeId, now),
+        host: v.host,
+        pid: v.pid,
+        startedAt: v.startedAt,
+        silentMs: v.silentMs,
+        inFlight: v.inFlight,
+        weight: v.weight ?? null,
+        pools: v.heartbeat.pools,
+      })),
+    };
+  }
+
+  // ---- helpers -------------------------------------------------------------
+
+  private rejected(m: Msg, pool: string, op: 'acquire' | 'exec', t0: number, err: unknown): void {
+    const e = ShoalError.from(err, ErrorCodes.BAD_REQUEST);
+    this.replyError(m, e);
+    this.metrics.placement(this.poolLabel(pool), '', 'bad_request');
+    this.metrics.done(this.poolLabel(pool), op, e.code, performance.now() - t0);
+  }
+
+  /** Send bytes as they are (a node's reply, unchanged). */
+  private respond(m: Msg, data: Uint8Array): void {
+    if (!m.reply) return;
+    try {
+      this.nc.publish(m.reply, data);
+    } catch (err) {
+      this.log.debug('respond failed', { err: (err as Error).message });
+    }
+  }
+
+  /** Pool names come from subjects anyone can publish to: only known pools become metric labels. */
+  private poolLabel(pool: string): string {
+    for (const hb of this.lastHb.values()) if (Object.hasOwn(hb.pools, pool)) return pool;
+    return '_unknown';
+  }
+
+  private nodeStateCounts(): Record<NodeGaugeState, number> {
+    const now = Date.now();
+    const counts = Object.fromEntries(NODE_GAUGE_STATES.map((s) => [s, 0])) as Record<NodeGaugeState, number>;
+    for (const v of this.membership.nodes(now)) {
+      if (v.state === 'alive' || v.state === 'suspect') counts[v.state]++;
+      if (v.draining) counts.draining++;
+      if (v.unhealthy) counts.unhealthy++;
+      const c = this.circuit.state(v.nodeId, now);
+      if (c === 'open' || c === 'half_open') counts[c]++;
+    }
+    return counts;
+  }
+}
+
+/** The error of a node's error reply (already known to have a code). */
+function readError(data: Uint8Array): ShoalError {
+  const w = (decode(data).error ?? {}) as Partial<WireError>;
+  return ShoalError.fromWire({ code: w.code ?? ErrorCodes.INTERNAL, message: String(w.message ?? w.code), pool: w.pool, details: w.details });
+}
+
+function finite(x: number | undefined): number {
+  return typeof x === 'number' && Number.isFinite(x) && x > 0 ? x : 0;
+}

@@ -1,0 +1,189 @@
+import { connect as netConnect } from 'node:net';
+import { ErrorCodes, parseHeartbeat, ShoalError, type Heartbeat, type Subjects } from '@shoal/protocol';
+import { call, connectNats, type NatsConnection } from '@shoal/runtime';
+
+/** Message appended to every "cluster not reachable" error. */
+export const HINT = 'is `npm start` (shoal up) running?';
+
+/**
+ * The cluster cannot be reached: NATS refuses the connection, or nobody
+ * answers on a subject. Exit code 3.
+ */
+export class UnreachableError extends ShoalError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super(ErrorCodes.UNAVAILABLE, message, { details: { reason: 'unreachable', ...details } });
+    this.name = 'UnreachableError';
+  }
+}
+
+/** `nats://h:p,nats://h2:p2` → list of URLs; a bare `host:port` gets `nats://`. */
+export function serverList(url: string): string[] {
+  return url.split(',').map((u) => u.trim()).filter(Boolean).map((u) => (u.includes('://') ? u : `nats://${u}`));
+}
+
+function hostPort(url: string): { host: string; port: number } | undefined {
+  try {
+    const u = new URL(url);
+    return { host: u.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1', port: u.port ? Number(u.port) : 4222 };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Resolves with the socket error code, or '' when the TCP connection opened. */
+export function probeTcp(host: string, port: number, timeoutMs: number): Promise<string> {
+  return new Promise((resolve) => {
+    const s = netConnect({ host, port });
+    const t = setTimeout(() => { s.destroy(); resolve('ETIMEDOUT'); }, timeoutMs);
+    s.once('connect', () => { clearTimeout(t); s.destroy(); resolve(''); });
+    s.once('error', (e: NodeJS.ErrnoException) => { clearTimeout(t); resolve(e.code ?? 'ERROR'); });
+  });
+}
+
+/**
+ * Connect for one command. The runtime's connection retries forever (right
+ * for a service, wrong for a command), so first check that some server
+ * accepts a TCP connection, then give the NATS handshake a deadline.
+ */
+export async function openNats(url: string, timeoutMs: number): Promise<NatsConnection> {
+  const servers = serverList(url);
+  if (servers.length === 0) throw new UnreachableError('no NATS URL given');
+  const probes = await Promise.all(servers.map(async (s) => {
+    const hp = hostPort(s);
+    return hp ? probeTcp(hp.host, hp.port, Math.min(timeoutMs, 3000)) : 'EINVAL';
+  }));
+  if (!probes.includes('')) {
+    const why = probes[0] === 'ECONNREFUSED' ? 'connection refused' : probes[0] === 'EINVAL' ? 'not a valid URL' : probes[0]!;
+    throw new UnreachableError(`cannot reach NATS at ${servers.join(',')} (${why}); ${HINT}`, { servers });
+  }
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new UnreachableError(`no NATS handshake from ${servers.join(',')} within ${timeoutMs} ms`, { servers })), timeoutMs);
+  });
+  try {
+    return await Promise.race([connectNats({ servers, name: 'shoal-cli' }), deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export interface PoolRow {
+  total: number;
+  idle: number;
+  active: number;
+  waiting: number;
+  creating: number;
+  target: number;
+  min: number;
+  max: number;
+  [k: string]: unknown;
+}
+
+export interface NodeRow {
+  nodeId: string;
+  /** alive, suspect, gone (the balancer's view); alive when read from a heartbeat. */
+  state: string;
+  draining: boolean;
+  host: string;
+  pid: number | null;
+  inFlight: number;
+  weight: number | null;
+  pools: Record<string, PoolRow>;
+  [k: string]: unknown;
+}
+
+export interface ClusterStatus {
+  /** Who answered: a balancer (`shoal.admin.status`) or, with no balancer, the nodes' heartbeats. */
+  source: 'balancer' | 'heartbeats';
+  balancerId: string | null;
+  strategy: string | null;
+  nodes: NodeRow[];
+  [k: string]: unknown;
+}
+
+const num = (v: unknown, d = 0): number => (typeof v === 'number' && Number.isFinite(v) ? v : d);
+
+function poolRow(v: unknown): PoolRow {
+  const p = (v && typeof v === 'object' ? v : {}) as Record<string, unknown>;
+  return { ...p, total: num(p.total), idle: num(p.idle), active: num(p.active), waiting: num(p.waiting), creating: num(p.creating), target: num(p.target), min: num(p.min), max: num(p.max) };
+}
+
+/** A node entry from the balancer (or a heartbeat), with the fields the CLI relies on made safe. */
+export function nodeRow(v: unknown): NodeRow {
+  const n = (v && typeof v === 'object' ? v : {}) as Record<string, unknown>;
+  const hb = (n.heartbeat && typeof n.heartbeat === 'object' ? n.heartbeat : {}) as Record<string, unknown>;
+  let pools: Record<string, PoolRow> = {};
+  const rawPools = n.pools !== undefined && !Array.isArray(n.pools) ? n.pools : hb.pools;
+  if (rawPools && typeof rawPools === 'object' && !Array.isArray(rawPools)) {
+    pools = Object.fromEntries(Object.entries(rawPools as Record<string, unknown>).map(([k, p]) => [k, poolRow(p)]));
+  }
+  const { heartbeat: _hb, ...rest } = n;
+  return {
+    ...rest,
+    nodeId: String(n.nodeId ?? '?'),
+    state: typeof n.state === 'string' ? n.state : 'alive',
+    draining: n.draining === true,
+    host: typeof n.host === 'string' ? n.host : '',
+    pid: typeof n.pid === 'number' ? n.pid : null,
+    inFlight: num(n.inFlight),
+    weight: typeof n.weight === 'number' ? n.weight : null,
+    pools,
+  };
+}
+
+export function fromBalancer(reply: unknown): ClusterStatus {
+  const r = (reply && typeof reply === 'object' ? reply : {}) as Record<string, unknown>;
+  const nodes = Array.isArray(r.nodes) ? r.nodes.map(nodeRow) : [];
+  nodes.sort((a, b) => a.nodeId.localeCompare(b.nodeId, undefined, { numeric: true }));
+  return {
+    ...r,
+    source: 'balancer',
+    balancerId: typeof r.balancerId === 'string' ? r.balancerId : null,
+    strategy: typeof r.strategy === 'string' ? r.strategy : null,
+    nodes,
+  };
+}
+
+/** Listen to heartbeats for a little over one interval; the latest of each node. */
+export async function collectHeartbeats(nc: NatsConnection, s: Subjects, waitMs = 1200): Promise<Heartbeat[]> {
+  const latest = new Map<string, Heartbeat>();
+  const start = Date.now();
+  let until = start + waitMs;
+  const sub = nc.subscribe(s.anyHeartbeat, {
+    callback: (err, m) => {
+      if (err) return;
+      try {
+        const hb = parseHeartbeat(m.data);
+        latest.set(hb.nodeId, hb);
+        // A node with a longer interval than we assumed: wait 1.2 of its intervals (at most 5 s).
+        until = Math.max(until, start + Math.min(5000, hb.intervalMs * 1.2));
+      } catch { /* not a heartbeat we understand: skip it */ }
+    },
+  });
+  while (Date.now() < until) await new Promise((r) => setTimeout(r, Math.min(100, until - Date.now())));
+  sub.unsubscribe();
+  return [...latest.values()].sort((a, b) => a.nodeId.localeCompare(b.nodeId, undefined, { numeric: true }));
+}
+
+/** True for "no responders" from `call` (nobody subscribed to the subject). */
+export function isNoResponders(err: unknown): boolean {
+  return err instanceof ShoalError && err.code === ErrorCodes.UNAVAILABLE && err.details?.reason === 'no_responders';
+}
+
+/**
+ * The cluster as a balancer sees it; with no balancer answering, the nodes'
+ * own heartbeats (strategy unknown then). No balancer and no heartbeat means
+ * no cluster: UnreachableError.
+ */
+export async function fetchStatus(nc: NatsConnection, s: Subjects, timeoutMs: number): Promise<ClusterStatus> {
+  let why: string;
+  try {
+    return fromBalancer(await call<unknown>(nc, s.adminStatus, {}, timeoutMs));
+  } catch (err) {
+    if (!(err instanceof ShoalError) || err.code !== ErrorCodes.UNAVAILABLE) throw err;
+    why = isNoResponders(err) ? 'no balancer answers' : 'no balancer answered in time';
+  }
+  const hbs = await collectHeartbeats(nc, s);
+  if (hbs.length === 0) throw new UnreachableError(`${why} on ${s.adminStatus} and no node heartbeats on ${s.anyHeartbeat}; ${HINT}`);
+  return { source: 'heartbeats', balancerId: null, strategy: null, note: `${why} on ${s.adminStatus}; nodes from their heartbeats`, nodes: hbs.map(nodeRow) };
+}

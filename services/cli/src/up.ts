@@ -1,0 +1,543 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer, connect as netConnect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { delimiter, dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ConfigError, loadConfig, type NodeConfig } from '@shoal/config';
+import { DEFAULT_PREFIX, subjects } from '@shoal/protocol';
+import { intFlag, UsageError, type FlagValues } from './args.js';
+import { fetchStatus, openNats } from './cluster.js';
+import { EXIT, type Command, type Ctx } from './context.js';
+import { compactLog, ms, paint, type Color } from './format.js';
+
+/** The repository root: this file is services/cli/dist/up.js. */
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+
+/** A failure of `shoal up` itself (not a Shoal protocol error): `error: <message>`, exit 1. */
+export class UpError extends Error {
+  constructor(message: string, readonly exitCode: number = EXIT.FAILED) {
+    super(message);
+    this.name = 'UpError';
+  }
+}
+
+/** Services started when they are built (later issues add them); not fatal if they fail. */
+const OPTIONAL_SERVICES = ['autoscaler', 'health-checker'];
+const READY_TIMEOUT_MS = 30_000;
+const NATS_STOP_MS = 5_000;
+
+type Kind = 'nats' | 'balancer' | 'node' | 'extra';
+
+interface Exit { code: number | null; signal: NodeJS.Signals | null }
+
+/** One OS process of the local cluster, in its own process group. */
+class Child {
+  readonly proc: ChildProcess;
+  readonly exited: Promise<Exit>;
+  exit: Exit | undefined;
+  readonly tail: string[] = [];
+  /** The service's 'listening' line (or, for nats, a synthetic one). */
+  ready: Record<string, unknown> | undefined;
+  pools: string[] = [];
+  private readyWaiters: ((l: Record<string, unknown>) => void)[] = [];
+
+  constructor(readonly name: string, readonly kind: Kind, cmd: string, args: string[], env: NodeJS.ProcessEnv, private readonly onLine: (c: Child, stream: 'out' | 'err', line: string) => void) {
+    // detached: its own process group, so a terminal's Ctrl-C reaches only `shoal up`, which then
+    // stops the children in order (nodes drain while NATS is still up), and a SIGKILL can take the
+    // whole group (a node's own children included).
+    this.proc = spawn(cmd, args, { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.exited = new Promise((res) => {
+      this.proc.once('exit', (code, signal) => { this.exit = { code, signal }; res(this.exit); });
+      this.proc.once('error', (err) => { this.tail.push(err.message); if (!this.exit) { this.exit = { code: null, signal: null }; res(this.exit); } });
+    });
+    this.lines(this.proc.stdout!, 'out');
+    this.lines(this.proc.stderr!, 'err');
+  }
+
+  get pid(): number | undefined { return this.proc.pid; }
+  get running(): boolean { return this.exit === undefined && this.proc.pid !== undefined; }
+
+  private lines(stream: NodeJS.ReadableStream, kind: 'out' | 'err'): void {
+    let buf = '';
+    stream.setEncoding('utf8');
+    stream.on('data', (d: string) => {
+      buf += d;
+      let i: number;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i).replace(/\r$/, '');
+        buf = buf.slice(i + 1);
+        if (line) this.line(kind, line);
+      }
+    });
+    stream.on('end', () => { if (buf) this.line(kind, buf); buf = ''; });
+  }
+
+  private line(kind: 'out' | 'err', line: string): void {
+    if (kind === 'err' || /"level":"(warn|error)"/.test(line)) { this.tail.push(line); if (this.tail.length > 20) this.tail.shift(); }
+    if (kind === 'out' && line.startsWith('{')) {
+      try {
+        const rec = JSON.parse(line) as Record<string, unknown>;
+        if (this.kind === 'node' && rec.msg === 'pool-node ready' && Array.isArray(rec.pools)) this.pools = rec.pools.map(String);
+        if (rec.msg === 'listening') this.markReady(rec);
+      } catch { /* not JSON: printed as is */ }
+    }
+    this.onLine(this, kind, line);
+  }
+
+  markReady(rec: Record<string, unknown>): void {
+    if (this.ready) return;
+    this.ready = rec;
+    for (const w of this.readyWaiters.splice(0)) w(rec);
+  }
+
+  /** The 'listening' line; rejects if the process exits first or the deadline passes. */
+  waitReady(timeoutMs: number): Promise<Record<string, unknown>> {
+    if (this.ready) return Promise.resolve(this.ready);
+    return new Promise((resolveReady, reject) => {
+      const t = setTimeout(() => reject(new UpError(`${this.name} did not become ready within ${ms(timeoutMs)}${this.lastError()}`)), timeoutMs);
+      this.readyWaiters.push((l) => { clearTimeout(t); resolveReady(l); });
+      this.exited.then((e) => { clearTimeout(t); reject(new UpError(`${this.name} exited during start (${describeExit(e)})${this.lastError()}`)); });
+    });
+  }
+
+  lastError(): string {
+    const last = this.tail.at(-1);
+    if (!last) return '';
+    const compact = last.startsWith('{') ? compactLog(last).text : last.replace(/^\[\d+\] [\d/]+ [\d:.]+ /, '');
+    return `: ${compact.slice(0, 300)}`;
+  }
+
+  signal(sig: NodeJS.Signals, group = false): void {
+    if (this.proc.pid === undefined) return;
+    try {
+      if (group) process.kill(-this.proc.pid, sig);
+      else if (this.running) this.proc.kill(sig);
+    } catch { /* gone already */ }
+  }
+
+  /** Send `sig`, wait up to `ms`, then SIGKILL the process group; resolves when it has exited. */
+  async stop(sig: NodeJS.Signals, graceMs: number): Promise<Exit> {
+    if (this.running) {
+      this.signal(sig);
+      let t: NodeJS.Timeout | undefined;
+      const late = new Promise<'late'>((r) => { t = setTimeout(() => r('late'), graceMs); });
+      if ((await Promise.race([this.exited, late])) === 'late') this.signal('SIGKILL', true);
+      clearTimeout(t);
+    }
+    const e = await this.exited;
+    // Anything it left in its process group (a driver's children) goes too.
+    this.signal('SIGKILL', true);
+    return e;
+  }
+}
+
+function describeExit(e: Exit): string {
+  return e.signal ? `signal ${e.signal}` : `exit code ${e.code}`;
+}
+
+/** Find an executable: an explicit path, or a name looked up in PATH and the sbin directories (Debian puts nats-server in /usr/sbin). */
+export function findExecutable(nameOrPath: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const ok = (p: string) => { try { accessSync(p, constants.X_OK); return true; } catch { return false; } };
+  if (nameOrPath.includes('/')) return ok(nameOrPath) ? resolve(nameOrPath) : undefined;
+  const dirs = [...(env.PATH ?? '').split(delimiter), '/usr/local/sbin', '/usr/sbin', '/sbin'].filter(Boolean);
+  for (const d of dirs) if (ok(join(d, nameOrPath))) return join(d, nameOrPath);
+  return undefined;
+}
+
+/** Resolves true if `port` on `host` can be bound right now. */
+export function portFree(port: number, host = '127.0.0.1'): Promise<boolean> {
+  return new Promise((res) => {
+    const srv = createServer();
+    srv.once('error', () => res(false));
+    srv.listen({ port, host, exclusive: true }, () => srv.close(() => res(true)));
+  });
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((res) => {
+    const s = netConnect({ port, host: '127.0.0.1' });
+    s.once('connect', () => { s.destroy(); res(true); });
+    s.once('error', () => res(false));
+  });
+}
+
+const sleep = (n: number) => new Promise((r) => setTimeout(r, n));
+
+interface UpOptions {
+  configFile: string;
+  config: NodeConfig;
+  nodes: number;
+  balancers: number;
+  port: number;
+  dataDir: string;
+  tempDir: boolean;
+  httpBase: number;
+  rawLogs: boolean;
+  stopTimeoutMs: number;
+  /** The prefix the services use: --prefix, else the config's (with SHOAL_PREFIX). */
+  prefix: string;
+  /** Set SHOAL_PREFIX for the children (--prefix given). */
+  prefixFlag: boolean;
+  env: NodeJS.ProcessEnv;
+}
+
+const PALETTE: Color[] = ['cyan', 'magenta', 'blue', 'green', 'yellow'];
+
+/** The local cluster: starts everything, prints its logs, stops everything on a signal. */
+class LocalCluster {
+  private readonly children: Child[] = [];
+  private nats: Child | undefined;
+  private stopping: Promise<number> | undefined;
+  private nameWidth = 6;
+  private finish!: (code: number) => void;
+  private readonly done = new Promise<number>((r) => { this.finish = r; });
+  private readyAt: number | undefined;
+  /** A second signal killed everything: exit 130. */
+  private forced = false;
+
+  constructor(private readonly ctx: Ctx, private readonly o: UpOptions) {}
+
+  private say(line: string, color: Color = 'gray'): void {
+    if (this.ctx.json) return;
+    this.ctx.stdout.write(paint(this.ctx.stdout, color, `shoal: ${line}`) + '\n');
+  }
+
+  private event(ev: Record<string, unknown>): void {
+    if (this.ctx.json) this.ctx.emit({ ts: new Date().toISOString(), proc: 'shoal-up', ...ev });
+  }
+
+  /** A child's log line: compact and prefixed, or raw. nats-server's info chatter is hidden unless --raw-logs. */
+  private onLine = (c: Child, stream: 'out' | 'err', line: string): void => {
+    if (this.ctx.json) {
+      if (line.startsWith('{')) {
+        try { this.ctx.emit({ proc: c.name, ...(JSON.parse(line) as object) }); return; } catch { /* fall through */ }
+      }
+      if (c.kind === 'nats' && !this.o.rawLogs && !/\[(WRN|ERR|FTL)\]/.test(line)) return;
+      this.ctx.emit({ proc: c.name, stream, line });
+      return;
+    }
+    const out = this.ctx.stdout;
+    const color = PALETTE[this.children.indexOf(c) % PALETTE.length]!;
+    const tag = paint(out, color, `[${c.name}]`.padEnd(this.nameWidth + 2));
+    if (this.o.rawLogs) { out.write(`${tag} ${line}\n`); return; }
+    let level: string;
+    let text: string;
+    if (c.kind === 'nats') {
+      const m = /^\[\d+\] \S+ \S+ \[(\w+)\] (.*)$/.exec(line);
+      const lvl = m?.[1] ?? 'INF';
+      if (!['WRN', 'ERR', 'FTL'].includes(lvl)) return;
+      level = lvl === 'WRN' ? 'warn' : 'error';
+      text = m?.[2] ?? line;
+    } else if (stream === 'err') {
+      level = 'error';
+      text = line;
+    } else {
+      ({ level, text } = compactLog(line));
+      if (level === 'debug') return;
+    }
+    const lv = level === 'error' ? paint(out, 'red', 'error') : level === 'warn' ? paint(out, 'yellow', 'warn ') : paint(out, 'gray', level.padEnd(5).slice(0, 5));
+    out.write(`${tag} ${lv} ${text}\n`);
+  };
+
+  /** Start nothing more once stopping began (a signal during start). */
+  private checkStopping(): void {
+    if (this.stopping) throw new UpError('interrupted while starting');
+  }
+
+  private spawnService(name: string, kind: Kind, script: string, env: NodeJS.ProcessEnv): Child {
+    this.checkStopping();
+    const c = new Child(name, kind, process.execPath, [script], env, this.onLine);
+    this.children.push(c);
+    c.exited.then((e) => this.onExit(c, e));
+    return c;
+  }
+
+  private onExit(c: Child, e: Exit): void {
+    this.event({ event: 'exit', name: c.name, pid: c.pid, code: e.code, signal: e.signal });
+    if (this.stopping || !this.readyAt) return;
+    const gone = `${c.name} (pid ${c.pid}) exited unexpectedly (${describeExit(e)})${c.lastError()}`;
+    if (c.kind === 'nats') {
+      this.ctx.stderr.write(`shoal: ${gone}; stopping the cluster\n`);
+      this.stop('nats-server exited', EXIT.FAILED);
+      return;
+    }
+    const nodesLeft = this.children.filter((x) => x.kind === 'node' && x.running).length;
+    if (c.kind === 'node' && nodesLeft === 0) {
+      this.ctx.stderr.write(`shoal: ${gone}; no pool-node left, stopping the cluster\n`);
+      this.stop('all nodes gone', EXIT.FAILED);
+      return;
+    }
+    this.ctx.stderr.write(`shoal: ${gone}; the rest keeps running\n`);
+  }
+
+  async run(): Promise<number> {
+    const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+    const onSignal = (sig: NodeJS.Signals) => {
+      if (this.stopping) {
+        // A second Ctrl-C: no more waiting.
+        this.ctx.stderr.write(`shoal: ${sig} again, killing everything now\n`);
+        this.forced = true;
+        for (const c of this.children) if (c.running) c.signal('SIGKILL', true);
+        return;
+      }
+      if (!this.ctx.json) this.ctx.stdout.write('\n');
+      this.stop(`${sig}`, EXIT.OK);
+    };
+    for (const s of signals) process.on(s, onSignal);
+    // Whatever happens, no child outlives us.
+    const lastResort = () => { for (const c of this.children) if (c.running) c.signal('SIGKILL', true); };
+    process.on('exit', lastResort);
+    try {
+      await Promise.race([this.start(), this.done.then(() => undefined)]);
+      return await this.done;
+    } catch (err) {
+      if (!this.stopping) this.stop('start failed', EXIT.FAILED);
+      await this.stopping;
+      throw err;
+    } finally {
+      for (const s of signals) process.off(s, onSignal);
+      process.off('exit', lastResort);
+    }
+  }
+
+  private async start(): Promise<void> {
+    const o = this.o;
+    const t0 = Date.now();
+    const natsBin = findExecutable(o.env.SHOAL_NATS_SERVER || 'nats-server', o.env);
+    if (!natsBin) {
+      throw new UpError(o.env.SHOAL_NATS_SERVER
+        ? `SHOAL_NATS_SERVER=${o.env.SHOAL_NATS_SERVER} is not an executable`
+        : 'nats-server not found on PATH: run `bash scripts/ensure-deps.sh` (or `apt-get install nats-server`), or set SHOAL_NATS_SERVER');
+    }
+    const port = o.port === 0 ? await freeTcpPort() : o.port;
+    if (!(await portFree(port))) {
+      throw new UpError(`port ${port} is already in use (another nats-server or \`shoal up\`?); pick another with --port <n>`);
+    }
+    const storeDir = join(o.dataDir, 'nats');
+    mkdirSync(storeDir, { recursive: true });
+    const natsUrl = `nats://127.0.0.1:${port}`;
+    const extraNames = OPTIONAL_SERVICES.filter((svc) => existsSync(join(ROOT, 'services', svc, 'dist/main.js')));
+    this.nameWidth = Math.max(4, ...[`balancer-${o.balancers}`, `node-${o.nodes}`, ...extraNames].map((n) => n.length));
+
+    this.checkStopping();
+    this.say(`starting nats-server on 127.0.0.1:${port} (JetStream in ${shortPath(storeDir)})...`);
+    const nats = new Child('nats', 'nats', natsBin, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir, '-n', `shoal-local-${port}`], o.env, this.onLine);
+    this.nats = nats;
+    this.children.push(nats);
+    nats.exited.then((e) => this.onExit(nats, e));
+    const deadline = Date.now() + 10_000;
+    while (!(await canConnect(port))) {
+      this.checkStopping();
+      if (!nats.running) throw new UpError(`nats-server exited during start (${describeExit(nats.exit!)})${nats.lastError()}`);
+      if (Date.now() > deadline) throw new UpError(`nats-server did not accept connections within 10 s${nats.lastError()}`);
+      await sleep(25);
+    }
+    nats.markReady({ url: natsUrl });
+    this.event({ event: 'nats', url: natsUrl, pid: nats.pid, storeDir });
+    this.say(`nats-server ready (${ms(Date.now() - t0)})`);
+
+    const base: NodeJS.ProcessEnv = { ...o.env, SHOAL_NATS_URL: natsUrl, SHOAL_CONFIG: o.configFile };
+    if (o.prefixFlag) base.SHOAL_PREFIX = o.prefix;
+    // A local cluster stops quickly: leases get 5 s to come back unless the caller says otherwise.
+    if (!o.env.SHOAL_DRAIN_GRACE) base.SHOAL_DRAIN_GRACE = '5s';
+    delete base.SHOAL_NODE_ID;
+    const httpHost = o.config.http.host === '0.0.0.0' || o.config.http.host === '::' ? '127.0.0.1' : o.config.http.host;
+    const httpPort = async (want: number): Promise<string> => (want <= 0 ? String(o.httpBase < 0 ? -1 : 0) : (await portFree(want, httpHost)) ? String(want) : '0');
+
+    const balancerScript = join(ROOT, 'services/balancer/dist/main.js');
+    const nodeScript = join(ROOT, 'services/pool-node/dist/main.js');
+    for (const s of [nodeScript, ...(o.balancers > 0 ? [balancerScript] : [])]) {
+      if (!existsSync(s)) throw new UpError(`${relative(ROOT, s)} is not built: run \`npx tsc -b\` in ${ROOT}`);
+    }
+    const names: string[] = [];
+    const started: Child[] = [];
+    const pick = (i: number, offset: number) => (o.httpBase > 0 ? o.httpBase + offset + i : 0);
+    for (let i = 1; i <= o.balancers; i++) {
+      // After the nodes' ports: the base port itself (8080) is Weaviate's default, which the weaviate pool dials.
+      const env = { ...base, SHOAL_BALANCER_ID: `balancer-${i}`, SHOAL_HTTP_PORT: await httpPort(pick(i, o.nodes)) };
+      started.push(this.spawnService(`balancer-${i}`, 'balancer', balancerScript, env));
+      names.push(`balancer-${i}`);
+    }
+    for (let i = 1; i <= o.nodes; i++) {
+      const env = { ...base, SHOAL_NODE_ID: `node-${i}`, SHOAL_HTTP_PORT: await httpPort(pick(i, 0)) };
+      started.push(this.spawnService(`node-${i}`, 'node', nodeScript, env));
+      names.push(`node-${i}`);
+    }
+    const extras: Child[] = [];
+    for (const svc of extraNames) {
+      const script = join(ROOT, 'services', svc, 'dist/main.js');
+      extras.push(this.spawnService(svc, 'extra', script, { ...base, SHOAL_HTTP_PORT: o.httpBase < 0 ? '-1' : '0' }));
+      names.push(svc);
+    }
+    this.say(`starting ${names.join(', ')} with ${shortPath(o.configFile)}...`);
+    await Promise.all(started.map((c) => c.waitReady(READY_TIMEOUT_MS).then(() => {
+      this.event({ event: 'started', name: c.name, pid: c.pid, httpPort: c.ready?.httpPort ?? null });
+    })));
+    // Optional services: ready when they say so, or after a few seconds alive; a failure is only reported.
+    await Promise.all(extras.map(async (c) => {
+      try {
+        await Promise.race([c.waitReady(READY_TIMEOUT_MS), sleep(5000).then(() => { if (c.running) c.markReady({}); })]);
+      } catch (err) {
+        this.ctx.stderr.write(`shoal: ${(err as Error).message}; continuing without it\n`);
+      }
+    }));
+    if (o.balancers > 0) await this.waitForMembership(natsUrl, o.nodes);
+    this.readyAt = Date.now();
+    this.banner(natsUrl, storeDir, Date.now() - t0);
+  }
+
+  /** Until a balancer lists every node (or a few seconds pass): then the first acquire after the banner is placed. */
+  private async waitForMembership(natsUrl: string, want: number): Promise<void> {
+    let nc;
+    try {
+      nc = await openNats(natsUrl, 5000);
+      const s = subjects(this.o.prefix);
+      const until = Date.now() + 8000;
+      while (Date.now() < until && !this.stopping) {
+        try {
+          const st = await fetchStatus(nc, s, 1000);
+          if (st.source === 'balancer' && st.nodes.filter((n) => n.state === 'alive').length >= want) return;
+        } catch { /* not yet */ }
+        await sleep(200);
+      }
+      this.say('the balancer does not list every node yet; carrying on', 'yellow');
+    } catch { /* the banner still helps */ } finally {
+      await nc?.close().catch(() => {});
+    }
+  }
+
+  private banner(natsUrl: string, storeDir: string, took: number): void {
+    const o = this.o;
+    const services = this.children.filter((c) => c.kind !== 'nats' && c.running);
+    const summary = services.map((c) => ({ name: c.name, kind: c.kind, pid: c.pid, httpPort: (c.ready?.httpPort as number | null | undefined) ?? null, pools: c.pools }));
+    if (this.ctx.json) {
+      this.event({ event: 'ready', natsUrl, natsPid: this.nats?.pid, dataDir: o.dataDir, ms: took, children: summary });
+      return;
+    }
+    const out = this.ctx.stdout;
+    const w = this.nameWidth;
+    const pool = Object.keys(o.config.pools).includes('synthetic') ? 'synthetic' : Object.keys(o.config.pools)[0] ?? 'synthetic';
+    const flags = [natsUrl !== 'nats://127.0.0.1:4222' ? `--nats ${natsUrl}` : '', o.prefix !== DEFAULT_PREFIX ? `--prefix ${o.prefix}` : ''].filter(Boolean).join(' ');
+    const cmd = (c: string) => `    npx shoal ${c}${flags ? ' ' + flags : ''}`;
+    const lines = [
+      '',
+      paint(out, 'green', `shoal: local cluster ready in ${ms(took)}`),
+      `  ${'nats'.padEnd(w)}  pid ${String(this.nats?.pid).padEnd(7)}  ${natsUrl}  (JetStream data in ${shortPath(storeDir)})`,
+      ...summary.map((c) => `  ${c.name.padEnd(w)}  pid ${String(c.pid).padEnd(7)}  ${c.httpPort ? `http://127.0.0.1:${c.httpPort}` : '(no http)'}${c.pools.length ? `  pools: ${c.pools.join(', ')}` : ''}`),
+      '',
+      '  try, in another terminal:',
+      cmd('status'),
+      cmd(`acquire ${pool} --hold 2000`),
+      cmd(`exec ${pool} echo '{"hello":"world"}'`),
+      cmd(`scale ${pool} to 4`),
+      `  Ctrl-C stops the cluster.`,
+      '',
+    ];
+    out.write(lines.join('\n') + '\n');
+  }
+
+  /** Stop in order: services (nodes drain) → nats-server → temp data. Idempotent. */
+  stop(why: string, code: number): Promise<number> {
+    if (this.stopping) return this.stopping;
+    this.stopping = (async () => {
+      const services = this.children.filter((c) => c.kind !== 'nats');
+      const running = services.filter((c) => c.running);
+      this.event({ event: 'stopping', reason: why });
+      if (running.length > 0) this.say(`stopping ${running.map((c) => c.name).join(', ')} (${why})...`, 'yellow');
+      const results = await Promise.all(services.map(async (c) => ({ c, e: await c.stop('SIGTERM', this.o.stopTimeoutMs) })));
+      for (const { c, e } of results) {
+        if (e.signal === 'SIGKILL' && running.includes(c) && !this.forced) this.ctx.stderr.write(`shoal: ${c.name} did not stop within ${ms(this.o.stopTimeoutMs)}; killed\n`);
+      }
+      if (this.nats) {
+        this.say('stopping nats-server...', 'yellow');
+        await this.nats.stop('SIGTERM', NATS_STOP_MS);
+      }
+      if (this.o.tempDir) rmSync(this.o.dataDir, { recursive: true, force: true });
+      this.event({ event: 'stopped', code });
+      if (this.children.length > 0) this.say('stopped', 'yellow');
+      return code;
+    })();
+    this.stopping.then((c) => this.finish(this.forced ? EXIT.INTERRUPTED : c));
+    return this.stopping;
+  }
+}
+
+function shortPath(p: string): string {
+  const r = relative(process.cwd(), p);
+  return r && !r.startsWith('..') && r.length < p.length ? r : p;
+}
+
+function freeTcpPort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const srv = createServer();
+    srv.once('error', rej);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => res(port));
+    });
+  });
+}
+
+function options(ctx: Ctx, flags: FlagValues, env: NodeJS.ProcessEnv): UpOptions {
+  const prefixFlag = typeof flags.prefix === 'string';
+  const nodes = intFlag(flags, 'nodes', 2, 1, 32);
+  const balancers = intFlag(flags, 'balancers', 1, 0, 8);
+  const port = intFlag(flags, 'port', 4222, 0, 65535);
+  const envHttp = env.SHOAL_HTTP_PORT !== undefined && env.SHOAL_HTTP_PORT !== '' ? Number(env.SHOAL_HTTP_PORT) : undefined;
+  if (envHttp !== undefined && (!Number.isInteger(envHttp) || envHttp < -1 || envHttp > 65535)) throw new UsageError(`SHOAL_HTTP_PORT=${env.SHOAL_HTTP_PORT} must be -1, 0 or a port`);
+  const httpBase = flags['http-port'] !== undefined ? intFlag(flags, 'http-port', 8080, -1, 65535 - 64) : envHttp ?? 8080;
+  const stopTimeoutMs = intFlag(flags, 'stop-timeout', 15_000, 100, 600_000);
+  const configFile = resolve(typeof flags.config === 'string' ? flags.config : env.SHOAL_CONFIG || join(ROOT, 'config/session-pool.yaml'));
+  let config: NodeConfig;
+  try {
+    config = loadConfig({ file: configFile, env: { ...env, SHOAL_NATS_URL: `nats://127.0.0.1:${port || 4222}` } });
+  } catch (err) {
+    if (err instanceof ConfigError) throw new UsageError(err.message);
+    throw err;
+  }
+  if (Object.keys(config.pools).length === 0) throw new UsageError(`${configFile} defines no pools`);
+  const dd = typeof flags['data-dir'] === 'string' ? flags['data-dir'] : '.shoal';
+  const tempDir = dd === 'tmp';
+  // The default lives in the repository (ignored by git) wherever the command runs from; a given path is relative to the cwd.
+  const dataDir = tempDir ? mkdtempSync(join(tmpdir(), 'shoal-up-')) : flags['data-dir'] === undefined ? join(ROOT, '.shoal') : resolve(dd);
+  return { configFile, config, nodes, balancers, port, dataDir, tempDir, httpBase, rawLogs: flags['raw-logs'] === true, stopTimeoutMs, prefix: prefixFlag ? ctx.prefix : config.prefix, prefixFlag, env };
+}
+
+export const up: Command = {
+  name: 'up',
+  usage: '',
+  summary: 'start a local cluster (nats-server with JetStream, balancer, pool-nodes); Ctrl-C stops it all',
+  details: [
+    'Uses its own nats-server (SHOAL_NATS_SERVER or nats-server on PATH) on 127.0.0.1, then the balancer(s) and',
+    'the pool-nodes node-1, node-2, ... with the config. Child logs are shown as `[node-1] info msg k=v`.',
+    'HTTP ports: node-i on base+i, balancer-j after the nodes (8081, 8082, 8083), ephemeral when busy (base from',
+    '--http-port or SHOAL_HTTP_PORT, default 8080; 0 = all ephemeral, -1 = no HTTP). Nodes get SHOAL_DRAIN_GRACE=5s unless set.',
+    'SIGINT/SIGTERM: every service gets SIGTERM (nodes drain), then nats-server; exit 0 with nothing left behind.',
+  ].join('\n'),
+  flags: {
+    config: { type: 'string', arg: 'file', help: 'node config (default: $SHOAL_CONFIG or config/session-pool.yaml)' },
+    nodes: { type: 'number', arg: 'n', help: 'pool-nodes to start (default 2)' },
+    balancers: { type: 'number', arg: 'n', help: 'balancer replicas (default 1)' },
+    port: { type: 'number', arg: 'port', help: 'NATS port on 127.0.0.1 (default 4222; 0 = any free port)' },
+    'data-dir': { type: 'string', arg: 'dir', help: 'JetStream data under <dir>/nats (default: .shoal in the repository; `tmp` = a temp dir removed on exit)' },
+    'http-port': { type: 'number', arg: 'port', help: 'base HTTP port (default $SHOAL_HTTP_PORT or 8080)' },
+    'raw-logs': { type: 'boolean', help: 'print the children\'s log lines as they are (JSON), nats-server\'s included' },
+    'stop-timeout': { type: 'number', arg: 'ms', help: 'wait this long for a service to stop before SIGKILL (default 15000)' },
+  },
+  args: [0, 0],
+  async run(ctx, _args, flags) {
+    const o = options(ctx, flags, process.env);
+    try {
+      return await new LocalCluster(ctx, o).run();
+    } catch (err) {
+      if (err instanceof UpError) {
+        ctx.stderr.write(`error: ${err.message.replace(/\s*\n\s*/g, ' ')}\n`);
+        return err.exitCode;
+      }
+      throw err;
+    } finally {
+      if (o.tempDir) rmSync(o.dataDir, { recursive: true, force: true });
+    }
+  },
+};

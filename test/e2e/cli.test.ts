@@ -1,0 +1,223 @@
+import { expect } from 'chai';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { compactLog, parseArgs, table, UsageError } from '@shoal/cli';
+import { freePort } from '../helpers/nats-server.js';
+import { ROOT, sleep } from '../helpers/procs.js';
+
+const BIN = join(ROOT, 'bin/shoal.js');
+
+interface Result { code: number | null; stdout: string; stderr: string }
+
+/** Run one `shoal` command to its end (bounded). */
+function shoal(args: string[], env: Record<string, string> = {}, timeoutMs = 20_000): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, NO_COLOR: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => { stdout += d; });
+    p.stderr.on('data', (d) => { stderr += d; });
+    const t = setTimeout(() => { p.kill('SIGKILL'); reject(new Error(`shoal ${args.join(' ')} did not finish in ${timeoutMs} ms; stderr: ${stderr}`)); }, timeoutMs);
+    p.once('exit', (code) => { clearTimeout(t); resolve({ code, stdout, stderr }); });
+  });
+}
+
+const alive = (pid: number): boolean => {
+  try { process.kill(pid, 0); return true; } catch { return false; }
+};
+
+/** Every descendant of a process (children, their children, ...), from ps. */
+function descendants(pid: number): number[] {
+  const rows = execFileSync('ps', ['-e', '-o', 'pid=,ppid='], { encoding: 'utf8' }).trim().split('\n').map((l) => l.trim().split(/\s+/).map(Number));
+  const out: number[] = [];
+  const walk = (p: number) => { for (const [c, pp] of rows) if (pp === p && c !== undefined) { out.push(c); walk(c); } };
+  walk(pid);
+  return out;
+}
+
+async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 8000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(200);
+  }
+}
+
+describe('shoal CLI (pure parts)', () => {
+  it('parses flags before and after positionals, with = and negative numbers', () => {
+    const specs = { hold: { type: 'number' as const, help: '' }, json: { type: 'boolean' as const, help: '' }, node: { type: 'string' as const, help: '' }, help: { type: 'boolean' as const, short: 'h', help: '' } };
+    expect(parseArgs(['--json', 'synthetic', '--hold=20', '--node', 'n1', '-h'], specs)).to.deep.equal({ positionals: ['synthetic'], flags: { json: true, hold: 20, node: 'n1', help: true } });
+    expect(parseArgs(['x', '--hold', '-5', '--', '--json'], specs).positionals).to.deep.equal(['x', '--json']);
+    expect(() => parseArgs(['--hodl', '1'], specs)).to.throw(UsageError, /did you mean --hold/);
+    expect(() => parseArgs(['--hold', 'abc'], specs)).to.throw(UsageError, /must be a number/);
+    expect(() => parseArgs(['--node'], specs)).to.throw(UsageError, /needs a value/);
+  });
+
+  it('formats tables and compact log lines', () => {
+    expect(table(['A', 'N'], [['x', 1], ['long', 100]], new Set([1]))).to.equal('A       N\nx       1\nlong  100');
+    const line = JSON.stringify({ ts: 't', level: 'warn', svc: 'pool-node', node: 'n', msg: 'nats status', type: 'disconnect', data: 'a b' });
+    expect(compactLog(line)).to.deep.equal({ level: 'warn', text: 'nats status type=disconnect data="a b"' });
+    expect(compactLog('not json')).to.deep.equal({ level: 'info', text: 'not json' });
+  });
+});
+
+describe('shoal CLI (e2e: `shoal up` and the commands as real processes)', function () {
+  this.timeout(60_000);
+  let up: ChildProcess | undefined;
+  let upOut = '';
+  let upErr = '';
+  let upExit: Promise<number | null>;
+  let port: number;
+  let nats: string[];
+  let dataDir: string;
+
+  before(async function () {
+    this.timeout(45_000);
+    port = await freePort();
+    nats = ['--nats', `nats://127.0.0.1:${port}`];
+    dataDir = mkdtempSync(join(tmpdir(), 'shoal-cli-e2e-'));
+    const proc = spawn(process.execPath, [BIN, 'up', '--port', String(port), '--data-dir', dataDir], {
+      env: { ...process.env, NO_COLOR: '1', SHOAL_HTTP_PORT: '0', SHOAL_CONFIG: '' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    up = proc;
+    proc.stdout!.on('data', (d) => { upOut += d; });
+    proc.stderr!.on('data', (d) => { upErr += d; });
+    upExit = new Promise((r) => proc.once('exit', (code) => r(code)));
+    await until('the ready banner', async () => (upOut.includes('local cluster ready') ? true : proc.exitCode !== null ? Promise.reject(new Error(`shoal up exited ${proc.exitCode}: ${upErr}`)) : undefined), 40_000);
+  });
+
+  after(async () => {
+    // Only if a test failed before the SIGINT test: never leave the tree behind.
+    if (up && up.exitCode === null) {
+      const kids = descendants(up.pid!);
+      up.kill('SIGKILL');
+      for (const pid of kids) { try { process.kill(-pid, 'SIGKILL'); } catch { /* gone */ } }
+    }
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('`shoal up` prints a banner with the NATS URL and next commands', () => {
+    expect(upOut).to.include(`nats://127.0.0.1:${port}`);
+    expect(upOut).to.include('npx shoal status');
+    expect(upOut).to.match(/\[node-1\]\s+info\s+listening/);
+    expect(upOut).not.to.match(/^\{"ts"/m); // compact, not raw JSON
+  });
+
+  it('`shoal status --json` lists both nodes with their pools; the table shows them too', async () => {
+    const r = await shoal(['status', '--json', ...nats]);
+    expect(r.code, r.stderr).to.equal(0);
+    const st = JSON.parse(r.stdout);
+    expect(st.source).to.equal('balancer');
+    expect(st.nodes.map((n: { nodeId: string }) => n.nodeId)).to.deep.equal(['node-1', 'node-2']);
+    for (const n of st.nodes) {
+      expect(n.state).to.equal('alive');
+      expect(n.pid).to.be.a('number');
+      expect(n.pools.synthetic).to.include.keys('total', 'idle', 'active', 'waiting', 'target', 'max');
+    }
+    const human = await shoal(['status', ...nats]);
+    expect(human.code).to.equal(0);
+    expect(human.stdout).to.match(/^strategy: /);
+    expect(human.stdout).to.match(/NODE\s+STATE.*TOTAL\s+IDLE\s+ACTIVE\s+WAITING\s+TARGET\s+MAX/);
+    expect(human.stdout).to.match(/node-2\s+alive/);
+  });
+
+  it('`shoal acquire synthetic --json` gets a lease through the balancer and releases it', async () => {
+    const r = await shoal(['acquire', 'synthetic', '--json', '--hold', '50', ...nats]);
+    expect(r.code, r.stderr).to.equal(0);
+    const l = JSON.parse(r.stdout);
+    expect(l.leaseId).to.be.a('string');
+    expect(l.nodeId).to.be.oneOf(['node-1', 'node-2']);
+    expect(l.released).to.equal(true);
+    expect(l.acquireMs).to.be.a('number');
+    await until('the lease to show as returned', async () => {
+      const st = JSON.parse((await shoal(['status', '--json', ...nats])).stdout);
+      return st.nodes.every((n: { pools: Record<string, { active: number }> }) => n.pools.synthetic!.active === 0) ? true : undefined;
+    });
+  });
+
+  it('`shoal exec synthetic echo {"a":1}` prints the result; streamed events come one JSON per line', async () => {
+    const r = await shoal(['exec', 'synthetic', 'echo', '{"a":1}', ...nats]);
+    expect(r.code, r.stderr).to.equal(0);
+    expect(JSON.parse(r.stdout)).to.deep.equal({ a: 1 });
+    const s = await shoal(['exec', 'synthetic', 'stream', '{"chunks":3,"interval_ms":5}', '--json', ...nats]);
+    expect(s.code, s.stderr).to.equal(0);
+    const lines = s.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines.slice(0, 3).map((l) => l.event)).to.have.length(3);
+    expect(lines.at(-1)).to.have.property('result');
+  });
+
+  it('an operation that fails exits 1 with one `error: CODE: message` line', async () => {
+    const r = await shoal(['exec', 'synthetic', 'fail', ...nats]);
+    expect(r.code).to.equal(1);
+    expect(r.stderr.trim().split('\n')).to.have.length(1);
+    expect(r.stderr).to.match(/^error: DRIVER_ERROR: /);
+  });
+
+  it('`shoal scale synthetic to 3` reaches every node and shows in status', async () => {
+    const r = await shoal(['scale', 'synthetic', 'to', '3', '--json', ...nats]);
+    expect(r.code, r.stderr).to.equal(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.results.map((x: { nodeId: string }) => x.nodeId).sort()).to.deep.equal(['node-1', 'node-2']);
+    expect(out.results.every((x: { ok: boolean; target: number }) => x.ok && x.target === 3)).to.equal(true);
+    await until('target 3 in status', async () => {
+      const st = JSON.parse((await shoal(['status', '--json', ...nats])).stdout);
+      return st.nodes.every((n: { pools: Record<string, { target: number; total: number }> }) => n.pools.synthetic!.target === 3 && n.pools.synthetic!.total === 3) ? true : undefined;
+    });
+  });
+
+  it('`shoal strategy round_robin` then status shows it', async () => {
+    const r = await shoal(['strategy', 'round_robin', ...nats]);
+    expect(r.code, r.stderr).to.equal(0);
+    await until('round_robin in status', async () => {
+      const st = JSON.parse((await shoal(['status', '--json', ...nats])).stdout);
+      return st.strategy === 'round_robin' ? true : undefined;
+    });
+  });
+
+  it('bad usage exits 2 with one line', async () => {
+    const cases = [['frobnicate'], ['scale', 'synthetic', 'sideways', '3'], ['acquire'], ['strategy', 'fastest'], ['exec', 'synthetic', 'echo', '{nope'], ['status', '--timeout', 'soon']];
+    const results = await Promise.all(cases.map((args) => shoal([...args, ...nats])));
+    results.forEach((r, i) => {
+      const what = cases[i]!.join(' ');
+      expect(r.code, what).to.equal(2);
+      expect(r.stderr.trim().split('\n'), what).to.have.length(1);
+      expect(r.stderr, what).to.match(/^error: /);
+    });
+  });
+
+  it('a port with nothing listening exits 3 with one line', async () => {
+    const dead = await freePort();
+    const r = await shoal(['status', '--nats', `nats://127.0.0.1:${dead}`], {}, 10_000);
+    expect(r.code).to.equal(3);
+    expect(r.stdout).to.equal('');
+    expect(r.stderr.trim().split('\n')).to.have.length(1);
+    expect(r.stderr).to.match(/^error: UNAVAILABLE: cannot reach NATS .*npm start/);
+  });
+
+  it('`shoal up` on a busy port fails at once with one line suggesting --port', async () => {
+    const r = await shoal(['up', '--port', String(port), '--data-dir', 'tmp'], { SHOAL_HTTP_PORT: '0', SHOAL_CONFIG: '' });
+    expect(r.code).to.equal(1);
+    expect(r.stderr.trim().split('\n')).to.have.length(1);
+    expect(r.stderr).to.match(/port \d+ is already in use.*--port/);
+  });
+
+  it('SIGINT stops the whole tree: exit 0, no process left behind (every descendant checked)', async function () {
+    this.timeout(40_000);
+    const st = JSON.parse((await shoal(['status', '--json', ...nats])).stdout);
+    const pids = new Set<number>([...st.nodes.map((n: { pid: number }) => n.pid), ...descendants(up!.pid!)]);
+    expect(pids.size).to.be.at.least(4); // nats-server, balancer, two nodes
+    for (const pid of pids) expect(alive(pid), `pid ${pid} before`).to.equal(true);
+    up!.kill('SIGINT');
+    let t: NodeJS.Timeout | undefined;
+    const code = await Promise.race([upExit, new Promise((r) => { t = setTimeout(() => r('hung'), 35_000); })]);
+    clearTimeout(t);
+    expect(code, upErr).to.equal(0);
+    for (const pid of pids) expect(alive(pid), `pid ${pid} after`).to.equal(false);
+    expect(upOut).to.include('stopped');
+  });
+});
