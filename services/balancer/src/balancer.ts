@@ -11,12 +11,11 @@ import { SettingsStore } from './settings.js';
 import { createStrategy, performanceWeights, type PerformanceWeights, type Strategy, type StrategyName } from './strategies/index.js';
 
 /**
- * How a one-shot exec reaches the node. `forward`: the request is published
- * to the node with the caller's reply subject, and the node streams straight
- * to the caller (the balancer copies nothing, but cannot retry once sent).
- * `relay`: the balancer asks the node on its own inbox and copies every
- * message to the caller (it can retry a refusal, at the cost of a copy per
- * chunk). docs/balancer.md has the measurement behind the default.
+ * How a one-shot exec reaches the node. `forward` (default): a hand-off — the
+ * node gets `replyTo` = the caller's inbox, answers us `{accepted}` or a
+ * refusal we can retry elsewhere, then streams straight to the caller (we copy
+ * nothing). `relay`: we ask on our own inbox and copy every message to the
+ * caller (a copy per chunk). docs/balancer.md has the measurements.
  */
 export type ExecMode = 'forward' | 'relay';
 
@@ -538,52 +537,52 @@ export class Balancer extends Actor {
   }
 
   /**
-   * Hand the request to one node with the caller's reply subject: the node's
-   * events and final message go straight to the caller. Only nodes with a
-   * closed circuit are used (a half-open probe needs an outcome we would not
-   * see). The only retry is waiting for a node to become eligible, within the
-   * deadline.
+   * Hand the call over: the node gets the request with `replyTo` set to the
+   * caller's inbox, answers us `{accepted}` once it holds a resource, and
+   * streams events and the result straight to the caller. We copy no chunk,
+   * yet a refusal or a dead node (no responders, no answer) still lets
+   * `place` try another node within the deadline, as for an acquire.
    */
-  private async forward(m: Msg, pool: string, raw: Record<string, unknown>, deadline: number): Promise<string> {
-    let rounds = 0;
-    for (;;) {
-      const now = Date.now();
-      const remaining = deadline - now;
-      const candidates = this.usable(pool, this.membership.candidates(pool, now, { allow: (id) => this.circuit.state(id, now) === 'closed' }));
-      const chosen = candidates.length > 0 ? this.strategyFor(pool).select(candidates) : undefined;
-      if (chosen) {
-        const id = chosen.nodeId;
-        // Untouched bytes unless we waited: then the node must get the shorter time left.
-        const data = rounds === 0 ? m.data : encode({ ...raw, timeoutMs: Math.max(1, Math.floor(remaining - margin(remaining))) });
-        try {
-          this.nc.publish(this.s.nodeExec(id), data, m.reply ? { reply: m.reply } : undefined);
-        } catch (err) {
-          return this.fail(m, new ShoalError(ErrorCodes.UNAVAILABLE, `could not forward to node ${id}: ${(err as Error).message}`));
-        }
-        this.settleLater(id, pool, remaining);
-        this.metrics.placement(this.poolLabel(pool), id, 'forwarded');
-        return 'forwarded';
-      }
-      const known = this.membership.nodes(now).some((v) => v.pools.includes(pool));
-      const wait = Math.min(BACKOFF_BASE_MS * 2 ** rounds, BACKOFF_MAX_MS, remaining - MIN_TRY_MS);
-      if (!known || rounds >= MAX_RETRY_ROUNDS || wait <= 0) {
-        this.metrics.placement(this.poolLabel(pool), '', 'no_nodes');
-        return this.fail(m, this.noNodes(pool, now));
-      }
-      rounds++;
-      await sleep(wait);
+  private forward(m: Msg, pool: string, raw: Record<string, unknown>, deadline: number): Promise<string> {
+    return this.place(m, pool, deadline, (nodeId, remaining) => this.tryHandOff(m, pool, raw, nodeId, remaining));
+  }
+
+  private async tryHandOff(m: Msg, pool: string, raw: Record<string, unknown>, nodeId: string, remaining: number): Promise<Try> {
+    const subject = this.s.nodeExec(nodeId);
+    const body = encode({ ...raw, timeoutMs: Math.max(1, Math.floor(remaining - margin(remaining))), ...(m.reply ? { replyTo: m.reply } : {}) });
+    let reply: Msg;
+    try {
+      reply = await this.requestNode(nodeId, subject, body, remaining);
+    } catch (err) {
+      return this.unreachable(nodeId, subject, err);
     }
+    this.circuit.success(nodeId);
+    let code: ErrorCode | undefined;
+    try {
+      const r = decode(reply.data);
+      if (r.ok !== true) code = ((r.error as { code?: ErrorCode } | undefined)?.code) ?? ErrorCodes.INTERNAL;
+    } catch {
+      code = ErrorCodes.INTERNAL;
+    }
+    if (code === undefined) {
+      // Accepted: the exec runs on; count it on the node for about as long as such a call takes there.
+      this.settleLater(nodeId, pool, remaining);
+      return { done: true, result: 'success' };
+    }
+    this.membership.settled(nodeId);
+    if (RETRYABLE_ON_OTHER_NODE.has(code)) return { done: false, result: 'refused', err: readError(reply.data) };
+    this.respond(m, reply.data);
+    return { done: true, result: 'error' };
   }
 
   /**
-   * A forwarded exec's end is not seen here, so its in-flight count is
-   * released after the time the node says such a call takes (acquire + exec
-   * latency from its heartbeat), within the caller's deadline.
+   * A handed-off exec's end is not seen here, so its in-flight count (taken
+   * by `requestNode`) is released after the time the node says such a call
+   * takes (exec latency from its heartbeat), within the caller's deadline.
    */
   private settleLater(nodeId: string, pool: string, remaining: number): void {
-    this.membership.placed(nodeId);
     const st = this.lastHb.get(nodeId)?.pools[pool];
-    const est = (finite(st?.latencyMs) + finite(st?.execLatencyMs)) * 1.5;
+    const est = finite(st?.execLatencyMs) * 1.5;
     setTimeout(() => this.membership.settled(nodeId), Math.min(remaining, Math.max(1, est))).unref?.();
   }
 

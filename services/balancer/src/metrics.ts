@@ -6,13 +6,13 @@ export const NODE_GAUGE_STATES = ['alive', 'suspect', 'draining', 'unhealthy', '
 export type NodeGaugeState = (typeof NODE_GAUGE_STATES)[number];
 
 /**
- * Placement results: `success` (a lease or the node's answer went back),
+ * Placement results: `success` (a lease went back, or a node accepted a one-shot exec),
  * `error` (the node's final error was forwarded, e.g. POOL_TIMEOUT),
  * `refused` (a retryable refusal, tried elsewhere), `unreachable` (no
- * responders or no answer in time), `forwarded` (a one-shot exec handed to the
- * node), `no_nodes` (no eligible node; node label empty), `bad_request`.
+ * responders or no answer in time), `no_nodes` (no eligible node; node label
+ * empty), `bad_request`.
  */
-export type PlacementResult = 'success' | 'error' | 'refused' | 'unreachable' | 'forwarded' | 'no_nodes' | 'bad_request';
+export type PlacementResult = 'success' | 'error' | 'refused' | 'unreachable' | 'no_nodes' | 'bad_request';
 
 export class BalancerMetrics {
   readonly registry = new Registry();

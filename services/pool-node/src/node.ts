@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import {
-  encode, ErrorCodes, newNodeId, parse, PROTOCOL_VERSION, ShoalError, subjects,
+  encode, ErrorCodes, fail, newNodeId, parse, PROTOCOL_VERSION, ShoalError, subjects,
   type Heartbeat, type Lease, type PoolStats, type Subjects,
 } from '@shoal/protocol';
 import { Actor, type Logger, type Msg, type NatsConnection } from '@shoal/runtime';
@@ -165,12 +165,18 @@ export class PoolNode extends Actor {
     if (allowed && !allowed.has(req.op)) throw new ShoalError(ErrorCodes.UNSUPPORTED_OP, `op ${req.op} cannot run one-shot on pool ${pool.name} (one-shot ops: ${[...allowed].join(', ')}); acquire a lease for it`);
     await this.withPoolSlot(pool, async () => {
       const deadline = Date.now() + req.timeoutMs;
+      // Refusals up to here answer `m`: a balancer that handed the call over can still try another node.
       const lease = await pool.acquire(req);
       if (lease.reused) this.metrics.reused(pool.name, pool.kind);
+      const out = req.replyTo ?? m.reply;
+      if (req.replyTo) this.reply(m, { accepted: true, nodeId: this.nodeId });
       let failed = true;
       try {
-        await this.stream(m, () => pool.exec(lease.leaseId, req.op, req.args, this.emitter(m), Math.max(1, deadline - Date.now())));
+        await this.stream(out, () => pool.exec(lease.leaseId, req.op, req.args, this.emitter(out), Math.max(1, deadline - Date.now())));
         failed = false;
+      } catch (err) {
+        if (!req.replyTo) throw err;
+        this.publishError(out!, err);
       } finally {
         // A failed one-shot may have left the resource mid-operation: reset it before reuse.
         pool.release(lease.leaseId, { reset: failed });
@@ -181,19 +187,24 @@ export class PoolNode extends Actor {
   private async onLeaseExec(m: Msg): Promise<void> {
     const req = parse('leaseExec', m.data);
     const pool = this.poolOfLease(req.leaseId);
-    await this.stream(m, () => pool.exec(req.leaseId, req.op, req.args, this.emitter(m), req.timeoutMs));
+    await this.stream(m.reply, () => pool.exec(req.leaseId, req.op, req.args, this.emitter(m.reply), req.timeoutMs));
   }
 
-  private emitter(m: Msg): (e: unknown) => void {
+  private emitter(reply: string | undefined): (e: unknown) => void {
     let seq = 0;
-    const reply = m.reply;
     return (event) => { if (reply) this.nc.publish(reply, encode({ v: PROTOCOL_VERSION, ok: true, seq: seq++, event })); };
   }
 
+  private publishError(subject: string, err: unknown): void {
+    const e = ShoalError.from(err);
+    this.metrics.errors.inc({ node: this.nodeId, code: e.code });
+    try { this.nc.publish(subject, encode(fail(e))); } catch { /* connection closing: the caller times out */ }
+  }
+
   /** Run an exec and send its final message; events went out as they came. */
-  private async stream(m: Msg, run: () => Promise<unknown>): Promise<void> {
+  private async stream(reply: string | undefined, run: () => Promise<unknown>): Promise<void> {
     const result = await run();
-    if (m.reply) this.nc.publish(m.reply, encode({ v: PROTOCOL_VERSION, ok: true, seq: -1, done: true, result }));
+    if (reply) this.nc.publish(reply, encode({ v: PROTOCOL_VERSION, ok: true, seq: -1, done: true, result }));
   }
 
   private onRenew(m: Msg): void {
@@ -300,7 +311,8 @@ export class PoolNode extends Actor {
   status(withResources: boolean): Record<string, unknown> {
     const pools: Record<string, unknown> = {};
     for (const p of this.pools.values()) {
-      pools[p.name] = { ...this.poolStats(p), ...(withResources ? p.snapshot() : {}) };
+      const driver = this.drivers.get(p.name)?.stats?.(p);
+      pools[p.name] = { ...this.poolStats(p), ...(withResources ? p.snapshot() : {}), ...(driver ? { driver } : {}) };
     }
     return { nodeId: this.nodeId, host: hostname(), pid: process.pid, startedAt: this.startedAt, draining: this.draining, inFlight: this.inFlight, pools };
   }

@@ -36,6 +36,12 @@ const execShape = {
   ...acquireShape,
   op: str({ min: 1, max: 128 }),
   args: optional(any()),
+  /**
+   * Set by a balancer: the caller's inbox. The node answers the balancer
+   * `{accepted: true}` once it holds a resource (or a refusal the balancer can
+   * retry elsewhere), then streams events and the result to `replyTo`.
+   */
+  replyTo: optional(str({ min: 1, max: 255, pattern: /^[^\s*>]+$/ })),
 };
 const exec = obj(execShape);
 export type ExecRequest = Infer<typeof execShape>;
