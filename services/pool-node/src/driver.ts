@@ -29,12 +29,18 @@ export interface Driver<R = unknown> {
   describe?(r: R): Record<string, unknown> | undefined;
   /** Extra JSON routes for the node's HTTP server (e.g. /vector-store/pool/stats). */
   routes?(pool: PoolView): Record<string, (q: URLSearchParams) => unknown | Promise<unknown>>;
+  /** Driver figures for node status (`pools.<name>.driver`), e.g. the weaviate pool's connection stats. */
+  stats?(pool: PoolView): object | undefined;
 }
 
 /** What a driver may read of its pool, for its own routes and metrics. */
 export interface PoolView {
   readonly name: string;
   numbers(): { total: number; active: number; idle: number; waiting: number; creating?: number; max?: number };
+  /** Acquires served and their recent wait (EWMA, ms), for drivers' own stats. */
+  readonly meter?: { readonly acquires: number; readonly acquireLatency: { readonly value: number } };
+  /** Resource states by id (the id a driver's `create` got), e.g. to tell leased from idle. */
+  snapshot?(): { resources: { id: string; status: string }[] };
 }
 
 export interface ExecContext {
