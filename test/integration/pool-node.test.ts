@@ -147,7 +147,7 @@ describe('pool-node (integration: real nats-server, node as its own process)', f
     for await (const e of call) events.push(e);
     expect(events).to.deep.equal([{ chunk: 0 }, { chunk: 1 }, { chunk: 2 }, { chunk: 3 }]);
     expect(await call.result).to.deep.equal({ chunks: 4 });
-    const err: any = await client.exec('synthetic', 'fail', { message: 'boom' }, { nodeId: n.nodeId }).then(() => null, (e) => e);
+    const err: any = await client.exec('synthetic', 'fail', { message: 'boom' }, { nodeId: n.nodeId }).catch((e) => e);
     expect(err.code).to.equal('DRIVER_ERROR');
     expect(err.message).to.contain('boom');
   });

@@ -2,8 +2,9 @@ import {
   BALANCER_QUEUE, checkVersion, decode, encode, ErrorCodes, newId, parse, parseHeartbeat, poolFromSubject,
   PROTOCOL_VERSION, RETRYABLE_ON_OTHER_NODE, SETTINGS_BUCKET, ShoalError, subjects, validators,
   type ErrorCode, type Heartbeat, type WireError, type StrategyRequest, type Subjects,
+  aggregateVectorStoreStats, vectorStoreStatsOfNode, type VectorStoreStatsResponse,
 } from '@shoal/protocol';
-import { Actor, isNoResponders, isTimeout, type Logger, type Msg, type NatsConnection, type Subscription } from '@shoal/runtime';
+import { Actor, call, isNoResponders, isTimeout, type Logger, type Msg, type NatsConnection, type Subscription } from '@shoal/runtime';
 import { CircuitBreaker } from './circuit.js';
 import { Membership } from './membership.js';
 import { BalancerMetrics, NODE_GAUGE_STATES, type NodeGaugeState, type PlacementResult } from './metrics.js';
@@ -676,6 +677,21 @@ export class Balancer extends Actor {
       return this.replyError(m, err);
     }
     this.reply(m, this.status());
+  }
+
+  /**
+   * `/vector-store/pool/stats` from this replica's view: ask every known node
+   * that has a weaviate pool for its status (in parallel, 1 s each) and sum
+   * their connection stats into the design's shape. A node that does not
+   * answer is left out, not guessed.
+   */
+  async vectorStoreStats(pool?: string): Promise<VectorStoreStatsResponse> {
+    const ids = [...this.lastHb.entries()]
+      .filter(([, hb]) => Object.entries(hb.pools).some(([name, p]) => p.kind === 'weaviate' && (!pool || name === pool)))
+      .map(([id]) => id);
+    const replies = await Promise.allSettled(ids.map((id) => call<unknown>(this.nc, this.s.nodeStatus(id), {}, 1000)));
+    const perNode = replies.flatMap((r) => (r.status === 'fulfilled' ? vectorStoreStatsOfNode(r.value, pool) : []));
+    return aggregateVectorStoreStats(perNode);
   }
 
   status(now = Date.now()): BalancerStatus {

@@ -55,7 +55,11 @@ async function main(): Promise<void> {
     port: cfg.http.port,
     registry: balancer.metrics.registry,
     health: () => ({ ok: !nc.isClosed() && !stopping, balancerId: balancer.balancerId }),
-    routes: { '/api/v1/balancer/status': () => balancer.status() },
+    routes: {
+      '/api/v1/balancer/status': () => balancer.status(),
+      // The Weaviate pool design's stats, cluster-wide: summed over every node that has a weaviate pool.
+      '/vector-store/pool/stats': (q) => balancer.vectorStoreStats(q.get('pool') ?? undefined),
+    },
     log,
   });
   started.http = http;

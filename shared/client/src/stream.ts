@@ -71,6 +71,15 @@ export class ExecCall implements PromiseLike<unknown>, AsyncIterable<unknown> {
     return this.result.then(onOk, onErr);
   }
 
+  catch<B = never>(onErr?: ((e: unknown) => B | PromiseLike<B>) | null): Promise<unknown> {
+    return this.then(undefined, onErr);
+  }
+
+  finally(onFinally?: (() => void) | null): Promise<unknown> {
+    this.start();
+    return this.result.finally(onFinally);
+  }
+
   async *[Symbol.asyncIterator](): AsyncIterator<unknown> {
     this.wantEvents = true;
     this.start();

@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import convict from 'convict';
 import { parse } from 'yaml';
 import { ConfigError } from './errors.js';
-import { AICLI_ENV, DEFAULT_POOLS, NODE_SCHEMA, POOL_SCHEMA, SHARED_SCHEMA, TOKEN, isLeaf, leaves, type Section } from './schema.js';
+import { AICLI_ENV, DEFAULT_POOLS, NODE_SCHEMA, POOL_SCHEMA, SHARED_SCHEMA, TOKEN, WEAVIATE_ENV, isLeaf, leaves, type Section } from './schema.js';
 import { DRIVERS, type LoadConfigOptions, type NatsConfig, type NodeConfig, type PoolConfig } from './types.js';
 
 /** Where a value came from: the key to name in errors, the source, and its precedence rank. */
@@ -221,11 +221,38 @@ function loadPools(doc: Mapping, over: Mapping, env: Record<string, string>, fil
     const ownOver = walk(overBlocks[name], POOL_SCHEMA, { key, source: 'overrides', rank: 6 });
     const driver = [...own, ...poolEnv, ...ownOver].filter((e) => e.path === 'driver').at(-1)?.value;
     if (driver === undefined) throw new ConfigError(`${key}.driver`, undefined, source, `missing; one of ${DRIVERS.join(', ')}`);
-    // Weaviate pools take VECTOR_STORE_* instead; AICLI_* belong to the session pool.
-    const aicli = driver === 'weaviate' ? [] : envEntries(aicliVars, env, key, 3);
-    pools[name] = toPool(name, build(POOL_SCHEMA, [...shared, ...own, ...aicli, ...poolEnv, ...sharedOver, ...ownOver], key));
+    // Weaviate pools take VECTOR_STORE_* and WEAVIATE_* instead; AICLI_* belong to the session pool.
+    const design = driver === 'weaviate' ? weaviateEntries(env, key) : envEntries(aicliVars, env, key, 3);
+    pools[name] = toPool(name, build(POOL_SCHEMA, [...shared, ...own, ...design, ...poolEnv, ...sharedOver, ...ownOver], key));
   }
   return pools;
+}
+
+const BOOL_WORDS: Record<string, boolean> = { true: true, false: false, yes: true, no: false, on: true, off: false, '1': true, '0': false };
+
+/** VECTOR_STORE_* and WEAVIATE_* for a weaviate pool, at the rank of AICLI_SESSION_POOL_* for other pools. */
+function weaviateEntries(env: Record<string, string>, keyBase: string): Entry[] {
+  const out: Entry[] = [];
+  for (const [name, v] of Object.entries(WEAVIATE_ENV)) {
+    const raw = env[name];
+    if (raw === undefined) continue;
+    const source = `env ${name}`;
+    const bad = (why: string) => new ConfigError(join(keyBase, v.path), v.sensitive ? '[redacted]' : raw, source, why);
+    let value: unknown = raw.trim();
+    if (v.read === 'seconds' && /^\d+(\.\d+)?$/.test(raw.trim())) value = `${raw.trim()}s`;
+    if (v.read === 'bool') {
+      value = BOOL_WORDS[raw.trim().toLowerCase()];
+      if (value === undefined) throw bad('must be true or false');
+    }
+    if (v.read === 'port') {
+      value = Number(raw);
+      if (!/^\d+$/.test(raw.trim()) || (value as number) < 1 || (value as number) > 65535) throw bad('must be a port number (1 to 65535)');
+    }
+    const e = entry({ key: keyBase, source, rank: 3 }, v.path, value, v.sensitive);
+    if (!v.sensitive) e.origin.value = raw; // errors show the variable as written
+    out.push(e);
+  }
+  return out;
 }
 
 function toPool(name: string, { props: p, origin, fail, ordered }: ReturnType<typeof build>): PoolConfig {

@@ -200,6 +200,25 @@ export const AICLI_ENV: Record<string, string> = {
   MAX_CONCURRENT_REQUESTS: 'resource_limits.max_concurrent_requests',
 };
 
+/**
+ * The weaviate design's variables and the pool key each sets, on pools whose
+ * driver is `weaviate` (instead of AICLI_SESSION_POOL_*). `seconds`: a bare
+ * number is seconds, as in the design (3600 = 1h); a unit may be written.
+ * `bool` and `port` are checked here so a bad value names its variable.
+ */
+export const WEAVIATE_ENV: Record<string, { path: string; read?: 'seconds' | 'bool' | 'port'; sensitive?: boolean }> = {
+  VECTOR_STORE_USE_POOL: { path: 'options.use_pool', read: 'bool' },
+  VECTOR_STORE_MIN_CONNECTIONS: { path: 'min_size' },
+  VECTOR_STORE_MAX_CONNECTIONS: { path: 'max_size' },
+  VECTOR_STORE_CONNECTION_LIFETIME: { path: 'session_management.max_lifetime', read: 'seconds' },
+  VECTOR_STORE_HEALTH_CHECK_INTERVAL: { path: 'options.health_check_interval', read: 'seconds' },
+  WEAVIATE_HOST: { path: 'options.host' },
+  WEAVIATE_PORT: { path: 'options.port', read: 'port' },
+  WEAVIATE_GRPC_HOST: { path: 'options.grpc_host' },
+  WEAVIATE_GRPC_PORT: { path: 'options.grpc_port', read: 'port' },
+  WEAVIATE_API_KEY: { path: 'options.api_key', sensitive: true },
+};
+
 /** Every property of a schema with its dotted path. */
 export function leaves(s: Section, base = ''): [string, Leaf][] {
   return Object.entries(s).flatMap(([k, n]): [string, Leaf][] => {

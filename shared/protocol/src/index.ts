@@ -6,3 +6,4 @@ export * from './subjects.js';
 export * from './validate.js';
 export * from './messages.js';
 export * from './metrics.js';
+export * from './vector-store-stats.js';

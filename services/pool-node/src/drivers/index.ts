@@ -1,9 +1,11 @@
 import type { DriverFactory } from '../driver.js';
 import { syntheticDriver } from './synthetic.js';
+import { weaviateDriver } from './weaviate/index.js';
 
 /** Driver kinds by the name a pool's `driver:` key uses. */
 export const drivers: Record<string, DriverFactory> = {
   synthetic: syntheticDriver as DriverFactory,
+  weaviate: weaviateDriver as DriverFactory,
 };
 
 export function driverFor(kind: string): DriverFactory {
