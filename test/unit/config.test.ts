@@ -53,7 +53,7 @@ describe('config', () => {
   describe('loading', () => {
     it('loads the shipped example: a light synthetic pool over the design block', () => {
       const c = loadConfig({ file: EXAMPLE, env: {} });
-      expect(Object.keys(c.pools)).to.deep.equal(['synthetic']);
+      expect(Object.keys(c.pools)).to.deep.equal(['synthetic', 'claude', 'weaviate']);
       const p = c.pools.synthetic!;
       expect([p.driver, p.minSize, p.maxSize, p.initialSize]).to.deep.equal(['synthetic', 2, 20, 2]);
       expect(p.options).to.deep.equal({ create_latency: '5ms', exec_latency: '1ms', failure_rate: 0 });
@@ -185,7 +185,7 @@ describe('config', () => {
       // session_pool's initial_size 3 is above this pool's max_size 2.
       expect(loadConfig({ env: {}, overrides: { 'session_pool.initial_size': 3, 'pools.s': { driver: 'synthetic', min_size: 1, max_size: 2 } } }).pools.s!.initialSize).to.equal(2);
       // The variable raises min_size above the file's initial_size.
-      expect(loadConfig({ file: EXAMPLE, env: { AICLI_SESSION_POOL_MIN_SIZE: '5' } }).pools.synthetic!.initialSize).to.equal(5);
+      expect(loadConfig({ file: EXAMPLE, env: { AICLI_SESSION_POOL_MIN_SIZE: '5', AICLI_SESSION_POOL_MAX_SIZE: '20' } }).pools.synthetic!.initialSize).to.equal(5);
       const err = configError(() => loadConfig({ file: fixture('bad-initial.yaml'), env: {} }));
       expectNames(err, 'pools.synthetic.initial_size', '9', `file ${fixture('bad-initial.yaml')}`);
     });

@@ -1,0 +1,253 @@
+/**
+ * The claude-cli driver's benchmark (called by bench/run.ts; runnable alone:
+ * node --import tsx -e "import('./bench/claude.ts').then(m=>m.runClaudeBench({quick:true,log:console.error})).then(r=>console.log(r))").
+ * The stand-in CLI (test/stand-ins/claude) is the command; each subject is
+ * measured against a bare baseline in the same run, runs alternating.
+ *
+ * - claude-stream: one session streaming a turn of N partial-message events
+ *   as fast as the stand-in writes them. Subject: through a pool-node process
+ *   and NATS to an SDK client (`for await` on `lease.exec('send', {content,
+ *   raw: true})`: the lines of each stdout read as one text event, which the
+ *   client splits and JSON.parses). Baseline: this process reading the
+ *   stand-in's stdout itself (split + JSON.parse per line): the same work at
+ *   the receiving end. Throughput = events/s over the turn; ratio = subject /
+ *   baseline (goal >= 0.9). The default mode (one parsed object per event)
+ *   is measured too (`messages_*`). Added latency: a paced turn (one event
+ *   every `pace` ms) in the default mode, each event stamped by the stand-in
+ *   (`ts`) and compared with the time it is seen; subject minus baseline.
+ * - claude-warmup: 50 sessions created by a Pool with the claude-cli driver
+ *   (spawn + initialize answered, all in parallel), against spawning the same
+ *   50 processes with the same arguments and environment and waiting for the
+ *   same answers; ratio of creation rates (goal >= 0.9).
+ * - heap_bytes_per_idle_session: heap of the pool side per idle session,
+ *   used once and reset (bench/procs/claude-heap.ts); goal <= 100 KB.
+ */
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { connect } from '@shoal/client';
+import { Pool, systemClock, type Driver, type PoolSettings } from '@shoal/pool-node';
+import { startNatsServer, type NatsServer } from '../test/helpers/nats-server.js';
+import { buildArgs, buildEnv, claudeCliDriver, parseOptions, type ClaudeSession } from '../services/pool-node/src/drivers/claude-cli/index.js';
+import { onExitKill, ROOT, spawnNode, type Child } from './lib/procs.js';
+import { median, percentile, ratio, round, sortedCopy } from './lib/stats.js';
+
+const STAND_IN = join(ROOT, 'test', 'stand-ins', 'claude', 'claude.mjs');
+const GOALS = { streamRatio: 0.9, warmupRatio: 0.9, heapBytes: 100 * 1024 };
+
+interface StreamRun { events: number; ms: number; eventsPerS: number; lat: number[] }
+
+const now = () => performance.timeOrigin + performance.now();
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function runClaudeBench(opts: { quick: boolean; log: (s: string) => void }): Promise<Record<string, unknown>[]> {
+  const { quick, log } = opts;
+  const T = quick
+    ? { tokens: 20_000, pairs: 2, paced: 300, pace: 2, sessions: 50, warmPairs: 1, heapN: 30 }
+    : { tokens: 100_000, pairs: 3, paced: 1000, pace: 2, sessions: 50, warmPairs: 3, heapN: 50 };
+  const tmp = mkdtempSync(join(tmpdir(), 'shoal-bench-claude-'));
+  const home = join(tmp, 'home');
+  const out: Record<string, unknown>[] = [];
+  let nats: NatsServer | undefined;
+  let node: Child | undefined;
+  let unregister = () => {};
+  try {
+    // ---- heap ---------------------------------------------------------------
+    log(`claude heap: ${T.heapN} idle sessions in an in-process pool`);
+    const h = spawnNode('claude-heap', 'bench/procs/claude-heap.ts', { nodeArgs: ['--expose-gc', '--import', 'tsx'], args: [STAND_IN, tmp, String(T.heapN)] });
+    const hl = await h.waitFor((l) => typeof l.perSession === 'number', 120_000);
+    await h.exited;
+    const heap = round(hl.perSession as number);
+    out.push({ figure: 'heap_bytes_per_idle_session', value: heap, goal: GOALS.heapBytes, met: heap <= GOALS.heapBytes, n: hl.n });
+
+    // ---- warm-up --------------------------------------------------------------
+    out.push(await warmup(T.sessions, T.warmPairs, home, tmp, log));
+
+    // ---- stream ---------------------------------------------------------------
+    nats = await startNatsServer({ jetstream: false });
+    unregister = onExitKill(() => nats?.proc.kill('SIGKILL'));
+    const cfg = join(tmp, 'node.yaml');
+    writeFileSync(cfg, JSON.stringify({
+      node: { heartbeat_interval: '1s', drain_grace: '1s' },
+      pools: {
+        claude: {
+          driver: 'claude-cli', min_size: 1, max_size: 1, initial_size: 1,
+          resource_limits: { max_memory_per_session: '2GB', max_total_memory: '8GB', max_payload: '1MB' },
+          session_management: { context_reset: false },
+          options: { command: STAND_IN, cwd_root: join(tmp, 'sessions'), env: { HOME: home, STANDIN_STAMP: '1' }, include_partial_messages: true },
+        },
+      },
+    }));
+    node = spawnNode('pool-node-claude', 'services/pool-node/dist/main.js', { env: { SHOAL_NATS_URL: nats.url, SHOAL_CONFIG: cfg, SHOAL_HTTP_PORT: '-1', SHOAL_LOG_LEVEL: 'info' } });
+    const nodeId = String((await node.waitFor((l) => l.msg === 'listening', 30_000)).nodeId);
+    const client = await connect({ servers: [nats.url], name: 'bench-claude' });
+    const lease = await client.acquire('claude', { nodeId, timeoutMs: 10_000, ttlMs: 600_000 });
+
+    const viaPool = async (content: string, raw = false): Promise<StreamRun> => {
+      const lat: number[] = [];
+      let events = 0;
+      const seen = (m: { ts?: number }) => { if (m.ts !== undefined) { lat.push(now() - m.ts); events++; } };
+      const t0 = now();
+      const call = lease.exec('send', { content, raw }, { timeoutMs: 120_000 });
+      for await (const e of call) {
+        if (typeof e !== 'string') { seen(e as { ts?: number }); continue; }
+        let start = 0;
+        for (let i = e.indexOf('\n'); i >= 0; i = e.indexOf('\n', start)) { seen(JSON.parse(e.slice(start, i))); start = i + 1; }
+      }
+      await call.result;
+      const ms = now() - t0;
+      return { events, ms, eventsPerS: (events / ms) * 1000, lat };
+    };
+    const direct = await directSession(home, tmp);
+    const viaStdout = (content: string) => direct.turn(content);
+
+    const full = `[[tokens=${T.tokens}]]`;
+    const paced = `[[tokens=${T.paced}]] [[delay=${T.pace}]]`;
+    log('claude-stream: warm-up');
+    await viaStdout(`[[tokens=${Math.min(5000, T.tokens)}]]`);
+    await viaPool(`[[tokens=${Math.min(5000, T.tokens)}]]`);
+    await viaPool(`[[tokens=${Math.min(5000, T.tokens)}]]`, true);
+    const base: StreamRun[] = [];
+    const subj: StreamRun[] = [];
+    const msgs: StreamRun[] = [];
+    const baseLat: number[] = [];
+    const subjLat: number[] = [];
+    for (let i = 0; i < T.pairs; i++) {
+      const b = await viaStdout(full);
+      const s = await viaPool(full, true);
+      const m = await viaPool(full);
+      base.push(b);
+      subj.push(s);
+      msgs.push(m);
+      log(`claude-stream pair ${i + 1}/${T.pairs}: direct ${Math.round(b.eventsPerS)} ev/s | through shoal, raw ${Math.round(s.eventsPerS)} ev/s (${s.events} events), messages ${Math.round(m.eventsPerS)} ev/s`);
+      baseLat.push(...(await viaStdout(paced)).lat);
+      subjLat.push(...(await viaPool(paced)).lat);
+    }
+    const bs = sortedCopy(baseLat);
+    const ss = sortedCopy(subjLat);
+    const eps = median(subj.map((r) => r.eventsPerS));
+    const beps = median(base.map((r) => r.eventsPerS));
+    const q = ratio(eps, beps);
+    const us = (ms: number) => round(ms * 1000);
+    out.push({
+      scenario: 'claude-stream', events_per_turn: T.tokens,
+      events_per_s: round(eps), baseline_events_per_s: round(beps), ratio: round(q, 3), goal: GOALS.streamRatio, met: q >= GOALS.streamRatio,
+      pair_ratios: subj.map((s, i) => round(ratio(s.eventsPerS, base[i]!.eventsPerS), 3)), mode: 'raw',
+      messages_events_per_s: round(median(msgs.map((r) => r.eventsPerS))), messages_ratio: round(ratio(median(msgs.map((r) => r.eventsPerS)), beps), 3),
+      paced_every_ms: T.pace, latency_samples: ss.length,
+      p50_us: us(percentile(ss, 50)), p99_us: us(percentile(ss, 99)),
+      baseline_p50_us: us(percentile(bs, 50)), baseline_p99_us: us(percentile(bs, 99)),
+      added_p50_us: us(percentile(ss, 50) - percentile(bs, 50)), added_p99_us: us(percentile(ss, 99) - percentile(bs, 99)),
+      runs: subj.length, events_seen: subj.map((s) => s.events),
+    });
+    await direct.close();
+    await lease.release();
+    await client.close();
+  } finally {
+    await node?.stop('SIGTERM', 10_000);
+    await nats?.stop().catch(() => {});
+    unregister();
+    rmSync(tmp, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
+  }
+  return out;
+}
+
+/** The baseline of claude-stream: the stand-in spawned and read by this process, the same flags as the driver's. */
+async function directSession(home: string, tmp: string): Promise<{ turn(content: string): Promise<StreamRun>; close(): Promise<void> }> {
+  const o = parseOptions({ include_partial_messages: true, env: { HOME: home, STANDIN_STAMP: '1' } });
+  const p = spawn(STAND_IN, buildArgs(o, { sessionId: randomUUID() }), { cwd: tmp, env: buildEnv(o), stdio: ['pipe', 'pipe', 'inherit'] });
+  p.stdout!.setEncoding('utf8');
+  let onLine: (m: Record<string, unknown>) => void = () => {};
+  let buf = '';
+  p.stdout!.on('data', (d: string) => {
+    buf += d;
+    let start = 0;
+    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n', start)) {
+      const line = buf.slice(start, i);
+      start = i + 1;
+      try { onLine(JSON.parse(line)); } catch { /* not JSON */ }
+    }
+    buf = buf.slice(start);
+  });
+  const write = (o: unknown) => p.stdin!.write(JSON.stringify(o) + '\n');
+  await new Promise<void>((resolve) => { onLine = (m) => { if (m.type === 'control_response') resolve(); }; write({ type: 'control_request', request_id: 'req_1_bench', request: { subtype: 'initialize', hooks: null } }); });
+  return {
+    turn(content) {
+      return new Promise((resolve) => {
+        const lat: number[] = [];
+        let events = 0;
+        const t0 = now();
+        onLine = (m) => {
+          if (typeof m.ts === 'number') { lat.push(now() - m.ts); events++; }
+          if (m.type === 'result') { const ms = now() - t0; resolve({ events, ms, eventsPerS: (events / ms) * 1000, lat }); }
+        };
+        write({ type: 'user', message: { role: 'user', content }, parent_tool_use_id: null, session_id: 'default' });
+      });
+    },
+    async close() {
+      p.stdin!.end();
+      await new Promise((r) => (p.exitCode !== null ? r(null) : p.once('exit', r)));
+    },
+  };
+}
+
+/** claude-warmup: N sessions warmed by a Pool with the driver vs N bare spawns waiting for the same initialize answer. */
+async function warmup(n: number, pairs: number, home: string, tmp: string, log: (s: string) => void): Promise<Record<string, unknown>> {
+  const options = { command: STAND_IN, cwd_root: join(tmp, 'warm'), env: { HOME: home }, include_partial_messages: true, stop_grace: '1s' };
+  const settings: PoolSettings = {
+    name: 'claude', minSize: 0, maxSize: n, initialSize: n, maxWaitingClients: 1000, acquireTimeoutMs: 60_000, leaseTtlMs: 60_000, weight: 1,
+    sessionManagement: { enableReuse: true, idleTimeoutMs: 3_600_000, maxLifetimeMs: 3_600_000, lifetimeJitter: 0.1, maxReuseCount: 100, contextReset: true, cleanupIntervalMs: 0, validateOnReturn: true, validateSkipWindowMs: 500 },
+    create: { timeoutMs: 60_000, retryBaseMs: 100, retryMaxMs: 10_000 },
+    resourceLimits: { maxMemoryPerSessionBytes: 0, maxTotalMemoryBytes: 0 },
+  };
+  const viaPool = async (): Promise<number> => {
+    const driver = claudeCliDriver({ clock: systemClock, random: Math.random, poolName: 'claude', options }) as Driver<ClaudeSession>;
+    const pool = new Pool(settings, driver, systemClock);
+    const t0 = performance.now();
+    await pool.start();
+    const ms = performance.now() - t0;
+    if (pool.numbers().idle !== n) throw new Error(`claude-warmup: expected ${n} idle sessions, got ${JSON.stringify(pool.numbers())}`);
+    await pool.close();
+    return ms;
+  };
+  const bare = async (): Promise<number> => {
+    const o = parseOptions(options);
+    const env = buildEnv(o);
+    const t0 = performance.now();
+    const procs = await Promise.all(Array.from({ length: n }, () => new Promise<ReturnType<typeof spawn>>((resolve, reject) => {
+      const p = spawn(STAND_IN, buildArgs(o, { sessionId: randomUUID() }), { cwd: tmp, env, stdio: ['pipe', 'pipe', 'ignore'], detached: true });
+      p.once('error', reject);
+      p.stdout!.setEncoding('utf8');
+      let buf = '';
+      p.stdout!.on('data', (d: string) => { buf += d; if (buf.includes('"control_response"')) resolve(p); });
+      p.stdin!.write(JSON.stringify({ type: 'control_request', request_id: 'req_1_bare', request: { subtype: 'initialize', hooks: null } }) + '\n');
+    })));
+    const ms = performance.now() - t0;
+    await Promise.all(procs.map((p) => new Promise((r) => { p.once('exit', r); p.stdin!.end(); })));
+    return ms;
+  };
+  log(`claude-warmup: ${n} sessions, warm-up`);
+  await bare();
+  await viaPool();
+  const b: number[] = [];
+  const s: number[] = [];
+  for (let i = 0; i < pairs; i++) {
+    b.push(await bare());
+    await sleep(200);
+    s.push(await viaPool());
+    await sleep(200);
+    log(`claude-warmup pair ${i + 1}/${pairs}: bare ${Math.round(b[i]!)} ms | pool ${Math.round(s[i]!)} ms for ${n}`);
+  }
+  const rate = (ms: number) => (n / ms) * 1000;
+  const sr = median(s.map(rate));
+  const br = median(b.map(rate));
+  const q = ratio(sr, br);
+  return {
+    scenario: 'claude-warmup', sessions: n,
+    sessions_per_s: round(sr, 1), baseline_sessions_per_s: round(br, 1), ratio: round(q, 3), goal: GOALS.warmupRatio, met: q >= GOALS.warmupRatio,
+    ms: s.map((x) => round(x)), baseline_ms: b.map((x) => round(x)), runs: s.length,
+  };
+}

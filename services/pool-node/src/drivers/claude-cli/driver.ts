@@ -1,0 +1,127 @@
+import { ErrorCodes, ShoalError } from '@shoal/protocol';
+import type { Driver, DriverContext, ExecContext } from '../../driver.js';
+import { claudeMetrics } from './metrics.js';
+import { isExecutable, parseOptions, resolveCommand, UUID } from './options.js';
+import { ClaudeSession } from './session.js';
+
+/**
+ * `claude-cli`: one resource = one Claude Code CLI process in stream-json
+ * mode. docs/claude.md has the options and how to run it for real.
+ *
+ * - create: spawn with the pool's flags, answer-wait `initialize`
+ *   (bounded by the pool's create timeout). A missing command fails at once
+ *   with "claude command not found", so the pool reports itself unavailable.
+ * - exec `send {content}`: one user turn; every stdout line is an event, the
+ *   turn's `result` line the final result. `interrupt`; `info`; `resume
+ *   {session_id}` when `allow_resume_op` is set.
+ * - reset: `/clear` (a new session id), or a fresh process.
+ * - validate: process alive, no turn running; refreshes the RSS that
+ *   `usage()` reports (the pool applies the memory limits).
+ * - destroy: stdin EOF, SIGTERM after 2 s, SIGKILL 5 s later, reaped.
+ */
+export function claudeCliDriver(ctx: DriverContext): Driver<ClaudeSession> {
+  const opts = parseOptions(ctx.options);
+  const sessions = new Set<ClaudeSession>();
+  let command: string | undefined;
+  const metrics = claudeMetrics(ctx.registry, ctx.labels ?? { pool: ctx.poolName }, function* () { for (const s of sessions) yield s.state; });
+  const log = (level: 'debug' | 'info' | 'warn', msg: string, fields?: Record<string, unknown>) => ctx.log?.[level](msg, { pool: ctx.poolName, ...fields });
+
+  // RSS is read from /proc on this timer (and on validate, and after each turn), never on usage().
+  let rssTimer: NodeJS.Timeout | undefined;
+  const watchRss = () => {
+    if (rssTimer || opts.rssRefreshMs <= 0) return;
+    rssTimer = setInterval(() => {
+      for (const s of sessions) void s.refreshRss();
+      if (sessions.size === 0) { clearInterval(rssTimer); rssTimer = undefined; }
+    }, opts.rssRefreshMs);
+    rssTimer.unref();
+  };
+
+  return {
+    kind: 'claude-cli',
+    oneShotOps: new Set(['send']),
+
+    async create({ resourceId, signal }) {
+      // Looked up again only while not found (installing the CLI later heals the pool) or once the found file is gone.
+      const found = command && isExecutable(command) ? { path: command, looked: [command] } : resolveCommand(opts.command);
+      command = found.path;
+      if (!found.path) {
+        throw new ShoalError(ErrorCodes.DRIVER_ERROR, `claude command not found: ${opts.command} (looked in PATH and node_modules/.bin; set the pool's options.command)`, { details: { command: opts.command, looked: found.looked.slice(0, 20) } });
+      }
+      const s = new ClaudeSession(resourceId, opts, found.path, {
+        turnEnded: (outcome, ms, result) => metrics.turn(outcome, ms, result),
+        stateChanged: () => {},
+        skipped: () => metrics.skipped(),
+        log,
+      });
+      sessions.add(s);
+      try {
+        await s.start(signal);
+      } catch (err) {
+        sessions.delete(s);
+        throw err;
+      }
+      watchRss();
+      log('debug', 'claude session ready', { resourceId, sessionId: s.sessionId, pid: s.pid });
+      return s;
+    },
+
+    async validate(s) {
+      if (!(await s.settled(Math.min(2_000, opts.interruptTimeoutMs)))) return false;
+      await s.refreshRss();
+      return s.alive && s.state === 'idle';
+    },
+
+    async reset(s) {
+      await s.reset();
+    },
+
+    async exec(s, op, args, { emit, signal }: ExecContext) {
+      const a = (args ?? {}) as Record<string, unknown>;
+      if (typeof a !== 'object' || Array.isArray(a)) throw new ShoalError(ErrorCodes.BAD_REQUEST, `claude-cli op ${op}: args must be an object`);
+      switch (op) {
+        case 'send':
+          if (a.raw !== undefined && typeof a.raw !== 'boolean') throw new ShoalError(ErrorCodes.BAD_REQUEST, 'send: raw must be true or false');
+          return s.send(a.content, emit, signal, a.raw === true);
+        case 'interrupt':
+          return s.interrupt();
+        case 'info':
+          return {
+            session_id: s.sessionId, model: s.model, state: s.state, pid: s.pid, turns: s.turns, conversation_turns: s.conversationTurns,
+            rss_bytes: await s.refreshRss(), non_json_lines: s.nonJsonLines, stderr_tail: s.stderrTail,
+          };
+        case 'resume': {
+          if (!opts.allowResumeOp) throw new ShoalError(ErrorCodes.UNSUPPORTED_OP, `pool ${ctx.poolName} does not allow the resume op (options.allow_resume_op)`);
+          const id = a.session_id;
+          if (typeof id !== 'string' || !UUID.test(id)) throw new ShoalError(ErrorCodes.BAD_REQUEST, 'resume needs {session_id}: a session id (UUID)');
+          await s.resume(id);
+          return { session_id: s.sessionId };
+        }
+        default:
+          throw new ShoalError(ErrorCodes.UNSUPPORTED_OP, `claude-cli driver has no op ${op} (send, interrupt, info${opts.allowResumeOp ? ', resume' : ''})`);
+      }
+    },
+
+    async destroy(s) {
+      sessions.delete(s);
+      await s.close();
+    },
+
+    usage(s) {
+      return { memoryBytes: s.rssBytes };
+    },
+
+    describe(s) {
+      return s.model ? { session_id: s.sessionId, model: s.model } : { session_id: s.sessionId };
+    },
+
+    routes(pool) {
+      return {
+        [`/api/v1/claude/${pool.name}/sessions`]: () => ({
+          pool: pool.name,
+          sessions: [...sessions].map((s) => ({ resourceId: s.resourceId, session_id: s.sessionId, state: s.state, pid: s.pid, rss_bytes: s.rssBytes, turns: s.turns, conversation_turns: s.conversationTurns, non_json_lines: s.nonJsonLines })),
+        }),
+      };
+    },
+  };
+}

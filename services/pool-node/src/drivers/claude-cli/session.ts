@@ -1,0 +1,462 @@
+import { randomUUID } from 'node:crypto';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ErrorCodes, ShoalError } from '@shoal/protocol';
+import { CliProcess, type ExitInfo } from './process.js';
+import type { CliMessage } from './lines.js';
+import { buildArgs, buildEnv, type ClaudeOptions } from './options.js';
+
+/**
+ * One pooled Claude session: a CLI process (replaced on respawn) and the
+ * turn state around it.
+ *
+ *   starting → idle ⇄ turn          (send: one user turn until its `result`)
+ *                  ⇄ clearing      (reset: `/clear` until its `result` / `conversation_reset`)
+ *             → dead               (the process exited, or the session was destroyed)
+ *
+ * Only one turn at a time: a `send` while a turn or a reset runs is
+ * SESSION_BUSY. Every stdout line of a turn goes to that turn's `emit` in
+ * order; the turn's `result` line is its final value.
+ */
+export type SessionState = 'starting' | 'idle' | 'turn' | 'clearing' | 'dead';
+
+export type TurnOutcome = 'success' | 'error' | 'interrupted' | 'crashed' | 'cancelled';
+
+export interface SessionHooks {
+  /** A user turn (not a /clear) ended. `result` is the CLI's result line when there was one. */
+  turnEnded(outcome: TurnOutcome, ms: number, result?: CliMessage): void;
+  stateChanged(from: SessionState, to: SessionState): void;
+  /** A stdout line was not a JSON object (or too long) and was skipped. */
+  skipped(): void;
+  log(level: 'debug' | 'info' | 'warn', msg: string, fields?: Record<string, unknown>): void;
+}
+
+interface Turn {
+  kind: 'send' | 'clear';
+  emit: (m: CliMessage | string) => void;
+  /** Raw mode: the text of the lines of one stdout read, emitted together as one string. */
+  text: string | undefined;
+  startedAt: number;
+  /** The holder gave up (abort) or asked to interrupt: the result still ends the turn. */
+  interrupted: boolean;
+  killTimer: NodeJS.Timeout | undefined;
+  /** Settles the caller's promise; idempotent. */
+  settle(err: ShoalError | undefined, result?: CliMessage): void;
+  /** Resolves when the turn is over, whatever the outcome (for reset/validate to wait on). */
+  over: Promise<void>;
+  finish(): void;
+}
+
+const now = () => performance.now();
+const noop = () => {};
+
+/** The content of a `send`: a non-empty string or a list of content blocks (objects with a `type`). */
+export function checkContent(content: unknown): string | Record<string, unknown>[] {
+  if (typeof content === 'string' && content.length > 0) return content;
+  if (Array.isArray(content) && content.length > 0 && content.every((b) => typeof b === 'object' && b !== null && !Array.isArray(b) && typeof (b as { type?: unknown }).type === 'string')) {
+    return content as Record<string, unknown>[];
+  }
+  throw new ShoalError(ErrorCodes.BAD_REQUEST, 'send needs {content}: a non-empty string or a non-empty list of content blocks ({type: ...})');
+}
+
+export class ClaudeSession {
+  state: SessionState = 'starting';
+  /** The CLI's session id: chosen at spawn (--session-id), then as the CLI reports it (init, result, conversation_reset). */
+  sessionId: string | undefined;
+  model: string | undefined;
+  /** User turns on this session (all processes) and since the last reset. */
+  turns = 0;
+  conversationTurns = 0;
+  rssBytes = 0;
+  private proc: CliProcess | undefined;
+  private turn: Turn | undefined;
+  private workDir: string | undefined;
+  private ownsWorkDir = false;
+  private closed = false;
+  private starting: AbortController | undefined;
+  private lastExit: ShoalError | undefined;
+
+  constructor(
+    readonly resourceId: string,
+    private readonly opts: ClaudeOptions,
+    private readonly command: string,
+    private readonly hooks: SessionHooks,
+  ) {}
+
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+
+  get alive(): boolean {
+    return this.proc?.alive ?? false;
+  }
+
+  get nonJsonLines(): number {
+    return this.proc?.reader.stats.nonJson ?? 0;
+  }
+
+  get stderrTail(): string {
+    return this.proc?.stderr.toString() ?? '';
+  }
+
+  private setState(to: SessionState): void {
+    if (this.state === to) return;
+    const from = this.state;
+    this.state = to;
+    this.hooks.stateChanged(from, to);
+  }
+
+  // ---- process lifecycle ---------------------------------------------------
+
+  /** Make the working directory and start the first process; honours `signal` (the pool's create timeout). */
+  async start(signal: AbortSignal): Promise<void> {
+    if (this.opts.cwd) {
+      this.workDir = this.opts.cwd;
+      await mkdir(this.workDir, { recursive: true });
+    } else {
+      await mkdir(this.opts.cwdRoot, { recursive: true });
+      this.workDir = await mkdtemp(join(this.opts.cwdRoot, 'session-'));
+      this.ownsWorkDir = true;
+    }
+    const first = this.opts.sessionId ?? (this.opts.resume && !this.opts.forkSession ? this.opts.resume : randomUUID());
+    try {
+      await this.spawn({ sessionId: first }, signal);
+    } catch (err) {
+      await this.close();
+      throw err;
+    }
+  }
+
+  /**
+   * Spawn a process and wait for `initialize` to be answered. Rejects with
+   * DRIVER_ERROR (exit code, signal, stderr) if it exits first, or with the
+   * abort reason if `signal` aborts (the process is then stopped).
+   */
+  private async spawn(run: { sessionId: string; resume?: string }, signal?: AbortSignal): Promise<void> {
+    if (this.closed) throw new ShoalError(ErrorCodes.DRIVER_ERROR, 'session destroyed');
+    this.setState('starting');
+    const ac = new AbortController();
+    this.starting = ac;
+    const onAbort = () => ac.abort(signal?.reason);
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener('abort', onAbort, { once: true });
+    const args = buildArgs(this.opts, { sessionId: run.sessionId, resume: run.resume });
+    const proc = new CliProcess({ command: this.command, args, env: buildEnv(this.opts), cwd: this.workDir!, stderrTailBytes: this.opts.stderrTailBytes }, (m, line) => this.onMessage(proc, m, line), { onSkip: () => this.hooks.skipped(), onChunkEnd: () => this.flushText() });
+    this.proc = proc;
+    this.sessionId = run.sessionId;
+    proc.done.then((e) => this.onExit(proc, e));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        if (ac.signal.aborted) { reject(ac.signal.reason); return; }
+        const abort = () => reject(ac.signal.reason ?? new ShoalError(ErrorCodes.CANCELLED, 'start aborted'));
+        ac.signal.addEventListener('abort', abort, { once: true });
+        proc.control({ subtype: 'initialize', hooks: null }).response.then(
+          () => { ac.signal.removeEventListener('abort', abort); resolve(); },
+          (err: ShoalError) => {
+            ac.signal.removeEventListener('abort', abort);
+            // An error response from a live process, or the process died: then say how (code, signal, stderr).
+            if (proc.alive) reject(err); else proc.done.then(() => reject(proc.exitError('before answering initialize')));
+          },
+        );
+      });
+    } catch (err) {
+      await proc.stop(0, 1000);
+      if (this.proc === proc) this.setState('dead');
+      throw err instanceof ShoalError ? err : new ShoalError(ErrorCodes.DRIVER_ERROR, `claude start failed: ${(err as Error)?.message ?? String(err)}`);
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      if (this.starting === ac) this.starting = undefined;
+    }
+    if (this.closed) { await proc.stop(this.opts.stopGraceMs, this.opts.stopKillAfterMs); throw new ShoalError(ErrorCodes.DRIVER_ERROR, 'session destroyed while starting'); }
+    this.lastExit = undefined;
+    this.setState('idle');
+    await this.refreshRss();
+  }
+
+  /** Replace the process with a fresh one (a new conversation, or `resume`). */
+  async respawn(resume?: string): Promise<void> {
+    const old = this.proc;
+    this.failTurn(new ShoalError(ErrorCodes.DRIVER_ERROR, 'session respawned'));
+    this.setState('starting');
+    // Detach the old process first: its exit is no news.
+    this.proc = undefined;
+    if (old) await old.stop(this.opts.stopGraceMs, this.opts.stopKillAfterMs);
+    const sessionId = resume && !this.opts.forkSession ? resume : randomUUID();
+    await this.spawn({ sessionId, resume });
+    this.conversationTurns = 0;
+  }
+
+  /**
+   * The `resume` op: continue conversation `id` (from the shared session
+   * store) on a fresh process. If the CLI cannot resume it, the session gets
+   * a fresh conversation and the op fails with the CLI's reason.
+   */
+  async resume(id: string): Promise<void> {
+    if (this.state !== 'idle') throw this.busy('resume');
+    try {
+      await this.respawn(id);
+    } catch (err) {
+      await this.respawn().catch(() => {});
+      throw err;
+    }
+  }
+
+  private onExit(proc: CliProcess, e: ExitInfo): void {
+    if (this.proc !== proc) return;
+    const err = proc.exitError(this.turn ? 'mid-turn' : this.state === 'starting' ? 'while starting' : 'while idle');
+    this.lastExit = err;
+    this.rssBytes = 0;
+    if (!this.closed) this.hooks.log(this.turn ? 'warn' : 'info', 'claude process exited', { resourceId: this.resourceId, sessionId: this.sessionId, code: e.code, signal: e.signal, err: e.error });
+    if (this.turn) {
+      const t = this.turn;
+      this.flushText();
+      if (t.kind === 'send') this.hooks.turnEnded(t.interrupted ? 'cancelled' : 'crashed', now() - t.startedAt);
+      t.settle(err);
+      this.endTurn(t);
+    }
+    // A process replaced by a respawn in progress is not the session's death.
+    if (this.state !== 'starting') this.setState('dead');
+  }
+
+  /** Destroy: stop the process (stdin EOF, SIGTERM after 2 s, SIGKILL 5 s later), remove the working directory. Never throws. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.starting?.abort(new ShoalError(ErrorCodes.DRIVER_ERROR, 'session destroyed while starting'));
+    this.failTurn(new ShoalError(ErrorCodes.DRIVER_ERROR, 'session destroyed'));
+    const proc = this.proc;
+    if (proc) await proc.stop(this.opts.stopGraceMs, this.opts.stopKillAfterMs);
+    this.setState('dead');
+    if (this.ownsWorkDir && this.workDir) await rm(this.workDir, { recursive: true, force: true }).catch(() => {});
+    this.ownsWorkDir = false;
+  }
+
+  async refreshRss(): Promise<number> {
+    const rss = await this.proc?.rss();
+    if (rss !== undefined) this.rssBytes = rss;
+    else if (!this.alive) this.rssBytes = 0;
+    return this.rssBytes;
+  }
+
+  // ---- turns -------------------------------------------------------------
+
+  private busy(what: string): ShoalError {
+    const doing = this.state === 'turn' ? 'is running a turn' : this.state === 'clearing' ? 'is being reset' : this.state === 'starting' ? 'is starting' : `is ${this.state}`;
+    return new ShoalError(ErrorCodes.SESSION_BUSY, `claude session ${this.sessionId ?? this.resourceId} ${doing}; ${what} refused`, { details: { state: this.state, sessionId: this.sessionId } });
+  }
+
+  private deadError(): ShoalError {
+    return this.lastExit ?? new ShoalError(ErrorCodes.DRIVER_ERROR, `claude session ${this.sessionId ?? this.resourceId} has no running process`);
+  }
+
+  /**
+   * One user turn: write the message, stream every line through `emit`,
+   * resolve with the `result` line. `signal` aborting (the holder gave up,
+   * the lease ended, the exec timed out) interrupts the turn and rejects at
+   * once; the session becomes idle when the CLI's result arrives, or is
+   * killed if it does not come within `interrupt_timeout`.
+   */
+  send(content: unknown, emit: Turn['emit'], signal?: AbortSignal, raw = false): Promise<CliMessage> {
+    const body = checkContent(content);
+    if (this.state === 'dead' || !this.alive) return Promise.reject(this.deadError());
+    if (this.state !== 'idle') return Promise.reject(this.busy('send'));
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    const p = this.begin('send', emit, raw);
+    if (raw) {
+      const t = this.turn!;
+      this.proc!.reader.raw = (line) => { if (this.turn === t) t.text += line + '\n'; };
+    }
+    this.proc!.write({ type: 'user', message: { role: 'user', content: body }, parent_tool_use_id: null, session_id: 'default' });
+    this.turns++;
+    this.conversationTurns++;
+    if (signal) {
+      const t = this.turn!;
+      const onAbort = () => {
+        if (this.turn !== t) return;
+        t.emit = noop;
+        t.settle(signal.reason instanceof ShoalError ? signal.reason : new ShoalError(ErrorCodes.CANCELLED, 'turn cancelled'));
+        void this.interruptTurn(t);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      t.over.then(() => signal.removeEventListener('abort', onAbort));
+    }
+    return p;
+  }
+
+  private begin(kind: Turn['kind'], emit: Turn['emit'], raw = false): Promise<CliMessage> {
+    let resolveOver!: () => void;
+    const over = new Promise<void>((r) => { resolveOver = r; });
+    return new Promise<CliMessage>((resolve, reject) => {
+      let settled = false;
+      const t: Turn = {
+        kind, emit, text: raw ? '' : undefined, startedAt: now(), interrupted: false, killTimer: undefined, over,
+        settle: (err, result) => {
+          if (settled) return;
+          settled = true;
+          if (err) reject(err); else resolve(result!);
+        },
+        finish: resolveOver,
+      };
+      this.turn = t;
+      this.setState(kind === 'send' ? 'turn' : 'clearing');
+    });
+  }
+
+  private endTurn(t: Turn): void {
+    clearTimeout(t.killTimer);
+    if (this.turn === t) {
+      this.turn = undefined;
+      if (this.proc) this.proc.reader.raw = undefined;
+    }
+    t.finish();
+  }
+
+  private failTurn(err: ShoalError): void {
+    const t = this.turn;
+    if (!t) return;
+    if (t.kind === 'send') this.hooks.turnEnded('cancelled', now() - t.startedAt);
+    t.settle(err);
+    this.endTurn(t);
+  }
+
+  /** The `interrupt` op: stop the running turn (its `send` then ends with the CLI's error_during_execution result). */
+  async interrupt(): Promise<{ interrupted: boolean }> {
+    const t = this.turn;
+    if (!t || t.kind !== 'send') return { interrupted: false };
+    await this.interruptTurn(t);
+    return { interrupted: true };
+  }
+
+  /** Ask the CLI to interrupt; if the turn is not over within `interrupt_timeout`, kill the process (the session is then dead and replaced). */
+  private async interruptTurn(t: Turn): Promise<void> {
+    if (t.interrupted) return;
+    t.interrupted = true;
+    const proc = this.proc;
+    if (!proc) return;
+    t.killTimer = setTimeout(() => {
+      if (this.turn !== t) return;
+      this.hooks.log('warn', 'claude did not end an interrupted turn in time; killing it', { resourceId: this.resourceId, sessionId: this.sessionId, timeoutMs: this.opts.interruptTimeoutMs });
+      proc.killGroup('SIGKILL');
+    }, this.opts.interruptTimeoutMs);
+    try {
+      await proc.control({ subtype: 'interrupt' }).response;
+    } catch {
+      // Refused or the process died: the kill timer or the exit ends the turn.
+    }
+  }
+
+  /** Wait until no turn runs, at most `ms`; true if idle. */
+  async settled(ms: number): Promise<boolean> {
+    const t = this.turn;
+    if (t) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([t.over, new Promise<void>((r) => { timer = setTimeout(r, ms); })]);
+      clearTimeout(timer);
+    }
+    return this.state === 'idle' && this.alive;
+  }
+
+  /**
+   * Reset for the next holder: `/clear` and its result (2.1.x: a new
+   * session id in `init` and `result`) or `conversation_reset` (newer CLIs);
+   * a fresh process if that fails, times out, or reset_mode is respawn.
+   * Rejects if the process has died: the pool then replaces the session.
+   */
+  async reset(): Promise<void> {
+    if (this.closed) throw new ShoalError(ErrorCodes.DRIVER_ERROR, 'session destroyed');
+    // A dead process is the pool's to replace (reset fails → destroy → create): the crash stays visible in its metrics.
+    if (this.state === 'dead' || (!this.alive && this.state !== 'starting')) throw this.deadError();
+    // A turn left by an aborted lease is being interrupted: let it end first.
+    if (this.turn && !(await this.settled(this.opts.interruptTimeoutMs + 500))) {
+      await this.respawn();
+      return;
+    }
+    if (this.opts.resetMode === 'respawn' || this.state !== 'idle' || !this.alive) {
+      await this.respawn();
+      return;
+    }
+    try {
+      await this.clear();
+    } catch (err) {
+      this.hooks.log('warn', 'claude /clear failed; respawning', { resourceId: this.resourceId, sessionId: this.sessionId, err: (err as Error).message });
+      await this.respawn();
+    }
+  }
+
+  private async clear(): Promise<void> {
+    const proc = this.proc!;
+    const p = this.begin('clear', noop);
+    const t = this.turn!;
+    proc.write({ type: 'user', message: { role: 'user', content: '/clear' }, parent_tool_use_id: null, session_id: 'default' });
+    t.killTimer = setTimeout(() => t.settle(new ShoalError(ErrorCodes.DRIVER_ERROR, `/clear not answered within ${this.opts.clearTimeoutMs} ms`)), this.opts.clearTimeoutMs);
+    // On a timeout the turn is still open: the respawn that follows ends it.
+    await p;
+    this.conversationTurns = 0;
+  }
+
+  // ---- stdout ------------------------------------------------------------
+
+  private onMessage(proc: CliProcess, m: CliMessage, line: string): void {
+    if (this.proc !== proc) return;
+    if (m.type === 'system' && m.subtype === 'init') {
+      if (typeof m.session_id === 'string') this.sessionId = m.session_id;
+      if (typeof m.model === 'string') this.model = m.model;
+    } else if (m.type === 'control_request') {
+      this.answerControl(proc, m);
+    }
+    const t = this.turn;
+    if (!t) return;
+    if (m.type === 'result') {
+      this.flushText();
+      if (typeof m.session_id === 'string') this.sessionId = m.session_id;
+      if (t.kind === 'send') this.hooks.turnEnded(t.interrupted ? 'interrupted' : m.is_error === true ? 'error' : 'success', now() - t.startedAt, m);
+      this.endTurn(t);
+      this.setState('idle');
+      t.settle(undefined, m);
+      void this.refreshRss();
+      return;
+    }
+    if (t.kind === 'clear') {
+      if (m.type === 'conversation_reset') {
+        if (typeof m.new_conversation_id === 'string') this.sessionId = m.new_conversation_id;
+        if (typeof m.session_id === 'string') this.sessionId = m.session_id;
+        // Newer CLIs may end a /clear with this line alone: wait briefly for a result, then call it done.
+        clearTimeout(t.killTimer);
+        t.killTimer = setTimeout(() => {
+          if (this.turn !== t) return;
+          this.endTurn(t);
+          this.setState('idle');
+          t.settle(undefined, m);
+        }, this.opts.clearResultGraceMs);
+      }
+      return;
+    }
+    if (t.text !== undefined) t.text += line + '\n';
+    else t.emit(m);
+  }
+
+  /** Raw mode: emit the lines gathered from one stdout read as one string. */
+  private flushText(): void {
+    const t = this.turn;
+    if (!t?.text) return;
+    const text = t.text;
+    t.text = '';
+    t.emit(text);
+  }
+
+  /**
+   * The CLI asks us something (e.g. `can_use_tool` when a permission prompt
+   * tool is configured): nobody can answer interactively here, so tools are
+   * denied and other requests refused, and the turn goes on. The request is
+   * still streamed to the holder.
+   */
+  private answerControl(proc: CliProcess, m: CliMessage): void {
+    const requestId = m.request_id;
+    if (typeof requestId !== 'string') return;
+    const sub = (m.request as { subtype?: string } | undefined)?.subtype;
+    if (sub === 'can_use_tool') {
+      proc.write({ type: 'control_response', response: { subtype: 'success', request_id: requestId, response: { behavior: 'deny', message: 'tool use is not permitted through Shoal; allow it with the pool\'s allowed_tools or permission_mode' } } });
+    } else {
+      proc.write({ type: 'control_response', response: { subtype: 'error', request_id: requestId, error: `control request ${sub ?? '?'} is not supported by Shoal` } });
+    }
+  }
+}
