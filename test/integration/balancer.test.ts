@@ -156,7 +156,7 @@ describe('balancer (integration: 2 balancer and 3 pool-node processes)', functio
         const d = decode(m.data);
         if (d.ok === false) return { events, err: ShoalError.fromWire(d.error as never) };
         if (d.done === true) return { events, result: d.result };
-        events++;
+        events += Array.isArray(d.events) ? d.events.length : 1;
       }
     } catch (err) {
       return { events, err: transportError(err, inbox) };

@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import {
-  encode, ErrorCodes, fail, newNodeId, parse, PROTOCOL_VERSION, ShoalError, subjects,
+  encode, ErrorCodes, newNodeId, parse, PROTOCOL_VERSION, ShoalError, subjects,
   type Heartbeat, type Lease, type PoolStats, type Subjects,
 } from '@shoal/protocol';
 import { Actor, type Logger, type Msg, type NatsConnection } from '@shoal/runtime';
@@ -8,6 +8,7 @@ import { systemClock, type Clock } from './clock.js';
 import type { Driver, DriverFactory } from './driver.js';
 import { NodeMetrics } from './metrics.js';
 import { Pool, type PoolSettings } from './pool.js';
+import { StreamOut } from './stream-out.js';
 
 export interface NodePoolSettings extends PoolSettings {
   driver: string;
@@ -168,15 +169,15 @@ export class PoolNode extends Actor {
       // Refusals up to here answer `m`: a balancer that handed the call over can still try another node.
       const lease = await pool.acquire(req);
       if (lease.reused) this.metrics.reused(pool.name, pool.kind);
-      const out = req.replyTo ?? m.reply;
+      const out = new StreamOut(this.nc, req.replyTo ?? m.reply);
       if (req.replyTo) this.reply(m, { accepted: true, nodeId: this.nodeId });
       let failed = true;
       try {
-        await this.stream(out, () => pool.exec(lease.leaseId, req.op, req.args, this.emitter(out), Math.max(1, deadline - Date.now())));
+        out.done(await pool.exec(lease.leaseId, req.op, req.args, out.emit, Math.max(1, deadline - Date.now())));
         failed = false;
       } catch (err) {
-        if (!req.replyTo) throw err;
-        this.publishError(out!, err);
+        this.metrics.errors.inc({ node: this.nodeId, code: ShoalError.from(err).code });
+        out.fail(err);
       } finally {
         // A failed one-shot may have left the resource mid-operation: reset it before reuse.
         pool.release(lease.leaseId, { reset: failed });
@@ -187,24 +188,13 @@ export class PoolNode extends Actor {
   private async onLeaseExec(m: Msg): Promise<void> {
     const req = parse('leaseExec', m.data);
     const pool = this.poolOfLease(req.leaseId);
-    await this.stream(m.reply, () => pool.exec(req.leaseId, req.op, req.args, this.emitter(m.reply), req.timeoutMs));
-  }
-
-  private emitter(reply: string | undefined): (e: unknown) => void {
-    let seq = 0;
-    return (event) => { if (reply) this.nc.publish(reply, encode({ v: PROTOCOL_VERSION, ok: true, seq: seq++, event })); };
-  }
-
-  private publishError(subject: string, err: unknown): void {
-    const e = ShoalError.from(err);
-    this.metrics.errors.inc({ node: this.nodeId, code: e.code });
-    try { this.nc.publish(subject, encode(fail(e))); } catch { /* connection closing: the caller times out */ }
-  }
-
-  /** Run an exec and send its final message; events went out as they came. */
-  private async stream(reply: string | undefined, run: () => Promise<unknown>): Promise<void> {
-    const result = await run();
-    if (reply) this.nc.publish(reply, encode({ v: PROTOCOL_VERSION, ok: true, seq: -1, done: true, result }));
+    const out = new StreamOut(this.nc, m.reply);
+    try {
+      out.done(await pool.exec(req.leaseId, req.op, req.args, out.emit, req.timeoutMs));
+    } catch (err) {
+      this.metrics.errors.inc({ node: this.nodeId, code: ShoalError.from(err).code });
+      out.fail(err);
+    }
   }
 
   private onRenew(m: Msg): void {

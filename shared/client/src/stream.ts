@@ -5,11 +5,15 @@ import { typed } from './errors.js';
 /**
  * A streamed request: events arrive as messages on our inbox, the last one
  * carries `done` and the result. Await it for the result; iterate it for the
- * events (then `result` holds the final value). Sent on first use.
+ * events (then `result` holds the final value). Sent at once, so that a call
+ * nobody awaits (an `interrupt`) still happens; events are kept until it is
+ * clear whether anyone iterates.
  */
 export class ExecCall implements PromiseLike<unknown>, AsyncIterable<unknown> {
   private started = false;
-  private wantEvents = false;
+  /** Keep events: until `then` without iteration says nobody will read them. */
+  private wantEvents = true;
+  private iterating = false;
   private readonly events: unknown[] = [];
   private wake: (() => void) | undefined;
   private finished = false;
@@ -28,6 +32,7 @@ export class ExecCall implements PromiseLike<unknown>, AsyncIterable<unknown> {
     this.result = new Promise((res, rej) => { this.resolveResult = res; this.rejectResult = rej; });
     // Nobody may be listening to `result` when iterating only; don't let that be "unhandled".
     this.result.catch(() => {});
+    this.start();
   }
 
   private start(): void {
@@ -45,7 +50,11 @@ export class ExecCall implements PromiseLike<unknown>, AsyncIterable<unknown> {
         try {
           const m = readStream(msg.data);
           if (m.done) return finish(undefined, m.result);
-          if (this.wantEvents) { this.events.push(m.event); this.wake?.(); }
+          if (this.wantEvents) {
+            if (m.events) for (const e of m.events) this.events.push(e);
+            else this.events.push(m.event);
+            this.wake?.();
+          }
         } catch (e) {
           finish(e);
         }
@@ -67,7 +76,8 @@ export class ExecCall implements PromiseLike<unknown>, AsyncIterable<unknown> {
   }
 
   then<A = unknown, B = never>(onOk?: ((v: unknown) => A | PromiseLike<A>) | null, onErr?: ((e: unknown) => B | PromiseLike<B>) | null): Promise<A | B> {
-    this.start();
+    // Awaited for its result only: stop keeping events.
+    if (!this.iterating) { this.wantEvents = false; this.events.length = 0; }
     return this.result.then(onOk, onErr);
   }
 
@@ -76,13 +86,11 @@ export class ExecCall implements PromiseLike<unknown>, AsyncIterable<unknown> {
   }
 
   finally(onFinally?: (() => void) | null): Promise<unknown> {
-    this.start();
-    return this.result.finally(onFinally);
+    return this.then((v) => v).finally(onFinally);
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<unknown> {
-    this.wantEvents = true;
-    this.start();
+    this.iterating = true;
     for (;;) {
       if (this.events.length > 0) { yield this.events.shift(); continue; }
       if (this.finished) break;

@@ -145,14 +145,17 @@ export interface ErrReply {
 export type Reply<T = Record<string, unknown>> = OkReply<T> | ErrReply;
 
 /**
- * One message of a streamed exec. Events come with `seq` 0,1,2…; the last
- * message has `done: true` and the operation's `result` (or is an ErrReply).
+ * One message of a streamed exec: one `event`, or several in `events` (sent
+ * together when emitted together); `seq` is the index of the message's first
+ * event. The last message has `seq: -1`, `done: true` and the operation's
+ * `result` (or is an ErrReply).
  */
 export interface StreamEvent {
   v: typeof PROTOCOL_VERSION;
   ok: true;
   seq: number;
   event?: unknown;
+  events?: unknown[];
   done?: boolean;
   result?: unknown;
 }
