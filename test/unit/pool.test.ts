@@ -316,6 +316,25 @@ describe('Pool (unit, fake clock)', () => {
     expect(lease.meta).to.deep.equal({ sessionId: 'sess-' + lease.resourceId });
   });
 
+  it('validates idle resources in the cleanup and replaces one that died while idle', async () => {
+    const { d, n } = counting(clock);
+    const pool = mk(settings({ minSize: 2, initialSize: 2, maxSize: 2, sm: { validateOnReturn: true, cleanupIntervalMs: 1000 } }), d);
+    await pool.start();
+    const l = await pool.acquire();
+    await pool.exec(l.leaseId, 'info', {}, () => {});
+    const victim = l.resourceId;
+    // Kill it while leased without anyone noticing at return (validated within the skip window).
+    await pool.exec(l.leaseId, 'kill', {}, () => {});
+    (pool as any).cfg.sessionManagement.validateSkipWindowMs = 10_000;
+    pool.release(l.leaseId);
+    await settle();
+    expect(pool.snapshot().resources.map((r) => r.id)).to.include(victim);
+    await clock.advance(1000);
+    expect(n.validate).to.be.at.least(2);
+    expect(pool.snapshot().resources.map((r) => r.id)).to.not.include(victim);
+    expect(pool.numbers()).to.include({ total: 2, idle: 2 });
+  });
+
   it('drains: waiters and new acquires get NODE_DRAINING, leases finish, then everything is destroyed', async () => {
     const { d, n } = counting(clock);
     const pool = mk(settings({ minSize: 1, initialSize: 2, maxSize: 2 }), d);

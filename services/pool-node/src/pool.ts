@@ -615,10 +615,36 @@ export class Pool<R = unknown> {
     for (const r of [...this.idle]) {
       if (now >= r.expiresAt) { void this.destroy(r, 'lifetime'); surplus--; continue; }
       if (this.overMemory(r)) { void this.destroy(r, 'memory'); surplus--; continue; }
-      if (surplus > 0 && sm.idleTimeoutMs > 0 && now - r.idleSince >= sm.idleTimeoutMs) { void this.destroy(r, 'idle_timeout'); surplus--; }
+      if (surplus > 0 && sm.idleTimeoutMs > 0 && now - r.idleSince >= sm.idleTimeoutMs) { void this.destroy(r, 'idle_timeout'); surplus--; continue; }
+      // A resource can die while idle (a CLI process crashing): find out before a holder does.
+      if (sm.validateOnReturn && now - r.lastValidatedAt >= sm.cleanupIntervalMs) void this.validateIdle(r);
     }
     this.recycleOverTotalMemory();
     this.replenish();
+  }
+
+  /** Take an idle resource out while it is validated, then put it back or replace it. */
+  private async validateIdle(r: Resource<R>): Promise<void> {
+    const at = this.idle.indexOf(r);
+    if (at < 0) return;
+    this.idle.splice(at, 1);
+    r.state = 'returning';
+    let ok = false;
+    try {
+      ok = await this.withTimeout(this.driver.validate(r.handle as R), this.cfg.create.timeoutMs, 'validate');
+    } catch {
+      ok = false;
+    }
+    this.observer.op('validate', ok ? 'success' : 'error');
+    if (r.state !== 'returning') return; // closed under us
+    if (!ok) {
+      this.observer.log('warn', 'idle resource failed validation, replacing it', { pool: this.name, resourceId: r.id });
+      await this.destroy(r, 'invalid');
+      this.replenish();
+      return;
+    }
+    r.lastValidatedAt = this.clock.now();
+    this.dispatch(r);
   }
 
   /** Over max_total_memory: destroy the largest idle resources until under it (replenish then refills within the limit). */
