@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [-- --only=heap,direct,balancer,replicas,reuse] [-- --profile=<dir>]`
+ * `npm run bench [-- --quick] [-- --only=heap,direct,balancer,replicas,reuse,claude,weaviate] [-- --profile=<dir>]`
  *
  * Shoal's benchmark, everything on loopback against one nats-server started
  * here. One JSON line per scenario or figure on stdout; progress on stderr.
@@ -18,6 +18,8 @@ import { call, connectNats, type NatsConnection } from '@shoal/runtime';
 import { startNatsServer, type NatsServer } from '../test/helpers/nats-server.js';
 import { closedLoop, type Cycle, type RunResult } from './lib/load.js';
 import { onExitKill, onInterrupt, ROOT, spawnNode, stopAll, type Child } from './lib/procs.js';
+import { runClaudeBench } from './claude.js';
+import { runWeaviateBench } from './weaviate.js';
 import { median, ratio, round } from './lib/stats.js';
 
 // ---- options ---------------------------------------------------------------
@@ -346,6 +348,10 @@ async function reuseRate(env: Env, client: Client, viaBalancer: boolean): Promis
 async function main(): Promise<void> {
   progress(`${QUICK ? 'quick' : 'full'} run on ${cpus().length} CPUs (${cpus()[0]?.model ?? 'unknown'}), node ${process.version}${PROFILE_DIR ? `, profiles in ${PROFILE_DIR}` : ''}`);
   if (want('heap')) await heapFigure();
+
+  // The drivers' benches start their own servers and stand-ins.
+  if (want('claude')) for (const line of await runClaudeBench({ quick: QUICK, log: progress })) emit(line);
+  if (want('weaviate')) for (const line of await runWeaviateBench({ quick: QUICK, log: progress })) emit(line);
 
   const needNats = ['direct', 'balancer', 'replicas', 'reuse'].some(want);
   if (!needNats) return;

@@ -4,7 +4,7 @@ import {
   type ErrorCode, type Heartbeat, type WireError, type StrategyRequest, type Subjects,
   aggregateVectorStoreStats, vectorStoreStatsOfNode, type VectorStoreStatsResponse,
 } from '@shoal/protocol';
-import { Actor, call, isNoResponders, isTimeout, type Logger, type Msg, type NatsConnection, type Subscription } from '@shoal/runtime';
+import { Actor, call, isNoResponders, isTimeout, Requester, type Logger, type Msg, type NatsConnection, type Subscription } from '@shoal/runtime';
 import { CircuitBreaker } from './circuit.js';
 import { Membership } from './membership.js';
 import { BalancerMetrics, NODE_GAUGE_STATES, type NodeGaugeState, type PlacementResult } from './metrics.js';
@@ -101,6 +101,8 @@ export class Balancer extends Actor {
   private readonly s: Subjects;
   private readonly settings: SettingsStore;
   private readonly execMode: ExecMode;
+  /** Requests to nodes, without nats.js's per-request error object (see Requester). */
+  private readonly requester: Requester;
   private strategyName: StrategyName;
   private perfWeights: PerformanceWeights;
   /** One strategy instance per pool: round-robin positions and smooth weights are per pool. */
@@ -123,6 +125,7 @@ export class Balancer extends Actor {
     this.balancerId = balancerId;
     this.s = subjects(cfg.prefix);
     this.execMode = cfg.execMode ?? 'forward';
+    this.requester = new Requester(nc);
     this.membership = new Membership({ suspectAfterIntervals: cfg.suspectAfterIntervals, goneAfterIntervals: cfg.goneAfterIntervals });
     this.circuit = new CircuitBreaker({ failureThreshold: cfg.circuitFailureThreshold, cooldownMs: cfg.circuitCooldownMs });
     this.strategyName = cfg.strategy;
@@ -454,7 +457,7 @@ export class Balancer extends Actor {
     const aborted = new Promise<never>((_, reject) => { abort = reject; });
     const entry: Pending = { abort: (err) => abort(err) };
     set.add(entry);
-    const req = this.nc.request(subject, body, { timeout });
+    const req = this.requester.request(subject, body, timeout);
     try {
       return await Promise.race([req, aborted]);
     } catch (err) {
@@ -481,18 +484,20 @@ export class Balancer extends Actor {
   /** No responders, no answer in time, or the node turned suspect: its fault, so the circuit hears of it. */
   private unreachable(nodeId: string, subject: string, err: unknown): Try {
     const now = Date.now();
-    if (err instanceof ShoalError) {
+    const reason = err instanceof ShoalError ? err.details?.reason : isTimeout(err) ? 'timeout' : isNoResponders(err) ? 'no_responders' : undefined;
+    if (reason === 'timeout' || reason === 'no_responders') {
+      this.circuit.failure(nodeId, now);
+      return { done: false, result: 'unreachable', err: new ShoalError(ErrorCodes.UNAVAILABLE, `node ${nodeId}: ${reason === 'timeout' ? 'no answer in time' : 'no responders'} on ${subject}`, { details: { reason, nodeId } }) };
+    }
+    if (err instanceof ShoalError && reason !== 'closed') {
+      // Abandoned because the node turned suspect.
       this.circuit.failure(nodeId, now);
       return { done: false, result: 'unreachable', err };
-    }
-    if (isNoResponders(err) || isTimeout(err)) {
-      this.circuit.failure(nodeId, now);
-      const reason = isTimeout(err) ? 'timeout' : 'no_responders';
-      return { done: false, result: 'unreachable', err: new ShoalError(ErrorCodes.UNAVAILABLE, `node ${nodeId}: ${reason === 'timeout' ? 'no answer in time' : 'no responders'} on ${subject}`, { details: { reason, nodeId } }) };
     }
     // Our own connection failing is not the node's fault.
     return { done: false, result: 'unreachable', err: new ShoalError(ErrorCodes.UNAVAILABLE, `request to node ${nodeId} failed: ${(err as Error).message}`, { details: { nodeId } }) };
   }
+
 
   /** The error to give when no node can be tried at all, saying why. */
   private noNodes(pool: string, now: number): ShoalError {

@@ -98,7 +98,7 @@ export class PoolNode extends Actor {
    * Admission for every request: size, node cap, then the handler. Lease
    * operations are never refused for load: refusing a release would leak.
    */
-  private async request(m: Msg, handler: () => Promise<void> | void): Promise<void> {
+  private request(m: Msg, handler: () => Promise<void> | void): Promise<void> | void {
     const subject = m.subject;
     const isLeaseOp = subject.includes('.lease.release') || subject.includes('.lease.renew');
     if (m.data.length > this.maxPayload) {
@@ -108,13 +108,16 @@ export class PoolNode extends Actor {
       return this.fail(m, new ShoalError(ErrorCodes.POOL_BUSY, `node ${this.nodeId} has ${this.inFlight} requests in flight (max_concurrent_requests=${this.cfg.maxConcurrentRequests})`));
     }
     this.inFlight++;
+    let pending: Promise<void> | void;
     try {
-      await handler();
+      pending = handler();
     } catch (err) {
-      this.fail(m, err);
-    } finally {
       this.inFlight--;
+      return this.fail(m, err);
     }
+    // Most requests finish synchronously (an idle resource, a release): no promise for them.
+    if (!pending) { this.inFlight--; return; }
+    return pending.then(() => { this.inFlight--; }, (err) => { this.inFlight--; this.fail(m, err); });
   }
 
   private fail(m: Msg, err: unknown): void {
@@ -147,14 +150,19 @@ export class PoolNode extends Actor {
     if (this.draining) throw new ShoalError(ErrorCodes.NODE_DRAINING, `node ${this.nodeId} is draining`);
   }
 
-  private async onAcquire(m: Msg): Promise<void> {
+  private onAcquire(m: Msg): Promise<void> | void {
     const req = parse('acquire', m.data);
     this.checkDraining();
     const pool = this.pool(req.pool);
-    const lease = await this.withPoolSlot(pool, () => pool.acquire(req));
+    const now = pool.tryAcquire(req);
+    if (now) return this.granted(m, pool, now);
+    return this.withPoolSlot(pool, () => pool.acquire(req)).then((lease) => this.granted(m, pool, lease));
+  }
+
+  private granted(m: Msg, pool: Pool, lease: Lease): void {
     if (lease.reused) this.metrics.reused(pool.name, pool.kind);
     lease.nodeId = this.nodeId;
-    this.reply(m, lease satisfies Lease);
+    this.reply(m, lease);
   }
 
   /** One-shot: acquire, exec, release, all inside the node; events stream back on the reply subject. */

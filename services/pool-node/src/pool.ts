@@ -101,7 +101,7 @@ export interface PoolObserver {
 
 const noopObserver: PoolObserver = { op() {}, leaseExpired() {}, log() {} };
 
-/** How many ended lease ids are remembered to tell LEASE_EXPIRED from LEASE_NOT_FOUND. */
+/** Ended lease ids remembered (per generation, two generations) to tell LEASE_EXPIRED from LEASE_NOT_FOUND. */
 const ENDED_MEMORY = 4096;
 
 export class Pool<R = unknown> {
@@ -123,7 +123,11 @@ export class Pool<R = unknown> {
   private retryTimer: Timer | undefined;
   private retryAt = 0;
   private cleanupTimer: Timer | undefined;
-  private readonly ended = new Map<string, 'expired' | 'released' | 'revoked'>();
+  /** Two generations: the newer is swapped for a fresh map when full, an O(1) way to forget the oldest. */
+  private ended = new Map<string, EndedHow>();
+  private endedOld = new Map<string, EndedHow>();
+  /** Resources being destroyed: `live` is resources.size minus these, kept as a count (it is read on every create). */
+  private destroying = 0;
   private closed = false;
   /** Creates and destroys under way, so that close() can wait for them. */
   private readonly inFlight = new Set<Promise<void>>();
@@ -199,18 +203,29 @@ export class Pool<R = unknown> {
 
   // ---- acquire -----------------------------------------------------------
 
+  /**
+   * The fast path: a lease now if a resource is idle, else undefined (and
+   * nothing counted). Synchronous, so that a node can answer without a
+   * promise chain; `acquire` does the rest.
+   */
+  tryAcquire(opts: AcquireOptions = {}): Lease | undefined {
+    if (this.draining || this.idle.length === 0) return undefined;
+    const r = this.takeIdle();
+    if (!r) return undefined;
+    this.meter.request();
+    const lease = this.grant(r, opts.ttlMs ?? this.cfg.leaseTtlMs, opts.holder);
+    this.meter.acquired(0, lease.reused);
+    this.observer.op('acquire', 'success', 0);
+    return lease;
+  }
+
   acquire(opts: AcquireOptions = {}): Promise<Lease> {
+    const now = this.tryAcquire(opts);
+    if (now) return Promise.resolve(now);
     const started = this.clock.now();
     this.meter.request();
     if (this.draining) return Promise.reject(this.refused(ErrorCodes.NODE_DRAINING, `pool ${this.name} is draining`));
     const ttlMs = opts.ttlMs ?? this.cfg.leaseTtlMs;
-    const r = this.takeIdle();
-    if (r) {
-      const lease = this.grant(r, ttlMs, opts.holder);
-      this.meter.acquired(this.clock.now() - started, lease.reused);
-      this.observer.op('acquire', 'success', this.clock.now() - started);
-      return Promise.resolve(lease);
-    }
     if (this.waitingCount >= this.cfg.maxWaitingClients) {
       return Promise.reject(this.refused(ErrorCodes.POOL_EXHAUSTED, `${describePool(this.name, this.numbers())}: wait queue full (max_waiting_clients=${this.cfg.maxWaitingClients})`));
     }
@@ -325,14 +340,14 @@ export class Pool<R = unknown> {
   private lease(leaseId: string): LeaseRec {
     const rec = this.leases.get(leaseId);
     if (rec) return rec;
-    const how = this.ended.get(leaseId);
+    const how = this.ended.get(leaseId) ?? this.endedOld.get(leaseId);
     if (how === 'expired') throw new ShoalError(ErrorCodes.LEASE_EXPIRED, `lease ${leaseId} expired and its resource was reclaimed`);
     if (how) throw new ShoalError(ErrorCodes.LEASE_NOT_FOUND, `lease ${leaseId} was ${how}`);
     throw new ShoalError(ErrorCodes.LEASE_NOT_FOUND, `lease ${leaseId} is not held on pool ${this.name}`);
   }
 
   hasLease(leaseId: string): boolean {
-    return this.leases.has(leaseId) || this.ended.has(leaseId);
+    return this.leases.has(leaseId) || this.ended.has(leaseId) || this.endedOld.has(leaseId);
   }
 
   renew(leaseId: string, ttlMs?: number): { expiresAt: number; ttlMs: number } {
@@ -386,12 +401,15 @@ export class Pool<R = unknown> {
     void this.giveBack(rec.resource as Resource<R>, { reset: true });
   }
 
-  private endLease(rec: LeaseRec, how: 'expired' | 'released' | 'revoked'): void {
+  private endLease(rec: LeaseRec, how: EndedHow): void {
     this.clock.clearTimeout(rec.timer);
     this.leases.delete(rec.id);
     for (const ac of rec.execs) ac.abort(new ShoalError(ErrorCodes.CANCELLED, `lease ${rec.id} ${how} during exec`));
+    if (this.ended.size >= ENDED_MEMORY) {
+      this.endedOld = this.ended;
+      this.ended = new Map();
+    }
     this.ended.set(rec.id, how);
-    if (this.ended.size > ENDED_MEMORY) this.ended.delete(this.ended.keys().next().value as string);
   }
 
   /** Returning: decide destroy or reuse, reset and validate as the policy says, then dispatch. */
@@ -433,9 +451,7 @@ export class Pool<R = unknown> {
 
   /** Resources counted against max: everything not being destroyed. */
   private get live(): number {
-    let n = 0;
-    for (const r of this.resources.values()) if (r.state !== 'destroying') n++;
-    return n;
+    return this.resources.size - this.destroying;
   }
 
   private overMemory(r: Resource<R>): boolean {
@@ -547,6 +563,7 @@ export class Pool<R = unknown> {
   private async doDestroy(r: Resource<R>, reason: string): Promise<void> {
     const wasIdle = r.state === 'ready';
     r.state = 'destroying';
+    this.destroying++;
     if (wasIdle) {
       const at = this.idle.indexOf(r);
       if (at >= 0) this.idle.splice(at, 1);
@@ -559,6 +576,7 @@ export class Pool<R = unknown> {
       this.observer.log('warn', 'destroy failed', { pool: this.name, resourceId: r.id, reason, err: (err as Error).message });
     } finally {
       this.resources.delete(r.id);
+      this.destroying--;
       this.observer.log('debug', 'resource destroyed', { pool: this.name, resourceId: r.id, reason });
     }
   }
@@ -731,6 +749,8 @@ export interface LeaseView {
   expiresInMs: number;
   execs: number;
 }
+
+type EndedHow = 'expired' | 'released' | 'revoked';
 
 function clamp(v: number, lo: number, hi: number): number {
   return Math.max(lo, Math.min(hi, v));

@@ -1,5 +1,5 @@
 import { encode, ErrorCodes, PROTOCOL_VERSION, readStream, ShoalError } from '@shoal/protocol';
-import { createInbox, type NatsConnection } from '@shoal/runtime';
+import { isNoRespondersStatus, requesterOf, type NatsConnection } from '@shoal/runtime';
 import { typed } from './errors.js';
 
 /**
@@ -38,15 +38,16 @@ export class ExecCall implements PromiseLike<unknown>, AsyncIterable<unknown> {
   private start(): void {
     if (this.started) return;
     this.started = true;
-    const inbox = createInbox();
-    const timer = setTimeout(() => finish(new ShoalError(ErrorCodes.UNAVAILABLE, `no final answer on ${this.subject} within ${this.timeoutMs} ms`, { details: { reason: 'timeout' } })), this.timeoutMs);
-    const sub = this.nc.subscribe(inbox, {
-      callback: (err, msg) => {
-        if (err) return finish(err);
-        // nats-server answers a request with no subscriber with an empty 503 status message.
-        if (msg.data.length === 0 && msg.headers?.code === 503) {
-          return finish(new ShoalError(ErrorCodes.UNAVAILABLE, `no responders on ${this.subject}`, { details: { reason: 'no_responders' } }));
-        }
+    const finish = (err: unknown, result?: unknown): boolean => {
+      if (this.finished) return true;
+      this.finished = true;
+      if (err) { this.failure = typed(err); this.rejectResult(this.failure); } else this.resolveResult(result);
+      this.wake?.();
+      return true;
+    };
+    requesterOf(this.nc).stream(this.subject, encode({ v: PROTOCOL_VERSION, ...this.body }), this.timeoutMs, {
+      onMsg: (msg) => {
+        if (isNoRespondersStatus(msg)) return finish(new ShoalError(ErrorCodes.UNAVAILABLE, `no responders on ${this.subject}`, { details: { reason: 'no_responders' } }));
         try {
           const m = readStream(msg.data);
           if (m.done) return finish(undefined, m.result);
@@ -55,24 +56,14 @@ export class ExecCall implements PromiseLike<unknown>, AsyncIterable<unknown> {
             else this.events.push(m.event);
             this.wake?.();
           }
+          return false;
         } catch (e) {
-          finish(e);
+          return finish(e);
         }
       },
+      onTimeout: () => finish(new ShoalError(ErrorCodes.UNAVAILABLE, `no final answer on ${this.subject} within ${this.timeoutMs} ms`, { details: { reason: 'timeout' } })),
+      onFail: (e) => finish(e),
     });
-    const finish = (err: unknown, result?: unknown) => {
-      if (this.finished) return;
-      this.finished = true;
-      clearTimeout(timer);
-      sub.unsubscribe();
-      if (err) { this.failure = typed(err); this.rejectResult(this.failure); } else this.resolveResult(result);
-      this.wake?.();
-    };
-    try {
-      this.nc.publish(this.subject, encode({ v: PROTOCOL_VERSION, ...this.body }), { reply: inbox, headers: undefined });
-    } catch (e) {
-      finish(e);
-    }
   }
 
   then<A = unknown, B = never>(onOk?: ((v: unknown) => A | PromiseLike<A>) | null, onErr?: ((e: unknown) => B | PromiseLike<B>) | null): Promise<A | B> {

@@ -4,3 +4,4 @@ export * from './rpc.js';
 export * from './actor.js';
 export * from './http.js';
 export * from './shutdown.js';
+export * from './requester.js';

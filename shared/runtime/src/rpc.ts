@@ -1,5 +1,6 @@
 import { ErrorCode as NatsErrorCode, type NatsConnection, type NatsError } from 'nats';
 import { encode, ErrorCodes, PROTOCOL_VERSION, readReply, ShoalError } from '@shoal/protocol';
+import { requesterOf } from './requester.js';
 
 /** Is this a nats.js "no responders" error? */
 export function isNoResponders(err: unknown): boolean {
@@ -24,12 +25,6 @@ export function transportError(err: unknown, subject: string): ShoalError {
  * the reply, and turns an error reply or a transport failure into a ShoalError.
  */
 export async function call<T>(nc: NatsConnection, subject: string, body: Record<string, unknown>, timeoutMs: number): Promise<T> {
-  let data: Uint8Array;
-  try {
-    const msg = await nc.request(subject, encode({ v: PROTOCOL_VERSION, ...body }), { timeout: timeoutMs });
-    data = msg.data;
-  } catch (err) {
-    throw transportError(err, subject);
-  }
-  return readReply<T>(data);
+  const msg = await requesterOf(nc).request(subject, encode({ v: PROTOCOL_VERSION, ...body }), timeoutMs);
+  return readReply<T>(msg.data);
 }
