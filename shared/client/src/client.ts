@@ -55,6 +55,8 @@ export class Lease {
   get nodeId(): string { return this.info.nodeId; }
   get resourceId(): string { return this.info.resourceId; }
   get reused(): boolean { return this.info.reused; }
+  /** What the driver says about the resource, e.g. `{ session_id }` for a Claude session. */
+  get meta(): Record<string, unknown> | undefined { return this.info.meta; }
 
   /** Run an operation: `await` it for the result, or `for await` it for streamed events. */
   exec(op: string, args?: unknown, opts: ExecOptions = {}): ExecCall {
