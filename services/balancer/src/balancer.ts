@@ -195,11 +195,18 @@ export class Balancer extends Actor {
     if (longest > 0) await sleep(Math.min(left(), longest * 1.1));
   }
 
-  private tracked(fn: () => Promise<void>): Promise<void> {
+  private tracked(fn: () => Promise<void> | void): Promise<void> | void {
     this.inFlight++;
-    return fn().finally(() => {
-      if (--this.inFlight === 0 && this.idle) this.idle();
-    });
+    const done = () => { if (--this.inFlight === 0 && this.idle) this.idle(); };
+    let p: Promise<void> | void;
+    try {
+      p = fn();
+    } catch (err) {
+      done();
+      throw err;
+    }
+    if (!p) return done();
+    return p.finally(done);
   }
 
   // ---- membership --------------------------------------------------------
@@ -330,22 +337,28 @@ export class Balancer extends Actor {
     return { raw, req };
   }
 
-  private async onAcquire(m: Msg): Promise<void> {
+  private onAcquire(m: Msg): Promise<void> | void {
+    return this.serve('acquire', m, (pool, raw, deadline) =>
+      this.place(m, pool, deadline, (nodeId, remaining) => this.tryAcquire(m, pool, raw, nodeId, remaining)));
+  }
+
+  /**
+   * Both client-facing requests: validate (a bad one gets its typed error
+   * here), start the deadline at arrival, place, and count the outcome.
+   */
+  private serve(kind: 'acquire' | 'exec', m: Msg, run: (pool: string, raw: Record<string, unknown>, deadline: number) => Promise<string>): Promise<void> | void {
     const t0 = performance.now();
     const arrived = Date.now();
     const pool = poolFromSubject(m.subject, this.s.prefix) ?? '';
-    let raw: Record<string, unknown>;
-    let timeoutMs: number;
+    let r: { raw: Record<string, unknown>; req: { timeoutMs: number } };
     try {
-      const r = this.read('acquire', m, pool);
-      raw = r.raw;
-      timeoutMs = r.req.timeoutMs;
+      r = this.read(kind, m, pool);
     } catch (err) {
-      return this.rejected(m, pool, 'acquire', t0, err);
+      return this.rejected(m, pool, kind, t0, err);
     }
-    const deadline = arrived + timeoutMs;
-    const result = await this.place(m, pool, deadline, (nodeId, remaining) => this.tryAcquire(m, pool, raw, nodeId, remaining));
-    this.metrics.done(this.poolLabel(pool), 'acquire', result, performance.now() - t0);
+    return run(pool, r.raw, arrived + r.req.timeoutMs).then((result) => {
+      this.metrics.done(this.poolLabel(pool), kind, result, performance.now() - t0);
+    });
   }
 
   /**
@@ -522,24 +535,10 @@ export class Balancer extends Actor {
 
   // ---- one-shot exec -------------------------------------------------------
 
-  private async onExec(m: Msg): Promise<void> {
-    const t0 = performance.now();
-    const arrived = Date.now();
-    const pool = poolFromSubject(m.subject, this.s.prefix) ?? '';
-    let raw: Record<string, unknown>;
-    let timeoutMs: number;
-    try {
-      const r = this.read('exec', m, pool);
-      raw = r.raw;
-      timeoutMs = r.req.timeoutMs;
-    } catch (err) {
-      return this.rejected(m, pool, 'exec', t0, err);
-    }
-    const deadline = arrived + timeoutMs;
-    const result = this.execMode === 'relay'
-      ? await this.place(m, pool, deadline, (nodeId, remaining) => this.tryRelay(m, raw, nodeId, remaining))
-      : await this.forward(m, pool, raw, deadline);
-    this.metrics.done(this.poolLabel(pool), 'exec', result, performance.now() - t0);
+  private onExec(m: Msg): Promise<void> | void {
+    return this.serve('exec', m, (pool, raw, deadline) => this.execMode === 'relay'
+      ? this.place(m, pool, deadline, (nodeId, remaining) => this.tryRelay(m, raw, nodeId, remaining))
+      : this.forward(m, pool, raw, deadline));
   }
 
   /**

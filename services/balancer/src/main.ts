@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { ConfigError, loadConfig } from '@shoal/config';
+import { loadConfigOrExit } from '@shoal/config';
 import { isToken } from '@shoal/protocol';
 import { connectNats, createLogger, installCrashGuards, onShutdown, startHttp } from '@shoal/runtime';
 import { Balancer, type ExecMode } from './balancer.js';
@@ -13,16 +13,7 @@ import { Balancer, type ExecMode } from './balancer.js';
  * SHOAL_BALANCER_EXEC_MODE (`forward`, the default, or `relay`).
  */
 async function main(): Promise<void> {
-  let cfg;
-  try {
-    cfg = loadConfig();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`balancer: ${err.message}\n`);
-      process.exit(2);
-    }
-    throw err;
-  }
+  const cfg = loadConfigOrExit('balancer');
   const env = process.env;
   const balancerId = env.SHOAL_BALANCER_ID || undefined;
   if (balancerId !== undefined && !isToken(balancerId)) {

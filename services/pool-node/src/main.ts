@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { loadConfig, ConfigError } from '@shoal/config';
+import { loadConfigOrExit } from '@shoal/config';
 import { connectNats, createLogger, installCrashGuards, onShutdown, startHttp } from '@shoal/runtime';
 import { driverFor } from './drivers/index.js';
 import { PoolNode } from './node.js';
@@ -11,16 +11,7 @@ import { statusRoutes } from './routes.js';
  * period, everything destroyed) and exit 0.
  */
 async function main(): Promise<void> {
-  let cfg;
-  try {
-    cfg = loadConfig();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`pool-node: ${err.message}\n`);
-      process.exit(2);
-    }
-    throw err;
-  }
+  const cfg = loadConfigOrExit('pool-node');
   const log = createLogger({ svc: 'pool-node' }, cfg.logLevel);
   installCrashGuards(log);
   const nc = await connectNats({ ...cfg.nats, name: `shoal-pool-node${cfg.nodeId ? '-' + cfg.nodeId : ''}` }, log);

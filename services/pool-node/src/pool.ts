@@ -1,3 +1,4 @@
+import type { PoolConfig } from '@shoal/config';
 import { describePool, ErrorCodes, newId, ShoalError, type Holder, type Lease, type PoolNumbers } from '@shoal/protocol';
 import type { Clock, Timer } from './clock.js';
 import type { Driver } from './driver.js';
@@ -15,30 +16,13 @@ import { PoolMeter } from './stats.js';
  * timer; every create has a timeout. Nothing here knows about NATS.
  */
 
-/** The subset of @shoal/config's PoolConfig the pool reads. */
-export interface PoolSettings {
-  name: string;
-  minSize: number;
-  maxSize: number;
-  initialSize: number;
-  maxWaitingClients: number;
-  acquireTimeoutMs: number;
-  leaseTtlMs: number;
-  weight: number;
-  sessionManagement: {
-    enableReuse: boolean;
-    idleTimeoutMs: number;
-    maxLifetimeMs: number;
-    lifetimeJitter: number;
-    maxReuseCount: number;
-    contextReset: boolean;
-    cleanupIntervalMs: number;
-    validateOnReturn: boolean;
-    validateSkipWindowMs: number;
-  };
-  create: { timeoutMs: number; retryBaseMs: number; retryMaxMs: number };
-  resourceLimits: { maxMemoryPerSessionBytes: number; maxTotalMemoryBytes: number };
-}
+/**
+ * The part of @shoal/config's PoolConfig the pool reads (named from it, so the
+ * two cannot drift; a subset, so tests build only what the pool uses).
+ */
+export type PoolSettings = Pick<PoolConfig, 'name' | 'minSize' | 'maxSize' | 'initialSize' | 'maxWaitingClients' | 'acquireTimeoutMs' | 'leaseTtlMs' | 'weight' | 'sessionManagement' | 'create'> & {
+  resourceLimits: Pick<PoolConfig['resourceLimits'], 'maxMemoryPerSessionBytes' | 'maxTotalMemoryBytes'>;
+};
 
 type State = 'creating' | 'ready' | 'active' | 'returning' | 'destroying';
 

@@ -1,4 +1,4 @@
-export { loadConfig } from './load.js';
+export { loadConfig, loadConfigOrExit } from './load.js';
 export { ConfigError } from './errors.js';
 export { parseDuration, parseSize } from './units.js';
 export { DRIVERS, STRATEGIES, LOG_LEVELS } from './types.js';

@@ -310,3 +310,19 @@ function toPool(name: string, { props: p, origin, fail, ordered }: ReturnType<ty
     },
   };
 }
+
+/**
+ * A service's start-up: load the config, or print the one-line reason
+ * (key, value, source) and exit 2 — the same for every Shoal process.
+ */
+export function loadConfigOrExit(service: string, opts?: LoadConfigOptions): NodeConfig {
+  try {
+    return loadConfig(opts);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${service}: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}
