@@ -7,7 +7,7 @@ if [ ! -d node_modules ] || [ package.json -nt node_modules/.package-lock.json ]
   echo "shoal: installing npm packages..." >&2
   npm ci --no-audit --no-fund --loglevel=error >&2 || npm install --no-audit --no-fund --loglevel=error >&2
 fi
-if ! command -v nats-server >/dev/null 2>&1 && [ -z "${SHOAL_NATS_SERVER:-}" ]; then
+if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ] && [ -z "${SHOAL_NATS_SERVER:-}" ]; then
   echo "shoal: nats-server not found, installing the Debian package..." >&2
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq >&2

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,9 +32,20 @@ export interface NatsServer {
   stop(): Promise<void>;
 }
 
+/** The nats-server binary: SHOAL_NATS_SERVER, else PATH, else the sbin directories (Debian installs it in /usr/sbin). */
+export function natsServerBin(): string {
+  if (process.env.SHOAL_NATS_SERVER) return process.env.SHOAL_NATS_SERVER;
+  const dirs = [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/usr/local/sbin', '/sbin'];
+  for (const d of dirs) {
+    const p = join(d, 'nats-server');
+    if (d && existsSync(p)) return p;
+  }
+  return 'nats-server';
+}
+
 /** Start a real nats-server (Debian package) with JetStream on a free loopback port. */
 export async function startNatsServer(opts: { jetstream?: boolean } = {}): Promise<NatsServer> {
-  const bin = process.env.SHOAL_NATS_SERVER ?? 'nats-server';
+  const bin = natsServerBin();
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'shoal-nats-'));
   const args = ['-a', '127.0.0.1', '-p', String(port)];
