@@ -46,7 +46,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export async function runClaudeBench(opts: { quick: boolean; log: (s: string) => void }): Promise<Record<string, unknown>[]> {
   const { quick, log } = opts;
   const T = quick
-    ? { tokens: 20_000, pairs: 2, paced: 300, pace: 2, sessions: 50, warmPairs: 1, heapN: 30 }
+    ? { tokens: 10_000, pairs: 1, paced: 200, pace: 2, sessions: 20, warmPairs: 1, heapN: 20 }
     : { tokens: 100_000, pairs: 3, paced: 1000, pace: 2, sessions: 50, warmPairs: 3, heapN: 50 };
   const tmp = mkdtempSync(join(tmpdir(), 'shoal-bench-claude-'));
   const home = join(tmp, 'home');

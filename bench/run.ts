@@ -39,7 +39,7 @@ const BALANCER_SCRIPT = flag('balancer-script') || 'services/balancer/dist/main.
 const want = (s: string) => !ONLY || ONLY.includes(s);
 
 const T = QUICK
-  ? { runMs: 800, pairs: 2, warmMs: 300, firstWarmMs: 1000, replicaPairs: 1, replicaRunMs: 800, reuseMs: 2000, heapN: 5_000 }
+  ? { runMs: 700, pairs: 2, warmMs: 250, firstWarmMs: 800, replicaPairs: 1, replicaRunMs: 700, reuseMs: 1500, heapN: 5_000 }
   : { runMs: 3000, pairs: 3, warmMs: 1000, firstWarmMs: 3000, replicaPairs: 3, replicaRunMs: 2000, reuseMs: 6000, heapN: 20_000 };
 const CONCURRENCY = flag('concurrency')?.split(',').map(Number).filter((n) => n > 0) ?? [1, 16, 256];
 const REPLICA_CONCURRENCY = 256;

@@ -52,7 +52,7 @@ function rng(seed: number): () => number {
 }
 
 export async function runWeaviateBench(opts: { quick: boolean; log: (s: string) => void }): Promise<Record<string, unknown>[]> {
-  const T = opts.quick ? { runMs: 800, warmMs: 300, pairs: 1, legacyMs: 800 } : { runMs: 3000, warmMs: 1000, pairs: 3, legacyMs: 3000 };
+  const T = opts.quick ? { runMs: 600, warmMs: 250, pairs: 1, legacyMs: 600 } : { runMs: 3000, warmMs: 1000, pairs: 3, legacyMs: 3000 };
   const out: Record<string, unknown>[] = [];
   const log = opts.log;
   const tmp = mkdtempSync(join(tmpdir(), 'shoal-bench-weaviate-'));
