@@ -335,6 +335,21 @@ describe('Pool (unit, fake clock)', () => {
     expect(pool.numbers()).to.include({ total: 2, idle: 2 });
   });
 
+  it('validates a resource on return after a failed exec, even inside the skip window', async () => {
+    const { d, n } = counting(clock);
+    const pool = mk(settings({ minSize: 1, initialSize: 1, maxSize: 1, sm: { validateOnReturn: true, validateSkipWindowMs: 60_000 } }), d);
+    await pool.start();
+    const l = await pool.acquire();
+    await pool.exec(l.leaseId, 'kill', {}, () => {});
+    const failed = await rejection(pool.exec(l.leaseId, 'fail', { message: 'crashed mid-turn' }, () => {}));
+    expect(failed.code).to.equal('DRIVER_ERROR');
+    pool.release(l.leaseId);
+    await settle(); await settle();
+    expect(n.validate).to.equal(1);
+    expect(n.destroy).to.equal(1);
+    expect(n.create).to.equal(2);
+  });
+
   it('drains: waiters and new acquires get NODE_DRAINING, leases finish, then everything is destroyed', async () => {
     const { d, n } = counting(clock);
     const pool = mk(settings({ minSize: 1, initialSize: 2, maxSize: 2 }), d);

@@ -366,6 +366,9 @@ export class Pool<R = unknown> {
       this.observer.op('exec', 'success', this.clock.now() - started);
       return result;
     } catch (err) {
+      // A failed exec may have left the resource broken (a CLI that died mid-turn):
+      // validate it on return whatever the skip window says.
+      r.lastValidatedAt = -Infinity;
       this.meter.executed(this.clock.now() - started, false);
       this.observer.op('exec', 'error', this.clock.now() - started);
       throw asDriverError(err, `exec ${op}`);
