@@ -118,7 +118,8 @@ describe('claude-cli driver (in-process, stand-in CLI)', function () {
     ac.abort(new ShoalError('CANCELLED', 'lease ended'));
     const err = await result.catch((e: any) => e);
     expect(err.code).to.equal('CANCELLED');
-    expect(Date.now() - t0).to.be.lessThan(50);
+    // At once, not after the 20 s turn (generous: CI machines are shared).
+    expect(Date.now() - t0).to.be.lessThan(2000);
     expect(await d.validate(s)).to.equal(true);
     expect(s.state).to.equal('idle');
   });
@@ -159,7 +160,8 @@ describe('claude-cli driver (in-process, stand-in CLI)', function () {
       const pid = s.pid;
       const t0 = Date.now();
       await d.reset(s);
-      expect(Date.now() - t0).to.be.lessThan(mode === 'reset' ? 1000 : 500);
+      // The same process (no respawn) is what proves /clear was used; the time bound only catches a hang.
+      expect(Date.now() - t0).to.be.lessThan(5000);
       expect(s.pid).to.equal(pid);
       expect(s.sessionId).to.not.equal(before);
       const after = await send(d, s, 'who am I').result;
