@@ -1,3 +1,5 @@
+import type { NatsSettings } from '@shoal/runtime';
+
 export const DRIVERS = ['synthetic', 'claude-cli', 'weaviate'] as const;
 export const STRATEGIES = ['round_robin', 'least_connections', 'weighted_round_robin', 'performance_based', 'p2c'] as const;
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
@@ -6,18 +8,8 @@ export type DriverName = (typeof DRIVERS)[number];
 export type Strategy = (typeof STRATEGIES)[number];
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
-/** Shaped like @shoal/runtime's NatsSettings so it passes straight in; unset fields are absent. */
-export interface NatsConfig {
-  servers: string[];
-  user?: string;
-  pass?: string;
-  token?: string;
-  nkeySeedFile?: string;
-  credsFile?: string;
-  /** Present only when at least one TLS file is configured. */
-  tls?: { caFile?: string; certFile?: string; keyFile?: string };
-  name?: string;
-}
+/** How to reach NATS: @shoal/runtime's own settings type, so a loaded config passes straight in. Unset fields are absent; `tls` only when a TLS file is configured. */
+export type NatsConfig = Omit<NatsSettings, 'waitOnFirstConnect'>;
 
 export interface PoolConfig {
   /** The key under `pools:`; one NATS subject token. */

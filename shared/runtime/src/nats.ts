@@ -3,9 +3,9 @@ import { connect, credsAuthenticator, nkeyAuthenticator, type ConnectionOptions,
 import type { Logger } from './log.js';
 
 /**
- * How to reach NATS. Shaped like @shoal/config's NatsConfig so a loaded config
- * passes straight in; kept here so that the `nats` package is only imported
- * inside shared/runtime (a move to @nats-io/transport-node v3 stays local).
+ * How to reach NATS (@shoal/config's NatsConfig is this type). Kept here so
+ * that the `nats` package is only imported inside shared/runtime (a move to
+ * @nats-io/transport-node v3 stays local).
  */
 export interface NatsSettings {
   servers: string[];
