@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,7 +7,7 @@ import { connect as natsConnect, type NatsConnection } from 'nats';
 import { decode, encode, ErrorCodes, PROTOCOL_VERSION, readReply, ShoalError, subjects, type Lease } from '@shoal/protocol';
 import { transportError } from '@shoal/runtime';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
-import { sleep, startPoolNode, startService, type Service } from '../helpers/procs.js';
+import { ROOT, sleep, startPoolNode, startService, type Service } from '../helpers/procs.js';
 
 /**
  * Two balancer processes and three pool-node processes on a real nats-server,
@@ -145,6 +146,18 @@ describe('balancer (integration: 2 balancer and 3 pool-node processes)', functio
     }
   });
 
+  /** The `shoal` command as a user runs it, against this cluster. */
+  function shoalCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    return new Promise((resolve) => {
+      const p = spawn(process.execPath, [join(ROOT, 'bin/shoal.js'), ...args, '--nats', nats.url], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      p.stdout.on('data', (d) => { stdout += d; });
+      p.stderr.on('data', (d) => { stderr += d; });
+      p.on('exit', (code) => resolve({ code, stdout, stderr }));
+    });
+  }
+
   /** One-shot exec through the balancers: collect the events and the final result. */
   async function execCall(op: string, args: unknown, timeoutMs = 2000): Promise<{ events: number; result?: unknown; err?: ShoalError }> {
     const inbox = `_INBOX.it.${Math.random().toString(36).slice(2)}`;
@@ -200,14 +213,16 @@ describe('balancer (integration: 2 balancer and 3 pool-node processes)', functio
     }
   });
 
-  it('applies a strategy and a weight set through the admin subjects on both replicas, and keeps them across a restart of both', async () => {
-    const set = await admin<{ strategy: string; revision: number }>(s.adminStrategy, { strategy: 'least_connections', performanceWeights: { latency: 1, throughput: 0, errorRate: 0, resource: 0 } });
-    expect(set.strategy).to.equal('least_connections');
-    await admin(s.adminWeight, { nodeId: 'n2', weight: 0 });
+  it('applies a strategy and a weight set with the shoal CLI on both replicas, and keeps them across a restart of both', async () => {
+    const set = await shoalCli(['strategy', 'performance_based', '--latency', '1', '--throughput', '0', '--error-rate', '0', '--resource', '0', '--json']);
+    expect(set.code, set.stderr).to.equal(0);
+    expect(JSON.parse(set.stdout).strategy).to.equal('performance_based');
+    const w = await shoalCli(['weight', 'n2', '0']);
+    expect(w.code, w.stderr).to.equal(0);
     const check = async () => {
       for (const id of ['b1', 'b2']) {
         const st = await status(id);
-        expect(st.strategy, id).to.equal('least_connections');
+        expect(st.strategy, id).to.equal('performance_based');
         expect(st.performanceWeights.latency).to.equal(1);
         expect(st.nodes.find((n) => n.nodeId === 'n2')?.weight, id).to.equal(0);
       }
