@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -44,12 +44,17 @@ export function natsServerBin(): string {
 }
 
 /** Start a real nats-server (Debian package) with JetStream on a free loopback port. */
-export async function startNatsServer(opts: { jetstream?: boolean } = {}): Promise<NatsServer> {
+export async function startNatsServer(opts: { jetstream?: boolean; maxPayload?: number } = {}): Promise<NatsServer> {
   const bin = natsServerBin();
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'shoal-nats-'));
   const args = ['-a', '127.0.0.1', '-p', String(port)];
   if (opts.jetstream !== false) args.push('-js', '-sd', dir);
+  if (opts.maxPayload) {
+    const conf = join(dir, 'server.conf');
+    writeFileSync(conf, `max_payload: ${opts.maxPayload}\n`);
+    args.push('-c', conf);
+  }
   const proc = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   proc.stderr!.on('data', (d) => { stderr += d; });

@@ -210,6 +210,14 @@ describe('pool-node (integration: real nats-server, node as its own process)', f
     expect(svc.stderr).to.contain('max_size').and.contain('lots').and.contain('AICLI_SESSION_POOL_MAX_SIZE');
   });
 
+  it('runs a one-shot exec longer than the lease TTL (its internal lease outlives the deadline)', async () => {
+    const n = await node({ min_size: 1, max_size: 1, initial_size: 1, lease_ttl: '200ms' });
+    expect(await client.exec('synthetic', 'sleep', { ms: 600 }, { nodeId: n.nodeId, timeoutMs: 3000 })).to.deep.equal({ slept: 600 });
+    expect(n.logs.find((l) => l.msg === 'lease expired (holder gone?)')).to.equal(undefined);
+    const st = await call<{ pools: Record<string, { active: number; idle: number }> }>(nc, s.nodeStatus(n.nodeId), {}, 3000);
+    expect(st.pools.synthetic).to.include({ active: 0, idle: 1 });
+  });
+
   it('drains on SIGTERM: new acquires refused, the held lease finishes, exit 0 with every resource destroyed', async () => {
     const n = await node({ min_size: 2, max_size: 3, initial_size: 2 }, { SHOAL_LOG_LEVEL: 'debug' });
     const lease = await client.acquire('synthetic', { nodeId: n.nodeId });
@@ -226,5 +234,26 @@ describe('pool-node (integration: real nats-server, node as its own process)', f
     const destroyed = n.logs.filter((l) => l.msg === 'resource destroyed').length;
     expect(destroyed).to.equal(2);
     expect(n.logs.find((l) => l.msg === 'drained')).to.include({ revoked: 0 });
+  });
+});
+
+describe('pool-node answers over max_payload with a typed error, not silence', function () {
+  this.timeout(20_000);
+  it('ends a stream whose result is over the server max_payload with BAD_REQUEST payload_too_large', async () => {
+    const small = await startNatsServer({ jetstream: false, maxPayload: 8192 });
+    const c = await connect({ servers: [small.url], name: 'small' });
+    const n = await startPoolNode({ SHOAL_NATS_URL: small.url, SHOAL_CONFIG: writeConfig({ min_size: 1, max_size: 1, initial_size: 1 }) });
+    try {
+      const t0 = Date.now();
+      const err: any = await c.exec('synthetic', 'fill', { bytes: 20_000 }, { nodeId: n.nodeId, timeoutMs: 10_000 }).catch((e) => e);
+      expect(err.code).to.equal('BAD_REQUEST');
+      expect(err.details).to.include({ reason: 'payload_too_large' });
+      expect(Date.now() - t0).to.be.lessThan(5000); // answered, not left to time out at 10 s
+      expect(await c.exec('synthetic', 'echo', { small: true }, { nodeId: n.nodeId })).to.deep.equal({ small: true });
+    } finally {
+      await n.kill('SIGKILL');
+      await c.close();
+      await small.stop();
+    }
   });
 });

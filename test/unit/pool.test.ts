@@ -350,6 +350,38 @@ describe('Pool (unit, fake clock)', () => {
     expect(n.create).to.equal(2);
   });
 
+  it('never sheds below the target when leased resources were destroyed for other reasons after a scale-down', async () => {
+    const { d } = counting(clock);
+    const pool = mk(settings({ minSize: 2, initialSize: 5, maxSize: 5 }), d);
+    await pool.start();
+    const held = await Promise.all([0, 1, 2, 3, 4].map(() => pool.acquire()));
+    pool.scale('target', 2);
+    for (const l of held.slice(0, 3)) pool.release(l.leaseId, { destroy: true });
+    await settle(); await settle();
+    for (const l of held.slice(3)) pool.release(l.leaseId);
+    await settle(); await settle();
+    expect(pool.numbers()).to.include({ total: 2, idle: 2 });
+  });
+
+  it('hands a released resource on only after an exec the driver was slow to stop has stopped', async () => {
+    const { d } = counting(clock);
+    // An exec that ignores its abort signal and ends 1 s later.
+    const stubborn: Driver<any> = { ...d, exec: (r, op, args, ctx) => (op === 'stubborn' ? new Promise((res) => clock.setTimeout(() => res('late'), 1000)) : d.exec(r, op, args, ctx)) };
+    const pool = mk(settings({ minSize: 1, initialSize: 1, maxSize: 1 }), stubborn);
+    await pool.start();
+    const l = await pool.acquire();
+    const running = rejection(pool.exec(l.leaseId, 'stubborn', {}, () => {}));
+    let next: Lease | undefined;
+    const waiter = pool.acquire({ timeoutMs: 5000 }).then((x) => { next = x; });
+    pool.release(l.leaseId);
+    expect((await running).code).to.equal('CANCELLED');
+    await clock.advance(500);
+    expect(next).to.equal(undefined);
+    await clock.advance(600);
+    await waiter;
+    expect(next!.resourceId).to.equal(l.resourceId);
+  });
+
   it('drains: waiters and new acquires get NODE_DRAINING, leases finish, then everything is destroyed', async () => {
     const { d, n } = counting(clock);
     const pool = mk(settings({ minSize: 1, initialSize: 2, maxSize: 2 }), d);

@@ -39,3 +39,17 @@ describe('protocol', () => {
     expect(poolFromSubject('other.claude.exec')).to.equal(undefined);
   });
 });
+
+describe('protocol interop and hostile input', () => {
+  it('encodes unset optional fields as nil and reads 64-bit integers as numbers', () => {
+    const bytes = encode({ v: 1, priority: undefined });
+    expect(Array.from(bytes)).to.not.include(0xd4); // no msgpackr extension type for undefined
+    // {"v": int64(1), "pool": "p", "timeoutMs": uint64(5)} as another language's library may write it.
+    const foreign = new Uint8Array([0x83, 0xa1, 0x76, 0xd3, 0, 0, 0, 0, 0, 0, 0, 1, 0xa4, 0x70, 0x6f, 0x6f, 0x6c, 0xa1, 0x70, 0xa9, ...Buffer.from('timeoutMs'), 0xcf, 0, 0, 0, 0, 0, 0, 0, 5]);
+    expect(parse('acquire', foreign)).to.deep.equal({ pool: 'p', timeoutMs: 5 });
+  });
+  it('answers odd types with BAD_REQUEST, never an internal error', () => {
+    expect(codeOf(() => parse('acquire', encode({ v: { toString: 1 }, pool: 'p', timeoutMs: 5 })))).to.equal('BAD_REQUEST');
+    expect(codeOf(() => parse('acquire', encode({ v: 1, pool: { a: [1, { b: 2 }] }, timeoutMs: 5 })))).to.equal('BAD_REQUEST');
+  });
+});

@@ -470,21 +470,22 @@ export class Balancer extends Actor {
     const aborted = new Promise<never>((_, reject) => { abort = reject; });
     const entry: Pending = { abort: (err) => abort(err) };
     set.add(entry);
-    const req = this.requester.request(subject, body, timeout);
+    // A lease granted after this try gave up (timeout) goes straight back to the node.
+    const req = this.requester.request(subject, body, timeout, (data) => this.returnLateLease(nodeId, data));
     try {
       return await Promise.race([req, aborted]);
     } catch (err) {
       this.membership.settled(nodeId);
-      if (err instanceof ShoalError) req.then((late) => this.returnLateLease(nodeId, late), () => {});
+      if (err instanceof ShoalError && err.details?.reason !== 'timeout') req.then((late) => this.returnLateLease(nodeId, late.data), () => {});
       throw err;
     } finally {
       set.delete(entry);
     }
   }
 
-  private returnLateLease(nodeId: string, late: Msg): void {
+  private returnLateLease(nodeId: string, data: Uint8Array): void {
     try {
-      const r = decode(late.data);
+      const r = decode(data);
       const leaseId = (r.data as { leaseId?: unknown } | undefined)?.leaseId;
       if (r.ok !== true || typeof leaseId !== 'string') return;
       this.nc.publish(this.s.leaseRelease(nodeId), encode({ v: PROTOCOL_VERSION, leaseId }));

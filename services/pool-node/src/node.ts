@@ -25,6 +25,9 @@ export interface NodeSettings {
   pools: Record<string, NodePoolSettings>;
 }
 
+/** A one-shot's internal lease outlives its exec deadline by this much. */
+const ONE_SHOT_TTL_MARGIN_MS = 5_000;
+
 /**
  * The pool-node actor: owns its pools and answers on `shoal.node.<id>.>`.
  * Request handling is the only thing here; every resource decision is the
@@ -175,9 +178,10 @@ export class PoolNode extends Actor {
     await this.withPoolSlot(pool, async () => {
       const deadline = Date.now() + req.timeoutMs;
       // Refusals up to here answer `m`: a balancer that handed the call over can still try another node.
-      const lease = await pool.acquire(req);
+      // The lease lives inside this call: its TTL must outlast the exec's deadline (no one renews it).
+      const lease = await pool.acquire({ ...req, ttlMs: req.timeoutMs + ONE_SHOT_TTL_MARGIN_MS });
       if (lease.reused) this.metrics.reused(pool.name, pool.kind);
-      const out = new StreamOut(this.nc, req.replyTo ?? m.reply);
+      const out = new StreamOut(this.nc, req.replyTo ?? m.reply, this.log);
       if (req.replyTo) this.reply(m, { accepted: true, nodeId: this.nodeId });
       let failed = true;
       try {
@@ -188,7 +192,8 @@ export class PoolNode extends Actor {
         out.fail(err);
       } finally {
         // A failed one-shot may have left the resource mid-operation: reset it before reuse.
-        pool.release(lease.leaseId, { reset: failed });
+        // (A drain may have revoked the lease under us: then there is nothing to release.)
+        if (pool.holds(lease.leaseId)) pool.release(lease.leaseId, { reset: failed });
       }
     });
   }
@@ -196,7 +201,7 @@ export class PoolNode extends Actor {
   private async onLeaseExec(m: Msg): Promise<void> {
     const req = parse('leaseExec', m.data);
     const pool = this.poolOfLease(req.leaseId);
-    const out = new StreamOut(this.nc, m.reply);
+    const out = new StreamOut(this.nc, m.reply, this.log);
     try {
       out.done(await pool.exec(req.leaseId, req.op, req.args, out.emit, req.timeoutMs));
     } catch (err) {
@@ -245,12 +250,13 @@ export class PoolNode extends Actor {
   drain(graceMs: number): Promise<{ revoked: number }> {
     if (!this.drainPromise) {
       this.log.info('draining', { graceMs });
-      this.heartbeat();
       this.drainPromise = Promise.all([...this.pools.values()].map((p) => p.drain(graceMs))).then((rs) => {
         const revoked = rs.reduce((a, r) => a + r.revoked, 0);
         this.log.info('drained', { revoked });
         return { revoked };
       });
+      // After drainPromise is set, so that this heartbeat already says draining: balancers stop at once.
+      this.heartbeat();
     }
     return this.drainPromise;
   }

@@ -50,6 +50,8 @@ interface LeaseRec {
   timer: Timer | undefined;
   /** Execs running on this lease, aborted if the lease ends under them. */
   execs: Set<AbortController>;
+  /** The drivers' exec promises themselves: a returned resource waits until they have stopped. */
+  running: Set<Promise<unknown>>;
 }
 
 interface Waiter {
@@ -295,7 +297,7 @@ export class Pool<R = unknown> {
     r.state = 'active';
     const reused = r.useCount > 0;
     r.useCount++;
-    const rec: LeaseRec = { id: newId(), resource: r as Resource<unknown>, holder, grantedAt: now, expiresAt: now + ttlMs, ttlMs, reused, timer: undefined, execs: new Set() };
+    const rec: LeaseRec = { id: newId(), resource: r as Resource<unknown>, holder, grantedAt: now, expiresAt: now + ttlMs, ttlMs, reused, timer: undefined, execs: new Set(), running: new Set() };
     rec.timer = this.clock.setTimeout(() => this.expire(rec), ttlMs);
     this.leases.set(rec.id, rec);
     return this.leaseView(rec);
@@ -303,7 +305,13 @@ export class Pool<R = unknown> {
 
   private leaseView(rec: LeaseRec): Lease {
     const lease: Lease = { leaseId: rec.id, nodeId: '', pool: this.name, resourceId: rec.resource.id, expiresAt: rec.expiresAt, ttlMs: rec.ttlMs, reused: rec.reused };
-    const meta = this.driver.describe?.(rec.resource.handle as R);
+    let meta: Record<string, unknown> | undefined;
+    try {
+      meta = this.driver.describe?.(rec.resource.handle as R);
+    } catch (err) {
+      // A driver's description is a nicety: never let it lose a grant.
+      this.observer.log('warn', 'driver describe failed', { pool: this.name, err: (err as Error).message });
+    }
     if (meta) lease.meta = meta;
     return lease;
   }
@@ -313,7 +321,7 @@ export class Pool<R = unknown> {
     if (this.closed) { this.destroy(r, 'close'); return; }
     const w = this.nextWaiter();
     if (w) { w.resolve(this.grant(r, w.ttlMs, w.holder)); return; }
-    if (this.toShed > 0) { this.toShed--; this.destroy(r, 'scale_down'); return; }
+    if (this.shedding > 0) { this.toShed--; this.destroy(r, 'scale_down'); return; }
     r.state = 'ready';
     r.idleSince = this.clock.now();
     this.idle.push(r);
@@ -328,6 +336,11 @@ export class Pool<R = unknown> {
     if (how === 'expired') throw new ShoalError(ErrorCodes.LEASE_EXPIRED, `lease ${leaseId} expired and its resource was reclaimed`);
     if (how) throw new ShoalError(ErrorCodes.LEASE_NOT_FOUND, `lease ${leaseId} was ${how}`);
     throw new ShoalError(ErrorCodes.LEASE_NOT_FOUND, `lease ${leaseId} is not held on pool ${this.name}`);
+  }
+
+  /** Is this lease held right now (not ended)? */
+  holds(leaseId: string): boolean {
+    return this.leases.has(leaseId);
   }
 
   hasLease(leaseId: string): boolean {
@@ -349,7 +362,7 @@ export class Pool<R = unknown> {
     const rec = this.lease(leaseId);
     this.endLease(rec, 'released');
     this.observer.op('release', 'success');
-    void this.giveBack(rec.resource as Resource<R>, opts);
+    void this.giveBack(rec.resource as Resource<R>, opts, rec.running);
   }
 
   /** Run an operation on a held lease, streaming events through `emit`. */
@@ -361,7 +374,10 @@ export class Pool<R = unknown> {
     const started = this.clock.now();
     const timer = timeoutMs ? this.clock.setTimeout(() => ac.abort(new ShoalError(ErrorCodes.POOL_TIMEOUT, `exec ${op} on pool ${this.name} took longer than ${timeoutMs} ms`)), timeoutMs) : undefined;
     try {
-      const result = await abortable(this.driver.exec(r.handle as R, op, args, { emit, signal: ac.signal }), ac.signal);
+      const run = this.driver.exec(r.handle as R, op, args, { emit, signal: ac.signal });
+      rec.running.add(run);
+      run.then(() => rec.running.delete(run), () => rec.running.delete(run));
+      const result = await abortable(run, ac.signal);
       this.meter.executed(this.clock.now() - started, true);
       this.observer.op('exec', 'success', this.clock.now() - started);
       return result;
@@ -385,7 +401,7 @@ export class Pool<R = unknown> {
     this.observer.leaseExpired({ leaseId: rec.id, resourceId: rec.resource.id, holder: rec.holder, heldMs: this.clock.now() - rec.grantedAt });
     this.observer.log('warn', 'lease expired, reclaiming its resource', { pool: this.name, leaseId: rec.id, holder: rec.holder });
     // The holder may have left the resource mid-turn: always reset before reuse.
-    void this.giveBack(rec.resource as Resource<R>, { reset: true });
+    void this.giveBack(rec.resource as Resource<R>, { reset: true }, rec.running);
   }
 
   private endLease(rec: LeaseRec, how: EndedHow): void {
@@ -399,8 +415,12 @@ export class Pool<R = unknown> {
     this.ended.set(rec.id, how);
   }
 
-  /** Returning: decide destroy or reuse, reset and validate as the policy says, then dispatch. */
-  private async giveBack(r: Resource<R>, opts: ReleaseOptions): Promise<void> {
+  /**
+   * Returning: decide destroy or reuse; wait for execs the lease left running
+   * to stop (their abort is only a request to the driver); reset and validate
+   * as the policy says; then dispatch.
+   */
+  private async giveBack(r: Resource<R>, opts: ReleaseOptions, running?: ReadonlySet<Promise<unknown>>): Promise<void> {
     const sm = this.cfg.sessionManagement;
     const now = this.clock.now();
     const why = opts.destroy ? 'requested'
@@ -412,6 +432,16 @@ export class Pool<R = unknown> {
       : undefined;
     if (why) { await this.destroy(r, why); this.replenish(); return; }
     r.state = 'returning';
+    if (running && running.size > 0) {
+      r.lastValidatedAt = -Infinity; // interrupted mid-operation: validate whatever the skip window says
+      if (!(await this.stopped(running))) {
+        this.observer.log('warn', 'exec did not stop after its lease ended, destroying the resource', { pool: this.name, resourceId: r.id });
+        await this.destroy(r, 'exec_stuck');
+        this.replenish();
+        return;
+      }
+      if (r.state !== 'returning') return; // closed under us
+    }
     try {
       if (opts.reset || sm.contextReset) {
         const t0 = this.clock.now();
@@ -439,6 +469,15 @@ export class Pool<R = unknown> {
   /** Resources counted against max: everything not being destroyed. */
   private get live(): number {
     return this.resources.size - this.destroying;
+  }
+
+  /**
+   * Leased resources still to retire after a scale-down, never more than the
+   * pool is over its target: resources destroyed for other reasons meanwhile
+   * count towards it, so the pool never sheds below the target.
+   */
+  private get shedding(): number {
+    return Math.min(this.toShed, Math.max(0, this.live - this.target));
   }
 
   private overMemory(r: Resource<R>): boolean {
@@ -470,7 +509,7 @@ export class Pool<R = unknown> {
     const maxTotal = this.cfg.resourceLimits.maxTotalMemoryBytes;
     // Each waiter needs one resource beyond those busy; creates in flight are already counted in `live`.
     const busy = this.live - this.idle.length - this.creating;
-    const wanted = Math.min(this.cfg.maxSize, Math.max(this.target - this.toShed, busy + this.waitingCount));
+    const wanted = Math.min(this.cfg.maxSize, Math.max(this.target - this.shedding, busy + this.waitingCount));
     let n = wanted - this.live;
     if (this.createFailures > 0) n = Math.min(n, 1);
     if (n > 0 && maxTotal > 0 && this.totalMemory() >= maxTotal) {
@@ -566,6 +605,14 @@ export class Pool<R = unknown> {
       this.destroying--;
       this.observer.log('debug', 'resource destroyed', { pool: this.name, resourceId: r.id, reason });
     }
+  }
+
+  /** Did these driver calls settle within a create timeout? */
+  private stopped(running: ReadonlySet<Promise<unknown>>): Promise<boolean> {
+    return new Promise<boolean>((resolve) => {
+      const t = this.clock.setTimeout(() => resolve(false), this.cfg.create.timeoutMs);
+      void Promise.allSettled([...running]).then(() => { this.clock.clearTimeout(t); resolve(true); });
+    });
   }
 
   private withTimeout<T>(p: Promise<T>, ms: number, what: string, ac?: AbortController): Promise<T> {

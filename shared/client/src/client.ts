@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { ErrorCodes, ShoalError, subjects, type Holder, type Lease as LeaseInfo, type Subjects } from '@shoal/protocol';
+import { encode, ErrorCodes, PROTOCOL_VERSION, readReply, ShoalError, subjects, type Holder, type Lease as LeaseInfo, type Subjects } from '@shoal/protocol';
 import { call, connectNats, type NatsConnection, type NatsSettings } from '@shoal/runtime';
 import { typed, CancelledError, UnavailableError } from './errors.js';
 import { ExecCall } from './stream.js';
@@ -64,12 +64,22 @@ export class Lease {
     return new ExecCall(this.client.nc, this.client.subjects.leaseExec(this.nodeId), { leaseId: this.id, op, args, timeoutMs: serverDeadline(timeoutMs) }, timeoutMs);
   }
 
+  /** Extend the lease; a new `ttlMs` also changes how often the background renew runs. */
   async renew(ttlMs?: number): Promise<{ expiresAt: number; ttlMs: number }> {
+    let r: { expiresAt: number; ttlMs: number };
     try {
-      return await call(this.client.nc, this.client.subjects.leaseRenew(this.nodeId), { leaseId: this.id, ttlMs }, 5000);
+      r = await call(this.client.nc, this.client.subjects.leaseRenew(this.nodeId), { leaseId: this.id, ttlMs }, 5000);
     } catch (err) {
       throw typed(err);
     }
+    const changed = r.ttlMs !== this.info.ttlMs;
+    this.info.ttlMs = r.ttlMs;
+    this.info.expiresAt = r.expiresAt;
+    if (changed && this.renewTimer && !this.ended) {
+      clearTimeout(this.renewTimer);
+      this.scheduleRenew();
+    }
+    return r;
   }
 
   async release(opts: { reset?: boolean; destroy?: boolean } = {}): Promise<void> {
@@ -84,18 +94,17 @@ export class Lease {
     }
   }
 
-  private scheduleRenew(): void {
-    const every = Math.max(50, Math.floor(this.info.ttlMs / 3));
+  private scheduleRenew(delayMs = Math.max(50, Math.floor(this.info.ttlMs / 3))): void {
     this.renewTimer = setTimeout(() => {
       this.renew().then(
         () => { if (!this.ended) this.scheduleRenew(); },
         (err: ShoalError) => {
           if (err.code === ErrorCodes.LEASE_EXPIRED || err.code === ErrorCodes.LEASE_NOT_FOUND) { this.lost = err; this.ended = true; this.client.forget(this); return; }
-          // A transient failure (NATS reconnecting): try again soon, the TTL still covers us.
-          if (!this.ended) this.scheduleRenew();
+          // A transient failure (NATS reconnecting): try again soon, while the TTL still covers us.
+          if (!this.ended) this.scheduleRenew(Math.max(50, Math.floor(this.info.ttlMs / 10)));
         },
       );
-    }, every);
+    }, delayMs);
     this.renewTimer.unref();
   }
 
@@ -125,7 +134,7 @@ export class Client {
     const subject = opts.nodeId ? this.subjects.nodeAcquire(opts.nodeId) : this.subjects.poolAcquire(pool);
     const body = { pool, timeoutMs: serverDeadline(timeoutMs), priority: opts.priority, ttlMs: opts.ttlMs, holder: this.holder };
     if (opts.signal?.aborted) throw new CancelledError(ErrorCodes.CANCELLED, 'acquire aborted before it was sent');
-    const pending = call<LeaseInfo>(this.nc, subject, body, timeoutMs).then((info) => this.adopt(info));
+    const pending = call<LeaseInfo>(this.nc, subject, body, timeoutMs, (late) => this.returnLate(late)).then((info) => this.adopt(info));
     if (!opts.signal) return pending.catch((e) => { throw typed(e); });
     const signal = opts.signal;
     return new Promise<Lease>((resolve, reject) => {
@@ -140,6 +149,16 @@ export class Client {
         (e) => { signal.removeEventListener('abort', onAbort); reject(typed(e)); },
       );
     });
+  }
+
+  /** A lease granted after we stopped waiting goes straight back instead of sitting out its TTL. */
+  private returnLate(data: Uint8Array): void {
+    try {
+      const info = readReply<LeaseInfo>(data);
+      this.nc.publish(this.subjects.leaseRelease(info.nodeId), encode({ v: PROTOCOL_VERSION, leaseId: info.leaseId }));
+    } catch {
+      // An error reply, or not a lease: nothing to give back.
+    }
   }
 
   private adopt(info: LeaseInfo): Lease {

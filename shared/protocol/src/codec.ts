@@ -3,7 +3,9 @@ import { ErrorCodes, ShoalError } from './errors.js';
 
 // Plain msgpack maps (no msgpackr records extension) so that any language's
 // msgpack library can read and write Shoal messages.
-const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false });
+// `undefined` (an optional field left unset) goes as nil, not msgpackr's extension type;
+// 64-bit integers from other languages decode as numbers, not BigInt.
+const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false, encodeUndefinedAsNil: true, int64AsType: 'number' });
 
 export function encode(value: unknown): Uint8Array {
   return packr.pack(value);

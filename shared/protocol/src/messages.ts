@@ -107,7 +107,8 @@ export type MessageOf<K extends MessageKind> = ReturnType<(typeof validators)[K]
 export function checkVersion(m: Record<string, unknown>): void {
   if (m.v === PROTOCOL_VERSION) return;
   if (m.v === undefined) throw new ShoalError(ErrorCodes.BAD_REQUEST, `field v: expected protocol version ${PROTOCOL_VERSION}, got missing`, { details: { field: 'v' } });
-  throw new ShoalError(ErrorCodes.VERSION_MISMATCH, `protocol version ${String(m.v)} is not supported (this peer speaks ${PROTOCOL_VERSION})`);
+  if (typeof m.v !== 'number') throw new ShoalError(ErrorCodes.BAD_REQUEST, `field v: expected protocol version ${PROTOCOL_VERSION}, got a ${typeof m.v}`, { details: { field: 'v' } });
+  throw new ShoalError(ErrorCodes.VERSION_MISMATCH, `protocol version ${m.v} is not supported (this peer speaks ${PROTOCOL_VERSION})`);
 }
 
 /** Decode, check version and validate in one step: the only way a handler reads a request. */

@@ -7,8 +7,17 @@ import { ErrorCodes, ShoalError } from './errors.js';
  */
 export type Check<T> = (value: unknown, path: string) => T;
 
+/** A short, never-throwing picture of a bad value (it may be a BigInt, or an object with a hostile toString). */
+function show(got: unknown): string {
+  try {
+    return typeof got === 'object' ? String(JSON.stringify(got, (_k, v) => (typeof v === 'bigint' ? v.toString() : v))).slice(0, 40) : String(got).slice(0, 40);
+  } catch {
+    return Array.isArray(got) ? 'an array' : `a ${typeof got}`;
+  }
+}
+
 function bad(path: string, want: string, got: unknown): never {
-  const shown = got === undefined ? 'missing' : `${typeof got === 'object' ? JSON.stringify(got)?.slice(0, 40) : String(got).slice(0, 40)} (${Array.isArray(got) ? 'array' : typeof got})`;
+  const shown = got === undefined ? 'missing' : `${show(got)} (${Array.isArray(got) ? 'array' : typeof got})`;
   throw new ShoalError(ErrorCodes.BAD_REQUEST, `field ${path}: expected ${want}, got ${shown}`, { details: { field: path } });
 }
 

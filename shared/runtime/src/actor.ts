@@ -1,5 +1,5 @@
 import type { Msg, NatsConnection, Subscription } from 'nats';
-import { encode, fail, ok } from '@shoal/protocol';
+import { encode, ErrorCodes, fail, ok, ShoalError } from '@shoal/protocol';
 import type { Logger } from './log.js';
 
 export type Handler = (msg: Msg) => void | Promise<void>;
@@ -51,7 +51,15 @@ export abstract class Actor {
   }
 
   protected reply(msg: Msg, data: unknown): void {
-    if (msg.reply) this.safeRespond(msg, encode(ok(data)));
+    if (!msg.reply) return;
+    const bytes = encode(ok(data));
+    const max = this.nc.info?.max_payload ?? Infinity;
+    // Over the server's limit the publish would throw and the caller would wait for nothing.
+    if (bytes.length > max - 4096) {
+      this.log.warn('reply over max_payload', { subject: msg.subject, size: bytes.length, max });
+      return this.replyError(msg, new ShoalError(ErrorCodes.BAD_REQUEST, `reply of ${bytes.length} bytes is over the NATS max_payload of ${max} bytes`, { details: { reason: 'payload_too_large', size: bytes.length, limit: max } }));
+    }
+    this.safeRespond(msg, bytes);
   }
 
   protected replyError(msg: Msg, err: unknown): void {
@@ -63,7 +71,7 @@ export abstract class Actor {
       msg.respond(data);
     } catch (err) {
       // Connection closed or draining: the caller will time out; nothing else to do.
-      this.log.debug('respond failed', { err: (err as Error).message });
+      this.log.warn('respond failed', { err: (err as Error).message });
     }
   }
 

@@ -1,10 +1,14 @@
 import { createInbox, type Msg, type NatsConnection, type Subscription } from 'nats';
 import { ErrorCodes, ShoalError } from '@shoal/protocol';
 
+/** How long a timed-out request still listens for its late reply. */
+const LATE_GRACE_MS = 30_000;
+
 interface Pending {
   /** Called for each message; returns true when the exchange is over. */
   onMsg: (m: Msg) => boolean;
   onTimeout: () => void;
+  onFail?: (e: ShoalError) => void;
   timer: NodeJS.Timeout;
 }
 
@@ -18,6 +22,8 @@ interface Pending {
 export class Requester {
   private readonly prefix = createInbox();
   private readonly pending = new Map<string, Pending>();
+  /** Timed-out requests whose caller wants a reply that comes late (to undo it), by token. */
+  private readonly late = new Map<string, (data: Uint8Array) => void>();
   private seq = 0;
   private sub: Subscription | undefined;
 
@@ -25,10 +31,20 @@ export class Requester {
 
   private listen(): void {
     this.sub = this.nc.subscribe(`${this.prefix}.*`, {
-      callback: (_err, m) => {
+      callback: (err, m) => {
+        if (err) {
+          // The inbox subscription died (a permissions error): fail what waits, start afresh next time.
+          this.sub = undefined;
+          for (const [token, p] of this.pending) { this.pending.delete(token); clearTimeout(p.timer); p.onFail?.(new ShoalError(ErrorCodes.UNAVAILABLE, `reply subscription failed: ${err.message}`, { details: { reason: 'subscription' } })); }
+          return;
+        }
         const token = m.subject.slice(this.prefix.length + 1);
         const p = this.pending.get(token);
-        if (!p) return; // late: its caller already timed out
+        if (!p) {
+          const onLate = this.late.get(token);
+          if (onLate && !isNoRespondersStatus(m)) { this.late.delete(token); onLate(m.data); }
+          return;
+        }
         if (p.onMsg(m)) {
           this.pending.delete(token);
           clearTimeout(p.timer);
@@ -37,8 +53,11 @@ export class Requester {
     });
   }
 
-  /** One request, one reply. */
-  request(subject: string, data: Uint8Array, timeoutMs: number): Promise<Msg> {
+  /**
+   * One request, one reply. `onLate` gets a reply that arrives after the
+   * timeout (within LATE_GRACE_MS), e.g. to release a lease granted too late.
+   */
+  request(subject: string, data: Uint8Array, timeoutMs: number, onLate?: (data: Uint8Array) => void): Promise<Msg> {
     return new Promise<Msg>((resolve, reject) => {
       this.exchange(subject, data, timeoutMs, {
         onMsg: (m) => {
@@ -48,7 +67,7 @@ export class Requester {
         },
         onTimeout: () => reject(new ShoalError(ErrorCodes.UNAVAILABLE, `no answer on ${subject} within ${timeoutMs} ms`, { details: { reason: 'timeout', subject } })),
         onFail: (err) => reject(err),
-      });
+      }, onLate);
     });
   }
 
@@ -61,14 +80,18 @@ export class Requester {
     return this.exchange(subject, data, timeoutMs, h);
   }
 
-  private exchange(subject: string, data: Uint8Array, timeoutMs: number, h: { onMsg: (m: Msg) => boolean; onTimeout: () => void; onFail: (e: ShoalError) => void }): () => void {
+  private exchange(subject: string, data: Uint8Array, timeoutMs: number, h: { onMsg: (m: Msg) => boolean; onTimeout: () => void; onFail: (e: ShoalError) => void }, onLate?: (data: Uint8Array) => void): () => void {
     if (!this.sub) this.listen();
     const token = (this.seq++).toString(36);
     const timer = setTimeout(() => {
       this.pending.delete(token);
+      if (onLate) {
+        this.late.set(token, onLate);
+        setTimeout(() => this.late.delete(token), LATE_GRACE_MS).unref?.();
+      }
       h.onTimeout();
     }, timeoutMs);
-    this.pending.set(token, { onMsg: h.onMsg, onTimeout: h.onTimeout, timer });
+    this.pending.set(token, { onMsg: h.onMsg, onTimeout: h.onTimeout, onFail: h.onFail, timer });
     try {
       this.nc.publish(subject, data, { reply: `${this.prefix}.${token}` });
     } catch (err) {

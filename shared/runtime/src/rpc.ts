@@ -24,7 +24,7 @@ export function transportError(err: unknown, subject: string): ShoalError {
  * One request-reply with a Shoal message: adds the protocol version, decodes
  * the reply, and turns an error reply or a transport failure into a ShoalError.
  */
-export async function call<T>(nc: NatsConnection, subject: string, body: Record<string, unknown>, timeoutMs: number): Promise<T> {
-  const msg = await requesterOf(nc).request(subject, encode({ v: PROTOCOL_VERSION, ...body }), timeoutMs);
+export async function call<T>(nc: NatsConnection, subject: string, body: Record<string, unknown>, timeoutMs: number, onLate?: (data: Uint8Array) => void): Promise<T> {
+  const msg = await requesterOf(nc).request(subject, encode({ v: PROTOCOL_VERSION, ...body }), timeoutMs, onLate);
   return readReply<T>(msg.data);
 }

@@ -11,7 +11,8 @@ import type { Driver, DriverContext, ExecContext } from '../driver.js';
  * memory_bytes (reported usage per resource).
  *
  * ops: echo {any} → args; sleep {ms}; stream {chunks, interval_ms} → emits
- * {chunk: i}; fail {message} → DRIVER_ERROR; info → the resource's counters.
+ * {chunk: i}; fail {message} → DRIVER_ERROR; info → the resource's counters;
+ * fill {bytes} → a string that long (a small request, a large answer).
  */
 interface Synthetic {
   id: string;
@@ -83,7 +84,8 @@ export function syntheticDriver(ctx: DriverContext): Driver<Synthetic> {
         case 'fail': throw new Error(typeof a.message === 'string' ? a.message : 'requested failure');
         case 'kill': r.dead = true; return { dead: true };
         case 'info': return { id: r.id, execs: r.execs, resets: r.resets };
-        default: throw new ShoalError(ErrorCodes.UNSUPPORTED_OP, `synthetic driver has no op ${op} (echo, sleep, stream, fail, kill, info)`);
+        case 'fill': return 'x'.repeat(Math.min(num(a.bytes, 0, 'bytes'), 64 * 1024 * 1024));
+        default: throw new ShoalError(ErrorCodes.UNSUPPORTED_OP, `synthetic driver has no op ${op} (echo, sleep, stream, fail, kill, info, fill)`);
       }
     },
     async destroy(r) {
