@@ -122,7 +122,7 @@ describe('balancer actor (in-process, real nats-server, pretend nodes)', functio
     expect((await answer).data).to.deep.equal(bytes);
     const sent = nc.requests[0]!;
     expect(sent.body).to.include({ pool: 'p', extra: 'kept' });
-    expect(sent.body.timeoutMs).to.be.within(940, 999);
+    expect(sent.body.timeoutMs).to.be.within(850, 980); // the time left minus a 10 % margin (20-250 ms)
   });
 
   it('tries another node after a refusal or no responders, and forwards a POOL_TIMEOUT as it is', async () => {
@@ -169,6 +169,43 @@ describe('balancer actor (in-process, real nats-server, pretend nodes)', functio
     }
     expect(await tries('z', 'unreachable')).to.equal(2);
     expect(b.status().nodes.find((n) => n.nodeId === 'z')!.circuit).to.equal('open');
+  });
+
+  it('does not open the circuit of a busy node that still heartbeats when its answers come late', async () => {
+    await start();
+    nc.nodes.set('shoal.node.a.acquire', () => 'hang');
+    await nc.heartbeat('a');
+    for (let i = 0; i < 4; i++) {
+      const r = reply((await nc.send('shoal.p.acquire', req({ pool: 'p', timeoutMs: 150 })).answer).data);
+      expect(r.error!.code).to.equal('UNAVAILABLE');
+    }
+    expect(b.status().nodes.find((n) => n.nodeId === 'a')!.circuit).to.equal('closed');
+    nc.nodes.set('shoal.node.a.acquire', () => lease('a'));
+    expect(reply((await nc.send('shoal.p.acquire', req({ pool: 'p', timeoutMs: 500 })).answer).data).ok).to.equal(true);
+  });
+
+  it('never runs a one-shot exec twice: an unconfirmed hand-off is not retried elsewhere, and a client replyTo is replaced', async () => {
+    await start();
+    nc.nodes.set('shoal.node.a.exec', () => 'hang'); // got it, never confirms: it may be running
+    nc.nodes.set('shoal.node.b.exec', (body) => {
+      nc.tc.publish(String(body.replyTo), encode({ v: PROTOCOL_VERSION, ok: true, seq: -1, done: true, result: 'b' }));
+      return encode(ok({ accepted: true, nodeId: 'b' }));
+    });
+    await nc.heartbeat('a', {}, { idle: 2 });
+    await nc.heartbeat('b', {}, { idle: 0 }); // a has idle capacity: it is picked first
+    const r = reply((await nc.send('shoal.p.exec', req({ pool: 'p', timeoutMs: 300, op: 'x' })).answer).data);
+    expect(r.error!.code).to.equal('UNAVAILABLE');
+    expect(r.error!.message).to.contain('may have run');
+    expect(nc.requests.filter((x) => x.subject === 'shoal.node.b.exec')).to.have.length(0);
+
+    nc.nodes.set('shoal.node.a.exec', (body) => {
+      nc.tc.publish(String(body.replyTo), encode({ v: PROTOCOL_VERSION, ok: true, seq: -1, done: true, result: 'a' }));
+      return encode(ok({ accepted: true, nodeId: 'a' }));
+    });
+    const { reply: inbox, answer } = nc.send('shoal.p.exec', req({ pool: 'p', timeoutMs: 1000, op: 'x', replyTo: 'shoal.admin.victim' }));
+    await answer;
+    const last = nc.requests.filter((x) => x.subject.endsWith('.exec')).at(-1)!;
+    expect(last.body.replyTo).to.equal(inbox);
   });
 
   it('says why nothing can be placed: no nodes, no such pool, or none eligible', async () => {

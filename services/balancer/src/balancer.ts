@@ -48,14 +48,20 @@ const BACKOFF_BASE_MS = 20;
 const BACKOFF_MAX_MS = 200;
 
 /** Time kept back from the node's timeout so that its answer (POOL_TIMEOUT too) reaches the caller before the deadline. */
+/**
+ * Time kept back from the node's deadline for its answer to reach us: the
+ * node starts its clock on receipt, so a POOL_TIMEOUT sent at its deadline
+ * must still beat ours. Too small, and a busy but healthy node's refusals
+ * arrive late, look like timeouts, and trip its circuit.
+ */
 function margin(remaining: number): number {
-  return Math.min(50, Math.max(2, remaining * 0.05));
+  return Math.min(250, Math.max(20, remaining * 0.1));
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Outcome of one try on one node. */
-type Try = { done: true; result: 'success' | 'error' } | { done: false; err: ShoalError; result: PlacementResult };
+type Try = { done: true; result: 'success' | 'error' | 'unreachable' } | { done: false; err: ShoalError; result: PlacementResult };
 
 /** A try in flight on a node; aborted when the node turns suspect, restarts or is swept. */
 interface Pending { abort(err: ShoalError): void }
@@ -500,7 +506,9 @@ export class Balancer extends Actor {
     const now = Date.now();
     const reason = err instanceof ShoalError ? err.details?.reason : isTimeout(err) ? 'timeout' : isNoResponders(err) ? 'no_responders' : undefined;
     if (reason === 'timeout' || reason === 'no_responders') {
-      this.circuit.failure(nodeId, now);
+      // No responders means the node is gone. A timeout from a node that still heartbeats
+      // means it is busy, not broken: try elsewhere, but leave its circuit alone.
+      if (reason === 'no_responders' || this.membership.state(nodeId, now) !== 'alive') this.circuit.failure(nodeId, now);
       return { done: false, result: 'unreachable', err: new ShoalError(ErrorCodes.UNAVAILABLE, `node ${nodeId}: ${reason === 'timeout' ? 'no answer in time' : 'no responders'} on ${subject}`, { details: { reason, nodeId } }) };
     }
     if (err instanceof ShoalError && reason !== 'closed') {
@@ -555,12 +563,19 @@ export class Balancer extends Actor {
 
   private async tryHandOff(m: Msg, pool: string, raw: Record<string, unknown>, nodeId: string, remaining: number): Promise<Try> {
     const subject = this.s.nodeExec(nodeId);
-    const body = encode({ ...raw, timeoutMs: Math.max(1, Math.floor(remaining - margin(remaining))), ...(m.reply ? { replyTo: m.reply } : {}) });
+    // `replyTo` is ours to set, never the client's: only the caller's own inbox receives the stream.
+    const { replyTo: _ignored, ...body0 } = raw;
+    const body = encode({ ...body0, timeoutMs: Math.max(1, Math.floor(remaining - margin(remaining))), ...(m.reply ? { replyTo: m.reply } : {}) });
     let reply: Msg;
     try {
       reply = await this.requestNode(nodeId, subject, body, remaining);
     } catch (err) {
-      return this.unreachable(nodeId, subject, err);
+      const t = this.unreachable(nodeId, subject, err);
+      // Only "no responders" proves the node never got it. After a timeout or an abandoned
+      // try, it may be running the exec: another node would run it twice.
+      if (t.done || t.err.details?.reason === 'no_responders') return t;
+      this.replyError(m, new ShoalError(ErrorCodes.UNAVAILABLE, `node ${nodeId} did not confirm the exec in time; it may have run (not retried elsewhere)`, { details: { reason: 'unconfirmed', nodeId } }));
+      return { done: true, result: 'unreachable' };
     }
     this.circuit.success(nodeId);
     let code: ErrorCode | undefined;
@@ -600,7 +615,8 @@ export class Balancer extends Actor {
   private tryRelay(m: Msg, raw: Record<string, unknown>, nodeId: string, remaining: number): Promise<Try> {
     const subject = this.s.nodeExec(nodeId);
     const inbox = `_INBOX.${newId()}`;
-    const body = encode({ ...raw, timeoutMs: Math.max(1, Math.floor(remaining - margin(remaining))) });
+    const { replyTo: _ignored, ...body0 } = raw;
+    const body = encode({ ...body0, timeoutMs: Math.max(1, Math.floor(remaining - margin(remaining))) });
     this.membership.placed(nodeId);
     return new Promise<Try>((resolve) => {
       let started = false;
