@@ -84,4 +84,26 @@ describe('circuit breaker', () => {
     expect(cb.state('a', 0)).to.equal('closed');
     expect(() => new CircuitBreaker({ failureThreshold: 0 })).to.throw(RangeError);
   });
+
+  it('counts only the probe outcome while half-open: late outcomes of earlier requests neither re-open nor close it', () => {
+    const cb = new CircuitBreaker({ failureThreshold: 1, cooldownMs: 100 });
+    cb.failure('n', 0, 0);
+    expect(cb.state('n', 50)).to.equal('open');
+    expect(cb.allow('n', 100)).to.equal(true); // the probe, sent at 100
+    cb.failure('n', 110, 20); // a request sent at 20 fails late
+    cb.success('n', 30); // and another sent at 30 succeeds late
+    expect(cb.state('n', 120)).to.equal('half_open');
+    expect(cb.allow('n', 120)).to.equal(false); // the probe is still out
+    cb.success('n', 100); // the probe itself
+    expect(cb.state('n', 130)).to.equal('closed');
+  });
+
+  it('frees the probe slot when its outcome will never come', () => {
+    const cb = new CircuitBreaker({ failureThreshold: 1, cooldownMs: 100 });
+    cb.failure('n', 0, 0);
+    expect(cb.allow('n', 100)).to.equal(true);
+    expect(cb.allow('n', 101)).to.equal(false);
+    cb.abandon('n');
+    expect(cb.allow('n', 102)).to.equal(true);
+  });
 });

@@ -437,10 +437,11 @@ export class Balancer extends Actor {
     const subject = this.s.nodeAcquire(nodeId);
     const body = encode({ ...raw, timeoutMs: Math.max(1, Math.floor(remaining - margin(remaining))) });
     let reply: Msg;
+    const sentAt = Date.now();
     try {
       reply = await this.requestNode(nodeId, subject, body, remaining);
     } catch (err) {
-      return this.unreachable(nodeId, subject, err);
+      return this.unreachable(nodeId, subject, err, sentAt);
     }
     let code: ErrorCode | undefined;
     try {
@@ -448,14 +449,14 @@ export class Balancer extends Actor {
       if (r.ok !== true) code = ((r.error as { code?: ErrorCode } | undefined)?.code) ?? ErrorCodes.INTERNAL;
     } catch (err) {
       this.membership.settled(nodeId);
-      this.circuit.failure(nodeId, Date.now());
+      this.circuit.failure(nodeId, Date.now(), sentAt);
       return { done: false, result: 'unreachable', err: new ShoalError(ErrorCodes.UNAVAILABLE, `node ${nodeId} sent a malformed reply: ${(err as Error).message}`) };
     }
     // A granted lease stays counted in the node's work until a heartbeat shows it.
     if (code === undefined) this.unseenGrants.set(nodeId, (this.unseenGrants.get(nodeId) ?? 0) + 1);
     else this.membership.settled(nodeId);
     // It answered: the node is up, whatever it said.
-    this.circuit.success(nodeId);
+    this.circuit.success(nodeId, sentAt);
     if (code !== undefined && RETRYABLE_ON_OTHER_NODE.has(code)) {
       return { done: false, result: 'refused', err: readError(reply.data) };
     }
@@ -502,21 +503,22 @@ export class Balancer extends Actor {
   }
 
   /** No responders, no answer in time, or the node turned suspect: its fault, so the circuit hears of it. */
-  private unreachable(nodeId: string, subject: string, err: unknown): Try {
+  private unreachable(nodeId: string, subject: string, err: unknown, sentAt: number): Try {
     const now = Date.now();
     const reason = err instanceof ShoalError ? err.details?.reason : isTimeout(err) ? 'timeout' : isNoResponders(err) ? 'no_responders' : undefined;
     if (reason === 'timeout' || reason === 'no_responders') {
       // No responders means the node is gone. A timeout from a node that still heartbeats
       // means it is busy, not broken: try elsewhere, but leave its circuit alone.
-      if (reason === 'no_responders' || this.membership.state(nodeId, now) !== 'alive') this.circuit.failure(nodeId, now);
+      if (reason === 'no_responders' || this.membership.state(nodeId, now) !== 'alive') this.circuit.failure(nodeId, now, sentAt);
       return { done: false, result: 'unreachable', err: new ShoalError(ErrorCodes.UNAVAILABLE, `node ${nodeId}: ${reason === 'timeout' ? 'no answer in time' : 'no responders'} on ${subject}`, { details: { reason, nodeId } }) };
     }
     if (err instanceof ShoalError && reason !== 'closed') {
       // Abandoned because the node turned suspect.
-      this.circuit.failure(nodeId, now);
+      this.circuit.failure(nodeId, now, sentAt);
       return { done: false, result: 'unreachable', err };
     }
-    // Our own connection failing is not the node's fault.
+    // Our own connection failing is not the node's fault (and a probe's outcome will not come).
+    this.circuit.abandon(nodeId);
     return { done: false, result: 'unreachable', err: new ShoalError(ErrorCodes.UNAVAILABLE, `request to node ${nodeId} failed: ${(err as Error).message}`, { details: { nodeId } }) };
   }
 
@@ -567,17 +569,18 @@ export class Balancer extends Actor {
     const { replyTo: _ignored, ...body0 } = raw;
     const body = encode({ ...body0, timeoutMs: Math.max(1, Math.floor(remaining - margin(remaining))), ...(m.reply ? { replyTo: m.reply } : {}) });
     let reply: Msg;
+    const sentAt = Date.now();
     try {
       reply = await this.requestNode(nodeId, subject, body, remaining);
     } catch (err) {
-      const t = this.unreachable(nodeId, subject, err);
+      const t = this.unreachable(nodeId, subject, err, sentAt);
       // Only "no responders" proves the node never got it. After a timeout or an abandoned
       // try, it may be running the exec: another node would run it twice.
       if (t.done || t.err.details?.reason === 'no_responders') return t;
       this.replyError(m, new ShoalError(ErrorCodes.UNAVAILABLE, `node ${nodeId} did not confirm the exec in time; it may have run (not retried elsewhere)`, { details: { reason: 'unconfirmed', nodeId } }));
       return { done: true, result: 'unreachable' };
     }
-    this.circuit.success(nodeId);
+    this.circuit.success(nodeId, sentAt);
     let code: ErrorCode | undefined;
     try {
       const r = decode(reply.data);
@@ -618,6 +621,7 @@ export class Balancer extends Actor {
     const { replyTo: _ignored, ...body0 } = raw;
     const body = encode({ ...body0, timeoutMs: Math.max(1, Math.floor(remaining - margin(remaining))) });
     this.membership.placed(nodeId);
+    const sentAt = Date.now();
     return new Promise<Try>((resolve) => {
       let started = false;
       let finished = false;
@@ -627,8 +631,8 @@ export class Balancer extends Actor {
         clearTimeout(timer);
         sub.unsubscribe();
         this.membership.settled(nodeId);
-        if (failure) this.circuit.failure(nodeId, Date.now());
-        else this.circuit.success(nodeId);
+        if (failure) this.circuit.failure(nodeId, Date.now(), sentAt);
+        else this.circuit.success(nodeId, sentAt);
         resolve(t ?? { done: true, result: 'success' });
       };
       const timer = setTimeout(() => {

@@ -71,16 +71,28 @@ export class CircuitBreaker {
     }
   }
 
-  success(nodeId: string): void {
+  /**
+   * `sentAt`: when the request whose outcome this is was sent. While the
+   * circuit is open, only the probe's own outcome counts: a late reply to a
+   * request sent before the probe says nothing about the node now.
+   */
+  success(nodeId: string, sentAt?: number): void {
     const e = this.entries.get(nodeId);
     if (e === undefined) return;
     // While open without a probe out, a success is a late reply to a request
     // sent before the circuit opened; the cooldown still has to run.
     if (e.openedAt !== undefined && e.probeAt === undefined) return;
+    if (e.probeAt !== undefined && sentAt !== undefined && sentAt < e.probeAt) return;
     this.entries.delete(nodeId);
   }
 
-  failure(nodeId: string, now: number): void {
+  /** The probe's outcome will never come (our own connection failed): free the slot for the next one. */
+  abandon(nodeId: string): void {
+    const e = this.entries.get(nodeId);
+    if (e) e.probeAt = undefined;
+  }
+
+  failure(nodeId: string, now: number, sentAt?: number): void {
     let e = this.entries.get(nodeId);
     if (e === undefined) {
       e = { failures: 0 };
@@ -91,8 +103,8 @@ export class CircuitBreaker {
       return;
     }
     // A failed probe re-opens with a fresh cooldown. Late failures of requests
-    // sent before opening do not extend the cooldown.
-    if (e.probeAt !== undefined) {
+    // sent before opening (or before the probe) do not extend the cooldown.
+    if (e.probeAt !== undefined && (sentAt === undefined || sentAt >= e.probeAt)) {
       e.openedAt = now;
       e.probeAt = undefined;
     }
