@@ -173,8 +173,17 @@ export class ClaudeSession {
     await this.refreshRss();
   }
 
-  /** Replace the process with a fresh one (a new conversation, or `resume`). */
-  async respawn(resume?: string): Promise<void> {
+  /** Respawns in progress, in order: two must never overlap (a slow `resume` and a `reset`). */
+  private respawning: Promise<unknown> = Promise.resolve();
+
+  /** Replace the process with a fresh one (a new conversation, or `resume`), after any respawn under way. */
+  respawn(resume?: string): Promise<void> {
+    const run = this.respawning.then(() => this.replaceProcess(resume), () => this.replaceProcess(resume));
+    this.respawning = run.catch(() => {});
+    return run;
+  }
+
+  private async replaceProcess(resume?: string): Promise<void> {
     const old = this.proc;
     this.failTurn(new ShoalError(ErrorCodes.DRIVER_ERROR, 'session respawned'));
     this.setState('starting');
