@@ -221,3 +221,130 @@ describe('shoal CLI (e2e: `shoal up` and the commands as real processes)', funct
     expect(upOut).to.include('stopped');
   });
 });
+
+/**
+ * Alive and not a zombie: a process orphaned by a SIGKILLed `shoal up` is
+ * reaped by PID 1, which may take its time (or, in a container, never come).
+ */
+const running = (pid: number): boolean => {
+  if (!alive(pid)) return false;
+  try {
+    return !execFileSync('ps', ['-o', 'stat=', '-p', String(pid)], { encoding: 'utf8' }).trim().startsWith('Z');
+  } catch {
+    return false;
+  }
+};
+
+/** A `shoal up` as a real process, its output collected. */
+interface Up {
+  proc: ChildProcess;
+  out: () => string;
+  err: () => string;
+  /** `--json` lines of `shoal up` itself (`"proc":"shoal-up"`). */
+  events: () => Record<string, unknown>[];
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+function startUp(args: string[]): Up {
+  const proc = spawn(process.execPath, [BIN, 'up', ...args], {
+    env: { ...process.env, NO_COLOR: '1', SHOAL_HTTP_PORT: '0', SHOAL_CONFIG: '' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  proc.stdout!.on('data', (d) => { out += d; });
+  proc.stderr!.on('data', (d) => { err += d; });
+  const events = () => out.split('\n').filter((l) => l.startsWith('{')).map((l) => { try { return JSON.parse(l) as Record<string, unknown>; } catch { return {}; } }).filter((e) => e.proc === 'shoal-up');
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => proc.once('exit', (code, signal) => r({ code, signal })));
+  return { proc, out: () => out, err: () => err, events, exit };
+}
+
+async function exitWithin(up: Up, ms: number): Promise<{ code: number | null; signal: NodeJS.Signals | null } | 'hung'> {
+  let t: NodeJS.Timeout | undefined;
+  const r = await Promise.race([up.exit, new Promise<'hung'>((res) => { t = setTimeout(() => res('hung'), ms); })]);
+  clearTimeout(t);
+  return r;
+}
+
+describe('shoal CLI (e2e: `shoal up` stopped the hard way)', function () {
+  this.timeout(60_000);
+  const ups: Up[] = [];
+  const pids = new Set<number>();
+  const dirs: string[] = [];
+
+  afterEach(() => {
+    // Whatever a failed test left: never leave a tree behind.
+    for (const u of ups.splice(0)) if (u.proc.exitCode === null && u.proc.signalCode === null) { for (const p of descendants(u.proc.pid!)) pids.add(p); u.proc.kill('SIGKILL'); }
+    for (const pid of pids) { try { process.kill(-pid, 'SIGKILL'); } catch { /* not a group */ } try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+    pids.clear();
+    for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  });
+
+  it('SIGKILL of `shoal up`: its services stop by themselves; the next `shoal up` stops the nats-server left behind', async function () {
+    this.timeout(50_000);
+    const port = await freePort();
+    const dataDir = mkdtempSync(join(tmpdir(), 'shoal-cli-kill-'));
+    dirs.push(dataDir);
+    const first = startUp(['--port', String(port), '--data-dir', dataDir, '--json']);
+    ups.push(first);
+    const ready = await until('the first ready event', async () => {
+      if (first.proc.exitCode !== null) throw new Error(`shoal up exited ${first.proc.exitCode}: ${first.err()}`);
+      return first.events().find((e) => e.event === 'ready');
+    }, 40_000);
+    const services = (ready.children as { name: string; pid: number }[]).map((c) => c.pid);
+    const natsPid = ready.natsPid as number;
+    const tree = descendants(first.proc.pid!);
+    for (const p of [...tree, natsPid]) pids.add(p);
+    expect(services).to.have.length(3); // balancer-1, node-1, node-2
+    for (const pid of [...services, natsPid]) expect(tree, `pid ${pid} under shoal up`).to.include(pid);
+
+    first.proc.kill('SIGKILL');
+    await first.exit;
+    // The lifeline (stdin) ends: every service drains and exits on its own.
+    await until('the balancer and the nodes to exit', async () => (services.every((p) => !running(p)) ? true : undefined), 10_000);
+    for (const pid of tree.filter((p) => p !== natsPid)) expect(running(pid), `pid ${pid}`).to.equal(false);
+    // nats-server cannot watch a pipe: it is still there...
+    expect(running(natsPid)).to.equal(true);
+
+    // ...until the next `shoal up` with the same data dir stops it, and starts on the same port.
+    const second = startUp(['--port', String(port), '--data-dir', dataDir, '--json']);
+    ups.push(second);
+    await until('the second ready event', async () => {
+      if (second.proc.exitCode !== null) throw new Error(`second shoal up exited ${second.proc.exitCode}: ${second.err()}`);
+      return second.events().find((e) => e.event === 'ready');
+    }, 40_000);
+    expect(second.events().find((e) => e.event === 'stale-nats')).to.include({ pid: natsPid, port, upPid: first.proc.pid });
+    expect(running(natsPid)).to.equal(false);
+    const tree2 = descendants(second.proc.pid!);
+    for (const p of tree2) pids.add(p);
+    second.proc.kill('SIGINT');
+    const r = await exitWithin(second, 30_000);
+    expect(r, second.err()).to.deep.equal({ code: 0, signal: null });
+    for (const pid of tree2) expect(running(pid), `pid ${pid} after`).to.equal(false);
+  });
+
+  for (const when of ['0.5 s after start', '0.3 s after the services were spawned'] as const) {
+    it(`SIGINT during start (${when}) stops everything and exits 0`, async function () {
+      this.timeout(40_000);
+      const port = await freePort();
+      const up = startUp(['--port', String(port), '--data-dir', 'tmp']);
+      ups.push(up);
+      // Not before its first line: until then `shoal up` is still loading, has
+      // no handler for SIGINT yet (and has started nothing).
+      const spoke = () => until('`shoal up` to start', async () => (/shoal: starting nats-server/.test(up.out()) ? true : up.proc.exitCode !== null ? Promise.reject(new Error(up.err())) : undefined), 20_000);
+      if (when === '0.5 s after start') await Promise.all([sleep(500), spoke()]);
+      else {
+        await until('the services to be spawned', async () => (/starting balancer-1/.test(up.out()) ? true : up.proc.exitCode !== null ? Promise.reject(new Error(up.err())) : undefined), 20_000);
+        await sleep(300);
+      }
+      expect(up.out(), 'still starting').not.to.include('local cluster ready');
+      const tree = descendants(up.proc.pid!);
+      for (const p of tree) pids.add(p);
+      up.proc.kill('SIGINT');
+      const r = await exitWithin(up, 30_000);
+      expect(r, up.err()).to.deep.equal({ code: 0, signal: null });
+      expect(up.err()).not.to.match(/error:/);
+      for (const pid of tree) expect(running(pid), `pid ${pid} after`).to.equal(false);
+    });
+  }
+});

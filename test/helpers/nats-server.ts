@@ -43,10 +43,10 @@ export function natsServerBin(): string {
   return 'nats-server';
 }
 
-/** Start a real nats-server (Debian package) with JetStream on a free loopback port. */
-export async function startNatsServer(opts: { jetstream?: boolean; maxPayload?: number } = {}): Promise<NatsServer> {
+/** Start a real nats-server (Debian package) with JetStream (in a new, empty store directory) on a free loopback port, or on `port`. */
+export async function startNatsServer(opts: { jetstream?: boolean; maxPayload?: number; port?: number } = {}): Promise<NatsServer> {
   const bin = natsServerBin();
-  const port = await freePort();
+  const port = opts.port ?? await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'shoal-nats-'));
   const args = ['-a', '127.0.0.1', '-p', String(port)];
   if (opts.jetstream !== false) args.push('-js', '-sd', dir);

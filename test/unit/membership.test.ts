@@ -85,19 +85,55 @@ describe('membership', () => {
     expect(m.candidates('p', 0, { allow: (id) => id !== 'b' }).map((c) => c.nodeId)).to.deep.equal(['a', 'c']);
   });
 
-  it('replaces a node when a new id arrives from the same host and pid', () => {
+  it('replaces a silent node when a new id arrives from the same host and pid', () => {
     const m = new Membership();
     m.observe(hb('old', { startedAt: 1000 }), 0);
     m.observe(hb('other', { host: 'h2' }), 0);
     m.placed('old');
-    expect(m.observe(hb('new', { startedAt: 5000 }), 100)).to.deep.equal({ kind: 'joined', replaced: ['old'] });
-    expect(ids(m, 100)).to.deep.equal(['other', 'new']);
-    expect(m.candidates('p', 100).find((c) => c.nodeId === 'new')!.inFlight).to.equal(0);
-    // A late heartbeat of the replaced process must not bring it back.
-    expect(m.observe(hb('old', { startedAt: 1000, seq: 9 }), 200).kind).to.equal('stale');
-    expect(ids(m, 200)).to.deep.equal(['other', 'new']);
+    // The old process missed a heartbeat (one interval) and the new one started later: a restart.
+    expect(m.observe(hb('new', { startedAt: 5000 }), 1000)).to.deep.equal({ kind: 'joined', replaced: ['old'] });
+    m.observe(hb('other', { host: 'h2', seq: 2 }), 1000);
+    expect(ids(m, 1000)).to.deep.equal(['other', 'new']);
+    expect(m.candidates('p', 1000).find((c) => c.nodeId === 'new')!.inFlight).to.equal(0);
+    // Should the old id speak again after all, it is alive: it joins again, and the new one stays.
+    expect(m.observe(hb('old', { startedAt: 1000, seq: 9 }), 1100)).to.deep.equal({ kind: 'joined', replaced: [] });
+    expect(ids(m, 1100)).to.deep.equal(['other', 'new', 'old']);
     // Same pid on another host is a different process.
-    expect(m.observe(hb('third', { host: 'h3' }), 200).replaced).to.deep.equal([]);
+    expect(m.observe(hb('third', { host: 'h3' }), 1100).replaced).to.deep.equal([]);
+  });
+
+  it('keeps two live nodes with the same host and pid (containers as PID 1 on host networking)', () => {
+    const m = new Membership();
+    const a = (seq: number) => hb('a', { host: 'box', pid: 1, startedAt: 1000, seq });
+    const b = (seq: number) => hb('b', { host: 'box', pid: 1, startedAt: 2000, seq });
+    expect(m.observe(a(1), 0)).to.deep.equal({ kind: 'joined', replaced: [] });
+    // b started later, while a is beating: a newcomer, not a restart of a.
+    expect(m.observe(b(1), 300)).to.deep.equal({ kind: 'joined', replaced: [] });
+    for (let i = 2; i <= 10; i++) {
+      const t = i * 1000;
+      // Jitter: each is heard well within its interval, in either order.
+      if (i % 2 === 0) {
+        expect(m.observe(a(i), t).kind).to.equal('updated');
+        expect(m.observe(b(i), t + 300).kind).to.equal('updated');
+      } else {
+        expect(m.observe(b(i), t - 200).kind).to.equal('updated');
+        expect(m.observe(a(i), t).kind).to.equal('updated');
+      }
+      expect(ids(m, t + 300)).to.deep.equal(['a', 'b']);
+    }
+    expect(m.sweep(10_300)).to.deep.equal([]);
+    expect(m.nodes(10_300).map((n) => [n.nodeId, n.state, n.eligible])).to.deep.equal([['a', 'alive', true], ['b', 'alive', true]]);
+  });
+
+  it('does not let a node that started earlier replace a silent one with the same host and pid', () => {
+    const m = new Membership();
+    m.observe(hb('late', { host: 'box', pid: 1, startedAt: 5000 }), 0);
+    // 'late' is silent for an interval; 'early' (started before it) cannot be its restart.
+    expect(m.observe(hb('early', { host: 'box', pid: 1, startedAt: 1000 }), 1500)).to.deep.equal({ kind: 'joined', replaced: [] });
+    expect(m.state('late', 1500)).to.equal('alive');
+    // 'late' speaks again: both are placeable.
+    expect(m.observe(hb('late', { host: 'box', pid: 1, startedAt: 5000, seq: 2 }), 1600).kind).to.equal('updated');
+    expect(ids(m, 1600)).to.deep.equal(['late', 'early']);
   });
 
   it('resets counters when a node restarts under the same id, and ignores reordered heartbeats', () => {

@@ -21,7 +21,7 @@ export interface CandidateOptions {
 export interface ObserveResult {
   /** `stale`: older than what we have (reordered, or from a previous incarnation) and ignored. */
   kind: 'joined' | 'updated' | 'restarted' | 'stale';
-  /** Node ids dropped because this heartbeat comes from the same host+pid: their leases are gone. */
+  /** Node ids dropped because this heartbeat comes from the same host+pid after they fell silent: their leases are gone. */
   replaced: string[];
 }
 
@@ -94,16 +94,18 @@ export class Membership {
       return { kind: 'updated', replaced: [] };
     }
 
-    // A new id from the host+pid of a known node is that process restarted
-    // under a new identity: the old entry would otherwise linger as a ghost
-    // until it went silent long enough to be swept.
+    // A new id from the host+pid of a known node may be that process
+    // restarted under a new identity: the old entry would otherwise linger as
+    // a ghost until it went silent long enough to be swept. But host+pid is
+    // not unique (containers run their process as PID 1, and with host
+    // networking they share the host name), so it is a replacement only when
+    // the old entry has missed at least one of its heartbeats and did not
+    // start later than the new one (same host, same clock). A live node's
+    // heartbeat is never ignored because of another id's record.
     const replaced: string[] = [];
     for (const [id, rec] of this.nodesById) {
       if (rec.hb.host !== hb.host || rec.hb.pid !== hb.pid) continue;
-      // Heartbeat of the older process arriving late: ignore rather than let two
-      // ids for one process keep replacing each other.
-      if (hb.startedAt < rec.hb.startedAt) return { kind: 'stale', replaced: [] };
-      replaced.push(id);
+      if (now - rec.lastSeenAt >= rec.hb.intervalMs && hb.startedAt >= rec.hb.startedAt) replaced.push(id);
     }
     for (const id of replaced) this.remove(id);
     this.nodesById.set(hb.nodeId, { hb, lastSeenAt: now, inFlight: 0 });

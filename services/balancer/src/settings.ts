@@ -13,6 +13,30 @@ export const WEIGHT_KEY_PREFIX = 'weight.';
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
+/** What was last applied for a key, and by which watch. */
+interface Applied {
+  revision: number;
+  /** The watch generation it was applied under (writes apply under the current one). */
+  generation: number;
+  /** The entry's JSON as stored; undefined for a delete (the config file's value is in force). */
+  raw: string | undefined;
+}
+
+type Watch = Awaited<ReturnType<KV['watch']>>;
+
+export interface SettingsStoreOptions {
+  /** How long JetStream requests and the initial read may take. Default 5000 ms. */
+  timeoutMs?: number;
+  /**
+   * How often to check that the watched stream is still the bucket's stream:
+   * advisories may not be permitted, and a stream's delete advisory can be
+   * lost (seen with nats-server 2.9). Default 5000 ms; 0 turns it off.
+   */
+  checkMs?: number;
+  /** Restart the watch on the stream's JetStream advisories. Default true. */
+  advisories?: boolean;
+}
+
 /**
  * Operator settings in a JetStream KV bucket (history 1), values as JSON so
  * `nats kv get shoal_settings strategy` is readable. Every replica watches the
@@ -20,24 +44,44 @@ const dec = new TextDecoder();
  * all the others apply the same entry, and a restarted replica reads them
  * before it joins the queue group.
  *
- * Each key is applied at most once per revision, so the writer can apply its
- * own write at once (its reply then reflects it) and skip the echo from the watch.
+ * Within one watch each key is applied at most once per revision, so the
+ * writer can apply its own write at once (its reply then reflects it) and skip
+ * the echo from the watch. A new watch starts from scratch: its initial values
+ * are authoritative, whatever revisions the previous one saw. That matters
+ * when the bucket is lost (deleted, or NATS restarted with an ephemeral
+ * store): the new bucket counts revisions from 1 again. The store restarts
+ * its watch when the bucket's stream is deleted or replaced (JetStream
+ * advisories) and after every reconnect, checks every `checkMs` that the
+ * stream it watches is still the bucket's stream (when advisories are not
+ * permitted), and creates the bucket again when a write or a watch finds it gone.
  */
 export class SettingsStore {
   private kv: KV | undefined;
   private opening: Promise<KV> | undefined;
   private watcher: { stop(): void } | undefined;
+  /** Bumped by every watch start; entries and callbacks of an older watch are ignored. */
+  private generation = 0;
   private stopped = false;
   private retryTimer: NodeJS.Timeout | undefined;
-  private readonly applied = new Map<string, number>();
+  private restartTimer: NodeJS.Timeout | undefined;
+  private checkTimer: NodeJS.Timeout | undefined;
+  /** Creation time of the stream the current watch reads. */
+  private streamCreated: string | undefined;
+  private advisories: { unsubscribe(): void } | undefined;
+  private statusEvents: AsyncIterable<unknown> | undefined;
+  private readonly applied = new Map<string, Applied>();
 
   constructor(
     private readonly nc: NatsConnection,
     private readonly log: Logger,
     private readonly bucket: string,
     private readonly listener: SettingsListener,
-    private readonly timeoutMs = 5000,
+    private readonly opts: SettingsStoreOptions = {},
   ) {}
+
+  private get timeoutMs(): number {
+    return this.opts.timeoutMs ?? 5000;
+  }
 
   get ready(): boolean {
     return this.watcher !== undefined;
@@ -50,6 +94,7 @@ export class SettingsStore {
    * the config file's settings rather than not at all.
    */
   async start(): Promise<boolean> {
+    this.follow();
     try {
       await this.watch();
       return true;
@@ -63,84 +108,273 @@ export class SettingsStore {
   stop(): void {
     this.stopped = true;
     clearTimeout(this.retryTimer);
+    clearTimeout(this.restartTimer);
+    clearTimeout(this.checkTimer);
     this.watcher?.stop();
     this.watcher = undefined;
+    this.advisories?.unsubscribe();
+    this.advisories = undefined;
+    (this.statusEvents as { stop?(): void } | undefined)?.stop?.();
+    this.statusEvents = undefined;
   }
 
   async putStrategy(value: StrategyRequest): Promise<number> {
-    const rev = await this.put(STRATEGY_KEY, value);
-    this.apply(STRATEGY_KEY, value, rev);
+    const raw = JSON.stringify(value);
+    const rev = await this.put(STRATEGY_KEY, raw);
+    this.apply(STRATEGY_KEY, value, raw, rev);
     return rev;
   }
 
   async putWeight(nodeId: string, weight: number): Promise<number> {
     if (!isToken(nodeId)) throw new ShoalError(ErrorCodes.BAD_REQUEST, `field nodeId: expected a node id (1-64 of A-Z a-z 0-9 _ -), got ${JSON.stringify(nodeId).slice(0, 80)}`, { details: { field: 'nodeId' } });
     const key = WEIGHT_KEY_PREFIX + nodeId;
-    const rev = await this.put(key, { weight });
-    this.apply(key, { weight }, rev);
+    const raw = JSON.stringify({ weight });
+    const rev = await this.put(key, raw);
+    this.apply(key, { weight }, raw, rev);
     return rev;
   }
 
-  private async put(key: string, value: unknown): Promise<number> {
-    let kv: KV;
+  private async put(key: string, raw: string): Promise<number> {
+    const data = enc.encode(raw);
+    let kv = await this.openForWrite();
+    let rev: number;
     try {
-      kv = await this.open();
+      rev = await kv.put(key, data);
+    } catch (err) {
+      if (!streamMissing(err)) throw new ShoalError(ErrorCodes.UNAVAILABLE, `writing ${key} to ${this.bucket} failed: ${(err as Error).message}`);
+      // The bucket is gone: create it again and write there. (A put to a
+      // missing stream has no responders, as it has with JetStream down; then
+      // creating the bucket fails too, and the answer is UNAVAILABLE.)
+      this.log.warn('settings bucket is gone; creating it again', { bucket: this.bucket, key });
+      this.forget(kv);
+      kv = await this.openForWrite();
+      try {
+        rev = await kv.put(key, data);
+      } catch (err2) {
+        throw new ShoalError(ErrorCodes.UNAVAILABLE, `writing ${key} to ${this.bucket} failed: ${(err2 as Error).message}`);
+      }
+    }
+    // Revisions only grow within one stream. The watch may have applied this
+    // very write already (its echo can come before the put's reply); a lower
+    // revision, or this one with another value, says the bucket was created
+    // anew under the watch: follow the new bucket first, or the write would
+    // be skipped as old. (A later revision of the key may also be another
+    // replica's write that came first: then the restart only costs a read.)
+    const rec = this.applied.get(key);
+    if (rec !== undefined && rec.generation === this.generation && (rec.revision > rev || (rec.revision === rev && rec.raw !== raw))) {
+      await this.restartNow('settings bucket was created anew');
+    }
+    return rev;
+  }
+
+  private async openForWrite(): Promise<KV> {
+    try {
+      return await this.open();
     } catch (err) {
       throw new ShoalError(ErrorCodes.UNAVAILABLE, `settings bucket ${this.bucket} is not available (JetStream enabled?): ${(err as Error).message}`);
-    }
-    try {
-      return await kv.put(key, enc.encode(JSON.stringify(value)));
-    } catch (err) {
-      throw new ShoalError(ErrorCodes.UNAVAILABLE, `writing ${key} to ${this.bucket} failed: ${(err as Error).message}`);
     }
   }
 
   private open(): Promise<KV> {
     if (this.kv) return Promise.resolve(this.kv);
     if (!this.opening) {
-      this.opening = openBucket(this.nc, this.bucket, this.timeoutMs).then(
-        (kv) => { this.kv = kv; return kv; },
-        (err) => { this.opening = undefined; throw err; },
+      const opening = openBucket(this.nc, this.bucket, this.timeoutMs).then(
+        (kv) => { if (this.opening === opening) this.kv = kv; return kv; },
+        (err) => { if (this.opening === opening) this.opening = undefined; throw err; },
       );
+      this.opening = opening;
     }
     return this.opening;
   }
 
-  private async watch(): Promise<void> {
-    const kv = await this.open();
-    let initialized!: () => void;
-    const done = new Promise<void>((resolve) => { initialized = resolve; });
-    const it = await kv.watch({ key: '>', initializedFn: () => initialized() });
-    this.watcher = it;
+  /** Drop a handle whose stream is gone, so that the next open creates the bucket again. */
+  private forget(kv: KV): void {
+    if (this.kv !== kv) return;
+    this.kv = undefined;
+    this.opening = undefined;
+  }
+
+  /**
+   * Restart the watch when the bucket's stream is deleted or created under us
+   * (an ordered consumer would otherwise go on in the new stream from the old
+   * stream's sequence, or only notice after missed heartbeats), and after a
+   * reconnect (the server may have restarted without its store). Without the
+   * permission to hear advisories, a lost stream is still noticed when the
+   * watch fails or a write finds it gone.
+   */
+  private follow(): void {
+    if (this.statusEvents || this.stopped) return;
+    const stream = `KV_${this.bucket}`;
+    if (this.opts.advisories !== false) try {
+      this.advisories = this.nc.subscribe(`$JS.EVENT.ADVISORY.STREAM.*.${stream}`, {
+        callback: (err, m) => {
+          if (err) { this.log.debug('settings bucket advisories not available', { err: err.message }); return; }
+          const what = m.subject.split('.')[4];
+          if (what === 'DELETED') this.restartSoon('settings bucket deleted');
+          // Often this replica's own creation: restart only if it is not the stream watched.
+          else if (what === 'CREATED') void this.check();
+        },
+      });
+    } catch (err) {
+      this.log.debug('settings bucket advisories not available', { err: (err as Error).message });
+    }
+    const events = this.nc.status();
+    this.statusEvents = events;
     (async () => {
-      for await (const e of it) {
-        const deleted = e.operation === 'DEL' || e.operation === 'PURGE';
-        let value: unknown;
-        if (!deleted) {
-          try {
-            value = JSON.parse(dec.decode(e.value));
-          } catch {
-            this.log.warn('ignoring a setting that is not JSON', { key: e.key, revision: e.revision });
-            continue;
-          }
-        }
-        this.apply(e.key, value, e.revision);
+      for await (const st of events) {
+        if (this.stopped) break;
+        if (String((st as { type: unknown }).type) === 'reconnect') this.restartSoon('reconnected to NATS');
       }
-    })().then(
-      () => this.rewatch('watch ended'),
-      (err) => this.rewatch((err as Error).message),
-    );
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`initial settings not read within ${this.timeoutMs} ms`)), this.timeoutMs); });
+    })().catch(() => {});
+    this.scheduleCheck();
+  }
+
+  private scheduleCheck(): void {
+    const every = this.opts.checkMs ?? 5000;
+    if (this.stopped || !(every > 0)) return;
+    clearTimeout(this.checkTimer);
+    this.checkTimer = setTimeout(() => { void this.check().finally(() => this.scheduleCheck()); }, every);
+    this.checkTimer.unref?.();
+  }
+
+  /** Restart the watch if the bucket's stream is gone or is not the one watched. */
+  private async check(): Promise<void> {
+    const gen = this.generation;
+    const kv = this.kv;
+    const watched = this.streamCreated;
+    if (kv === undefined || this.watcher === undefined || watched === undefined) return;
     try {
-      await Promise.race([done, timeout]);
-    } finally {
-      clearTimeout(timer);
+      const created = (await kv.status()).streamInfo.created;
+      if (gen === this.generation && created !== watched) this.restartSoon('settings bucket was created anew');
+    } catch (err) {
+      if (gen === this.generation && streamMissing(err)) this.restartSoon('settings bucket is gone');
     }
   }
 
-  private rewatch(why: string): void {
+  /** Coalesces bursts (a delete followed by a create). */
+  private restartSoon(why: string): void {
     if (this.stopped) return;
+    clearTimeout(this.restartTimer);
+    this.restartTimer = setTimeout(() => { void this.restartNow(why); }, 50);
+    this.restartTimer.unref?.();
+  }
+
+  private async restartNow(why: string): Promise<void> {
+    if (this.stopped) return;
+    clearTimeout(this.retryTimer);
+    this.log.info('settings watch restarting', { bucket: this.bucket, why });
+    try {
+      await this.watch();
+    } catch (err) {
+      this.log.warn('settings watch failed; retrying', { bucket: this.bucket, err: (err as Error).message });
+      this.scheduleRetry();
+    }
+  }
+
+  /**
+   * Start a new watch (stopping the previous one) and resolve once its
+   * initial values are applied. Keys this watch's initial values do not hold
+   * are no longer set: the config file's value is back in force. Resolves
+   * without doing anything more when a newer watch superseded it meanwhile.
+   */
+  private async watch(): Promise<void> {
+    const gen = ++this.generation;
+    this.watcher?.stop();
+    this.watcher = undefined;
+    const current = () => gen === this.generation && !this.stopped;
+
+    // Initial values are complete when the client says so. When it says so
+    // before handing out the iterator, they are the entries queued by then.
+    let returned = false;
+    let early = false;
+    let finished = false;
+    let initialized!: () => void;
+    const done = new Promise<void>((resolve) => { initialized = resolve; });
+    // The iterator ends when a newer watch stops it, or on an error.
+    let ended!: () => void;
+    const over = new Promise<void>((resolve) => { ended = resolve; });
+    const finish = () => {
+      if (finished) return;
+      finished = true;
+      if (current()) this.unsetUnseen(gen);
+      initialized();
+    };
+    const opts = { key: '>', initializedFn: () => { if (returned) finish(); else early = true; } };
+
+    // The stream's creation time, read before the watch starts: if the
+    // stream is replaced after that, the periodic check tells.
+    const begin = async (kv: KV): Promise<{ it: Watch; created: string }> => {
+      const created = (await kv.status()).streamInfo.created;
+      return { it: await kv.watch(opts), created };
+    };
+    let it: Watch;
+    let created: string;
+    try {
+      let kv = await this.open();
+      try {
+        ({ it, created } = await begin(kv));
+      } catch (err) {
+        if (!streamMissing(err) || !current()) throw err;
+        this.log.warn('settings bucket is gone; creating it again', { bucket: this.bucket });
+        this.forget(kv);
+        kv = await this.open();
+        ({ it, created } = await begin(kv));
+      }
+    } catch (err) {
+      if (!current()) return;
+      throw err;
+    }
+    returned = true;
+    if (!current()) { it.stop(); return; }
+    this.watcher = it;
+    this.streamCreated = created;
+    const target = early ? it.getReceived() : undefined;
+    if (target === 0) finish();
+
+    (async () => {
+      let processed = 0;
+      for await (const e of it) {
+        if (gen !== this.generation) break;
+        processed++;
+        const deleted = e.operation === 'DEL' || e.operation === 'PURGE';
+        const raw = deleted ? undefined : dec.decode(e.value);
+        let value: unknown;
+        let ok = true;
+        if (raw !== undefined) {
+          try {
+            value = JSON.parse(raw);
+          } catch {
+            this.log.warn('ignoring a setting that is not JSON', { key: e.key, revision: e.revision });
+            ok = false;
+          }
+        }
+        // Not JSON: nothing to apply, but the key is held (not back to the config's value).
+        if (ok) this.apply(e.key, value, raw, e.revision, gen);
+        else this.claim(e.key, e.revision, gen, raw);
+        if (target !== undefined && processed >= target) finish();
+      }
+    })().then(
+      () => { ended(); this.rewatch(gen, 'watch ended'); },
+      (err) => { ended(); this.rewatch(gen, (err as Error).message); },
+    );
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`initial settings not read within ${this.timeoutMs} ms`)), this.timeoutMs); });
+    let failure: Error | undefined;
+    try {
+      await Promise.race([done, over, timeout]);
+    } catch (err) {
+      failure = err as Error;
+    } finally {
+      clearTimeout(timer);
+    }
+    if (!current() || finished) return;
+    it.stop();
+    if (this.watcher === it) this.watcher = undefined;
+    throw failure ?? new Error('settings watch ended before its initial values were read');
+  }
+
+  private rewatch(gen: number, why: string): void {
+    if (this.stopped || gen !== this.generation) return;
     this.watcher = undefined;
     this.log.warn('settings watch stopped; restarting', { why });
     this.scheduleRetry();
@@ -153,16 +387,40 @@ export class SettingsStore {
       if (this.stopped || this.watcher) return;
       this.watch().then(
         () => this.log.info('settings bucket watched', { bucket: this.bucket }),
-        () => { this.watcher?.stop(); this.watcher = undefined; this.scheduleRetry(); },
+        () => this.scheduleRetry(),
       );
     }, 2000);
     this.retryTimer.unref?.();
   }
 
-  /** Apply one entry unless this revision (or a later one) of the key was applied already. */
-  private apply(key: string, value: unknown, revision: number): void {
-    if ((this.applied.get(key) ?? 0) >= revision) return;
-    this.applied.set(key, revision);
+  /** Keys set before this watch that its initial values do not hold: back to the config file's value. */
+  private unsetUnseen(gen: number): void {
+    for (const [key, rec] of [...this.applied]) {
+      if (rec.generation >= gen) continue;
+      this.applied.delete(key);
+      if (rec.raw !== undefined) this.deliver(key, undefined, 0);
+    }
+  }
+
+  /**
+   * Record that `revision` of `key` is applied under watch `gen`; false when
+   * it (or a later revision) was already, or when a newer watch is in charge.
+   * A revision below the recorded one is taken when the record is from an
+   * earlier watch: the bucket may have been created anew since.
+   */
+  private claim(key: string, revision: number, gen: number, raw: string | undefined): boolean {
+    const rec = this.applied.get(key);
+    if (rec !== undefined && (rec.generation > gen || (rec.generation === gen && rec.revision >= revision))) return false;
+    this.applied.set(key, { revision, generation: gen, raw });
+    return true;
+  }
+
+  /** Apply one entry (`raw` its JSON, undefined for a delete) unless this revision (or a later one) of the key was applied already by this watch. */
+  private apply(key: string, value: unknown, raw: string | undefined, revision: number, gen = this.generation): void {
+    if (this.claim(key, revision, gen, raw)) this.deliver(key, value, revision);
+  }
+
+  private deliver(key: string, value: unknown, revision: number): void {
     try {
       if (key === STRATEGY_KEY) {
         this.listener.strategy(value === undefined ? undefined : validators.strategy(value, STRATEGY_KEY), revision);
@@ -176,6 +434,15 @@ export class SettingsStore {
       this.log.warn('ignoring an invalid setting', { key, revision, err: (err as Error).message });
     }
   }
+}
+
+/**
+ * The bucket's stream does not exist: JetStream answers "stream not found"
+ * (10059) to API requests, and nobody answers a publish to its subjects.
+ */
+function streamMissing(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown; api_error?: { err_code?: number } } | undefined;
+  return e?.api_error?.err_code === 10059 || e?.code === '503' || /stream not found/i.test(String(e?.message ?? ''));
 }
 
 /**

@@ -1,5 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join, relative, resolve } from 'node:path';
@@ -26,6 +26,8 @@ export class UpError extends Error {
 const OPTIONAL_SERVICES = ['autoscaler', 'health-checker'];
 const READY_TIMEOUT_MS = 30_000;
 const NATS_STOP_MS = 5_000;
+/** Under the data dir: which `shoal up` runs which nats-server, to stop one a killed `shoal up` left behind. */
+const RUN_FILE = 'shoal-up.json';
 
 type Kind = 'nats' | 'balancer' | 'node' | 'extra';
 
@@ -46,7 +48,16 @@ class Child {
     // detached: its own process group, so a terminal's Ctrl-C reaches only `shoal up`, which then
     // stops the children in order (nodes drain while NATS is still up), and a SIGKILL can take the
     // whole group (a node's own children included).
-    this.proc = spawn(cmd, args, { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    // A Shoal service gets a lifeline: stdin is a pipe nobody writes to, which ends when `shoal up`
+    // is gone however it went (SIGKILL included), and the service then stops as on SIGTERM
+    // (@shoal/runtime onShutdown). nats-server cannot watch stdin: see stopStaleNats.
+    const lifeline = kind !== 'nats';
+    this.proc = spawn(cmd, args, {
+      env: lifeline ? { ...env, SHOAL_LIFELINE: '1' } : env,
+      detached: true,
+      stdio: [lifeline ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+    });
+    this.proc.stdin?.on('error', () => { /* the child is gone: its exit is reported */ });
     this.exited = new Promise((res) => {
       this.proc.once('exit', (code, signal) => { this.exit = { code, signal }; res(this.exit); });
       this.proc.once('error', (err) => { this.tail.push(err.message); if (!this.exit) { this.exit = { code: null, signal: null }; res(this.exit); } });
@@ -164,6 +175,28 @@ function canConnect(port: number): Promise<boolean> {
 
 const sleep = (n: number) => new Promise((r) => setTimeout(r, n));
 
+/** The command line of a live process (zombies count as gone), or undefined. */
+function commandOf(pid: number): string | undefined {
+  try {
+    const out = execFileSync('ps', ['-p', String(pid), '-o', 'stat=,args='], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const m = /^(\S+)\s+(.*)$/.exec(out);
+    if (!m || m[1]!.startsWith('Z')) return undefined;
+    return m[2];
+  } catch {
+    return undefined;
+  }
+}
+
+interface RunRecord { upPid: number; natsPid: number; port: number; storeDir: string }
+
+function readRunRecord(file: string): Partial<RunRecord> | undefined {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as Partial<RunRecord>;
+  } catch {
+    return undefined;
+  }
+}
+
 interface UpOptions {
   configFile: string;
   config: NodeConfig;
@@ -273,7 +306,10 @@ class LocalCluster {
 
   async run(): Promise<number> {
     const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+    /** The stop was asked for (not caused by a failure): its code is the answer, even during start. */
+    let signalled = false;
     const onSignal = (sig: NodeJS.Signals) => {
+      signalled = true;
       if (this.stopping) {
         // A second Ctrl-C: no more waiting.
         this.ctx.stderr.write(`shoal: ${sig} again, killing everything now\n`);
@@ -294,6 +330,9 @@ class LocalCluster {
     } catch (err) {
       if (!this.stopping) this.stop('start failed', EXIT.FAILED);
       await this.stopping;
+      // A signal during start stops the children, which then fail their start:
+      // that is the stop working, not a failure to report.
+      if (signalled) return await this.done;
       throw err;
     } finally {
       for (const s of signals) process.off(s, onSignal);
@@ -310,11 +349,12 @@ class LocalCluster {
         ? `SHOAL_NATS_SERVER=${o.env.SHOAL_NATS_SERVER} is not an executable`
         : 'nats-server not found on PATH: run `bash scripts/ensure-deps.sh` (or `apt-get install nats-server`), or set SHOAL_NATS_SERVER');
     }
+    const storeDir = join(o.dataDir, 'nats');
+    await this.stopStaleNats(storeDir);
     const port = o.port === 0 ? await freeTcpPort() : o.port;
     if (!(await portFree(port))) {
       throw new UpError(`port ${port} is already in use (another nats-server or \`shoal up\`?); pick another with --port <n>`);
     }
-    const storeDir = join(o.dataDir, 'nats');
     mkdirSync(storeDir, { recursive: true });
     const natsUrl = `nats://127.0.0.1:${port}`;
     const extraNames = OPTIONAL_SERVICES.filter((svc) => existsSync(join(ROOT, 'services', svc, 'dist/main.js')));
@@ -326,6 +366,10 @@ class LocalCluster {
     this.nats = nats;
     this.children.push(nats);
     nats.exited.then((e) => this.onExit(nats, e));
+    if (nats.pid !== undefined) {
+      const rec: RunRecord = { upPid: process.pid, natsPid: nats.pid, port, storeDir };
+      try { writeFileSync(join(o.dataDir, RUN_FILE), JSON.stringify(rec) + '\n'); } catch { /* only a convenience for the next run */ }
+    }
     const deadline = Date.now() + 10_000;
     while (!(await canConnect(port))) {
       this.checkStopping();
@@ -383,8 +427,42 @@ class LocalCluster {
       }
     }));
     if (o.balancers > 0) await this.waitForMembership(natsUrl, o.nodes);
+    this.checkStopping();
     this.readyAt = Date.now();
     this.banner(natsUrl, storeDir, Date.now() - t0);
+  }
+
+  /**
+   * A `shoal up` that was SIGKILLed leaves its nats-server running (the
+   * services stop by themselves: their lifeline ends). If the run record in
+   * the data dir names a `shoal up` that is gone and a nats-server on this
+   * store that is not, stop that nats-server. A `shoal up` still running is
+   * left alone.
+   */
+  private async stopStaleNats(storeDir: string): Promise<void> {
+    const file = join(this.o.dataDir, RUN_FILE);
+    const rec = readRunRecord(file);
+    if (rec === undefined) return;
+    if (typeof rec.upPid === 'number' && rec.upPid !== process.pid && commandOf(rec.upPid) !== undefined) return;
+    const pid = rec.natsPid;
+    if (typeof pid === 'number' && pid > 0 && commandOf(pid)?.includes(` -sd ${storeDir} `)) {
+      this.say(`stopping nats-server (pid ${pid}, port ${rec.port}) left running by an earlier \`shoal up\` (pid ${rec.upPid}) that did not stop it...`, 'yellow');
+      this.event({ event: 'stale-nats', pid, port: rec.port, upPid: rec.upPid });
+      const gone = async (ms: number) => {
+        const until = Date.now() + ms;
+        while (commandOf(pid) !== undefined) {
+          if (Date.now() > until) return false;
+          await sleep(50);
+        }
+        return true;
+      };
+      try { process.kill(pid, 'SIGTERM'); } catch { /* gone meanwhile */ }
+      if (!(await gone(NATS_STOP_MS))) {
+        try { process.kill(pid, 'SIGKILL'); } catch { /* gone meanwhile */ }
+        await gone(1000);
+      }
+    }
+    rmSync(file, { force: true });
   }
 
   /** Until a balancer lists every node (or a few seconds pass): then the first acquire after the banner is placed. */
@@ -452,6 +530,8 @@ class LocalCluster {
       if (this.nats) {
         this.say('stopping nats-server...', 'yellow');
         await this.nats.stop('SIGTERM', NATS_STOP_MS);
+        const file = join(this.o.dataDir, RUN_FILE);
+        if (readRunRecord(file)?.upPid === process.pid) rmSync(file, { force: true });
       }
       if (this.o.tempDir) rmSync(this.o.dataDir, { recursive: true, force: true });
       this.event({ event: 'stopped', code });
@@ -514,6 +594,7 @@ export const up: Command = {
     'HTTP ports: node-i on base+i, balancer-j after the nodes (8081, 8082, 8083), ephemeral when busy (base from',
     '--http-port or SHOAL_HTTP_PORT, default 8080; 0 = all ephemeral, -1 = no HTTP). Nodes get SHOAL_DRAIN_GRACE=5s unless set.',
     'SIGINT/SIGTERM: every service gets SIGTERM (nodes drain), then nats-server; exit 0 with nothing left behind.',
+    'SIGKILL: the services stop by themselves (their stdin ends); the next `shoal up` with the same data dir stops the nats-server left behind.',
   ].join('\n'),
   flags: {
     config: { type: 'string', arg: 'file', help: 'node config (default: $SHOAL_CONFIG or config/session-pool.yaml)' },

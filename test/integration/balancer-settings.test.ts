@@ -1,0 +1,143 @@
+import { expect } from 'chai';
+import { connect, type NatsConnection } from 'nats';
+import type { StrategyRequest } from '@shoal/protocol';
+import { silentLogger } from '@shoal/runtime';
+import { SettingsStore, type SettingsStoreOptions } from '../../services/balancer/src/settings.js';
+import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
+
+/**
+ * Two settings replicas (as two balancer replicas hold them) on a real
+ * nats-server, each with its own connection, when the bucket is lost under
+ * them: revisions start again at 1, and both must follow the new bucket.
+ */
+class Replica {
+  readonly strategies: (string | undefined)[] = [];
+  readonly weights = new Map<string, number | undefined>();
+  readonly store: SettingsStore;
+
+  constructor(nc: NatsConnection, bucket: string, opts: SettingsStoreOptions = {}) {
+    this.store = new SettingsStore(nc, silentLogger, bucket, {
+      strategy: (v) => { this.strategies.push(v?.strategy); },
+      weight: (nodeId, w) => { this.weights.set(nodeId, w); },
+    }, { timeoutMs: 2000, ...opts });
+  }
+
+  get strategy(): string | undefined { return this.strategies.at(-1); }
+}
+
+async function until(what: string, ok: () => boolean, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('balancer settings store (real nats-server)', function () {
+  this.timeout(20_000);
+  let server: NatsServer;
+  const conns: NatsConnection[] = [];
+  const stores: SettingsStore[] = [];
+  let n = 0;
+
+  before(async () => { server = await startNatsServer(); });
+  after(async () => { await server?.stop(); });
+  afterEach(async () => {
+    for (const s of stores.splice(0)) s.stop();
+    await Promise.all(conns.splice(0).map((c) => c.close()));
+  });
+
+  async function replicas(bucket: string, opts: SettingsStoreOptions = {}): Promise<[Replica, Replica, NatsConnection]> {
+    const [ca, cb, admin] = await Promise.all([1, 2, 3].map(() => connect({ servers: server.url, maxReconnectAttempts: -1, reconnectTimeWait: 100 })));
+    conns.push(ca!, cb!, admin!);
+    const a = new Replica(ca!, bucket, opts);
+    const b = new Replica(cb!, bucket, opts);
+    stores.push(a.store, b.store);
+    expect(await a.store.start()).to.equal(true);
+    expect(await b.store.start()).to.equal(true);
+    return [a, b, admin!];
+  }
+
+  const set = (strategy: StrategyRequest['strategy']): StrategyRequest => ({ strategy });
+
+  async function deletedThenWritten(opts: SettingsStoreOptions, within: number): Promise<void> {
+    const bucket = `settings_${process.pid}_${n++}`;
+    const [a, b, admin] = await replicas(bucket, opts);
+    // Push the strategy key to revision 3 on both replicas.
+    await a.store.putStrategy(set('round_robin'));
+    await a.store.putStrategy(set('least_connections'));
+    expect(await a.store.putStrategy(set('p2c'))).to.equal(3);
+    await until('b to apply revision 3', () => b.strategy === 'p2c', 3000);
+
+    // The bucket is lost (deleted, or NATS restarted with an ephemeral store).
+    const jsm = await admin.jetstreamManager();
+    expect(await jsm.streams.delete(`KV_${bucket}`)).to.equal(true);
+
+    // A write through one replica recreates it and starts again at revision 1...
+    const t0 = Date.now();
+    const rev = await a.store.putStrategy(set('performance_based'));
+    expect(rev).to.be.lessThan(3);
+    expect(a.strategy).to.equal('performance_based');
+    // ...and the other replica takes it although it has seen revision 3 of the key.
+    await until('b to apply the write to the new bucket', () => b.strategy === 'performance_based', within);
+    expect(Date.now() - t0).to.be.lessThan(within);
+
+    // Later writes through either replica keep both in step.
+    await b.store.putStrategy(set('weighted_round_robin'));
+    await until('a to follow b', () => a.strategy === 'weighted_round_robin', 3000);
+    expect(b.strategy).to.equal('weighted_round_robin');
+    expect(a.store.ready && b.store.ready).to.equal(true);
+  }
+
+  it('both replicas follow a new write after the bucket was deleted and revisions restarted', async () => {
+    await deletedThenWritten({}, 3000);
+  });
+
+  it('without advisories, the periodic check still brings the other replica to the new bucket', async () => {
+    await deletedThenWritten({ advisories: false, checkMs: 300 }, 5000);
+  });
+
+  it('both replicas follow the new bucket when NATS restarts with an empty store', async () => {
+    const bucket = `settings_${process.pid}_${n++}`;
+    const [a, b] = await replicas(bucket);
+    await a.store.putWeight('n1', 0);
+    await a.store.putStrategy(set('least_connections'));
+    await a.store.putStrategy(set('p2c'));
+    await until('b to apply both', () => b.strategy === 'p2c' && b.weights.get('n1') === 0, 3000);
+
+    const port = server.port;
+    await server.stop();
+    server = await startNatsServer({ port });
+    // Both reconnect to a server without the bucket: what it held is no longer set...
+    await until('both to drop the lost settings', () =>
+      a.strategy === undefined && b.strategy === undefined && a.weights.get('n1') === undefined && b.weights.get('n1') === undefined, 8000);
+    // ...and a write through either replica (revision 1 again) reaches both.
+    expect(await b.store.putStrategy(set('round_robin'))).to.be.lessThan(3);
+    await until('a to take the write', () => a.strategy === 'round_robin', 3000);
+    await a.store.putWeight('n1', 4);
+    await until('b to take the weight', () => b.weights.get('n1') === 4, 3000);
+  });
+
+  it('a replica that was never written to also recreates the bucket, and keys the lost bucket held fall back to the config', async () => {
+    const bucket = `settings_${process.pid}_${n++}`;
+    // Nothing is written after the delete, so nothing but the delete advisory
+    // tells, and nats-server 2.9 may lose that one: the periodic check is what
+    // makes this bounded (short here, 5 s by default).
+    const [a, b, admin] = await replicas(bucket, { checkMs: 500 });
+    await a.store.putWeight('n1', 0);
+    await a.store.putStrategy(set('p2c'));
+    await until('b to apply both', () => b.strategy === 'p2c' && b.weights.get('n1') === 0, 3000);
+
+    const jsm = await admin.jetstreamManager();
+    await jsm.streams.delete(`KV_${bucket}`);
+    // Nobody writes: the replicas see the bucket is gone and what it held is no longer set.
+    await until('both to drop the lost settings', () =>
+      a.strategy === undefined && b.strategy === undefined && a.weights.get('n1') === undefined && b.weights.get('n1') === undefined, 5000);
+
+    // The bucket is back (a replica recreated it), and a write through b reaches a.
+    expect((await jsm.streams.info(`KV_${bucket}`)).config.name).to.equal(`KV_${bucket}`);
+    await b.store.putWeight('n1', 2);
+    await until('a to take weight 2', () => a.weights.get('n1') === 2, 3000);
+    expect(b.weights.get('n1')).to.equal(2);
+  });
+});
