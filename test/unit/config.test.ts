@@ -1,20 +1,9 @@
 import { expect } from 'chai';
-import { fileURLToPath } from 'node:url';
 import { ConfigError, loadConfig, parseDuration, parseSize } from '@shoal/config';
+import { configError, EXAMPLE, fixture } from '../helpers/config.js';
 
-const fixture = (name: string) => fileURLToPath(new URL(`../fixtures/config/${name}`, import.meta.url));
-const EXAMPLE = fileURLToPath(new URL('../../config/session-pool.yaml', import.meta.url));
 const MB = 1024 * 1024;
 
-function configError(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).to.be.instanceOf(ConfigError);
-    return err as ConfigError;
-  }
-  return expect.fail('expected a ConfigError');
-}
 
 /** The message must let an operator find the value: key, value as written, source. */
 function expectNames(err: ConfigError, key: string, value: string, source: string) {

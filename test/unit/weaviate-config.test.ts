@@ -1,20 +1,9 @@
 import { expect } from 'chai';
-import { fileURLToPath } from 'node:url';
 import { ConfigError, loadConfig } from '@shoal/config';
+import { configError, EXAMPLE, fixture } from '../helpers/config.js';
 import { parseSettings } from '@shoal/pool-node/weaviate';
 
-const fixture = (name: string) => fileURLToPath(new URL(`../fixtures/config/${name}`, import.meta.url));
-const EXAMPLE = fileURLToPath(new URL('../../config/session-pool.yaml', import.meta.url));
 
-function configError(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).to.be.instanceOf(ConfigError);
-    return err as ConfigError;
-  }
-  return expect.fail('expected a ConfigError');
-}
 
 describe('weaviate config: the design variables and driver options', () => {
   it('the example config has a weaviate pool at localhost:8080, gRPC 50051, one warm connection', () => {
