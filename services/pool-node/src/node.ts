@@ -25,6 +25,9 @@ export interface NodeSettings {
   pools: Record<string, NodePoolSettings>;
 }
 
+/** Marks renew and release for admission: never refused for load. */
+const LEASE_OP = true;
+
 /** A one-shot's internal lease outlives its exec deadline by this much. */
 const ONE_SHOT_TTL_MARGIN_MS = 5_000;
 
@@ -85,8 +88,8 @@ export class PoolNode extends Actor {
     this.listen(s.nodeAcquire(id), (m) => this.request(m, () => this.onAcquire(m)));
     this.listen(s.nodeExec(id), (m) => this.request(m, () => this.onExec(m)));
     this.listen(s.leaseExec(id), (m) => this.request(m, () => this.onLeaseExec(m)));
-    this.listen(s.leaseRenew(id), (m) => this.request(m, () => this.onRenew(m)));
-    this.listen(s.leaseRelease(id), (m) => this.request(m, () => this.onRelease(m)));
+    this.listen(s.leaseRenew(id), (m) => this.request(m, () => this.onRenew(m), LEASE_OP));
+    this.listen(s.leaseRelease(id), (m) => this.request(m, () => this.onRelease(m), LEASE_OP));
     this.listen(s.nodeScale(id), (m) => this.request(m, () => this.onScale(m)));
     this.listen(s.nodeDrain(id), (m) => this.onDrain(m));
     this.listen(s.nodeStatus(id), (m) => this.reply(m, this.status(parse('status', m.data).leases ?? false)));
@@ -101,9 +104,7 @@ export class PoolNode extends Actor {
    * Admission for every request: size, node cap, then the handler. Lease
    * operations are never refused for load: refusing a release would leak.
    */
-  private request(m: Msg, handler: () => Promise<void> | void): Promise<void> | void {
-    const subject = m.subject;
-    const isLeaseOp = subject.includes('.lease.release') || subject.includes('.lease.renew');
+  private request(m: Msg, handler: () => Promise<void> | void, isLeaseOp = false): Promise<void> | void {
     if (m.data.length > this.maxPayload) {
       return this.fail(m, new ShoalError(ErrorCodes.BAD_REQUEST, `payload of ${m.data.length} bytes exceeds the limit of ${this.maxPayload} bytes`, { details: { reason: 'payload_too_large', size: m.data.length, limit: this.maxPayload } }));
     }
