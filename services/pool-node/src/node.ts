@@ -53,6 +53,8 @@ export class PoolNode extends Actor {
   private cpuPrevAt = Date.now();
   private cpuShare = 0;
   private drainPromise: Promise<{ revoked: number }> | undefined;
+  /** Newest autoscaler epoch seen on a scale command: an older leader's commands are refused. */
+  private scaleEpoch = 0;
   /** Largest payload any pool accepts; checked before decoding anything. */
   private readonly maxPayload: number;
 
@@ -229,10 +231,15 @@ export class PoolNode extends Actor {
 
   private onScale(m: Msg): void {
     const req = parse('scale', m.data);
+    if (req.epoch !== undefined) {
+      // A paused ex-leader that wakes up must not undo its successor's commands.
+      if (req.epoch < this.scaleEpoch) throw new ShoalError(ErrorCodes.STALE_EPOCH, `scale command from autoscaler epoch ${req.epoch}, older than epoch ${this.scaleEpoch} seen by node ${this.nodeId}`, { details: { epoch: req.epoch, newest: this.scaleEpoch, retryable: false } });
+      this.scaleEpoch = req.epoch;
+    }
     this.checkDraining();
     const pool = this.pool(req.pool);
     const r = pool.scale(req.op, req.n);
-    this.log.info('scaled', { pool: pool.name, op: req.op, n: req.n, ...r });
+    this.log.info('scaled', { pool: pool.name, op: req.op, n: req.n, ...(req.epoch !== undefined ? { epoch: req.epoch } : {}), ...r });
     this.reply(m, { pool: pool.name, ...r, min: pool.limits.min, max: pool.limits.max });
   }
 
@@ -307,7 +314,7 @@ export class PoolNode extends Actor {
       min: l.min, max: l.max, target: p.targetSize, maxWaiting: l.maxWaiting, weight: l.weight,
       latencyMs: p.meter.acquireLatency.value, execLatencyMs: p.meter.execLatency.value,
       errorRate: p.meter.errorRate, requestRate: p.meter.requestRate, reuseRate: p.meter.reuseRate,
-      memoryBytes: p.memoryBytes(),
+      memoryBytes: p.memoryBytes(), createLatencyMs: p.meter.createLatency.value,
       ...p.availability(),
     };
   }

@@ -551,6 +551,7 @@ export class Pool<R = unknown> {
     const t = this.clock.now();
     r.lastValidatedAt = t;
     this.observer.op('create', 'success', t - now);
+    this.meter.createLatency.add(t - now);
     if (this.closed) { await this.destroy(r, 'close'); return; }
     this.dispatch(r);
     // A resource created for demand may find the demand gone (timed out) and the pool over target: dispatch handled it.

@@ -48,6 +48,7 @@ export class RateWindow {
 export class PoolMeter {
   readonly acquireLatency = new Ewma();
   readonly execLatency = new Ewma();
+  readonly createLatency = new Ewma();
   private readonly requests: RateWindow;
   private readonly failures: RateWindow;
   acquires = 0;

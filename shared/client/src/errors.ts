@@ -22,6 +22,7 @@ export class CancelledError extends ShoalError {}
 export class UnavailableError extends ShoalError {}
 export class InternalError extends ShoalError {}
 export class WeaviateUnavailableError extends ShoalError {}
+export class StaleEpochError extends ShoalError {}
 
 const byCode: Record<ErrorCode, typeof ShoalError> = {
   [ErrorCodes.POOL_TIMEOUT]: PoolTimeoutError,
@@ -41,6 +42,7 @@ const byCode: Record<ErrorCode, typeof ShoalError> = {
   [ErrorCodes.UNAVAILABLE]: UnavailableError,
   [ErrorCodes.INTERNAL]: InternalError,
   [ErrorCodes.WEAVIATE_UNAVAILABLE]: WeaviateUnavailableError,
+  [ErrorCodes.STALE_EPOCH]: StaleEpochError,
 };
 
 /** Re-type any error as the class of its code. */

@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import convict from 'convict';
 import { parse } from 'yaml';
 import { ConfigError } from './errors.js';
-import { AICLI_ENV, DEFAULT_POOLS, NODE_SCHEMA, POOL_SCHEMA, SHARED_SCHEMA, TOKEN, WEAVIATE_ENV, isLeaf, leaves, type Section } from './schema.js';
+import { AICLI_ENV, DEFAULT_POOLS, readPolicies, NODE_SCHEMA, POOL_SCHEMA, SHARED_SCHEMA, TOKEN, WEAVIATE_ENV, isLeaf, leaves, type Section } from './schema.js';
 import { DRIVERS, type LoadConfigOptions, type NatsConfig, type NodeConfig, type PoolConfig } from './types.js';
 
 /** Where a value came from: the key to name in errors, the source, and its precedence rank. */
@@ -13,7 +13,7 @@ interface Layer { key: string; source: string; rank: number }
 type Mapping = Record<string, unknown>;
 interface Store { get(path: string): unknown; set(path: string, value: unknown): void; validate(o: convict.ValidateOptions): void; getProperties(): any }
 
-const TOP = ['nats', 'node', 'balancer', 'session_pool', 'pools'];
+const TOP = ['nats', 'node', 'balancer', 'autoscaler', 'session_pool', 'pools'];
 // `shoal.hb.*` and friends would swallow a pool's `shoal.<pool>.acquire`.
 const RESERVED_POOLS = ['node', 'hb', 'admin', 'events'];
 const POOL_ENV = /^SHOAL_POOL_/;
@@ -140,7 +140,7 @@ function envEntries(vars: [name: string, path: string][], env: Record<string, st
 }
 
 function loadNode(doc: Mapping, over: Mapping, env: Record<string, string>, fileSource: string): Omit<NodeConfig, 'pools'> {
-  const nodeOnly = (d: Mapping) => ({ nats: d.nats, node: d.node, balancer: d.balancer });
+  const nodeOnly = (d: Mapping) => ({ nats: d.nats, node: d.node, balancer: d.balancer, autoscaler: d.autoscaler });
   const vars = leaves(NODE_SCHEMA).flatMap(([path, leaf]): [string, string][] => (leaf.env ? [[leaf.env, path]] : []));
   const { props: p, ordered } = build(NODE_SCHEMA, [
     ...walk(nodeOnly(doc), NODE_SCHEMA, { key: '', source: fileSource, rank: 1 }),
@@ -166,6 +166,7 @@ function loadNode(doc: Mapping, over: Mapping, env: Record<string, string>, file
     drainGraceMs: p.node.drain_grace,
     maxConcurrentRequests: p.node.max_concurrent_requests,
     logLevel: p.node.log_level,
+    autoscaler: { leaseTtlMs: p.autoscaler.lease_ttl, intervalMs: p.autoscaler.interval },
     balancer: {
       strategy: b.strategy,
       suspectAfterIntervals: b.suspect_after,
@@ -288,7 +289,10 @@ function toPool(name: string, { props: p, origin, fail, ordered }: ReturnType<ty
       scaleUpIncrement: a.scale_up_increment,
       scaleDownIncrement: a.scale_down_increment,
       cooldownMs: a.cooldown_period,
+      stabilizationWindowMs: a.stabilization_window,
+      predictive: a.predictive,
     },
+    scalingPolicies: readPolicies(p.scaling_policies),
     loadBalancing: { strategy: lb.strategy, healthCheckIntervalMs: lb.health_check_interval, circuitBreakerEnabled: lb.circuit_breaker_enabled },
     sessionManagement: {
       enableReuse: sm.enable_reuse,

@@ -57,6 +57,10 @@ convict.addFormats({
     coerce: attempt(parseSize),
     validate: (v, s) => must(Number.isInteger(v) && within(v, s), `must be a size like 512KB, 100MB, 1GB${bounds(s, ' B')}`),
   },
+  'shoal-policies': {
+    coerce: attempt((v: string) => JSON.parse(v) as unknown),
+    validate: (v) => { readPolicies(v); },
+  },
   'shoal-list': {
     coerce: (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean),
     validate: (v) => must(Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'string' && x !== ''), 'must be a URL or a non-empty list of URLs'),
@@ -76,6 +80,59 @@ const size = (d: string, doc: string): Leaf => ({ default: d, format: 'shoal-siz
 const str = (env: string, doc: string, sensitive = false): Leaf => ({ default: null, nullable: true, format: String, env, doc, sensitive });
 
 export const TOKEN = /^[A-Za-z0-9_-]{1,64}$/;
+
+export const POLICY_METRICS = ['cpu_usage', 'memory_usage', 'request_rate', 'queue_length'] as const;
+export type PolicyMetric = (typeof POLICY_METRICS)[number];
+/** One of the design's `scaling_policies`, read. */
+export interface ScalingPolicy {
+  name: string;
+  metric: PolicyMetric;
+  up?: { threshold: number; increment: number };
+  down?: { threshold: number; decrement: number };
+  /** The design's ScalingCondition.Duration: the condition must hold this long; 0 = at once. */
+  durationMs: number;
+}
+
+/** Check and read `scaling_policies` (a list); throws with the first problem. */
+export function readPolicies(v: unknown): ScalingPolicy[] {
+  if (!Array.isArray(v)) throw new Error('must be a list of policies');
+  const isMap = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
+  const names = new Set<string>();
+  return v.map((p, i) => {
+    const at = `[${i}]`;
+    if (!isMap(p)) throw new Error(`${at} must be a mapping`);
+    const bad = Object.keys(p).find((k) => !['name', 'metric', 'scale_up', 'scale_down', 'duration'].includes(k));
+    if (bad) throw new Error(`${at}.${bad}: unknown key; expected name, metric, scale_up, scale_down, duration`);
+    if (typeof p.name !== 'string' || p.name === '') throw new Error(`${at}.name must be a non-empty string`);
+    if (names.has(p.name)) throw new Error(`${at}.name ${p.name} is used twice`);
+    names.add(p.name);
+    if (!POLICY_METRICS.includes(p.metric as PolicyMetric)) throw new Error(`${at}.metric must be one of ${POLICY_METRICS.join(', ')}`);
+    const step = (k: 'scale_up' | 'scale_down', by: 'increment' | 'decrement') => {
+      const s = p[k];
+      if (s === undefined || s === null) return undefined;
+      if (!isMap(s)) throw new Error(`${at}.${k} must be a mapping with threshold and ${by}`);
+      const extra = Object.keys(s).find((x) => x !== 'threshold' && x !== by);
+      if (extra) throw new Error(`${at}.${k}.${extra}: unknown key; expected threshold, ${by}`);
+      const t = s.threshold, n = s[by];
+      if (typeof t !== 'number' || !Number.isFinite(t) || t < 0) throw new Error(`${at}.${k}.threshold must be a number >= 0`);
+      if (typeof n !== 'number' || !Number.isInteger(n) || n < 1) throw new Error(`${at}.${k}.${by} must be an integer >= 1`);
+      return { threshold: t, n };
+    };
+    const up = step('scale_up', 'increment');
+    const down = step('scale_down', 'decrement');
+    if (!up && !down) throw new Error(`${at} needs scale_up or scale_down`);
+    if (up && down && down.threshold >= up.threshold) throw new Error(`${at}: scale_down.threshold (${down.threshold}) must be below scale_up.threshold (${up.threshold})`);
+    let durationMs = 0;
+    if (p.duration !== undefined && p.duration !== null) {
+      try { durationMs = parseDuration(p.duration); } catch { throw new Error(`${at}.duration must be a duration like 30s`); }
+    }
+    return {
+      name: p.name, metric: p.metric as PolicyMetric, durationMs,
+      ...(up ? { up: { threshold: up.threshold, increment: up.n } } : {}),
+      ...(down ? { down: { threshold: down.threshold, decrement: down.n } } : {}),
+    };
+  });
+}
 
 /** Everything but the pools: `nats`, `node`, `balancer`. Only these keys read environment variables named in the schema. */
 export const NODE_SCHEMA: Section = {
@@ -102,6 +159,10 @@ export const NODE_SCHEMA: Section = {
     drain_grace: { ...dur('30s', 'how long a draining node waits for leases to come back'), env: 'SHOAL_DRAIN_GRACE' },
     max_concurrent_requests: { ...int(10000, 'node-wide cap on requests in flight', 1), env: 'SHOAL_MAX_CONCURRENT_REQUESTS' },
     log_level: { default: 'info', format: oneOf(LOG_LEVELS), env: 'SHOAL_LOG_LEVEL', doc: 'debug, info, warn or error' },
+  },
+  autoscaler: {
+    lease_ttl: { ...dur('2s', 'leader lease: a follower takes over this long after the leader stops renewing', 300), env: 'SHOAL_AUTOSCALER_LEASE_TTL' },
+    interval: { ...dur('1s', 'decision tick: observe, decide, act', 50), env: 'SHOAL_AUTOSCALER_INTERVAL' },
   },
   balancer: {
     strategy: { default: 'p2c', format: oneOf(STRATEGIES), env: 'SHOAL_BALANCER_STRATEGY', doc: 'placement of acquires on nodes' },
@@ -138,7 +199,10 @@ export const SHARED_SCHEMA: Section = {
     scale_up_increment: int(5, 'resources added per step', 1),
     scale_down_increment: int(2, 'resources removed per step', 1),
     cooldown_period: dur('30s', 'minimum time between steps'),
+    stabilization_window: dur('60s', 'a scale-down happens only when every tick of this window asked for one'),
+    predictive: bool(false, 'create ahead of a rising demand, looking one create latency ahead'),
   },
+  scaling_policies: { default: [], format: 'shoal-policies', doc: 'the design\'s scaling_policies: name, metric, scale_up {threshold, increment}, scale_down {threshold, decrement}, duration' },
   load_balancing: {
     strategy: { default: 'weighted_round_robin', format: oneOf(STRATEGIES), doc: 'placement strategy for this pool' },
     health_check_interval: dur('30s', 'health probe period', 1),

@@ -1,4 +1,5 @@
 import type { NatsSettings } from '@shoal/runtime';
+import type { ScalingPolicy } from './schema.js';
 
 export const DRIVERS = ['synthetic', 'claude-cli', 'weaviate'] as const;
 export const STRATEGIES = ['round_robin', 'least_connections', 'weighted_round_robin', 'performance_based', 'p2c'] as const;
@@ -33,7 +34,12 @@ export interface PoolConfig {
     scaleUpIncrement: number;
     scaleDownIncrement: number;
     cooldownMs: number;
+    /** A scale-down needs every tick of this window to have asked for one. */
+    stabilizationWindowMs: number;
+    /** Create ahead of a rising demand (forecast over the measured create latency). */
+    predictive: boolean;
   };
+  scalingPolicies: ScalingPolicy[];
   loadBalancing: { strategy: Strategy; healthCheckIntervalMs: number; circuitBreakerEnabled: boolean };
   sessionManagement: {
     enableReuse: boolean;
@@ -69,6 +75,7 @@ export interface NodeConfig {
   /** Node-wide cap on requests in flight. */
   maxConcurrentRequests: number;
   logLevel: LogLevel;
+  autoscaler: { leaseTtlMs: number; intervalMs: number };
   balancer: {
     strategy: Strategy;
     suspectAfterIntervals: number;

@@ -26,6 +26,8 @@ export const ErrorCodes = {
   CANCELLED: 'CANCELLED',
   /** A request to a peer got no responders or no answer in time. */
   UNAVAILABLE: 'UNAVAILABLE',
+  /** A scale command from an autoscaler leadership term older than one the node has seen: refused, not retryable. */
+  STALE_EPOCH: 'STALE_EPOCH',
   INTERNAL: 'INTERNAL',
 } as const;
 

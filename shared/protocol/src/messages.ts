@@ -63,7 +63,13 @@ const releaseShape = { leaseId: id, reset: optional(bool()), destroy: optional(b
 const release = obj(releaseShape);
 export type ReleaseRequest = Infer<typeof releaseShape>;
 
-const scaleShape = { pool: name, op: oneOf(['up', 'down', 'target'] as const), n: int({ min: 0, max: 100_000 }) };
+const scaleShape = {
+  pool: name,
+  op: oneOf(['up', 'down', 'target'] as const),
+  n: int({ min: 0, max: 100_000 }),
+  /** Set by the autoscaler leader: its term. A node refuses an epoch older than the newest it has seen (STALE_EPOCH). */
+  epoch: optional(int({ min: 0 })),
+};
 const scale = obj(scaleShape);
 export type ScaleRequest = Infer<typeof scaleShape>;
 
@@ -207,6 +213,8 @@ export interface PoolStats {
   requestRate: number;
   reuseRate: number;
   memoryBytes: number;
+  /** EWMA of a successful create (ms); 0 before the first. The autoscaler's prediction looks this far ahead. */
+  createLatencyMs?: number;
   /** False when the pool cannot make resources (creates failing, nothing usable); `reason` says why. */
   available: boolean;
   reason?: string;

@@ -11,6 +11,16 @@ export const BALANCER_QUEUE = 'shoal-balancers';
 /** JetStream KV bucket holding operator settings (strategy, weights, targets). */
 export const SETTINGS_BUCKET = 'shoal_settings';
 
+// ---- autoscaler (issue 8) ----
+/** JetStream KV bucket whose max_age is the autoscaler leader's lease: one key, `leader`. */
+export const AUTOSCALER_LEADER_BUCKET = 'shoal_autoscaler_leader';
+/** Settings-bucket key of a pool's cluster-wide target (JSON `TargetRecord`). */
+export const TARGET_KEY_PREFIX = 'target.';
+/** Settings-bucket key of the last autoscaler leadership epoch (JSON number), bumped by compare-and-set. */
+export const AUTOSCALER_EPOCH_KEY = 'autoscaler.epoch';
+/** Settings-bucket key prefix of health verdicts (issue 9 writes them). */
+export const HEALTH_KEY_PREFIX = 'health.';
+
 const TOKEN = /^[A-Za-z0-9_-]{1,64}$/;
 
 /** A pool name or node id must be one subject token: no dots, spaces or wildcards. */
@@ -54,6 +64,18 @@ export function subjects(prefix: string = DEFAULT_PREFIX) {
     adminStatusOf: (balancerId: string) => `${prefix}.admin.status.${balancerId}`,
     /** Every balancer replica answers (no queue group): collect the replies to list them all. */
     adminBalancers: `${prefix}.admin.balancers`,
+
+    // ---- autoscaler (issue 8) ----
+    /** Cluster-wide scale request of a pool; only the autoscaler leader subscribes. */
+    adminScale: (pool: string) => `${prefix}.admin.scale.${pool}`,
+    anyAdminScale: `${prefix}.admin.scale.*`,
+    /** Desired pool-node replicas of a pool, published by the leader every decision tick. */
+    autoscalerDesired: (pool: string) => `${prefix}.autoscaler.desired.${pool}`,
+    anyAutoscalerDesired: `${prefix}.autoscaler.desired.*`,
+    /** Request-reply: the leader answers with its status (leader, epoch, pools). */
+    autoscalerStatus: `${prefix}.autoscaler.status`,
+    /** Health verdicts (issue 9 publishes; the autoscaler counts an unhealthy node as no capacity). */
+    anyHealthVerdict: `${prefix}.health.verdict.*`,
   };
 }
 

@@ -1,0 +1,192 @@
+import type { PolicyMetric, ScalingPolicy } from '@shoal/config';
+import { forecastDemand } from './forecast.js';
+
+/**
+ * One pool as the leader sees it across its live capacity: the nodes that
+ * heartbeat, are not draining and are not judged unhealthy.
+ */
+export interface PoolView {
+  /** Live nodes that have the pool. */
+  nodes: number;
+  /** Sums over those nodes. */
+  active: number;
+  waiting: number;
+  total: number;
+  creating: number;
+  /** The cluster-wide target in force (stored, else the sum of the nodes' targets). */
+  target: number;
+  /** Cluster bounds: the sums of the nodes' min_size and max_size. */
+  min: number;
+  max: number;
+  /** Acquires per second, summed. */
+  requestRate: number;
+  /** Mean process CPU share (0..1 of one core) of the nodes. */
+  cpu: number;
+  /** Pool memory over its limit (sum of memory / sum of max_total_memory), 0..1. */
+  memory: number;
+  /** Mean measured create latency (ms) of the nodes; 0 when unknown. */
+  createLatencyMs: number;
+}
+
+export interface ScalingConfig {
+  enabled: boolean;
+  scaleUpThreshold: number;
+  scaleDownThreshold: number;
+  scaleUpIncrement: number;
+  scaleDownIncrement: number;
+  cooldownMs: number;
+  stabilizationWindowMs: number;
+  predictive: boolean;
+  policies: readonly ScalingPolicy[];
+  /** The decision tick: the prediction looks one create latency plus one tick ahead. */
+  tickMs: number;
+}
+
+/** What one tick saw, kept as history. */
+export interface Sample {
+  at: number;
+  /** (active + waiting) / (total + creating); see `utilization`. */
+  utilization: number;
+  /** active + waiting: resources wanted right now. */
+  demand: number;
+  metrics: Record<PolicyMetric, number>;
+}
+
+export interface History {
+  /** Earlier samples, oldest first (the current one is made by `decide`). */
+  samples: readonly Sample[];
+  /** When the last scaling action (either direction) was taken, if any. */
+  lastActionAt?: number;
+}
+
+export type Direction = 'up' | 'down' | 'none';
+
+export interface Decision {
+  direction: Direction;
+  /** The new cluster target (the current one when nothing changes). */
+  target: number;
+  /** What the rule asked for before the bounds. */
+  wanted: number;
+  /** utilization, policy:<name>, predictive, or why nothing happened: disabled, no_nodes, steady, cooldown, stabilizing, at_max, at_min. */
+  reason: string;
+  /** The numbers that caused it, for the decision log line. */
+  numbers: Record<string, number>;
+}
+
+/**
+ * Utilization of a pool: resources wanted (leased + acquires waiting) over the
+ * resources it has or is making. Waiting acquires count, so a pool whose
+ * every resource is busy and has a queue reads above 1; an empty pool with
+ * waiters reads as their number.
+ */
+export function utilization(v: Pick<PoolView, 'active' | 'waiting' | 'total' | 'creating'>): number {
+  return (v.active + v.waiting) / Math.max(1, v.total + v.creating);
+}
+
+export function sampleOf(v: PoolView, at: number): Sample {
+  return {
+    at,
+    utilization: utilization(v),
+    demand: v.active + v.waiting,
+    metrics: { cpu_usage: v.cpu, memory_usage: v.memory, request_rate: v.requestRate, queue_length: v.waiting },
+  };
+}
+
+/** The prediction looks at the demand of this long (at least): enough points for a trend, short enough to follow a ramp. */
+export const FORECAST_WINDOW_MIN_MS = 10_000;
+
+interface Vote { dir: 'up' | 'down'; n: number; reason: string }
+
+/** Rules that fire on one sample alone (durations ignored): used for the stabilization window. */
+function instantVotes(s: Sample, cfg: ScalingConfig): Vote[] {
+  const votes: Vote[] = [];
+  if (s.utilization >= cfg.scaleUpThreshold) votes.push({ dir: 'up', n: cfg.scaleUpIncrement, reason: 'utilization' });
+  else if (s.utilization <= cfg.scaleDownThreshold) votes.push({ dir: 'down', n: cfg.scaleDownIncrement, reason: 'utilization' });
+  for (const p of cfg.policies) {
+    const v = s.metrics[p.metric];
+    if (p.up && v >= p.up.threshold) votes.push({ dir: 'up', n: p.up.increment, reason: `policy:${p.name}` });
+    else if (p.down && v <= p.down.threshold) votes.push({ dir: 'down', n: p.down.decrement, reason: `policy:${p.name}` });
+  }
+  return votes;
+}
+
+/**
+ * True when `pred` held for every sample of the last `ms` and the history
+ * reaches back that far (a leader that just started has not seen it hold).
+ */
+function heldFor(samples: readonly Sample[], now: number, ms: number, pred: (s: Sample) => boolean): boolean {
+  if (ms <= 0) return pred(samples[samples.length - 1]!);
+  if (samples.length === 0 || samples[0]!.at > now - ms) return false;
+  // The newest sample at or before the window's start stood for the state at that moment.
+  let from = 0;
+  for (let i = 0; i < samples.length; i++) if (samples[i]!.at <= now - ms) from = i;
+  for (let i = from; i < samples.length; i++) if (!pred(samples[i]!)) return false;
+  return true;
+}
+
+/**
+ * One scaling decision of one pool: (view, config, history, now) → action.
+ * Up wins over down (any rule asking for more gets the largest increment
+ * asked); down needs every firing rule to agree, takes the smallest
+ * decrement, and only after every tick of the stabilization window asked for
+ * a scale-down. Thresholds are a band (down < up, checked by the config), so
+ * a pool between them holds. The cooldown spaces actions of either direction;
+ * the target stays within the cluster's min..max.
+ */
+export function decide(view: PoolView, cfg: ScalingConfig, history: History, now: number): Decision {
+  const cur = sampleOf(view, now);
+  const numbers: Record<string, number> = {
+    utilization: round(cur.utilization), demand: cur.demand, total: view.total, creating: view.creating, target: view.target,
+    min: view.min, max: view.max, nodes: view.nodes,
+  };
+  const none = (reason: string, wanted = view.target): Decision => ({ direction: 'none', target: view.target, wanted, reason, numbers });
+  if (!cfg.enabled) return none('disabled');
+  if (view.nodes === 0) return none('no_nodes');
+  const samples = [...history.samples.filter((s) => s.at < now), cur];
+
+  const votes: Vote[] = [];
+  if (cur.utilization >= cfg.scaleUpThreshold) votes.push({ dir: 'up', n: cfg.scaleUpIncrement, reason: 'utilization' });
+  else if (cur.utilization <= cfg.scaleDownThreshold) votes.push({ dir: 'down', n: cfg.scaleDownIncrement, reason: 'utilization' });
+  for (const p of cfg.policies) {
+    const value = (s: Sample) => s.metrics[p.metric];
+    numbers[p.metric] = round(value(cur));
+    if (p.up && heldFor(samples, now, p.durationMs, (s) => value(s) >= p.up!.threshold)) votes.push({ dir: 'up', n: p.up.increment, reason: `policy:${p.name}` });
+    else if (p.down && heldFor(samples, now, p.durationMs, (s) => value(s) <= p.down!.threshold)) votes.push({ dir: 'down', n: p.down.decrement, reason: `policy:${p.name}` });
+  }
+  if (cfg.predictive) {
+    const lead = view.createLatencyMs + cfg.tickMs;
+    const f = forecastDemand(samples.map((s) => ({ at: s.at, v: s.demand })), now, lead, Math.max(FORECAST_WINDOW_MIN_MS, 3 * lead));
+    if (f !== undefined) {
+      numbers.forecast = round(f);
+      numbers.leadMs = Math.round(lead);
+      // Enough resources for the forecast demand to sit at the scale-up threshold.
+      const want = Math.ceil(f / cfg.scaleUpThreshold - 1e-9);
+      if (want > view.target) votes.push({ dir: 'up', n: want - view.target, reason: 'predictive' });
+    }
+  }
+
+  const ups = votes.filter((v) => v.dir === 'up');
+  const downs = votes.filter((v) => v.dir === 'down');
+  let wanted: number;
+  let reason: string;
+  if (ups.length > 0) {
+    const best = ups.reduce((a, b) => (b.n > a.n ? b : a));
+    wanted = view.target + best.n;
+    reason = best.reason;
+  } else if (downs.length > 0) {
+    const least = downs.reduce((a, b) => (b.n < a.n ? b : a));
+    wanted = view.target - least.n;
+    reason = least.reason;
+    const downOnly = (s: Sample) => { const v = instantVotes(s, cfg); return v.some((x) => x.dir === 'down') && !v.some((x) => x.dir === 'up'); };
+    if (!heldFor(samples, now, cfg.stabilizationWindowMs, downOnly)) return none('stabilizing', wanted);
+  } else {
+    return none('steady');
+  }
+  if (history.lastActionAt !== undefined && now - history.lastActionAt < cfg.cooldownMs) return none('cooldown', wanted);
+  const target = Math.min(view.max, Math.max(view.min, wanted));
+  numbers.wanted = wanted;
+  if (target === view.target) return none(wanted > view.target ? 'at_max' : 'at_min', wanted);
+  return { direction: target > view.target ? 'up' : 'down', target, wanted, reason, numbers };
+}
+
+const round = (n: number) => Math.round(n * 1000) / 1000;
