@@ -39,7 +39,8 @@ export function spread(target: number, nodes: readonly NodeSlot[]): Spread {
   const applied = Math.min(max, Math.max(min, target));
   const t = ns.map((n) => Math.min(Math.max(n.min, cap(n)), Math.max(n.min, n.current)));
   let diff = applied - t.reduce((a, x) => a + x, 0);
-  const share = (i: number, extra: number) => (t[i]! + extra) / Math.max(ns[i]!.weight, 1e-9);
+  // Sainte-Laguë divisors (t + 0.5): shares end up proportional to weight, not biased to the heaviest node.
+  const share = (i: number, extra: number) => (t[i]! + extra - 0.5) / Math.max(ns[i]!.weight, 1e-9);
   while (diff > 0) {
     let best = -1;
     for (let i = 0; i < ns.length; i++) {
