@@ -158,12 +158,16 @@ describe('shoal CLI (e2e: `shoal up` and the commands as real processes)', funct
     expect(r.stderr).to.match(/^error: DRIVER_ERROR: /);
   });
 
-  it('`shoal scale synthetic to 3` reaches every node and shows in status', async () => {
-    const r = await shoal(['scale', 'synthetic', 'to', '3', '--json', ...nats]);
+  it('`shoal scale synthetic to 6` is spread by the autoscaler over every node and shows in status', async () => {
+    // The autoscaler `shoal up` started answers once it has won its first election.
+    const r = await until('an autoscaler leader', async () => {
+      const x = await shoal(['scale', 'synthetic', 'to', '6', '--json', ...nats]);
+      return x.code === 3 ? undefined : x;
+    });
     expect(r.code, r.stderr).to.equal(0);
     const out = JSON.parse(r.stdout);
-    expect(out.results.map((x: { nodeId: string }) => x.nodeId).sort()).to.deep.equal(['node-1', 'node-2']);
-    expect(out.results.every((x: { ok: boolean; target: number }) => x.ok && x.target === 3)).to.equal(true);
+    expect(out.nodes).to.deep.equal({ 'node-1': 3, 'node-2': 3 });
+    expect(out).to.include({ applied: 6, clamped: false });
     await until('target 3 in status', async () => {
       const st = JSON.parse((await shoal(['status', '--json', ...nats])).stdout);
       return st.nodes.every((n: { pools: Record<string, { target: number; total: number }> }) => n.pools.synthetic!.target === 3 && n.pools.synthetic!.total === 3) ? true : undefined;

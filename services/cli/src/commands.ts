@@ -1,4 +1,4 @@
-import { ErrorCodes, isToken, ShoalError, type Lease as LeaseInfo } from '@shoal/protocol';
+import { isToken, ShoalError, type Lease as LeaseInfo } from '@shoal/protocol';
 import { call } from '@shoal/runtime';
 import { intFlag, UsageError, type FlagValues } from './args.js';
 import { fetchStatus, HINT, isNoResponders, UnreachableError, type ClusterStatus } from './cluster.js';
@@ -52,16 +52,40 @@ const status: Command = {
   name: 'status',
   usage: '',
   summary: 'nodes, their state and pools (total/idle/active/waiting/target/max), the strategy',
-  details: 'Asks a balancer (shoal.admin.status); with no balancer, listens to the nodes\' heartbeats for ~1.2 s.',
+  details: 'Asks a balancer (shoal.admin.status); with no balancer, listens to the nodes\' heartbeats for ~1.2 s. The autoscaler leader (shoal.autoscaler.status) adds each pool\'s target, utilization, last decision and desired pool-nodes.',
   flags: {},
   args: [0, 0],
   async run(ctx) {
-    const st = await fetchStatus(await ctx.nats(), ctx.s, ctx.timeout(5000));
-    if (ctx.json) ctx.emit(st);
-    else printStatus(ctx, st);
+    const nc = await ctx.nats();
+    const [st, autoscaler] = await Promise.all([fetchStatus(nc, ctx.s, ctx.timeout(5000)), fetchAutoscaler(ctx)]);
+    if (ctx.json) ctx.emit({ ...st, autoscaler });
+    else { printStatus(ctx, st); printAutoscaler(ctx, autoscaler); }
     return EXIT.OK;
   },
 };
+
+interface AutoscalerPool { target: number | null; requested: number | null; utilization: number | null; demand: number | null; nodes: number; desired: number | null; autoScaling: boolean; predictive: boolean; lastDecision: { at: number; direction: string; reason: string; target: number } | null }
+interface AutoscalerStatus { leader: string; epoch: number; pools: Record<string, AutoscalerPool> }
+
+/** The autoscaler leader's view, or null when none answers (not running, or between leaders). */
+async function fetchAutoscaler(ctx: Ctx): Promise<AutoscalerStatus | null> {
+  try {
+    return await call<AutoscalerStatus>(await ctx.nats(), ctx.s.autoscalerStatus, {}, Math.min(ctx.timeout(2000), 2000));
+  } catch {
+    return null;
+  }
+}
+
+function printAutoscaler(ctx: Ctx, a: AutoscalerStatus | null): void {
+  if (!a) { ctx.out(paint(ctx.stdout, 'gray', 'autoscaler: no leader answers (not running?)')); return; }
+  ctx.out(`autoscaler: leader ${paint(ctx.stdout, 'bold', a.leader)}  epoch ${a.epoch}`);
+  const rows = Object.entries(a.pools).map(([name, p]) => {
+    const d = p.lastDecision;
+    const last = d ? `${d.direction} to ${d.target} (${d.reason}, ${ms(Date.now() - d.at)} ago)` : '-';
+    return [name, p.target ?? '-', p.requested ?? '-', p.utilization ?? '-', p.nodes, p.desired ?? '-', p.autoScaling ? (p.predictive ? 'on+predictive' : 'on') : 'off', last];
+  });
+  if (rows.length) ctx.out(table(['POOL', 'TARGET', 'REQUESTED', 'UTIL', 'NODES', 'DESIRED', 'AUTO', 'LAST DECISION'], rows, new Set([1, 2, 3, 4, 5])));
+}
 
 // ---- acquire --------------------------------------------------------------
 
@@ -240,13 +264,39 @@ async function toNode<T>(ctx: Ctx, nodeId: string, subject: string, body: Record
 
 const OPS: Record<string, 'up' | 'down' | 'target'> = { up: 'up', down: 'down', to: 'target', target: 'target' };
 
+interface ClusterScaleReply { pool: string; from: number; requested: number; applied: number; min: number; max: number; clamped: boolean; clampedTo?: 'min' | 'max'; nodes: Record<string, number>; epoch: number; leader: string }
+
+/** Cluster-wide: the autoscaler leader spreads the pool's target over its live nodes and keeps it in the settings bucket. */
+async function scaleCluster(ctx: Ctx, pool: string, op: 'up' | 'down' | 'target', n: number): Promise<number> {
+  const subject = ctx.s.adminScale(pool);
+  let r: ClusterScaleReply;
+  try {
+    r = await call<ClusterScaleReply>(await ctx.nats(), subject, { pool, op, n }, ctx.timeout(5000));
+  } catch (err) {
+    if (isNoResponders(err)) throw new UnreachableError(`no autoscaler leader answers on ${subject}; is the autoscaler running? (--node <id> scales one node directly)`);
+    throw err;
+  }
+  if (ctx.json) ctx.emit({ op, n, ...r });
+  else {
+    const spreadOver = Object.entries(r.nodes).map(([id, t]) => `${id}=${t}`).join(' ');
+    ctx.out(`pool ${paint(ctx.stdout, 'bold', pool)}: target ${r.applied} (was ${r.from}) over ${Object.keys(r.nodes).length} node(s): ${spreadOver}  ${paint(ctx.stdout, 'gray', `(autoscaler ${r.leader}, epoch ${r.epoch})`)}`);
+  }
+  if (!r.clamped) return EXIT.OK;
+  ctx.stderr.write(`error: asked for ${r.requested}, clamped to ${r.applied}: the live nodes hold ${r.min}..${r.max} (${r.clampedTo ?? 'bounds'}); the request is kept and applied as nodes join\n`);
+  return EXIT.FAILED;
+}
+
 const scale: Command = {
   name: 'scale',
   usage: '<pool> up|down|to <n>',
-  summary: 'change a pool\'s target size on every node that has it (or one node)',
-  details: 'Sizes are per node: `to 3` sets the target of each node to 3, `up 2` adds 2 on each. The target stays within min..max.',
+  summary: 'change a pool\'s cluster-wide target (the autoscaler leader spreads it over the nodes), or one node\'s',
+  details: [
+    'Cluster-wide: `to 12` asks for 12 resources in the whole pool, spread over its live nodes within each node\'s min..max',
+    'and weight; `up 2` / `down 2` move the cluster target. Kept in the settings KV bucket (target.<pool>). Exits 1 when the',
+    'request was clamped to what the nodes hold. With --node: the old per-node form, sent to that node only.',
+  ].join('\n'),
   flags: {
-    node: { type: 'string', arg: 'id', help: 'only this node' },
+    node: { type: 'string', arg: 'id', help: 'set this one node\'s target instead (sizes are per node)' },
   },
   args: [3, 3],
   async run(ctx, [poolArg, opArg, nArg], flags) {
@@ -255,16 +305,8 @@ const scale: Command = {
     if (!op) throw new UsageError(`scale takes up, down or to, got '${opArg}'`);
     const n = Number(nArg);
     if (!/^\d+$/.test(nArg!) || n > 100_000) throw new UsageError(`n must be an integer from 0 to 100000, got '${nArg}'`);
-    let nodes: string[];
-    if (typeof flags.node === 'string') nodes = [token('node id', flags.node)];
-    else {
-      const st = await fetchStatus(await ctx.nats(), ctx.s, ctx.timeout(5000));
-      nodes = st.nodes.filter((x) => x.state !== 'gone' && !x.draining && x.pools[pool] !== undefined).map((x) => x.nodeId);
-      if (nodes.length === 0) {
-        const known = [...new Set(st.nodes.flatMap((x) => Object.keys(x.pools)))];
-        throw new ShoalError(ErrorCodes.POOL_NOT_FOUND, `no live node has pool ${pool} (pools: ${known.join(', ') || 'none'})`);
-      }
-    }
+    if (typeof flags.node !== 'string') return scaleCluster(ctx, pool, op, n);
+    const nodes = [token('node id', flags.node)];
     type Result =
       | { nodeId: string; ok: true; target?: number; total?: number; min?: number; max?: number }
       | { nodeId: string; ok: false; error: { code: string; message: string }; unreachable: boolean };
