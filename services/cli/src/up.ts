@@ -9,6 +9,7 @@ import { intFlag, UsageError, type FlagValues } from './args.js';
 import { fetchStatus, openNats } from './cluster.js';
 import { EXIT, type Command, type Ctx } from './context.js';
 import { compactLog, ms, paint, type Color } from './format.js';
+import { followDesired, type NodeControl } from './follow-desired.js';
 import { canConnect, Child, commandOf, describeExit, findExecutable, portFree, sleep, UpError, type Exit, type Kind } from './supervise.js';
 
 export { findExecutable, portFree, UpError } from './supervise.js';
@@ -16,8 +17,20 @@ export { findExecutable, portFree, UpError } from './supervise.js';
 /** The repository root: this file is services/cli/dist/up.js. */
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
-/** Services started when they are built (later issues add them); not fatal if they fail. */
-const OPTIONAL_SERVICES = ['autoscaler', 'health-checker'];
+/**
+ * Services started when they are built, one row per kind; not fatal if they
+ * fail. `replicas` from the options (e.g. --autoscalers); several replicas
+ * are named `<svc>-<i>` and get their id in `idEnv`.
+ */
+interface OptionalService { svc: string; replicas: (o: UpOptions) => number; idEnv?: string }
+const OPTIONAL_SERVICES: OptionalService[] = [
+  { svc: 'autoscaler', replicas: (o) => o.autoscalers, idEnv: 'SHOAL_AUTOSCALER_ID' },
+  { svc: 'health-checker', replicas: () => 1 },
+];
+const replicaNames = (k: OptionalService, o: UpOptions): string[] => {
+  const n = k.replicas(o);
+  return n === 1 ? [k.svc] : Array.from({ length: n }, (_, i) => `${k.svc}-${i + 1}`);
+};
 const READY_TIMEOUT_MS = 30_000;
 const NATS_STOP_MS = 5_000;
 /** Under the data dir: which `shoal up` runs which nats-server, to stop one a killed `shoal up` left behind. */
@@ -39,6 +52,10 @@ interface UpOptions {
   config: NodeConfig;
   nodes: number;
   balancers: number;
+  /** Autoscaler replicas (one leads). */
+  autoscalers: number;
+  /** Pools whose pool-node count follows the autoscaler's desired pool-nodes. */
+  followDesired: string[];
   port: number;
   dataDir: string;
   tempDir: boolean;
@@ -65,6 +82,13 @@ class LocalCluster {
   private readyAt: number | undefined;
   /** A second signal killed everything: exit 130. */
   private forced = false;
+  /** For pool-nodes started later (--follow-desired). */
+  private nodeScript = '';
+  private nodeEnv: (i: number) => Promise<NodeJS.ProcessEnv> = async () => ({});
+  private nextNode = 1;
+  /** Nodes stopped on purpose (--follow-desired drained them): their exit is no failure. */
+  private readonly retired = new Set<Child>();
+  private readonly followers: { stop(): Promise<void> }[] = [];
 
   constructor(private readonly ctx: Ctx, private readonly o: UpOptions) {}
 
@@ -123,9 +147,34 @@ class LocalCluster {
     return c;
   }
 
+  /** What --follow-desired may do: count, start and drain this cluster's pool-nodes. */
+  private nodeControl(): NodeControl {
+    const live = () => this.children.filter((c) => c.kind === 'node' && c.running && !this.retired.has(c));
+    return {
+      running: () => live().length,
+      start: async () => {
+        this.checkStopping();
+        const i = this.nextNode++;
+        const c = this.spawnService(`node-${i}`, 'node', this.nodeScript, await this.nodeEnv(i));
+        this.nameWidth = Math.max(this.nameWidth, c.name.length);
+        await c.waitReady(READY_TIMEOUT_MS);
+        this.event({ event: 'started', name: c.name, pid: c.pid, httpPort: c.ready?.httpPort ?? null, cause: 'follow-desired' });
+        return c.name;
+      },
+      drain: async () => {
+        // The newest first: the nodes `shoal up` began with stay.
+        const c = live().at(-1);
+        if (!c) return undefined;
+        this.retired.add(c);
+        await c.stop('SIGTERM', this.o.stopTimeoutMs);
+        return c.name;
+      },
+    };
+  }
+
   private onExit(c: Child, e: Exit): void {
     this.event({ event: 'exit', name: c.name, pid: c.pid, code: e.code, signal: e.signal });
-    if (this.stopping || !this.readyAt) return;
+    if (this.stopping || !this.readyAt || this.retired.has(c)) return;
     const gone = `${c.name} (pid ${c.pid}) exited unexpectedly (${describeExit(e)})${c.lastError()}`;
     if (c.kind === 'nats') {
       this.ctx.stderr.write(`shoal: ${gone}; stopping the cluster\n`);
@@ -194,7 +243,8 @@ class LocalCluster {
     }
     mkdirSync(storeDir, { recursive: true });
     const natsUrl = `nats://127.0.0.1:${port}`;
-    const extraNames = OPTIONAL_SERVICES.filter((svc) => existsSync(join(ROOT, 'services', svc, 'dist/main.js')));
+    const extraKinds = OPTIONAL_SERVICES.filter((k) => existsSync(join(ROOT, 'services', k.svc, 'dist/main.js')));
+    const extraNames = extraKinds.flatMap((k) => replicaNames(k, o));
     this.nameWidth = Math.max(4, ...[`balancer-${o.balancers}`, `node-${o.nodes}`, ...extraNames].map((n) => n.length));
 
     this.checkStopping();
@@ -245,12 +295,17 @@ class LocalCluster {
       started.push(this.spawnService(`node-${i}`, 'node', nodeScript, env));
       names.push(`node-${i}`);
     }
+    this.nodeScript = nodeScript;
     const extras: Child[] = [];
-    for (const svc of extraNames) {
-      const script = join(ROOT, 'services', svc, 'dist/main.js');
-      extras.push(this.spawnService(svc, 'extra', script, { ...base, SHOAL_HTTP_PORT: o.httpBase < 0 ? '-1' : '0' }));
-      names.push(svc);
+    for (const k of extraKinds) {
+      const script = join(ROOT, 'services', k.svc, 'dist/main.js');
+      for (const name of replicaNames(k, o)) {
+        extras.push(this.spawnService(name, 'extra', script, { ...base, SHOAL_HTTP_PORT: o.httpBase < 0 ? '-1' : '0', ...(k.idEnv ? { [k.idEnv]: name } : {}) }));
+        names.push(name);
+      }
     }
+    this.nodeEnv = async (i: number) => ({ ...base, SHOAL_NODE_ID: `node-${i}`, SHOAL_HTTP_PORT: await httpPort(pick(i, 0)) });
+    this.nextNode = o.nodes + 1;
     this.say(`starting ${names.join(', ')} with ${shortPath(o.configFile)}...`);
     await Promise.all(started.map((c) => c.waitReady(READY_TIMEOUT_MS).then(() => {
       this.event({ event: 'started', name: c.name, pid: c.pid, httpPort: c.ready?.httpPort ?? null });
@@ -267,6 +322,7 @@ class LocalCluster {
     this.checkStopping();
     this.readyAt = Date.now();
     this.banner(natsUrl, storeDir, Date.now() - t0);
+    for (const pool of o.followDesired) this.followers.push(await followDesired(natsUrl, subjects(o.prefix), pool, this.nodeControl(), (l, c) => this.say(l, c)));
   }
 
   /**
@@ -356,6 +412,7 @@ class LocalCluster {
   stop(why: string, code: number): Promise<number> {
     if (this.stopping) return this.stopping;
     this.stopping = (async () => {
+      await Promise.all(this.followers.splice(0).map((f) => f.stop()));
       const services = this.children.filter((c) => c.kind !== 'nats');
       const running = services.filter((c) => c.running);
       this.event({ event: 'stopping', reason: why });
@@ -400,6 +457,7 @@ function options(ctx: Ctx, flags: FlagValues, env: NodeJS.ProcessEnv): UpOptions
   const prefixFlag = typeof flags.prefix === 'string';
   const nodes = intFlag(flags, 'nodes', 2, 1, 32);
   const balancers = intFlag(flags, 'balancers', 1, 0, 8);
+  const autoscalers = intFlag(flags, 'autoscalers', 1, 0, 8);
   const port = intFlag(flags, 'port', 4222, 0, 65535);
   const envHttp = env.SHOAL_HTTP_PORT !== undefined && env.SHOAL_HTTP_PORT !== '' ? Number(env.SHOAL_HTTP_PORT) : undefined;
   if (envHttp !== undefined && (!Number.isInteger(envHttp) || envHttp < -1 || envHttp > 65535)) throw new UsageError(`SHOAL_HTTP_PORT=${env.SHOAL_HTTP_PORT} must be -1, 0 or a port`);
@@ -414,11 +472,14 @@ function options(ctx: Ctx, flags: FlagValues, env: NodeJS.ProcessEnv): UpOptions
     throw err;
   }
   if (Object.keys(config.pools).length === 0) throw new UsageError(`${configFile} defines no pools`);
+  const followDesired = typeof flags['follow-desired'] === 'string' ? flags['follow-desired'].split(',').map((x) => x.trim()).filter(Boolean) : [];
+  for (const p of followDesired) if (!config.pools[p]) throw new UsageError(`--follow-desired ${p}: ${configFile} has no pool ${p} (pools: ${Object.keys(config.pools).join(', ')})`);
+  if (followDesired.length > 0 && autoscalers === 0) throw new UsageError('--follow-desired needs an autoscaler (--autoscalers 1 or more)');
   const dd = typeof flags['data-dir'] === 'string' ? flags['data-dir'] : '.shoal';
   const tempDir = dd === 'tmp';
   // The default lives in the repository (ignored by git) wherever the command runs from; a given path is relative to the cwd.
   const dataDir = tempDir ? mkdtempSync(join(tmpdir(), 'shoal-up-')) : flags['data-dir'] === undefined ? join(ROOT, '.shoal') : resolve(dd);
-  return { configFile, config, nodes, balancers, port, dataDir, tempDir, httpBase, rawLogs: flags['raw-logs'] === true, stopTimeoutMs, prefix: prefixFlag ? ctx.prefix : config.prefix, prefixFlag, env };
+  return { configFile, config, nodes, balancers, autoscalers, followDesired, port, dataDir, tempDir, httpBase, rawLogs: flags['raw-logs'] === true, stopTimeoutMs, prefix: prefixFlag ? ctx.prefix : config.prefix, prefixFlag, env };
 }
 
 export const up: Command = {
@@ -437,6 +498,8 @@ export const up: Command = {
     config: { type: 'string', arg: 'file', help: 'node config (default: $SHOAL_CONFIG or config/session-pool.yaml)' },
     nodes: { type: 'number', arg: 'n', help: 'pool-nodes to start (default 2)' },
     balancers: { type: 'number', arg: 'n', help: 'balancer replicas (default 1)' },
+    autoscalers: { type: 'number', arg: 'n', help: 'autoscaler replicas, one leads (default 1; 0 = none)' },
+    'follow-desired': { type: 'string', arg: 'pool', help: 'start and drain pool-nodes to follow the autoscaler\'s desired pool-nodes of this pool (comma-separated for several), as docker compose --scale or Kubernetes would' },
     port: { type: 'number', arg: 'port', help: 'NATS port on 127.0.0.1 (default 4222; 0 = any free port)' },
     'data-dir': { type: 'string', arg: 'dir', help: 'JetStream data under <dir>/nats (default: .shoal in the repository; `tmp` = a temp dir removed on exit)' },
     'http-port': { type: 'number', arg: 'port', help: 'base HTTP port (default $SHOAL_HTTP_PORT or 8080)' },
