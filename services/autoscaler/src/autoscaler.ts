@@ -80,6 +80,8 @@ export class Autoscaler extends Actor {
   private settings: KV | undefined;
   private timer: NodeJS.Timeout | undefined;
   private ticking = false;
+  /** When this process began hearing heartbeats: it acts only once it has heard every node at least once. */
+  private listeningSince = Date.now();
 
   constructor(nc: NatsConnection, log: Logger, private readonly cfg: AutoscalerSettings) {
     const id = cfg.autoscalerId ?? newNodeId();
@@ -98,6 +100,7 @@ export class Autoscaler extends Actor {
     this.listen(this.s.anyHeartbeat, (m) => this.onHeartbeat(m));
     this.listen(this.s.anyHealthVerdict, (m) => this.onVerdict(m));
     await this.flushed();
+    this.listeningSince = Date.now();
     this.election.start();
     this.timer = setInterval(() => { void this.tick(); }, this.cfg.intervalMs);
   }
@@ -181,6 +184,17 @@ export class Autoscaler extends Actor {
     }
   }
 
+  /**
+   * A process that wins its first election at once has not heard every node
+   * yet: spreading over part of them would pile the target up there. Wait
+   * until two heartbeat intervals have passed since it began listening.
+   */
+  private async warm(): Promise<void> {
+    const interval = Math.max(0, ...[...this.nodes.values()].map((n) => n.hb.intervalMs));
+    const wait = this.listeningSince + 2 * (interval || 1000) - Date.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+  }
+
   // ---- the pools as seen now -------------------------------------------
 
   private liveNodes(now: number): NodeState[] {
@@ -259,6 +273,7 @@ export class Autoscaler extends Actor {
     if (this.ticking || !this.election.isLeader()) return;
     this.ticking = true;
     try {
+      await this.warm();
       const now = Date.now();
       for (const pool of this.pools(now)) await this.tickPool(pool, now);
     } catch (err) {
@@ -367,6 +382,7 @@ export class Autoscaler extends Actor {
     if (!isToken(pool)) throw new ShoalError(ErrorCodes.BAD_REQUEST, `pool '${pool}' is not a valid name`);
     const req: ScaleRequest = parse('scale', m.data);
     if (req.pool !== pool) throw new ShoalError(ErrorCodes.BAD_REQUEST, `field pool: ${req.pool} does not match the subject's pool ${pool}`);
+    await this.warm();
     const now = Date.now();
     const { view, slots } = this.view(pool, now);
     if (slots.length === 0) {
