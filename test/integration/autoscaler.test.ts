@@ -262,8 +262,9 @@ describe('autoscaler (integration: real nats-server, pool-nodes and autoscalers 
         await until('desired 2', () => (desired.at(-1) === 2 ? true : undefined));
         const started = await until('node-2 started by follow-desired', () => events.find((e) => e.event === 'started' && e.name === 'node-2'), 60_000);
         expect(started.cause).to.equal('follow-desired');
-        const as = events.find((e) => e.event === 'started' && e.name === 'autoscaler');
-        expect(as, 'the autoscaler was started').to.not.equal(undefined);
+        const ready = events.find((e) => e.event === 'ready') as { children: { name: string; httpPort: number | null }[] };
+        const as = ready.children.find((c) => c.name === 'autoscaler');
+        expect(as?.httpPort, 'shoal up started the autoscaler').to.be.a('number');
         const gauge = await metric(Number(as!.httpPort), /^shoal_desired_pool_nodes\{.*pool="synthetic"/);
         expect(gauge).to.equal(2);
         // Load gone: back to 1 desired after the stabilization window, and a node is drained.
