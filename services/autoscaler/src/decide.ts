@@ -92,8 +92,8 @@ export function sampleOf(v: PoolView, at: number): Sample {
   };
 }
 
-/** The prediction looks at the demand of this long (at least): enough points for a trend, short enough to follow a ramp. */
-export const FORECAST_WINDOW_MIN_MS = 10_000;
+/** The prediction reads the demand of the last max(this, 2 × lead): enough points for a trend, short enough to catch a ramp early. */
+export const FORECAST_WINDOW_MIN_MS = 4_000;
 
 interface Vote { dir: 'up' | 'down'; n: number; reason: string }
 
@@ -155,7 +155,7 @@ export function decide(view: PoolView, cfg: ScalingConfig, history: History, now
   }
   if (cfg.predictive) {
     const lead = view.createLatencyMs + cfg.tickMs;
-    const f = forecastDemand(samples.map((s) => ({ at: s.at, v: s.demand })), now, lead, Math.max(FORECAST_WINDOW_MIN_MS, 3 * lead));
+    const f = forecastDemand(samples.map((s) => ({ at: s.at, v: s.demand })), now, lead, Math.max(FORECAST_WINDOW_MIN_MS, 2 * lead));
     if (f !== undefined) {
       numbers.forecast = round(f);
       numbers.leadMs = Math.round(lead);

@@ -2,23 +2,33 @@
 export interface Point { at: number; v: number }
 
 /**
- * Least-squares line through the points: `slope` per ms and the line's value
- * at the last point. Fewer than 3 points, or all at one instant: no trend.
+ * Theil–Sen line through the points: the slope is the median of the slopes
+ * between every pair of points, so a step (a jump between two flat stretches)
+ * reads as flat until most of the window has seen the new level, while a true
+ * ramp reads exactly; least squares would extrapolate a step as a steep ramp
+ * and overshoot. Returns the slope per ms and the line's value at the last
+ * point. Fewer than 3 points, or all at one instant: no trend.
  */
 export function linearTrend(points: readonly Point[]): { slope: number; last: number } | undefined {
   if (points.length < 3) return undefined;
-  const t0 = points[0]!.at;
-  let sx = 0, sy = 0, sxx = 0, sxy = 0;
-  for (const p of points) {
-    const x = p.at - t0;
-    sx += x; sy += p.v; sxx += x * x; sxy += x * p.v;
+  const slopes: number[] = [];
+  for (let i = 0; i < points.length; i++) {
+    for (let j = i + 1; j < points.length; j++) {
+      const dx = points[j]!.at - points[i]!.at;
+      if (dx > 0) slopes.push((points[j]!.v - points[i]!.v) / dx);
+    }
   }
-  const n = points.length;
-  const den = n * sxx - sx * sx;
-  if (den === 0) return undefined;
-  const slope = (n * sxy - sx * sy) / den;
-  const intercept = (sy - slope * sx) / n;
-  return { slope, last: intercept + slope * (points[n - 1]!.at - t0) };
+  if (slopes.length === 0) return undefined;
+  const slope = median(slopes);
+  const lastAt = points[points.length - 1]!.at;
+  const intercept = median(points.map((p) => p.v - slope * (p.at - lastAt)));
+  return { slope, last: intercept };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 /**
