@@ -29,6 +29,12 @@ export interface Driver<R = unknown> {
   describe?(r: R): Record<string, unknown> | undefined;
   /** Extra JSON routes for the node's HTTP server (e.g. /vector-store/pool/stats). */
   routes?(pool: PoolView): Record<string, (q: URLSearchParams) => unknown | Promise<unknown>>;
+  /**
+   * The backend as the driver last saw it (Weaviate answering isLive/isReady,
+   * the CLI able to start): reported to the health-checker's probe. Cheap and
+   * synchronous: it reports what is known, it does not ask.
+   */
+  backend?(): { healthy: boolean; reason?: string };
   /** Driver figures for node status (`pools.<name>.driver`), e.g. the weaviate pool's connection stats. */
   stats?(pool: PoolView): object | undefined;
 }

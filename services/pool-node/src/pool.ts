@@ -675,10 +675,21 @@ export class Pool<R = unknown> {
     this.replenish();
   }
 
+  /**
+   * The health probe's round trip: validate the idle resource validated
+   * longest ago, now, whatever the skip window (a failing one is replaced).
+   * Undefined when nothing is idle.
+   */
+  probeIdle(): Promise<boolean | undefined> {
+    let oldest: Resource<R> | undefined;
+    for (const r of this.idle) if (!oldest || r.lastValidatedAt < oldest.lastValidatedAt) oldest = r;
+    return oldest ? this.validateIdle(oldest) : Promise.resolve(undefined);
+  }
+
   /** Take an idle resource out while it is validated, then put it back or replace it. */
-  private async validateIdle(r: Resource<R>): Promise<void> {
+  private async validateIdle(r: Resource<R>): Promise<boolean | undefined> {
     const at = this.idle.indexOf(r);
-    if (at < 0) return;
+    if (at < 0) return undefined;
     this.idle.splice(at, 1);
     r.state = 'returning';
     let ok = false;
@@ -688,15 +699,16 @@ export class Pool<R = unknown> {
       ok = false;
     }
     this.observer.op('validate', ok ? 'success' : 'error');
-    if (r.state !== 'returning') return; // closed under us
+    if (r.state !== 'returning') return ok; // closed under us
     if (!ok) {
       this.observer.log('warn', 'idle resource failed validation, replacing it', { pool: this.name, resourceId: r.id });
       await this.destroy(r, 'invalid');
       this.replenish();
-      return;
+      return ok;
     }
     r.lastValidatedAt = this.clock.now();
     this.dispatch(r);
+    return ok;
   }
 
   /** Over max_total_memory: destroy the largest idle resources until under it (replenish then refills within the limit). */

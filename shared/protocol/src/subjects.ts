@@ -8,8 +8,11 @@ export const DEFAULT_PREFIX = 'shoal';
 /** Queue group of the balancer replicas. */
 export const BALANCER_QUEUE = 'shoal-balancers';
 
-/** JetStream KV bucket holding operator settings (strategy, weights, targets). */
+/** JetStream KV bucket holding operator settings (strategy, weights, targets) and health verdicts. */
 export const SETTINGS_BUCKET = 'shoal_settings';
+
+/** Settings-bucket key of a node's health verdict: `health.<nodeId>` (JSON HealthVerdict). */
+export const HEALTH_KEY_PREFIX = 'health.';
 
 const TOKEN = /^[A-Za-z0-9_-]{1,64}$/;
 
@@ -54,6 +57,15 @@ export function subjects(prefix: string = DEFAULT_PREFIX) {
     adminStatusOf: (balancerId: string) => `${prefix}.admin.status.${balancerId}`,
     /** Every balancer replica answers (no queue group): collect the replies to list them all. */
     adminBalancers: `${prefix}.admin.balancers`,
+
+    // ---- health (issue 9): health-checker -> node probes, verdicts ----
+    /** Answered at once from the node's event loop: a hung node fails it. */
+    nodePing: (nodeId: string) => `${prefix}.node.${nodeId}.ping`,
+    /** A real round trip through each pool (validate one idle resource), memory and backend health. */
+    nodeProbe: (nodeId: string) => `${prefix}.node.${nodeId}.probe`,
+    /** A node's health verdict (HealthVerdict, msgpack), also kept in the settings bucket at `health.<nodeId>`. */
+    healthVerdict: (nodeId: string) => `${prefix}.health.verdict.${nodeId}`,
+    anyHealthVerdict: `${prefix}.health.verdict.*`,
   };
 }
 

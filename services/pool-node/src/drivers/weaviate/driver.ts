@@ -264,6 +264,10 @@ export function weaviateDriver(ctx: DriverContext): WeaviateDriver {
     stats,
     health,
 
+    backend() {
+      return downSince === undefined ? { healthy: true } : { healthy: false, reason: `Weaviate at ${endpoint} unreachable since ${new Date(downSince).toISOString()}` };
+    },
+
     async create({ resourceId, signal }) {
       const now = clock.now();
       const conn: Conn = {
