@@ -12,14 +12,23 @@ export interface CheckerSettings {
   checkerId?: string;
   prefix: string;
   healthCheck: HealthCheckConfig;
-  /** Missed heartbeats after which a node is forgotten (no more probes). Default 5. */
+  /** Missed heartbeats after which a node is gone for balancers; it is forgotten here no sooner. Default 5. */
   goneAfterIntervals?: number;
+  /** How long a silent node is still probed before it is forgotten. Default 60 s. */
+  forgetAfterMs?: number;
   /** Default SETTINGS_BUCKET. */
   settingsBucket?: string;
 }
 
 /** A verdict of another checker older than this many of the node's probe intervals is stale (its checker is gone). */
 const STALE_INTERVALS = 3;
+/**
+ * A silent node is probed on for this long (and at least `goneAfter`
+ * heartbeats), then forgotten and its stored verdict deleted. Long, because a
+ * hung node (SIGSTOP, a blocked loop) is silent too and must be judged, and
+ * judged again when it wakes up.
+ */
+const FORGET_AFTER_MS = 60_000;
 /** How long to wait before trying the KV bucket again after it failed. */
 const KV_RETRY_MS = 5000;
 
@@ -172,10 +181,10 @@ export class HealthChecker extends Actor {
     n.timer = setTimeout(() => {
       if (this.nodes.get(nodeId) !== n) return;
       const silent = Date.now() - n.lastSeenAt;
-      if (silent >= (this.cfg.goneAfterIntervals ?? 5) * n.hb.intervalMs) {
-        // Gone (balancers say so from heartbeats): nothing left to judge.
+      if (silent >= Math.max((this.cfg.goneAfterIntervals ?? 5) * n.hb.intervalMs, this.cfg.forgetAfterMs ?? FORGET_AFTER_MS)) {
         this.nodes.delete(nodeId);
-        this.log.info('node gone; no longer probed', { nodeId, silentMs: silent });
+        this.log.info('node silent too long; no longer probed', { nodeId, silentMs: silent });
+        void this.forget(nodeId, n);
         return;
       }
       this.schedule(nodeId, n);
@@ -276,6 +285,23 @@ export class HealthChecker extends Actor {
       this.nc.publish(this.s.healthVerdict(nodeId), encode(mine));
     } catch (err) {
       this.log.debug('verdict not published', { nodeId, err: (err as Error).message });
+    }
+  }
+
+  /** Delete a forgotten node's stored verdict (if ours or stale), so that ids of past processes do not pile up. */
+  private async forget(nodeId: string, n: NodeEntry): Promise<void> {
+    const kv = await this.openKv();
+    if (!kv) return;
+    const key = HEALTH_KEY_PREFIX + nodeId;
+    try {
+      const e = await kv.get(key);
+      const stored = e && e.operation === 'PUT' ? readStoredVerdict(e.value) : undefined;
+      if (!e || !stored) return;
+      const staleMs = STALE_INTERVALS * this.intervalOf(n) + this.cfg.healthCheck.timeoutMs;
+      if (stored.checkerId !== this.checkerId && Date.now() - stored.at < staleMs) return;
+      await kv.delete(key, { previousSeq: e.revision });
+    } catch (err) {
+      this.log.debug('stored verdict not deleted', { nodeId, err: (err as Error).message });
     }
   }
 
