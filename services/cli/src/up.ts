@@ -24,6 +24,10 @@ export class UpError extends Error {
 
 /** Services started when they are built (later issues add them); not fatal if they fail. */
 const OPTIONAL_SERVICES = ['autoscaler', 'health-checker'];
+/** Optional services that run as replicas: the flag giving their number (default 1) and the variable naming each. */
+const REPLICATED: Record<string, { flag: string; idEnv: string }> = {
+  'health-checker': { flag: 'health-checkers', idEnv: 'SHOAL_HEALTH_CHECKER_ID' },
+};
 const READY_TIMEOUT_MS = 30_000;
 const NATS_STOP_MS = 5_000;
 /** Under the data dir: which `shoal up` runs which nats-server, to stop one a killed `shoal up` left behind. */
@@ -202,6 +206,8 @@ interface UpOptions {
   config: NodeConfig;
   nodes: number;
   balancers: number;
+  /** Replicas of optional services by name (e.g. health-checker); 1 when absent. */
+  replicas: Record<string, number>;
   port: number;
   dataDir: string;
   tempDir: boolean;
@@ -357,7 +363,11 @@ class LocalCluster {
     }
     mkdirSync(storeDir, { recursive: true });
     const natsUrl = `nats://127.0.0.1:${port}`;
-    const extraNames = OPTIONAL_SERVICES.filter((svc) => existsSync(join(ROOT, 'services', svc, 'dist/main.js')));
+    const extraNames = OPTIONAL_SERVICES.filter((svc) => existsSync(join(ROOT, 'services', svc, 'dist/main.js')))
+      .flatMap((svc) => {
+        const n = o.replicas[svc] ?? 1;
+        return n === 1 ? [svc] : Array.from({ length: n }, (_, i) => `${svc}-${i + 1}`);
+      });
     this.nameWidth = Math.max(4, ...[`balancer-${o.balancers}`, `node-${o.nodes}`, ...extraNames].map((n) => n.length));
 
     this.checkStopping();
@@ -409,10 +419,12 @@ class LocalCluster {
       names.push(`node-${i}`);
     }
     const extras: Child[] = [];
-    for (const svc of extraNames) {
+    for (const name of extraNames) {
+      const svc = OPTIONAL_SERVICES.find((x) => name === x || name.startsWith(`${x}-`))!;
       const script = join(ROOT, 'services', svc, 'dist/main.js');
-      extras.push(this.spawnService(svc, 'extra', script, { ...base, SHOAL_HTTP_PORT: o.httpBase < 0 ? '-1' : '0' }));
-      names.push(svc);
+      const id = REPLICATED[svc] ? { [REPLICATED[svc].idEnv]: name } : {};
+      extras.push(this.spawnService(name, 'extra', script, { ...base, ...id, SHOAL_HTTP_PORT: o.httpBase < 0 ? '-1' : '0' }));
+      names.push(name);
     }
     this.say(`starting ${names.join(', ')} with ${shortPath(o.configFile)}...`);
     await Promise.all(started.map((c) => c.waitReady(READY_TIMEOUT_MS).then(() => {
@@ -563,6 +575,7 @@ function options(ctx: Ctx, flags: FlagValues, env: NodeJS.ProcessEnv): UpOptions
   const prefixFlag = typeof flags.prefix === 'string';
   const nodes = intFlag(flags, 'nodes', 2, 1, 32);
   const balancers = intFlag(flags, 'balancers', 1, 0, 8);
+  const replicas = Object.fromEntries(Object.entries(REPLICATED).map(([svc, r]) => [svc, intFlag(flags, r.flag, 1, 0, 8)]));
   const port = intFlag(flags, 'port', 4222, 0, 65535);
   const envHttp = env.SHOAL_HTTP_PORT !== undefined && env.SHOAL_HTTP_PORT !== '' ? Number(env.SHOAL_HTTP_PORT) : undefined;
   if (envHttp !== undefined && (!Number.isInteger(envHttp) || envHttp < -1 || envHttp > 65535)) throw new UsageError(`SHOAL_HTTP_PORT=${env.SHOAL_HTTP_PORT} must be -1, 0 or a port`);
@@ -581,7 +594,7 @@ function options(ctx: Ctx, flags: FlagValues, env: NodeJS.ProcessEnv): UpOptions
   const tempDir = dd === 'tmp';
   // The default lives in the repository (ignored by git) wherever the command runs from; a given path is relative to the cwd.
   const dataDir = tempDir ? mkdtempSync(join(tmpdir(), 'shoal-up-')) : flags['data-dir'] === undefined ? join(ROOT, '.shoal') : resolve(dd);
-  return { configFile, config, nodes, balancers, port, dataDir, tempDir, httpBase, rawLogs: flags['raw-logs'] === true, stopTimeoutMs, prefix: prefixFlag ? ctx.prefix : config.prefix, prefixFlag, env };
+  return { configFile, config, nodes, balancers, replicas, port, dataDir, tempDir, httpBase, rawLogs: flags['raw-logs'] === true, stopTimeoutMs, prefix: prefixFlag ? ctx.prefix : config.prefix, prefixFlag, env };
 }
 
 export const up: Command = {
@@ -600,6 +613,7 @@ export const up: Command = {
     config: { type: 'string', arg: 'file', help: 'node config (default: $SHOAL_CONFIG or config/session-pool.yaml)' },
     nodes: { type: 'number', arg: 'n', help: 'pool-nodes to start (default 2)' },
     balancers: { type: 'number', arg: 'n', help: 'balancer replicas (default 1)' },
+    'health-checkers': { type: 'number', arg: 'n', help: 'health-checker replicas (default 1; 0 = none)' },
     port: { type: 'number', arg: 'port', help: 'NATS port on 127.0.0.1 (default 4222; 0 = any free port)' },
     'data-dir': { type: 'string', arg: 'dir', help: 'JetStream data under <dir>/nats (default: .shoal in the repository; `tmp` = a temp dir removed on exit)' },
     'http-port': { type: 'number', arg: 'port', help: 'base HTTP port (default $SHOAL_HTTP_PORT or 8080)' },
