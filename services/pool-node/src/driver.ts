@@ -23,6 +23,12 @@ export interface Driver<R = unknown> {
   destroy(r: R): Promise<void>;
   /** Current footprint, for resource limits and metrics. */
   usage(r: R): { memoryBytes: number };
+  /**
+   * How often the pool should validate this driver's idle resources (e.g.
+   * Weaviate's health_check_interval), when more often than its cleanup:
+   * the pool's cleanup is the one validation timer, drivers keep none.
+   */
+  readonly validateIntervalMs?: number;
   /** Operations a client may run one-shot (acquire+exec+release inside the node); unset = all. */
   readonly oneShotOps?: ReadonlySet<string>;
   /** Facts about a resource handed to its holder with the lease (e.g. a session id). */

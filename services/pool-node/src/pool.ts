@@ -653,7 +653,8 @@ export class Pool<R = unknown> {
   }
 
   private scheduleCleanup(): void {
-    const every = this.cfg.sessionManagement.cleanupIntervalMs;
+    // One timer per pool for the sweep and for validation, at the driver's validation period if shorter.
+    const every = Math.min(this.cfg.sessionManagement.cleanupIntervalMs, this.driver.validateIntervalMs ?? Infinity);
     if (every <= 0 || this.closed) return;
     this.cleanupTimer = this.clock.setTimeout(() => { this.cleanup(); this.scheduleCleanup(); }, every);
   }
@@ -669,7 +670,8 @@ export class Pool<R = unknown> {
       if (this.overMemory(r)) { void this.destroy(r, 'memory'); surplus--; continue; }
       if (surplus > 0 && sm.idleTimeoutMs > 0 && now - r.idleSince >= sm.idleTimeoutMs) { void this.destroy(r, 'idle_timeout'); surplus--; continue; }
       // A resource can die while idle (a CLI process crashing): find out before a holder does.
-      if (sm.validateOnReturn && now - r.lastValidatedAt >= sm.cleanupIntervalMs) void this.validateIdle(r);
+      const validateEvery = this.driver.validateIntervalMs ?? (sm.validateOnReturn ? sm.cleanupIntervalMs : Infinity);
+      if (now - r.lastValidatedAt >= validateEvery) void this.validateIdle(r);
     }
     this.recycleOverTotalMemory();
     this.replenish();
