@@ -27,9 +27,15 @@ export class NodeHealth {
     this.memoryLimitBytes = opts.memoryLimitBytes ?? systemMemoryLimit();
   }
 
-  /** Every pool's round trip (one idle resource validated, in parallel), memory and backend health. */
+  /**
+   * Every pool's round trip (one idle resource validated, in parallel; not
+   * for a pool whose backend is known down), memory and backend health.
+   */
   async probe(): Promise<ProbeReply> {
     const entries = await Promise.all([...this.pools].map(async ([name, pool]): Promise<[string, ProbePool]> => {
+      // A backend known to be down is that pool's verdict; waiting on its validation would only make the node look slow.
+      const known = this.backend(name, pool);
+      if (!known.healthy) return [name, known];
       const t0 = performance.now();
       let valid: boolean | undefined;
       try {

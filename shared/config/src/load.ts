@@ -16,7 +16,7 @@ interface Store { get(path: string): unknown; set(path: string, value: unknown):
 
 const TOP = ['nats', 'node', 'balancer', 'health_check', 'session_pool', 'pools'];
 // `shoal.hb.*` and friends would swallow a pool's `shoal.<pool>.acquire`.
-const RESERVED_POOLS = ['node', 'hb', 'admin', 'events'];
+const RESERVED_POOLS = ['node', 'hb', 'admin', 'events', 'health'];
 const POOL_ENV = /^SHOAL_POOL_/;
 
 const isMapping = (v: unknown): v is Mapping => typeof v === 'object' && v !== null && !Array.isArray(v);
