@@ -53,6 +53,15 @@ pools:
     options: { create_latency: 1ms, exec_latency: 1ms }
     load_balancing:
       health_check_interval: ${INTERVAL}ms
+  broken:
+    load_balancing:
+      health_check_interval: ${INTERVAL}ms
+    driver: synthetic
+    min_size: 1
+    max_size: 2
+    initial_size: 1
+    create: { retry_base: 100ms, retry_max: 200ms }
+    options: { failure_rate: 1 }
 ${o.extraPool ?? ''}`);
   return file;
 }
@@ -140,7 +149,7 @@ describe('health-checker (integration: checker, balancer and pool-node processes
       node(ids.b),
       node(ids.fat, tiny),
       node(ids.drainer, { ...tiny, SHOAL_CONFIG: nodeConfig(dir, 'drainer', { drainAfter: '1500ms' }) }),
-      node(ids.slow, { ...tiny, SHOAL_POOL_SYNTHETIC_LOAD_BALANCING_HEALTH_CHECK_INTERVAL: '60s' }),
+      node(ids.slow, { ...tiny, SHOAL_POOL_SYNTHETIC_LOAD_BALANCING_HEALTH_CHECK_INTERVAL: '60s', SHOAL_POOL_BROKEN_LOAD_BALANCING_HEALTH_CHECK_INTERVAL: '90s' }),
     ]);
     balancer = await startBalancer();
     checker = await startChecker('checker-1');
@@ -158,12 +167,22 @@ describe('health-checker (integration: checker, balancer and pool-node processes
     expect(v.at).to.be.a('number');
     expect(v.since).to.be.at.most(v.at);
     expect(v.checks.map((c) => c.type).sort()).to.deep.equal(['memory_usage', 'ping', 'response_time']);
-    expect(v.pools).to.deep.equal({ [POOL]: { healthy: true } });
+    expect(v.pools[POOL]).to.deep.equal({ healthy: true });
     const kv = await nc.jetstream().views.kv(SETTINGS_BUCKET);
     const e = await kv.get(`health.${ids.a}`);
     const stored = JSON.parse(new TextDecoder().decode(e!.value)) as HealthVerdict;
     expect(stored).to.include({ nodeId: ids.a, healthy: true, checkerId: 'checker-1' });
     expect(Object.keys(stored).sort()).to.deep.equal(['at', 'checkerId', 'checks', 'healthy', 'nodeId', 'pools', 'since', 'v']);
+  });
+
+  it("a pool whose backend cannot make resources is marked in the verdict's pools, with the reason; the node stays healthy", async () => {
+    const v = await waitVerdict((x) => x.nodeId === ids.b && x.pools.broken?.healthy === false, 10_000);
+    expect(v.healthy).to.equal(true);
+    expect(v.pools[POOL]).to.deep.equal({ healthy: true });
+    expect(v.pools.broken!.reason).to.match(/synthetic create failure/);
+    const st = await balancerStatus();
+    const b = st.nodes.find((n) => n.nodeId === ids.b)!;
+    expect(b.unhealthy).to.equal(false);
   });
 
   it('a node over max_usage of its memory limit is unhealthy, with the numbers, and the balancer places nothing on it', async () => {
@@ -190,7 +209,7 @@ describe('health-checker (integration: checker, balancer and pool-node processes
   });
 
   it('load_balancing.health_check_interval sets how often a node is probed when health_check.interval is unset', async () => {
-    // The 300 ms nodes were judged long ago; the node whose pool says 60 s has not been probed yet.
+    // The 300 ms nodes were judged long ago; the node whose pools say 60 s and 90 s (the shortest wins) has not been probed yet.
     await waitVerdict((x) => x.nodeId === ids.fat && !x.healthy, 10_000);
     await sleep(1500);
     expect(verdicts.filter((x) => x.nodeId === ids.slow)).to.have.length(0);
