@@ -105,6 +105,7 @@ describe('shoal CLI (e2e: `shoal up` and the commands as real processes)', funct
     expect(upOut).to.include(`nats://127.0.0.1:${port}`);
     expect(upOut).to.include('npx shoal status');
     expect(upOut).to.match(/\[node-1\]\s+info\s+listening/);
+    expect(upOut).to.match(/\[health-checker\]\s+info\s+listening/);
     expect(upOut).not.to.match(/^\{"ts"/m); // compact, not raw JSON
   });
 

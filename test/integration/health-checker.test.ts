@@ -299,6 +299,23 @@ describe('health-checker (integration: checker, balancer and pool-node processes
     await c1.kill('SIGTERM');
     await c2.kill('SIGTERM');
   });
+
+  it('health_check.interval overrides the pools\' interval; enabled: false probes nothing', async () => {
+    const fixed = startService('services/health-checker/dist/main.js', env({ SHOAL_HTTP_PORT: '0', SHOAL_HEALTH_CHECKER_ID: 'checker-fixed', SHOAL_HEALTH_CHECK_INTERVAL: '250ms' }));
+    const off = startService('services/health-checker/dist/main.js', env({ SHOAL_HTTP_PORT: '0', SHOAL_HEALTH_CHECKER_ID: 'checker-off', SHOAL_HEALTH_CHECK_ENABLED: 'false' }));
+    procs.push(fixed, off);
+    const [lf, lo] = await Promise.all([fixed.waitFor((l) => l.msg === 'listening'), off.waitFor((l) => l.msg === 'listening')]);
+    // The node whose pools say 60 s is probed every 250 ms by this one: it gets a verdict.
+    const mark = verdicts.length;
+    await waitVerdict((x) => x.nodeId === ids.slow && x.checkerId === 'checker-fixed', 10_000, mark);
+    const status = async (port: unknown) => (await (await fetch(`http://127.0.0.1:${port as number}/api/v1/health/status`)).json()) as { nodes: { nodeId: string; intervalMs: number }[] };
+    expect((await status(lf.httpPort)).nodes.find((n) => n.nodeId === ids.slow)!.intervalMs).to.equal(250);
+    await sleep(1000);
+    expect((await status(lo.httpPort)).nodes).to.have.length(0);
+    expect(verdicts.filter((x) => x.checkerId === 'checker-off')).to.have.length(0);
+    await fixed.kill('SIGTERM');
+    await off.kill('SIGTERM');
+  });
 });
 
 describe('load_balancing.circuit_breaker_enabled (integration: balancer actor, pool-node process)', function () {
