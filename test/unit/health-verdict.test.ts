@@ -93,6 +93,10 @@ describe('health verdicts (pure, fake clock)', () => {
     expect(v.checks.find((x) => x.type === 'memory_usage')).to.deep.include({ ok: false, value: 90, limit: 80 });
     expect(v.reason).to.match(/memory_usage: rss 90 MB is 90% of the node's 100 MB limit > 80%/);
     expect(judge(SPECS, good({ rssBytes: 80 * MB }), TIMEOUT).checks.find((x) => x.type === 'memory_usage')!.ok).to.equal(true);
+    // Resources' memory (CLI processes) counts too.
+    const withKids = judge(SPECS, good({ rssBytes: 40 * MB, resourcesBytes: 50 * MB }), TIMEOUT).checks.find((x) => x.type === 'memory_usage')!;
+    expect(withKids).to.deep.include({ ok: false, value: 90 });
+    expect(withKids.message).to.match(/rss 40 MB \+ resources 50 MB is 90%/);
   });
 
   it('thresholds count per check: failures of different checks do not add up', async () => {

@@ -72,12 +72,15 @@ export function judge(specs: readonly HealthCheckSpec[], obs: Observation, timeo
     } else {
       // Memory needs the probe's reply; without it the check is not known this round (the ping and response_time say why).
       if (!probe?.ok) continue;
+      // The node's footprint: its own rss and its resources' (a CLI process per Claude session), as a cgroup would count them.
       const { rssBytes, memoryLimitBytes } = probe.reply;
+      const resources = probe.reply.resourcesBytes ?? 0;
       if (!(memoryLimitBytes > 0)) continue;
-      const pct = (rssBytes / memoryLimitBytes) * 100;
+      const pct = ((rssBytes + resources) / memoryLimitBytes) * 100;
       const limit = spec.maxUsagePercent;
       const ok = pct <= limit;
-      checks.push({ type: 'memory_usage', ok, value: round1(pct), limit, ...(ok ? {} : { message: `rss ${mb(rssBytes)} is ${round1(pct)}% of the node's ${mb(memoryLimitBytes)} limit > ${limit}%` }) });
+      const used = resources > 0 ? `rss ${mb(rssBytes)} + resources ${mb(resources)}` : `rss ${mb(rssBytes)}`;
+      checks.push({ type: 'memory_usage', ok, value: round1(pct), limit, ...(ok ? {} : { message: `${used} is ${round1(pct)}% of the node's ${mb(memoryLimitBytes)} limit > ${limit}%` }) });
     }
   }
   const pools: Record<string, HealthCheckResult> = {};

@@ -46,7 +46,9 @@ export class NodeHealth {
       const ms = performance.now() - t0;
       return [name, { ...(valid === undefined ? {} : { ms, valid }), ...this.backend(name, pool) }];
     }));
-    return { nodeId: this.nodeId, rssBytes: process.memoryUsage.rss(), memoryLimitBytes: this.memoryLimitBytes, pools: Object.fromEntries(entries) };
+    let resourcesBytes = 0;
+    for (const pool of this.pools.values()) resourcesBytes += pool.memoryBytes();
+    return { nodeId: this.nodeId, rssBytes: process.memoryUsage.rss(), resourcesBytes, memoryLimitBytes: this.memoryLimitBytes, pools: Object.fromEntries(entries) };
   }
 
   private backend(name: string, pool: Pool): { healthy: boolean; reason?: string } {

@@ -83,6 +83,8 @@ export interface ProbeReply {
   nodeId: string;
   /** The node process's resident memory, bytes. */
   rssBytes: number;
+  /** What the node's resources use besides (e.g. its Claude CLI processes), as its drivers count it, bytes. */
+  resourcesBytes?: number;
   /** The node's memory limit (docs/configuration.md, node.memory_limit), bytes. */
   memoryLimitBytes: number;
   /** Per pool: how long validating one idle resource took (ms), and the backend's health. */
