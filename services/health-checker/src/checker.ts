@@ -29,6 +29,8 @@ const STALE_INTERVALS = 3;
  * judged again when it wakes up.
  */
 const FORGET_AFTER_MS = 60_000;
+/** Rounds of one node in flight at once, at most (a slow bucket must not pile them up). */
+const MAX_OVERLAPPING_ROUNDS = 4;
 /** How long to wait before trying the KV bucket again after it failed. */
 const KV_RETRY_MS = 5000;
 
@@ -41,6 +43,8 @@ interface NodeEntry {
   published: HealthVerdict | undefined;
   /** Rounds fold in the order they end; a write in progress makes the next one wait its turn. */
   writing: Promise<void>;
+  /** Rounds started and not finished: overlapping is how a hung node is judged in time, but not without bound. */
+  rounds: number;
 }
 
 export interface CheckerStatus {
@@ -120,7 +124,7 @@ export class HealthChecker extends Actor {
       return;
     }
     if (!this.cfg.healthCheck.enabled) return;
-    const entry: NodeEntry = { hb, lastSeenAt: now, state: initialState(now), timer: undefined, published: this.early.get(hb.nodeId), writing: Promise.resolve() };
+    const entry: NodeEntry = { hb, lastSeenAt: now, state: initialState(now), timer: undefined, published: this.early.get(hb.nodeId), writing: Promise.resolve(), rounds: 0 };
     this.early.delete(hb.nodeId);
     this.nodes.set(hb.nodeId, entry);
     this.log.info('probing node', { nodeId: hb.nodeId, intervalMs: this.intervalOf(entry) });
@@ -188,7 +192,11 @@ export class HealthChecker extends Actor {
         return;
       }
       this.schedule(nodeId, n);
-      void this.round(nodeId, n).catch((err) => this.log.error('health round failed', { nodeId, err: (err as Error).stack }));
+      if (n.rounds >= MAX_OVERLAPPING_ROUNDS) return;
+      n.rounds++;
+      void this.round(nodeId, n)
+        .catch((err) => this.log.error('health round failed', { nodeId, err: (err as Error).stack }))
+        .finally(() => { n.rounds--; });
     }, this.intervalOf(n));
     n.timer.unref?.();
   }
