@@ -105,6 +105,7 @@ describe('shoal CLI (e2e: `shoal up` and the commands as real processes)', funct
     expect(upOut).to.include(`nats://127.0.0.1:${port}`);
     expect(upOut).to.include('npx shoal status');
     expect(upOut).to.match(/\[node-1\]\s+info\s+listening/);
+    expect(upOut).to.match(/\[health-checker\]\s+info\s+listening/);
     expect(upOut).not.to.match(/^\{"ts"/m); // compact, not raw JSON
   });
 
@@ -299,7 +300,8 @@ describe('shoal CLI (e2e: `shoal up` stopped the hard way)', function () {
     const natsPid = ready.natsPid as number;
     const tree = descendants(first.proc.pid!);
     for (const p of [...tree, natsPid]) pids.add(p);
-    expect(services).to.have.length(3); // balancer-1, node-1, node-2
+    // Optional services (the health-checker, ...) are children too: every one must stop.
+    expect((ready.children as { name: string }[]).map((c) => c.name)).to.include.members(['balancer-1', 'node-1', 'node-2', 'health-checker']);
     for (const pid of [...services, natsPid]) expect(tree, `pid ${pid} under shoal up`).to.include(pid);
 
     first.proc.kill('SIGKILL');

@@ -177,6 +177,25 @@ describe('Pool (unit, fake clock)', () => {
     expect(n.reset).to.equal(3);
   });
 
+  it("one validation timer: the cleanup validates idle resources at the driver's validateIntervalMs, replacing one that fails; probeIdle validates now", async () => {
+    const { d: inner, n } = counting(clock);
+    let healthy = true;
+    const d: Driver<any> = { ...inner, validateIntervalMs: 100, validate: async (r) => { await inner.validate(r); return healthy; } };
+    // cleanup_interval 60 s, validate_on_return off: only the driver's interval can make this validate.
+    const pool = mk(settings({ minSize: 1, initialSize: 1, maxSize: 1, sm: { cleanupIntervalMs: 60_000 } }), d);
+    await pool.start();
+    await clock.advance(250);
+    expect(n.validate).to.be.within(1, 3);
+    healthy = false;
+    await clock.advance(100);
+    expect(n.destroy).to.equal(1);
+    expect(n.create).to.equal(2);
+    healthy = true;
+    const before = n.validate;
+    expect(await pool.probeIdle()).to.equal(true);
+    expect(n.validate).to.equal(before + 1);
+  });
+
   it('destroys a resource that fails validation and replaces it', async () => {
     const { d, n } = counting(clock);
     const pool = mk(settings({ minSize: 1, initialSize: 1, maxSize: 1, sm: { validateOnReturn: true } }), d);

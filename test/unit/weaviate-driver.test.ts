@@ -201,20 +201,25 @@ describe('weaviate driver against the stand-in (in-process)', function () {
     await d.destroy(c);
   });
 
-  it('health check: a failing probe is counted, logged and the connection replaced; validate skips a proven connection', async () => {
+  it('health check: no timer of its own; the pool validates at health_check_interval, a failing probe is counted and logged, a proven connection skipped', async () => {
     const d = driver({ health_check_interval: '100ms' });
+    expect(d.validateIntervalMs).to.equal(100);
+    expect(driver({ health_check_interval: 0 }).validateIntervalMs).to.equal(undefined);
     const c = await d.create({ resourceId: 'r1', signal: ac.signal });
     expect(await d.validate(c)).to.equal(true);
     s.setFaults({ notReady: true });
-    await new Promise((r) => setTimeout(r, 50));
-    await d.health();
+    // Within the interval the connection counts as proven: no probe.
+    expect(await d.validate(c)).to.equal(true);
+    await new Promise((r) => setTimeout(r, 150));
+    expect(await d.validate(c)).to.equal(false);
     const st = d.stats(pool);
-    expect(st.stats.health_check_failures).to.be.at.least(1);
-    expect(st.stats.total_connections_created).to.be.at.least(2); // the replacement
+    expect(st.stats.health_check_failures).to.equal(1);
     expect(logs).to.include('Dead connection detected');
+    expect(d.backend!()).to.deep.include({ healthy: false });
     s.clearFaults();
-    await new Promise((r) => setTimeout(r, 250));
-    expect(d.stats(pool).connections[0]).to.include({ id: 1, alive: true, in_use: false });
+    await new Promise((r) => setTimeout(r, 150));
+    expect(await d.validate(c)).to.equal(true);
+    expect(d.backend!()).to.deep.equal({ healthy: true });
     expect(await d.exec(c, 'collections.listAll', {}, ctx)).to.be.an('array');
     await d.destroy(c);
   });

@@ -6,6 +6,7 @@ import {
 } from '@shoal/protocol';
 import { Actor, call, isNoResponders, isTimeout, Requester, type Logger, type Msg, type NatsConnection, type Subscription } from '@shoal/runtime';
 import { CircuitBreaker } from './circuit.js';
+import { HealthView } from './health.js';
 import { Membership } from './membership.js';
 import { BalancerMetrics, NODE_GAUGE_STATES, type NodeGaugeState, type PlacementResult } from './metrics.js';
 import { SettingsStore } from './settings.js';
@@ -80,6 +81,8 @@ export interface NodeStatus {
   inFlight: number;
   weight: number | null;
   pools: Heartbeat['pools'];
+  /** The health-checkers' verdict in force, if any. */
+  health: { healthy: boolean; reason?: string; since: number; at: number; checkerId: string; pools: Record<string, { healthy: boolean; reason?: string }> } | null;
 }
 
 export interface BalancerStatus {
@@ -102,6 +105,7 @@ export class Balancer extends Actor {
   readonly balancerId: string;
   readonly membership: Membership;
   readonly circuit: CircuitBreaker;
+  readonly health: HealthView;
   readonly metrics: BalancerMetrics;
   readonly startedAt = Date.now();
   private readonly s: Subjects;
@@ -134,6 +138,7 @@ export class Balancer extends Actor {
     this.requester = new Requester(nc);
     this.membership = new Membership({ suspectAfterIntervals: cfg.suspectAfterIntervals, goneAfterIntervals: cfg.goneAfterIntervals });
     this.circuit = new CircuitBreaker({ failureThreshold: cfg.circuitFailureThreshold, cooldownMs: cfg.circuitCooldownMs });
+    this.health = new HealthView(this.membership, this.log);
     this.strategyName = cfg.strategy;
     this.perfWeights = performanceWeights(cfg.performanceWeights);
     createStrategy(this.strategyName, { performanceWeights: this.perfWeights }); // fail at start on a bad name
@@ -141,6 +146,7 @@ export class Balancer extends Actor {
     this.settings = new SettingsStore(nc, this.log, cfg.settingsBucket ?? SETTINGS_BUCKET, {
       strategy: (v, rev) => this.applyStrategy(v, rev),
       weight: (nodeId, w, rev) => this.applyWeight(nodeId, w, rev),
+      health: (nodeId, v) => this.health.apply(nodeId, v),
     });
   }
 
@@ -157,6 +163,7 @@ export class Balancer extends Actor {
     const s = this.s;
     const heard = new Promise<void>((resolve) => { this.firstHeartbeat = resolve; });
     this.listen(s.anyHeartbeat, (m) => this.onHeartbeat(m));
+    this.listen(s.anyHealthVerdict, (m) => this.health.onMessage(m.data));
     await this.flushed();
     await this.settings.start();
     await this.warmup(heard);
@@ -236,7 +243,10 @@ export class Balancer extends Actor {
       this.unseenGrants.delete(hb.nodeId);
       for (let i = 0; i < unseen; i++) this.membership.settled(hb.nodeId);
     }
-    if (r.kind === 'joined') this.log.info('node joined', { nodeId: hb.nodeId, host: hb.host, pid: hb.pid, pools: Object.keys(hb.pools) });
+    if (r.kind === 'joined') {
+      this.log.info('node joined', { nodeId: hb.nodeId, host: hb.host, pid: hb.pid, pools: Object.keys(hb.pools) });
+      this.health.reapply(hb.nodeId);
+    }
     if (r.kind === 'restarted') {
       this.log.info('node restarted', { nodeId: hb.nodeId });
       this.circuit.forget(hb.nodeId);
@@ -383,7 +393,7 @@ export class Balancer extends Actor {
       if (remaining < MIN_TRY_MS) {
         return this.fail(m, lastErr ?? new ShoalError(ErrorCodes.POOL_TIMEOUT, `pool ${pool}: no node answered within the deadline`));
       }
-      const candidates = this.usable(pool, this.membership.candidates(pool, now, { allow: (id) => !excluded.has(id) && this.circuit.available(id, now) }));
+      const candidates = this.usable(pool, this.membership.candidates(pool, now, { allow: (id) => !excluded.has(id) && (!this.breakerOn(pool, id) || this.circuit.available(id, now)) }));
       const chosen = candidates.length > 0 ? this.strategyFor(pool).select(candidates) : undefined;
       if (!chosen) {
         if (lastErr === undefined) {
@@ -399,7 +409,7 @@ export class Balancer extends Actor {
         continue;
       }
       const id = chosen.nodeId;
-      if (!this.circuit.allow(id, now)) {
+      if (this.breakerOn(pool, id) && !this.circuit.allow(id, now)) {
         excluded.add(id);
         continue;
       }
@@ -414,13 +424,19 @@ export class Balancer extends Actor {
 
   /**
    * Nodes whose pool says it cannot make resources (creates failing, nothing
-   * idle) only get requests when no other node can: then the request itself
-   * brings back the driver's error, or a create that works again.
+   * idle), or whose pool's backend a health-checker says is down, only get
+   * requests when no other node can: then the request itself brings back the
+   * backend's own typed error (retryable), or finds it working again.
    */
   private usable<C extends { nodeId: string }>(pool: string, list: C[]): C[] {
     if (list.length < 2) return list;
-    const ok = list.filter((c) => this.lastHb.get(c.nodeId)?.pools[pool]?.available !== false);
+    const ok = list.filter((c) => this.lastHb.get(c.nodeId)?.pools[pool]?.available !== false && !this.membership.poolUnhealthy(c.nodeId, pool));
     return ok.length > 0 ? ok : list;
+  }
+
+  /** The pool's `load_balancing.circuit_breaker_enabled` as the node announces it (default on). */
+  private breakerOn(pool: string, nodeId: string): boolean {
+    return this.lastHb.get(nodeId)?.pools[pool]?.circuitBreaker !== false;
   }
 
   private fail(m: Msg, err: ShoalError): string {
@@ -741,6 +757,7 @@ export class Balancer extends Actor {
         inFlight: v.inFlight,
         weight: v.weight ?? null,
         pools: v.heartbeat.pools,
+        health: healthOf(this.health.of(v.nodeId)),
       })),
     };
   }
@@ -788,6 +805,10 @@ export class Balancer extends Actor {
 function readError(data: Uint8Array): ShoalError {
   const w = (decode(data).error ?? {}) as Partial<WireError>;
   return ShoalError.fromWire({ code: w.code ?? ErrorCodes.INTERNAL, message: String(w.message ?? w.code), pool: w.pool, details: w.details });
+}
+
+function healthOf(v: ReturnType<HealthView['of']>): NodeStatus['health'] {
+  return v ? { healthy: v.healthy, ...(v.reason ? { reason: v.reason } : {}), since: v.since, at: v.at, checkerId: v.checkerId, pools: v.pools } : null;
 }
 
 function finite(x: number | undefined): number {

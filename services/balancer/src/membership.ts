@@ -65,6 +65,7 @@ export class Membership {
   // Kept apart from node records: an operator weight may be loaded before the node's first heartbeat.
   private readonly weights = new Map<string, number>();
   private readonly unhealthy = new Set<string>();
+  private readonly unhealthyPools = new Map<string, Set<string>>();
 
   constructor(opts: MembershipOptions = {}) {
     this.suspectAfterIntervals = opts.suspectAfterIntervals ?? 3;
@@ -183,11 +184,23 @@ export class Membership {
     else this.unhealthy.delete(nodeId);
   }
 
+  /** Pools of the node whose backend the health checker says is down (replaces the previous set). */
+  markPoolsUnhealthy(nodeId: string, pools: readonly string[]): void {
+    if (pools.length > 0) this.unhealthyPools.set(nodeId, new Set(pools));
+    else this.unhealthyPools.delete(nodeId);
+  }
+
+  /** Is the node's pool marked unhealthy (its backend down)? */
+  poolUnhealthy(nodeId: string, pool: string): boolean {
+    return this.unhealthyPools.get(nodeId)?.has(pool) ?? false;
+  }
+
   private remove(nodeId: string): void {
     this.nodesById.delete(nodeId);
     // A health verdict was about that process; if the id ever comes back, the
     // checker judges it afresh. Operator weights are config and stay.
     this.unhealthy.delete(nodeId);
+    this.unhealthyPools.delete(nodeId);
   }
 
   private stateOf(rec: NodeRecord, now: number): NodeState {

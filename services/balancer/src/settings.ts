@@ -1,10 +1,12 @@
-import { ErrorCodes, isToken, ShoalError, validators, type StrategyRequest } from '@shoal/protocol';
+import { ErrorCodes, HEALTH_KEY_PREFIX, isToken, ShoalError, validateHealthVerdict, validators, type HealthVerdict, type StrategyRequest } from '@shoal/protocol';
 import type { KV, Logger, NatsConnection } from '@shoal/runtime';
 
 /** What an operator set at runtime; `undefined` means "back to the config file's value". */
 export interface SettingsListener {
   strategy(value: StrategyRequest | undefined, revision: number): void;
   weight(nodeId: string, weight: number | undefined, revision: number): void;
+  /** A health-checker's verdict about a node (`health.<nodeId>`); undefined when deleted. */
+  health?(nodeId: string, verdict: HealthVerdict | undefined, revision: number): void;
 }
 
 export const STRATEGY_KEY = 'strategy';
@@ -428,6 +430,11 @@ export class SettingsStore {
         const nodeId = key.slice(WEIGHT_KEY_PREFIX.length);
         const w = value === undefined ? undefined : validators.weight({ nodeId, ...(value as object) }, key).weight;
         this.listener.weight(nodeId, w, revision);
+      } else if (key.startsWith(HEALTH_KEY_PREFIX)) {
+        const nodeId = key.slice(HEALTH_KEY_PREFIX.length);
+        const v = value === undefined ? undefined : validateHealthVerdict(value);
+        if (v !== undefined && v.nodeId !== nodeId) throw new Error(`verdict for ${v.nodeId} stored under ${key}`);
+        this.listener.health?.(nodeId, v, revision);
       }
       // Other keys belong to other services (e.g. the autoscaler's targets).
     } catch (err) {

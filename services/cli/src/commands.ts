@@ -35,13 +35,22 @@ function printStatus(ctx: Ctx, st: ClusterStatus): void {
   if (st.nodes.length === 0) { ctx.out('no nodes'); return; }
   const rows: (string | number)[][] = [];
   for (const n of st.nodes) {
-    const flags = [n.draining && 'draining', n.unhealthy === true && 'unhealthy', typeof n.circuit === 'string' && n.circuit !== 'closed' && `circuit ${n.circuit.replace('_', '-')}`].filter(Boolean);
+    // The health-checkers' verdict (balancer status only): the node's in STATE, why in NOTE; a pool's backend in its NOTE.
+    const health = n.health as { healthy?: boolean; reason?: string; pools?: Record<string, { healthy?: boolean; reason?: string }> } | null | undefined;
+    const verdict = health?.healthy === true ? 'healthy' : health?.healthy === false || n.unhealthy === true ? 'unhealthy' : false;
+    const flags = [n.draining && 'draining', verdict, typeof n.circuit === 'string' && n.circuit !== 'closed' && `circuit ${n.circuit.replace('_', '-')}`].filter(Boolean);
     const state = [n.state, ...flags].join(',');
     const head = [n.nodeId, state, n.pid ?? '-', n.inFlight, n.weight ?? '-'];
     const pools = Object.entries(n.pools);
     if (pools.length === 0) rows.push([...head, '-', '', '', '', '', '', '', '']);
     pools.forEach(([name, p], i) => {
-      const note = p.available === false ? `unavailable${typeof p.reason === 'string' ? ': ' + (p.reason.length > 80 ? p.reason.slice(0, 79) + '…' : p.reason) : ''}` : '';
+      const cut = (x: string) => (x.length > 80 ? x.slice(0, 79) + '…' : x);
+      const poolHealth = health?.pools?.[name];
+      const note = [
+        i === 0 && health?.healthy === false && `unhealthy: ${cut(health.reason ?? 'no reason given')}`,
+        poolHealth?.healthy === false && `backend down: ${cut(poolHealth.reason ?? 'no reason given')}`,
+        p.available === false && `unavailable${typeof p.reason === 'string' ? ': ' + cut(p.reason) : ''}`,
+      ].filter(Boolean).join('; ');
       rows.push([...(i === 0 ? head : ['', '', '', '', '']), name, p.total, p.idle, p.active, p.waiting, p.target, p.max, note]);
     });
   }

@@ -25,7 +25,7 @@ export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..',
 interface OptionalService { svc: string; replicas: (o: UpOptions) => number; idEnv?: string }
 const OPTIONAL_SERVICES: OptionalService[] = [
   { svc: 'autoscaler', replicas: (o) => o.autoscalers, idEnv: 'SHOAL_AUTOSCALER_ID' },
-  { svc: 'health-checker', replicas: () => 1 },
+  { svc: 'health-checker', replicas: (o) => o.healthCheckers, idEnv: 'SHOAL_HEALTH_CHECKER_ID' },
 ];
 const replicaNames = (k: OptionalService, o: UpOptions): string[] => {
   const n = k.replicas(o);
@@ -56,6 +56,8 @@ interface UpOptions {
   autoscalers: number;
   /** Pools whose pool-node count follows the autoscaler's desired pool-nodes. */
   followDesired: string[];
+  /** Health-checker replicas. */
+  healthCheckers: number;
   port: number;
   dataDir: string;
   tempDir: boolean;
@@ -458,6 +460,7 @@ function options(ctx: Ctx, flags: FlagValues, env: NodeJS.ProcessEnv): UpOptions
   const nodes = intFlag(flags, 'nodes', 2, 1, 32);
   const balancers = intFlag(flags, 'balancers', 1, 0, 8);
   const autoscalers = intFlag(flags, 'autoscalers', 1, 0, 8);
+  const healthCheckers = intFlag(flags, 'health-checkers', 1, 0, 8);
   const port = intFlag(flags, 'port', 4222, 0, 65535);
   const envHttp = env.SHOAL_HTTP_PORT !== undefined && env.SHOAL_HTTP_PORT !== '' ? Number(env.SHOAL_HTTP_PORT) : undefined;
   if (envHttp !== undefined && (!Number.isInteger(envHttp) || envHttp < -1 || envHttp > 65535)) throw new UsageError(`SHOAL_HTTP_PORT=${env.SHOAL_HTTP_PORT} must be -1, 0 or a port`);
@@ -479,7 +482,7 @@ function options(ctx: Ctx, flags: FlagValues, env: NodeJS.ProcessEnv): UpOptions
   const tempDir = dd === 'tmp';
   // The default lives in the repository (ignored by git) wherever the command runs from; a given path is relative to the cwd.
   const dataDir = tempDir ? mkdtempSync(join(tmpdir(), 'shoal-up-')) : flags['data-dir'] === undefined ? join(ROOT, '.shoal') : resolve(dd);
-  return { configFile, config, nodes, balancers, autoscalers, followDesired, port, dataDir, tempDir, httpBase, rawLogs: flags['raw-logs'] === true, stopTimeoutMs, prefix: prefixFlag ? ctx.prefix : config.prefix, prefixFlag, env };
+  return { configFile, config, nodes, balancers, autoscalers, healthCheckers, followDesired, port, dataDir, tempDir, httpBase, rawLogs: flags['raw-logs'] === true, stopTimeoutMs, prefix: prefixFlag ? ctx.prefix : config.prefix, prefixFlag, env };
 }
 
 export const up: Command = {
@@ -500,6 +503,7 @@ export const up: Command = {
     balancers: { type: 'number', arg: 'n', help: 'balancer replicas (default 1)' },
     autoscalers: { type: 'number', arg: 'n', help: 'autoscaler replicas, one leads (default 1; 0 = none)' },
     'follow-desired': { type: 'string', arg: 'pool', help: 'start and drain pool-nodes to follow the autoscaler\'s desired pool-nodes of this pool (comma-separated for several), as docker compose --scale or Kubernetes would' },
+    'health-checkers': { type: 'number', arg: 'n', help: 'health-checker replicas (default 1; 0 = none)' },
     port: { type: 'number', arg: 'port', help: 'NATS port on 127.0.0.1 (default 4222; 0 = any free port)' },
     'data-dir': { type: 'string', arg: 'dir', help: 'JetStream data under <dir>/nats (default: .shoal in the repository; `tmp` = a temp dir removed on exit)' },
     'http-port': { type: 'number', arg: 'port', help: 'base HTTP port (default $SHOAL_HTTP_PORT or 8080)' },

@@ -23,12 +23,24 @@ export interface Driver<R = unknown> {
   destroy(r: R): Promise<void>;
   /** Current footprint, for resource limits and metrics. */
   usage(r: R): { memoryBytes: number };
+  /**
+   * How often the pool should validate this driver's idle resources (e.g.
+   * Weaviate's health_check_interval), when more often than its cleanup:
+   * the pool's cleanup is the one validation timer, drivers keep none.
+   */
+  readonly validateIntervalMs?: number;
   /** Operations a client may run one-shot (acquire+exec+release inside the node); unset = all. */
   readonly oneShotOps?: ReadonlySet<string>;
   /** Facts about a resource handed to its holder with the lease (e.g. a session id). */
   describe?(r: R): Record<string, unknown> | undefined;
   /** Extra JSON routes for the node's HTTP server (e.g. /vector-store/pool/stats). */
   routes?(pool: PoolView): Record<string, (q: URLSearchParams) => unknown | Promise<unknown>>;
+  /**
+   * The backend as the driver last saw it (Weaviate answering isLive/isReady,
+   * the CLI able to start): reported to the health-checker's probe. Cheap and
+   * synchronous: it reports what is known, it does not ask.
+   */
+  backend?(): { healthy: boolean; reason?: string };
   /** Driver figures for node status (`pools.<name>.driver`), e.g. the weaviate pool's connection stats. */
   stats?(pool: PoolView): object | undefined;
 }

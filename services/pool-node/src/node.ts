@@ -7,6 +7,7 @@ import { Actor, type Logger, type Msg, type NatsConnection } from '@shoal/runtim
 import { systemClock, type Clock } from './clock.js';
 import type { Driver, DriverFactory } from './driver.js';
 import { NodeMetrics } from './metrics.js';
+import { NodeHealth } from './health.js';
 import { Pool, type PoolSettings } from './pool.js';
 import { StreamOut } from './stream-out.js';
 
@@ -14,6 +15,8 @@ export interface NodePoolSettings extends PoolSettings {
   driver: string;
   options: Record<string, unknown>;
   resourceLimits: PoolSettings['resourceLimits'] & { maxConcurrentRequests: number; maxPayloadBytes: number };
+  /** Told to health-checkers and balancers in heartbeats. */
+  loadBalancing?: { healthCheckIntervalMs: number; circuitBreakerEnabled: boolean };
 }
 
 export interface NodeSettings {
@@ -22,6 +25,10 @@ export interface NodeSettings {
   heartbeatIntervalMs: number;
   drainGraceMs: number;
   maxConcurrentRequests: number;
+  /** For memory_usage checks; default the cgroup's limit, else the machine's memory. */
+  memoryLimitBytes?: number;
+  /** A node unhealthy this long drains itself (0 = never). Default 0. */
+  healthCheck?: { drainAfterMs: number };
   pools: Record<string, NodePoolSettings>;
 }
 
@@ -43,6 +50,7 @@ export class PoolNode extends Actor {
   /** Each pool's driver, for its one-shot allow-list and its HTTP routes. */
   readonly drivers = new Map<string, Driver>();
   readonly metrics: NodeMetrics;
+  readonly health: NodeHealth;
   private readonly s: Subjects;
   private readonly startedAt = Date.now();
   private readonly inFlightByPool = new Map<string, number>();
@@ -76,6 +84,11 @@ export class PoolNode extends Actor {
       this.pools.set(name, new Pool(pc, driver, clock, Math.random, this.metrics.observer(name, driver.kind, this.log)));
       this.inFlightByPool.set(name, 0);
     }
+    this.health = new NodeHealth(nodeId, this.pools, this.drivers, {
+      memoryLimitBytes: cfg.memoryLimitBytes,
+      drainAfterMs: cfg.healthCheck?.drainAfterMs ?? 0,
+      drain: () => void this.drain(cfg.drainGraceMs),
+    }, this.log);
     this.maxPayload = Math.max(...Object.values(cfg.pools).map((p) => p.resourceLimits.maxPayloadBytes), 1024);
   }
 
@@ -95,6 +108,10 @@ export class PoolNode extends Actor {
     this.listen(s.nodeScale(id), (m) => this.request(m, () => this.onScale(m)));
     this.listen(s.nodeDrain(id), (m) => this.onDrain(m));
     this.listen(s.nodeStatus(id), (m) => this.reply(m, this.status(parse('status', m.data).leases ?? false)));
+    // Answered right here, on the event loop: a hung node fails the ping.
+    this.listen(s.nodePing(id), (m) => this.reply(m, { nodeId: id }));
+    this.listen(s.nodeProbe(id), async (m) => this.reply(m, await this.health.probe()));
+    this.listen(s.healthVerdict(id), (m) => this.health.onVerdict(m.data));
     await Promise.all([...this.pools.values()].map((p) => p.start()));
     await this.flushed();
     this.heartbeat();
@@ -272,6 +289,7 @@ export class PoolNode extends Actor {
   /** Stop heartbeats and subscriptions; the caller closes the connection. */
   async stop(): Promise<void> {
     clearInterval(this.hbTimer);
+    this.health.stop();
     await this.unlisten();
     for (const p of this.pools.values()) await p.close();
   }
@@ -316,7 +334,13 @@ export class PoolNode extends Actor {
       errorRate: p.meter.errorRate, requestRate: p.meter.requestRate, reuseRate: p.meter.reuseRate,
       memoryBytes: p.memoryBytes(), createLatencyMs: p.meter.createLatency.value,
       ...p.availability(),
+      ...this.loadBalancing(p.name),
     };
+  }
+
+  private loadBalancing(pool: string): Pick<PoolStats, 'healthCheckIntervalMs' | 'circuitBreaker'> {
+    const lb = this.cfg.pools[pool]?.loadBalancing;
+    return lb ? { healthCheckIntervalMs: lb.healthCheckIntervalMs, circuitBreaker: lb.circuitBreakerEnabled } : {};
   }
 
   /** Node status for `shoal status` and the HTTP status endpoints. */

@@ -654,7 +654,8 @@ export class Pool<R = unknown> {
   }
 
   private scheduleCleanup(): void {
-    const every = this.cfg.sessionManagement.cleanupIntervalMs;
+    // One timer per pool for the sweep and for validation, at the driver's validation period if shorter.
+    const every = Math.min(this.cfg.sessionManagement.cleanupIntervalMs, this.driver.validateIntervalMs ?? Infinity);
     if (every <= 0 || this.closed) return;
     this.cleanupTimer = this.clock.setTimeout(() => { this.cleanup(); this.scheduleCleanup(); }, every);
   }
@@ -670,16 +671,28 @@ export class Pool<R = unknown> {
       if (this.overMemory(r)) { void this.destroy(r, 'memory'); surplus--; continue; }
       if (surplus > 0 && sm.idleTimeoutMs > 0 && now - r.idleSince >= sm.idleTimeoutMs) { void this.destroy(r, 'idle_timeout'); surplus--; continue; }
       // A resource can die while idle (a CLI process crashing): find out before a holder does.
-      if (sm.validateOnReturn && now - r.lastValidatedAt >= sm.cleanupIntervalMs) void this.validateIdle(r);
+      const validateEvery = this.driver.validateIntervalMs ?? (sm.validateOnReturn ? sm.cleanupIntervalMs : Infinity);
+      if (now - r.lastValidatedAt >= validateEvery) void this.validateIdle(r);
     }
     this.recycleOverTotalMemory();
     this.replenish();
   }
 
+  /**
+   * The health probe's round trip: validate the idle resource validated
+   * longest ago, now, whatever the skip window (a failing one is replaced).
+   * Undefined when nothing is idle.
+   */
+  probeIdle(): Promise<boolean | undefined> {
+    let oldest: Resource<R> | undefined;
+    for (const r of this.idle) if (!oldest || r.lastValidatedAt < oldest.lastValidatedAt) oldest = r;
+    return oldest ? this.validateIdle(oldest) : Promise.resolve(undefined);
+  }
+
   /** Take an idle resource out while it is validated, then put it back or replace it. */
-  private async validateIdle(r: Resource<R>): Promise<void> {
+  private async validateIdle(r: Resource<R>): Promise<boolean | undefined> {
     const at = this.idle.indexOf(r);
-    if (at < 0) return;
+    if (at < 0) return undefined;
     this.idle.splice(at, 1);
     r.state = 'returning';
     let ok = false;
@@ -689,15 +702,16 @@ export class Pool<R = unknown> {
       ok = false;
     }
     this.observer.op('validate', ok ? 'success' : 'error');
-    if (r.state !== 'returning') return; // closed under us
+    if (r.state !== 'returning') return ok; // closed under us
     if (!ok) {
       this.observer.log('warn', 'idle resource failed validation, replacing it', { pool: this.name, resourceId: r.id });
       await this.destroy(r, 'invalid');
       this.replenish();
-      return;
+      return ok;
     }
     r.lastValidatedAt = this.clock.now();
     this.dispatch(r);
+    return ok;
   }
 
   /** Over max_total_memory: destroy the largest idle resources until under it (replenish then refills within the limit). */

@@ -3,8 +3,9 @@ import { resolve } from 'node:path';
 import convict from 'convict';
 import { parse } from 'yaml';
 import { ConfigError } from './errors.js';
-import { AICLI_ENV, DEFAULT_POOLS, readPolicies, NODE_SCHEMA, POOL_SCHEMA, SHARED_SCHEMA, TOKEN, WEAVIATE_ENV, isLeaf, leaves, type Section } from './schema.js';
-import { DRIVERS, type LoadConfigOptions, type NatsConfig, type NodeConfig, type PoolConfig } from './types.js';
+import { AICLI_ENV, DEFAULT_POOLS, readPolicies, NODE_SCHEMA, parsePercent, POOL_SCHEMA, SHARED_SCHEMA, TOKEN, WEAVIATE_ENV, isLeaf, leaves, type Section } from './schema.js';
+import { parseDuration } from './units.js';
+import { DRIVERS, type HealthCheckConfig, type HealthCheckSpec, type LoadConfigOptions, type NatsConfig, type NodeConfig, type PoolConfig } from './types.js';
 
 /** Where a value came from: the key to name in errors, the source, and its precedence rank. */
 interface Origin { key: string; source: string; rank: number; value: unknown }
@@ -13,9 +14,9 @@ interface Layer { key: string; source: string; rank: number }
 type Mapping = Record<string, unknown>;
 interface Store { get(path: string): unknown; set(path: string, value: unknown): void; validate(o: convict.ValidateOptions): void; getProperties(): any }
 
-const TOP = ['nats', 'node', 'balancer', 'autoscaler', 'session_pool', 'pools'];
+const TOP = ['nats', 'node', 'balancer', 'autoscaler', 'health_check', 'session_pool', 'pools'];
 // `shoal.hb.*` and friends would swallow a pool's `shoal.<pool>.acquire`.
-const RESERVED_POOLS = ['node', 'hb', 'admin', 'events'];
+const RESERVED_POOLS = ['node', 'hb', 'admin', 'events', 'health'];
 const POOL_ENV = /^SHOAL_POOL_/;
 
 const isMapping = (v: unknown): v is Mapping => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -140,7 +141,7 @@ function envEntries(vars: [name: string, path: string][], env: Record<string, st
 }
 
 function loadNode(doc: Mapping, over: Mapping, env: Record<string, string>, fileSource: string): Omit<NodeConfig, 'pools'> {
-  const nodeOnly = (d: Mapping) => ({ nats: d.nats, node: d.node, balancer: d.balancer, autoscaler: d.autoscaler });
+  const nodeOnly = (d: Mapping) => ({ nats: d.nats, node: d.node, balancer: d.balancer, autoscaler: d.autoscaler, health_check: d.health_check });
   const vars = leaves(NODE_SCHEMA).flatMap(([path, leaf]): [string, string][] => (leaf.env ? [[leaf.env, path]] : []));
   const { props: p, ordered } = build(NODE_SCHEMA, [
     ...walk(nodeOnly(doc), NODE_SCHEMA, { key: '', source: fileSource, rank: 1 }),
@@ -167,6 +168,8 @@ function loadNode(doc: Mapping, over: Mapping, env: Record<string, string>, file
     maxConcurrentRequests: p.node.max_concurrent_requests,
     logLevel: p.node.log_level,
     autoscaler: { leaseTtlMs: p.autoscaler.lease_ttl, intervalMs: p.autoscaler.interval },
+    ...defined({ memoryLimitBytes: p.node.memory_limit }),
+    healthCheck: healthCheck(p.health_check),
     balancer: {
       strategy: b.strategy,
       suspectAfterIntervals: b.suspect_after,
@@ -175,6 +178,23 @@ function loadNode(doc: Mapping, over: Mapping, env: Record<string, string>, file
       circuitCooldownMs: b.circuit_cooldown,
       performanceWeights: { latency: b.performance_weights.latency, throughput: b.performance_weights.throughput, errorRate: b.performance_weights.error_rate, resource: b.performance_weights.resource },
     },
+  };
+}
+
+function healthCheck(h: Mapping): HealthCheckConfig {
+  const checks = (h.checks as Mapping[]).map((c): HealthCheckSpec => {
+    if (c.type === 'ping') return { type: 'ping', endpoint: String(c.endpoint ?? '/health') };
+    if (c.type === 'response_time') return { type: 'response_time', maxLatencyMs: parseDuration(c.max_latency) };
+    return { type: 'memory_usage', maxUsagePercent: parsePercent(c.max_usage)! };
+  });
+  return {
+    enabled: h.enabled as boolean,
+    ...(h.interval != null ? { intervalMs: h.interval as number } : {}),
+    timeoutMs: h.timeout as number,
+    failureThreshold: h.failure_threshold as number,
+    recoveryThreshold: h.recovery_threshold as number,
+    drainAfterMs: h.drain_after as number,
+    checks,
   };
 }
 

@@ -67,6 +67,40 @@ convict.addFormats({
   },
 });
 
+/** Ping endpoints: all name the node's NATS ping subject (`<prefix>.node.<id>.ping`). */
+export const PING_ENDPOINTS = ['/health', '/healthz', 'ping'];
+
+convict.addFormats({
+  'shoal-health-checks': {
+    validate: (v) => {
+      must(Array.isArray(v), 'must be a list of checks ({type: ping|response_time|memory_usage, ...})');
+      (v as unknown[]).forEach((c, i) => {
+        const at = `item ${i}`;
+        must(c !== null && typeof c === 'object' && !Array.isArray(c), `${at}: must be a mapping with a type`);
+        const o = c as Record<string, unknown>;
+        const allowed: Record<string, string[]> = { ping: ['endpoint'], response_time: ['max_latency'], memory_usage: ['max_usage'] };
+        must(typeof o.type === 'string' && Object.hasOwn(allowed, o.type), `${at}: type must be one of ping, response_time, memory_usage`);
+        const extra = Object.keys(o).find((k) => k !== 'type' && !allowed[o.type as string]!.includes(k));
+        must(extra === undefined, `${at}: unknown key ${extra} for a ${String(o.type)} check`);
+        if (o.type === 'ping' && o.endpoint != null) must(PING_ENDPOINTS.includes(String(o.endpoint)), `${at}: endpoint must be one of ${PING_ENDPOINTS.join(', ')} (the ping is a NATS round trip to the node)`);
+        if (o.type === 'response_time') {
+          let ms = NaN;
+          try { ms = parseDuration(o.max_latency ?? ''); } catch { /* reported below */ }
+          must(ms > 0, `${at}: max_latency must be a duration like 100ms`);
+        }
+        if (o.type === 'memory_usage') must(parsePercent(o.max_usage) !== undefined, `${at}: max_usage must be a percentage like 80% (0-100]`);
+      });
+    },
+  },
+});
+
+/** `80%`, `80` or 80 -> 80; undefined when not a percentage in (0, 100]. */
+export function parsePercent(v: unknown): number | undefined {
+  const m = typeof v === 'number' ? [String(v), String(v)] : typeof v === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*%?\s*$/.exec(v) : null;
+  const n = m ? Number(m[1]) : NaN;
+  return Number.isFinite(n) && n > 0 && n <= 100 ? n : undefined;
+}
+
 const oneOf = (values: readonly string[]) => (v: unknown) =>
   must(values.includes(v as string), `must be one of ${values.join(', ')}`);
 const matches = (re: RegExp, what: string) => (v: unknown) =>
@@ -133,6 +167,12 @@ export function readPolicies(v: unknown): ScalingPolicy[] {
     };
   });
 }
+/** The design's `health_check.checks`. */
+export const DEFAULT_HEALTH_CHECKS = [
+  { type: 'ping', endpoint: '/health' },
+  { type: 'response_time', max_latency: '100ms' },
+  { type: 'memory_usage', max_usage: '80%' },
+];
 
 /** Everything but the pools: `nats`, `node`, `balancer`. Only these keys read environment variables named in the schema. */
 export const NODE_SCHEMA: Section = {
@@ -159,6 +199,16 @@ export const NODE_SCHEMA: Section = {
     drain_grace: { ...dur('30s', 'how long a draining node waits for leases to come back'), env: 'SHOAL_DRAIN_GRACE' },
     max_concurrent_requests: { ...int(10000, 'node-wide cap on requests in flight', 1), env: 'SHOAL_MAX_CONCURRENT_REQUESTS' },
     log_level: { default: 'info', format: oneOf(LOG_LEVELS), env: 'SHOAL_LOG_LEVEL', doc: 'debug, info, warn or error' },
+    memory_limit: { default: null, nullable: true, format: 'shoal-size', min: 1, env: 'SHOAL_NODE_MEMORY_LIMIT', doc: "the node's memory limit (memory_usage checks); unset = the cgroup's limit, else the machine's memory" },
+  },
+  health_check: {
+    enabled: { ...bool(true, 'probe nodes and publish verdicts (the health-checker process)'), env: 'SHOAL_HEALTH_CHECK_ENABLED' },
+    interval: { default: null, nullable: true, format: 'shoal-duration', min: 1, env: 'SHOAL_HEALTH_CHECK_INTERVAL', doc: "probe period; unset = the shortest load_balancing.health_check_interval of the node's pools" },
+    timeout: dur('5s', 'deadline of one probe', 1),
+    failure_threshold: int(3, 'consecutive failed rounds before unhealthy', 1),
+    recovery_threshold: int(2, 'consecutive good rounds before healthy again', 1),
+    drain_after: dur('5m', 'a node unhealthy this long drains itself; 0 = never'),
+    checks: { default: DEFAULT_HEALTH_CHECKS, format: 'shoal-health-checks', doc: 'ping, response_time (max_latency), memory_usage (max_usage)' },
   },
   autoscaler: {
     lease_ttl: { ...dur('2s', 'leader lease: a follower takes over this long after the leader stops renewing', 300), env: 'SHOAL_AUTOSCALER_LEASE_TTL' },

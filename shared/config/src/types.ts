@@ -63,6 +63,24 @@ export interface PoolConfig {
   };
 }
 
+/** One entry of `health_check.checks`, parsed. */
+export type HealthCheckSpec =
+  | { type: 'ping'; endpoint: string }
+  | { type: 'response_time'; maxLatencyMs: number }
+  | { type: 'memory_usage'; maxUsagePercent: number };
+
+export interface HealthCheckConfig {
+  enabled: boolean;
+  /** Undefined: each node's shortest pool `load_balancing.health_check_interval` (from its heartbeat). */
+  intervalMs?: number;
+  timeoutMs: number;
+  failureThreshold: number;
+  recoveryThreshold: number;
+  /** A node told it is unhealthy this long drains itself; 0 = never. */
+  drainAfterMs: number;
+  checks: HealthCheckSpec[];
+}
+
 export interface NodeConfig {
   /** Undefined: the node generates a ULID. */
   nodeId?: string;
@@ -76,6 +94,9 @@ export interface NodeConfig {
   maxConcurrentRequests: number;
   logLevel: LogLevel;
   autoscaler: { leaseTtlMs: number; intervalMs: number };
+  /** The node's memory limit for memory_usage checks; undefined = the cgroup's, else the machine's. */
+  memoryLimitBytes?: number;
+  healthCheck: HealthCheckConfig;
   balancer: {
     strategy: Strategy;
     suspectAfterIntervals: number;

@@ -7,3 +7,4 @@ export * from './validate.js';
 export * from './messages.js';
 export * from './metrics.js';
 export * from './vector-store-stats.js';
+export * from './health.js';

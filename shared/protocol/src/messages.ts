@@ -218,6 +218,10 @@ export interface PoolStats {
   /** False when the pool cannot make resources (creates failing, nothing usable); `reason` says why. */
   available: boolean;
   reason?: string;
+  /** The pool's `load_balancing.health_check_interval` (ms): health-checkers probe the node this often unless `health_check.interval` is set. */
+  healthCheckIntervalMs?: number;
+  /** The pool's `load_balancing.circuit_breaker_enabled`; false = balancers place on this node whatever its circuit says. */
+  circuitBreaker?: boolean;
 }
 
 export interface Heartbeat {

@@ -8,7 +8,7 @@ export const DEFAULT_PREFIX = 'shoal';
 /** Queue group of the balancer replicas. */
 export const BALANCER_QUEUE = 'shoal-balancers';
 
-/** JetStream KV bucket holding operator settings (strategy, weights, targets). */
+/** JetStream KV bucket holding operator settings (strategy, weights, targets) and health verdicts. */
 export const SETTINGS_BUCKET = 'shoal_settings';
 
 // ---- autoscaler (issue 8) ----
@@ -18,7 +18,7 @@ export const AUTOSCALER_LEADER_BUCKET = 'shoal_autoscaler_leader';
 export const TARGET_KEY_PREFIX = 'target.';
 /** Settings-bucket key of the last autoscaler leadership epoch (JSON number), bumped by compare-and-set. */
 export const AUTOSCALER_EPOCH_KEY = 'autoscaler.epoch';
-/** Settings-bucket key prefix of health verdicts (issue 9 writes them). */
+/** Settings-bucket key of a node's health verdict: `health.<nodeId>` (JSON HealthVerdict). */
 export const HEALTH_KEY_PREFIX = 'health.';
 
 const TOKEN = /^[A-Za-z0-9_-]{1,64}$/;
@@ -74,7 +74,14 @@ export function subjects(prefix: string = DEFAULT_PREFIX) {
     anyAutoscalerDesired: `${prefix}.autoscaler.desired.*`,
     /** Request-reply: the leader answers with its status (leader, epoch, pools). */
     autoscalerStatus: `${prefix}.autoscaler.status`,
-    /** Health verdicts (issue 9 publishes; the autoscaler counts an unhealthy node as no capacity). */
+    // ---- health (issue 9): health-checker -> node probes, verdicts ----
+    /** Answered at once from the node's event loop: a hung node fails it. */
+    nodePing: (nodeId: string) => `${prefix}.node.${nodeId}.ping`,
+    /** A real round trip through each pool (validate one idle resource), memory and backend health. */
+    nodeProbe: (nodeId: string) => `${prefix}.node.${nodeId}.probe`,
+    /** A node's health verdict (HealthVerdict, msgpack), also kept in the settings bucket at `health.<nodeId>`. */
+    healthVerdict: (nodeId: string) => `${prefix}.health.verdict.${nodeId}`,
+    /** Every node's verdict: balancers skip unhealthy nodes, the autoscaler counts their capacity out. */
     anyHealthVerdict: `${prefix}.health.verdict.*`,
   };
 }

@@ -18,15 +18,16 @@ import { nodeStats, type ConnectionMetrics, type VectorStoreStatsResponse, type 
  *   WEAVIATE_UNAVAILABLE (retryable), which the pool hands to its waiters and
  *   backs off on, reporting itself unavailable with the reason meanwhile.
  * - exec runs one op of the allow-list (ops.ts) with validated arguments.
- * - health: every `health_check_interval` each connection that is not in use
- *   and has not proved itself since (a successful op counts) is probed with
- *   isLive() + isReady(). A failed probe is counted (`health_check_failures`,
- *   "Dead connection detected" in the log); the client is closed and a new
- *   one connected in its place. If that fails too the connection stays
- *   broken: the next exec on it tries once more, and fails with
- *   WEAVIATE_UNAVAILABLE, after which reset refuses it and the pool destroys
- *   it and creates anew (with its backoff). validate (on return) uses the same
- *   probe, skipped when the connection proved itself within the interval.
+ * - health: no timer of its own. `health_check_interval` is the driver's
+ *   `validateIntervalMs`: the pool's cleanup validates each idle connection
+ *   that often (one validation timer per pool, whatever the driver). validate
+ *   probes with isLive() + isReady(), skipped when the connection proved
+ *   itself within the interval (a successful op counts). A failed probe is
+ *   counted (`health_check_failures`, "Dead connection detected" in the log)
+ *   and the pool destroys the connection and creates another (with its
+ *   backoff while Weaviate is down). A connection whose client an op lost is
+ *   reconnected by the next exec once, else reset refuses it and the pool
+ *   replaces it the same way.
  * - while Weaviate is down, ops fail fast: weaviate-client retries a gRPC
  *   call that meets UNAVAILABLE 5 times over ~15 s, so an op still pending
  *   after WATCH_AFTER_MS has Weaviate probed (one shared probe at a time); a
@@ -70,8 +71,6 @@ function counter(registry: Registry | undefined, name: string, help: string, lab
 
 export interface WeaviateDriver extends Driver<Conn> {
   stats(pool: PoolView): WeaviateDriverStats;
-  /** One pass of the periodic health check (the timer calls it; tests may too). */
-  health(): Promise<void>;
 }
 
 export function weaviateDriver(ctx: DriverContext): WeaviateDriver {
@@ -202,28 +201,6 @@ export function weaviateDriver(ctx: DriverContext): WeaviateDriver {
     return ok;
   }
 
-  /** The periodic health check of connections not in use. */
-  async function health(): Promise<void> {
-    const now = clock.now();
-    await Promise.all([...conns].map(async (conn) => {
-      if (conn.destroyed || conn.placeholder || conn.inFlight > 0 || conn.repairing) return;
-      if (conn.client) {
-        if (now - conn.lastCheckedAt < skipWindow / 2) return;
-        if (await check(conn, conn.client)) return;
-        await breakConn(conn);
-      }
-      await repair(conn).catch((err) => log?.warn('weaviate reconnect failed', { pool: ctx.poolName, connection: conn.seq, err: (err as Error).message }));
-    }));
-  }
-
-  let healthTimer: Timer | undefined;
-  function scheduleHealth(): void {
-    if (healthTimer || !s.usePool || !Number.isFinite(skipWindow) || conns.size === 0) return;
-    healthTimer = clock.setTimeout(() => {
-      health().catch(() => {}).finally(() => { healthTimer = undefined; scheduleHealth(); });
-    }, s.healthCheckIntervalMs);
-  }
-
   function handle(conn: Conn | undefined, c: Client, name: string, tenant?: string, cl?: ConsistencyLevel): Collection {
     const key = `${name}\u0000${tenant ?? ''}\u0000${cl ?? ''}`;
     let h = conn?.handles.get(key);
@@ -262,7 +239,12 @@ export function weaviateDriver(ctx: DriverContext): WeaviateDriver {
   return {
     kind: 'weaviate',
     stats,
-    health,
+    // The pool validates idle connections this often (VECTOR_STORE_HEALTH_CHECK_INTERVAL); placeholders need none.
+    ...(s.usePool && Number.isFinite(skipWindow) ? { validateIntervalMs: s.healthCheckIntervalMs } : {}),
+
+    backend() {
+      return downSince === undefined ? { healthy: true } : { healthy: false, reason: `Weaviate at ${endpoint} unreachable since ${new Date(downSince).toISOString()}` };
+    },
 
     async create({ resourceId, signal }) {
       const now = clock.now();
@@ -279,7 +261,6 @@ export function weaviateDriver(ctx: DriverContext): WeaviateDriver {
         conn.client = c;
       }
       conns.add(conn);
-      scheduleHealth();
       return conn;
     },
 
@@ -356,7 +337,6 @@ export function weaviateDriver(ctx: DriverContext): WeaviateDriver {
       conn.client = undefined;
       conn.handles.clear();
       if (c) await shut(c);
-      if (conns.size === 0 && healthTimer) { clock.clearTimeout(healthTimer); healthTimer = undefined; }
     },
 
     usage() {
