@@ -22,6 +22,8 @@ export class CancelledError extends ShoalError {}
 export class UnavailableError extends ShoalError {}
 export class InternalError extends ShoalError {}
 export class WeaviateUnavailableError extends ShoalError {}
+export class PoolUnavailableError extends ShoalError {}
+export class LeaseLostError extends ShoalError {}
 
 const byCode: Record<ErrorCode, typeof ShoalError> = {
   [ErrorCodes.POOL_TIMEOUT]: PoolTimeoutError,
@@ -41,6 +43,8 @@ const byCode: Record<ErrorCode, typeof ShoalError> = {
   [ErrorCodes.UNAVAILABLE]: UnavailableError,
   [ErrorCodes.INTERNAL]: InternalError,
   [ErrorCodes.WEAVIATE_UNAVAILABLE]: WeaviateUnavailableError,
+  [ErrorCodes.POOL_UNAVAILABLE]: PoolUnavailableError,
+  [ErrorCodes.LEASE_LOST]: LeaseLostError,
 };
 
 /** Re-type any error as the class of its code. */
