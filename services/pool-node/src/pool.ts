@@ -532,6 +532,8 @@ export class Pool<R = unknown> {
     const busy = this.live - this.idle.length - this.creating;
     const wanted = Math.min(this.cfg.maxSize, Math.max(this.target - this.shedding, busy + this.waitingCount));
     let n = wanted - this.live;
+    // Down, callers are refused at once and make no demand: keep trying one create per backoff anyway.
+    if (this.down && this.live === 0) n = Math.max(n, 1);
     if (this.createFailures > 0) n = Math.min(n, 1);
     if (n > 0 && maxTotal > 0 && this.totalMemory() >= maxTotal) {
       this.observer.log('warn', 'max_total_memory reached, not creating', { pool: this.name, maxTotal });
@@ -749,7 +751,7 @@ export class Pool<R = unknown> {
     const since = this.down?.since ?? this.clock.now();
     const fix = typeof cause.details?.fix === 'string' ? cause.details.fix : undefined;
     const err = new ShoalError(code, `pool ${this.name}: ${this.driver.kind} backend unavailable: ${cause.message}${fix && !cause.message.includes(fix) ? `; ${fix}` : ''}`, {
-      details: { ...cause.details, retryable: true, backend: this.driver.kind, cause: cause.message, since },
+      pool: this.numbers(), details: { ...cause.details, retryable: true, backend: this.driver.kind, cause: cause.message, since },
     });
     const was = this.down;
     this.down = { err, since };
