@@ -14,6 +14,8 @@ export interface NodePoolSettings extends PoolSettings {
   driver: string;
   options: Record<string, unknown>;
   resourceLimits: PoolSettings['resourceLimits'] & { maxConcurrentRequests: number; maxPayloadBytes: number };
+  /** The pool's `load_balancing.health_check_interval`: how often it probes its backend. */
+  loadBalancing?: { healthCheckIntervalMs: number };
 }
 
 export interface NodeSettings {
@@ -23,8 +25,6 @@ export interface NodeSettings {
   drainGraceMs: number;
   maxConcurrentRequests: number;
   pools: Record<string, NodePoolSettings>;
-  /** `health_check_interval`: how often each pool probes its backend. */
-  loadBalancing?: { healthCheckIntervalMs: number };
 }
 
 /** Marks renew and release for admission: never refused for load. */
@@ -76,7 +76,7 @@ export class PoolNode extends Actor {
       const driver = driverFor(pc.driver)({ clock, random: Math.random, options: pc.options, poolName: name, registry: this.metrics.registry, labels: { pool: name, node: nodeId }, log: this.log.child({ pool: name }) });
       this.drivers.set(name, driver);
       const observer = { ...this.metrics.observer(name, driver.kind, this.log), leaseLost: (leaseId: string, how: 'expired' | 'revoked') => this.leaseLost(leaseId, how) };
-      this.pools.set(name, new Pool({ ...pc, probeIntervalMs: cfg.loadBalancing?.healthCheckIntervalMs ?? 0 }, driver, clock, Math.random, observer));
+      this.pools.set(name, new Pool({ ...pc, probeIntervalMs: pc.loadBalancing?.healthCheckIntervalMs ?? 0 }, driver, clock, Math.random, observer));
       this.inFlightByPool.set(name, 0);
     }
     this.maxPayload = Math.max(...Object.values(cfg.pools).map((p) => p.resourceLimits.maxPayloadBytes), 1024);
