@@ -601,8 +601,9 @@ export class Pool<R = unknown> {
       this.meter.failed();
       this.observer.op('acquire', 'error');
       // A driver's own code (e.g. WEAVIATE_UNAVAILABLE) tells the caller more than DRIVER_ERROR.
-      const code = err.code === ErrorCodes.INTERNAL ? ErrorCodes.DRIVER_ERROR : err.code;
-      w.reject(new ShoalError(code, `${describePool(this.name, this.numbers())}: create failed: ${err.message}`, { pool: this.numbers(), details: { ...err.details, cause: err.message, attempts: this.createFailures } }));
+      // A generic failure is the pool's unavailability to this caller: POOL_UNAVAILABLE, retryable, like the fail-fast refusals.
+      const code = err.code === ErrorCodes.INTERNAL || err.code === ErrorCodes.DRIVER_ERROR ? ErrorCodes.POOL_UNAVAILABLE : err.code;
+      w.reject(new ShoalError(code, `${describePool(this.name, this.numbers())}: create failed: ${err.message}`, { pool: this.numbers(), details: { ...err.details, retryable: true, backend: this.driver.kind, cause: err.message, attempts: this.createFailures } }));
     }
     this.replenish();
   }
