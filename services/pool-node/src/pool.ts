@@ -130,6 +130,8 @@ export class Pool<R = unknown> {
   private down: { err: ShoalError; since: number } | undefined;
   private probeTimer: Timer | undefined;
   private probing = false;
+  /** Probes since the pool went down: they come sooner than the interval at first (retry_base, doubling up to it). */
+  private downProbes = 0;
 
   constructor(
     private readonly cfg: PoolSettings,
@@ -756,7 +758,11 @@ export class Pool<R = unknown> {
     });
     const was = this.down;
     this.down = { err, since };
-    if (!was) this.observer.log('warn', 'backend down: acquires fail fast until a probe or create succeeds', { pool: this.name, backend: this.driver.kind, err: cause.message });
+    if (!was) {
+      this.observer.log('warn', 'backend down: acquires fail fast until a probe or create succeeds', { pool: this.name, backend: this.driver.kind, err: cause.message });
+      this.downProbes = 0;
+      if (!this.probing) { this.clock.clearTimeout(this.probeTimer); this.scheduleProbe(); }
+    }
     this.rejectAllWaiters(() => { this.meter.failed(); this.observer.op('acquire', 'unavailable'); return err; });
   }
 
@@ -774,7 +780,9 @@ export class Pool<R = unknown> {
   private scheduleProbe(): void {
     const every = this.cfg.probeIntervalMs ?? 0;
     if (every <= 0 || this.closed) return;
-    this.probeTimer = this.clock.setTimeout(() => { void this.probe().finally(() => this.scheduleProbe()); }, every);
+    // Down, a backend that blinked is found back sooner than one interval; one that stays down costs one probe per interval.
+    const wait = this.down ? Math.min(every, this.cfg.create.retryBaseMs * 2 ** this.downProbes++) : every;
+    this.probeTimer = this.clock.setTimeout(() => { void this.probe().finally(() => this.scheduleProbe()); }, wait);
   }
 
   /**
