@@ -21,12 +21,17 @@ export function notLoggedIn(why: string, details: Record<string, unknown> = {}):
  */
 export function authChecker(command: () => string | undefined, env: () => Record<string, string>, timeoutMs = 10_000) {
   let okUntil = 0;
-  return async function check(): Promise<{ ok: boolean; error?: ShoalError }> {
-    const cmd = command();
-    if (!cmd) return { ok: true };
-    if (Date.now() < okUntil) return { ok: true };
+  /** One check at a time, shared by a create and a probe asking together. */
+  let running: Promise<{ ok: boolean; error?: ShoalError }> | undefined;
+  const run = async (cmd: string): Promise<{ ok: boolean; error?: ShoalError }> => {
     const out = await new Promise<string | undefined>((resolve) => {
-      const child = execFile(cmd, ['auth', 'status'], { env: env(), cwd: tmpdir(), timeout: timeoutMs, maxBuffer: 64 * 1024 }, (err, stdout) => resolve(err && !stdout ? undefined : stdout));
+      const child = execFile(cmd, ['auth', 'status'], { env: env(), cwd: tmpdir(), timeout: timeoutMs, maxBuffer: 64 * 1024 }, (err, stdout) => {
+        process.off('exit', stop);
+        resolve(err && !stdout ? undefined : stdout);
+      });
+      // Never left behind by a node that exits meanwhile.
+      const stop = () => { child.kill('SIGKILL'); };
+      process.once('exit', stop);
       child.stdin?.end();
     });
     let st: { loggedIn?: unknown; authMethod?: unknown } | undefined;
@@ -38,6 +43,12 @@ export function authChecker(command: () => string | undefined, env: () => Record
     if (!st || typeof st.loggedIn !== 'boolean') return { ok: true };
     if (st.loggedIn) { okUntil = Date.now() + AUTH_OK_TTL_MS; return { ok: true }; }
     return { ok: false, error: notLoggedIn(`\`claude auth status\`: loggedIn false, authMethod ${String(st.authMethod)}`) };
+  };
+  return function check(): Promise<{ ok: boolean; error?: ShoalError }> {
+    const cmd = command();
+    if (!cmd || Date.now() < okUntil) return Promise.resolve({ ok: true });
+    running ??= run(cmd).finally(() => { running = undefined; });
+    return running;
   };
 }
 
