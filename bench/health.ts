@@ -179,14 +179,24 @@ export async function runHealthBench(opts: { quick: boolean; log: (s: string) =>
       }
       const st = await call<{ pools: Record<string, { available: boolean }> }>(client.nc, subjects().nodeStatus(node.nodeId), {}, 2000);
       out.push({ figure: 'backend_down_fail_ms', p50: round(quantile(timings, 0.5)), p99: round(quantile(timings, 0.99)), max: round(Math.max(...timings)), n: timings.length, not_retryable: notRetryable.length, pool_available: st.pools.weaviate?.available, goal: 1000, met: quantile(timings, 0.99) <= 1000 });
-      await standIn.up();
-      const back = Date.now();
-      let healMs = -1;
-      while (Date.now() - back < 35_000) {
-        if (await client.exec('weaviate', 'collections.listAll', {}, { nodeId: node.nodeId, timeoutMs: 1000 }).then(() => true, () => false)) { healMs = Date.now() - back; break; }
-        await sleep(20);
+      // Heal: the first cycle after the long outage above, then shorter ones (the pool learns, then Weaviate returns).
+      const heals: number[] = [];
+      for (let cycle = 0; cycle < (opts.quick ? 1 : 4); cycle++) {
+        if (cycle > 0) {
+          await standIn.down();
+          await sleep(2500 + 700 * cycle); // different phases against the probe's period
+        }
+        await standIn.up();
+        const back = Date.now();
+        let healMs = -1;
+        while (Date.now() - back < 35_000) {
+          if (await client.exec('weaviate', 'collections.listAll', {}, { nodeId: node.nodeId, timeoutMs: 1000 }).then(() => true, () => false)) { healMs = Date.now() - back; break; }
+          await sleep(20);
+        }
+        heals.push(healMs);
       }
-      out.push({ figure: 'backend_heal_ms', value: healMs, health_interval_ms: HEALTH_INTERVAL_MS, retry_max_ms: 30_000, goal: HEALTH_INTERVAL_MS, met: healMs >= 0 && healMs <= HEALTH_INTERVAL_MS });
+      const worst = heals.some((h) => h < 0) ? -1 : Math.max(...heals);
+      out.push({ figure: 'backend_heal_ms', max: worst, samples: heals, health_interval_ms: HEALTH_INTERVAL_MS, retry_max_ms: 30_000, goal: HEALTH_INTERVAL_MS, met: worst >= 0 && worst <= HEALTH_INTERVAL_MS });
     }
   } finally {
     await Promise.all(clients.map((c) => c.close().catch(() => {})));
