@@ -406,7 +406,8 @@ export class Pool<R = unknown> {
       // A failed exec may have left the resource broken (a CLI that died mid-turn):
       // validate it on return whatever the skip window says.
       r.lastValidatedAt = -Infinity;
-      if (err instanceof ShoalError && BACKEND_DOWN.has(err.code)) this.markDown(err);
+      // Only with a probe to notice its return: else the pool would stay down with resources it never retries.
+      if (err instanceof ShoalError && BACKEND_DOWN.has(err.code) && (this.cfg.probeIntervalMs ?? 0) > 0) this.markDown(err);
       this.meter.executed(this.clock.now() - started, false);
       this.observer.op('exec', 'error', this.clock.now() - started);
       throw asDriverError(err, `exec ${op}`);
@@ -793,7 +794,9 @@ export class Pool<R = unknown> {
   async probe(): Promise<boolean> {
     if (this.probing || this.closed) return !this.down;
     if (!this.driver.probe) {
-      if (this.down && this.creating === 0) { this.retryAt = this.clock.now(); this.replenish(); }
+      // Resources left but no way to ask the backend: let the next operation find out again.
+      if (this.down && this.live > 0) this.healed('no backend probe: the next operation tries');
+      else if (this.down && this.creating === 0) { this.retryAt = this.clock.now(); this.replenish(); }
       return !this.down;
     }
     this.probing = true;
