@@ -174,6 +174,8 @@ describe('balancer actor (in-process, real nats-server, pretend nodes)', functio
   it('does not open the circuit of a busy node that still heartbeats when its answers come late', async () => {
     await start();
     nc.nodes.set('shoal.node.a.acquire', () => 'hang');
+    // Busy, not hung: it answers the balancer's liveness check (its status) at once.
+    nc.nodes.set('shoal.node.a.status', () => encode(ok({ nodeId: 'a' })));
     await nc.heartbeat('a');
     for (let i = 0; i < 4; i++) {
       const r = reply((await nc.send('shoal.p.acquire', req({ pool: 'p', timeoutMs: 150 })).answer).data);

@@ -275,9 +275,10 @@ describe('claude-cli pool (integration: pool-node process, stand-in CLI, SDK, ba
     const n = await node('claude_missing', { options: { command: '/nonexistent/bin/claude' } }, true);
     const st = await status(n.nodeId, 'claude_missing');
     expect(st.available).to.equal(false);
-    expect(st.reason).to.match(/^claude command not found: \/nonexistent\/bin\/claude/);
+    expect(st.reason).to.match(/claude command not found: \/nonexistent\/bin\/claude/);
     const err = await client.acquire('claude_missing', { nodeId: n.nodeId, timeoutMs: 3000 }).then(() => null, (e: any) => e);
-    expect(err.code).to.be.oneOf(['DRIVER_ERROR', 'POOL_TIMEOUT']);
+    expect(err.code).to.equal('POOL_UNAVAILABLE');
+    expect(err.retryable).to.equal(true);
     expect(err.message).to.contain('claude command not found');
     const syn = await client.acquire('synthetic', { nodeId: n.nodeId });
     expect(await syn.exec('echo', 'still here')).to.equal('still here');

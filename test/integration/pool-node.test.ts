@@ -99,12 +99,13 @@ describe('pool-node (integration: real nats-server, node as its own process)', f
     await third.release();
   });
 
-  it('hands failing creates to the waiters as DRIVER_ERROR and backs off (attempts counted)', async () => {
+  it('hands failing creates to the waiters as a retryable POOL_UNAVAILABLE (the pool is down: fail fast) and backs off (attempts counted)', async () => {
     const n = await node({ min_size: 0, max_size: 2, initial_size: 0, create: { retry_base: '100ms', retry_max: '400ms' }, options: { failure_rate: 1 } });
     const errs = await Promise.all([0, 1, 2].map(() => client.acquire('synthetic', { nodeId: n.nodeId, timeoutMs: 2000 }).catch((e) => e)));
-    for (const e of errs) expect(e.code).to.be.oneOf(['DRIVER_ERROR', 'POOL_TIMEOUT']);
-    expect(errs.filter((e) => e.code === 'DRIVER_ERROR').length).to.be.at.least(1);
-    expect(errs.find((e) => e.code === 'DRIVER_ERROR').message).to.contain('synthetic create failure');
+    for (const e of errs) expect(e.code).to.be.oneOf(['POOL_UNAVAILABLE', 'POOL_TIMEOUT']);
+    expect(errs.filter((e) => e.code === 'POOL_UNAVAILABLE').length).to.be.at.least(1);
+    expect(errs.find((e) => e.code === 'POOL_UNAVAILABLE').message).to.contain('synthetic create failure');
+    expect(errs.find((e) => e.code === 'POOL_UNAVAILABLE').retryable).to.equal(true);
     // Keep demand for 2 s: with 100→400 ms backoff, about 6-10 attempts, never a busy loop.
     const createErrors = async () => {
       const text = await (await fetch(`http://127.0.0.1:${n.httpPort}/metrics`)).text();

@@ -242,7 +242,9 @@ describe('Pool (unit, fake clock)', () => {
     const { d, n } = counting(clock, { failure_rate: 1 });
     const pool = mk(settings({ maxSize: 2, cr: { retryBaseMs: 100, retryMaxMs: 1600 } }), d, () => 0.99);
     const err = await rejection(pool.acquire({ timeoutMs: 5000 }));
-    expect(err.code).to.equal('DRIVER_ERROR');
+    // Nothing left to lease: the pool is down, and says so at once (retryable) rather than after a wait.
+    expect(err.code).to.equal('POOL_UNAVAILABLE');
+    expect(err.retryable).to.equal(true);
     expect(err.message).to.contain('synthetic create failure');
     expect(err.pool).to.not.equal(undefined);
     // Keep demand up for 10 s: attempts must follow the backoff, one at a time.
@@ -254,7 +256,7 @@ describe('Pool (unit, fake clock)', () => {
     // 100,200,400,800,1600,1600,... ms (×~1) → about 10 attempts in 10 s, not thousands.
     expect(n.create).to.be.within(6, 14);
     await clock.advance(10_000);
-    for (const w of waiters) expect((await w).code).to.be.oneOf(['DRIVER_ERROR', 'POOL_TIMEOUT']);
+    for (const w of waiters) expect((await w).code).to.be.oneOf(['POOL_UNAVAILABLE', 'POOL_TIMEOUT']);
   });
 
   it('times out a create that hangs, and a waiter is never left past its deadline', async () => {
@@ -263,11 +265,11 @@ describe('Pool (unit, fake clock)', () => {
     const p = rejection(pool.acquire({ timeoutMs: 3000 }));
     await clock.advance(1000);
     const err = await p;
-    expect(err.code).to.equal('DRIVER_ERROR');
+    expect(err.code).to.equal('POOL_UNAVAILABLE');
     expect(err.message).to.contain('timed out');
     const late = rejection(pool.acquire({ timeoutMs: 50 }));
     await clock.advance(50);
-    expect((await late).code).to.be.oneOf(['POOL_TIMEOUT', 'DRIVER_ERROR']);
+    expect((await late).code).to.be.oneOf(['POOL_TIMEOUT', 'POOL_UNAVAILABLE']);
   });
 
   it('scales up, down and to a target within min and max; scale-down takes idle first, never a leased one', async () => {
@@ -322,10 +324,10 @@ describe('Pool (unit, fake clock)', () => {
     const flaky: Driver<any> = { ...d, create: async (ctx) => { if (down) throw new ShoalError('WEAVIATE_UNAVAILABLE', 'connect ECONNREFUSED 127.0.0.1:8080', { details: { retryable: true } }); return d.create(ctx); }, describe: (r) => ({ sessionId: 'sess-' + r.id }) };
     const pool = mk(settings({ minSize: 1, initialSize: 1, maxSize: 1, cr: { retryBaseMs: 100, retryMaxMs: 100 } }), flaky, () => 0.5);
     await pool.start();
-    expect(pool.availability()).to.deep.equal({ available: false, reason: 'connect ECONNREFUSED 127.0.0.1:8080' });
-    const pending = rejection(pool.acquire({ timeoutMs: 1000 }));
-    await clock.advance(100); // the next create attempt, after the backoff, fails and hands its error over
-    const err = await pending;
+    expect(pool.availability().available).to.equal(false);
+    expect(pool.availability().reason).to.contain('connect ECONNREFUSED 127.0.0.1:8080');
+    // Known down: the acquire is refused at once with the driver's own code, not after a wait.
+    const err = await rejection(pool.acquire({ timeoutMs: 1000 }));
     expect(err.code).to.equal('WEAVIATE_UNAVAILABLE');
     expect(err.details).to.include({ retryable: true });
     down = false;

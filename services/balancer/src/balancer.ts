@@ -10,6 +10,7 @@ import { HealthView } from './health.js';
 import { Membership } from './membership.js';
 import { BalancerMetrics, NODE_GAUGE_STATES, type NodeGaugeState, type PlacementResult } from './metrics.js';
 import { SettingsStore } from './settings.js';
+import { Liveness, retryRound, tryBudgetMs } from './tries.js';
 import { createStrategy, performanceWeights, type PerformanceWeights, type Strategy, type StrategyName } from './strategies/index.js';
 
 /**
@@ -113,6 +114,8 @@ export class Balancer extends Actor {
   private readonly execMode: ExecMode;
   /** Requests to nodes, without nats.js's per-request error object (see Requester). */
   private readonly requester: Requester;
+  /** Asks a node that is slow to answer a try whether it is still there. */
+  private readonly liveness: Liveness;
   private strategyName: StrategyName;
   private perfWeights: PerformanceWeights;
   /** One strategy instance per pool: round-robin positions and smooth weights are per pool. */
@@ -136,6 +139,7 @@ export class Balancer extends Actor {
     this.s = subjects(cfg.prefix);
     this.execMode = cfg.execMode ?? 'forward';
     this.requester = new Requester(nc);
+    this.liveness = new Liveness(this.requester, (id) => this.s.nodeStatus(id));
     this.membership = new Membership({ suspectAfterIntervals: cfg.suspectAfterIntervals, goneAfterIntervals: cfg.goneAfterIntervals });
     this.circuit = new CircuitBreaker({ failureThreshold: cfg.circuitFailureThreshold, cooldownMs: cfg.circuitCooldownMs });
     this.health = new HealthView(this.membership, this.log);
@@ -286,8 +290,18 @@ export class Balancer extends Actor {
     }
     for (const id of this.membership.sweep(now)) {
       this.log.warn('node gone; its leases are lost', { nodeId: id });
+      // Holders that cannot hear heartbeats learn it here (those that can knew sooner).
+      this.announceGone(id, this.lastHb.get(id)?.startedAt, now);
       this.forgetNode(id, 'gone');
       this.metrics.forgetNode(id);
+    }
+  }
+
+  private announceGone(nodeId: string, startedAt: number | undefined, now: number): void {
+    try {
+      this.nc.publish(this.s.nodeEvents(nodeId), encode({ v: PROTOCOL_VERSION, nodeId, gone: true, ...(startedAt !== undefined ? { startedAt } : {}), reason: 'no heartbeats', at: now, by: this.balancerId }));
+    } catch (err) {
+      this.log.debug('node event not sent', { err: (err as Error).message });
     }
   }
 
@@ -402,7 +416,7 @@ export class Balancer extends Actor {
           return this.fail(m, err);
         }
         const wait = Math.min(BACKOFF_BASE_MS * 2 ** rounds, BACKOFF_MAX_MS, remaining - MIN_TRY_MS);
-        if (rounds >= MAX_RETRY_ROUNDS || wait <= 0) return this.fail(m, lastErr);
+        if (rounds >= MAX_RETRY_ROUNDS || wait <= 0 || !retryRound(lastErr.code)) return this.fail(m, lastErr);
         rounds++;
         excluded.clear();
         await sleep(wait);
@@ -455,7 +469,7 @@ export class Balancer extends Actor {
     let reply: Msg;
     const sentAt = Date.now();
     try {
-      reply = await this.requestNode(nodeId, subject, body, remaining);
+      reply = await this.requestNode(nodeId, subject, body, remaining, this.budget(nodeId, pool));
     } catch (err) {
       return this.unreachable(nodeId, subject, err, sentAt);
     }
@@ -485,7 +499,11 @@ export class Balancer extends Actor {
    * abandoned if the node turns suspect first. A lease granted after we gave
    * up is handed back so it does not sit out its TTL.
    */
-  private async requestNode(nodeId: string, subject: string, body: Uint8Array, timeout: number): Promise<Msg> {
+  private budget(nodeId: string, pool: string): number {
+    return tryBudgetMs(this.lastHb.get(nodeId)?.pools[pool]?.latencyMs);
+  }
+
+  private async requestNode(nodeId: string, subject: string, body: Uint8Array, timeout: number, budgetMs?: number): Promise<Msg> {
     this.membership.placed(nodeId);
     let set = this.pending.get(nodeId);
     if (!set) this.pending.set(nodeId, (set = new Set()));
@@ -495,6 +513,8 @@ export class Balancer extends Actor {
     set.add(entry);
     // A lease granted after this try gave up (timeout) goes straight back to the node.
     const req = this.requester.request(subject, body, timeout, (data) => this.returnLateLease(nodeId, data));
+    // A node that dies (or hangs) under the try is found out by a liveness check, not by the deadline.
+    const unwatch = budgetMs !== undefined && budgetMs < timeout ? this.liveness.watch(nodeId, budgetMs, timeout, (err) => entry.abort(err)) : undefined;
     try {
       return await Promise.race([req, aborted]);
     } catch (err) {
@@ -502,6 +522,7 @@ export class Balancer extends Actor {
       if (err instanceof ShoalError && err.details?.reason !== 'timeout') req.then((late) => this.returnLateLease(nodeId, late.data), () => {});
       throw err;
     } finally {
+      unwatch?.();
       set.delete(entry);
     }
   }
@@ -587,7 +608,7 @@ export class Balancer extends Actor {
     let reply: Msg;
     const sentAt = Date.now();
     try {
-      reply = await this.requestNode(nodeId, subject, body, remaining);
+      reply = await this.requestNode(nodeId, subject, body, remaining, this.budget(nodeId, pool));
     } catch (err) {
       const t = this.unreachable(nodeId, subject, err, sentAt);
       // Only "no responders" proves the node never got it. After a timeout or an abandoned

@@ -1,3 +1,4 @@
+import type { ShoalError } from '@shoal/protocol';
 import type { Registry } from 'prom-client';
 import type { Clock } from './clock.js';
 
@@ -41,6 +42,12 @@ export interface Driver<R = unknown> {
    * synchronous: it reports what is known, it does not ask.
    */
   backend?(): { healthy: boolean; reason?: string };
+  /**
+   * Is the backend up (Weaviate ready, the CLI logged in)? Cheap, called every
+   * health interval; a down answer carries a typed error (WEAVIATE_UNAVAILABLE,
+   * POOL_UNAVAILABLE with `details.fix`) that the pool gives callers at once.
+   */
+  probe?(): Promise<{ ok: boolean; error?: ShoalError }>;
   /** Driver figures for node status (`pools.<name>.driver`), e.g. the weaviate pool's connection stats. */
   stats?(pool: PoolView): object | undefined;
 }

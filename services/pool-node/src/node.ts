@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import {
   encode, ErrorCodes, newNodeId, parse, PROTOCOL_VERSION, ShoalError, subjects,
-  type Heartbeat, type Lease, type PoolStats, type Subjects,
+  type Heartbeat, type Lease, type LeaseEvent, type PoolStats, type Subjects,
 } from '@shoal/protocol';
 import { Actor, type Logger, type Msg, type NatsConnection } from '@shoal/runtime';
 import { systemClock, type Clock } from './clock.js';
@@ -15,7 +15,7 @@ export interface NodePoolSettings extends PoolSettings {
   driver: string;
   options: Record<string, unknown>;
   resourceLimits: PoolSettings['resourceLimits'] & { maxConcurrentRequests: number; maxPayloadBytes: number };
-  /** Told to health-checkers and balancers in heartbeats. */
+  /** Told to health-checkers and balancers in heartbeats; `healthCheckIntervalMs` is also how often the pool probes its backend. */
   loadBalancing?: { healthCheckIntervalMs: number; circuitBreakerEnabled: boolean };
 }
 
@@ -65,6 +65,8 @@ export class PoolNode extends Actor {
   private scaleEpoch = 0;
   /** Largest payload any pool accepts; checked before decoding anything. */
   private readonly maxPayload: number;
+  /** Leases ended without their holders asking, announced together at the end of the tick. */
+  private lostLeases: LeaseEvent['lost'] = [];
 
   constructor(
     nc: NatsConnection,
@@ -81,7 +83,8 @@ export class PoolNode extends Actor {
     for (const [name, pc] of Object.entries(cfg.pools)) {
       const driver = driverFor(pc.driver)({ clock, random: Math.random, options: pc.options, poolName: name, registry: this.metrics.registry, labels: { pool: name, node: nodeId }, log: this.log.child({ pool: name }) });
       this.drivers.set(name, driver);
-      this.pools.set(name, new Pool(pc, driver, clock, Math.random, this.metrics.observer(name, driver.kind, this.log)));
+      const observer = { ...this.metrics.observer(name, driver.kind, this.log), leaseLost: (leaseId: string, how: 'expired' | 'revoked') => this.leaseLost(leaseId, how) };
+      this.pools.set(name, new Pool({ ...pc, probeIntervalMs: pc.loadBalancing?.healthCheckIntervalMs ?? 0 }, driver, clock, Math.random, observer));
       this.inFlightByPool.set(name, 0);
     }
     this.health = new NodeHealth(nodeId, this.pools, this.drivers, {
@@ -185,7 +188,25 @@ export class PoolNode extends Actor {
   private granted(m: Msg, pool: Pool, lease: Lease): void {
     if (lease.reused) this.metrics.reused(pool.name, pool.kind);
     lease.nodeId = this.nodeId;
+    lease.nodeStartedAt = this.startedAt;
     this.reply(m, lease);
+  }
+
+  /** Tell the holders (on `events.lease.<nodeId>`) that their leases are gone, batched per tick (a drain revokes many). */
+  private leaseLost(leaseId: string, how: 'expired' | 'revoked'): void {
+    if (this.lostLeases.length === 0) setImmediate(() => this.announceLost());
+    this.lostLeases.push({ leaseId, reason: how === 'expired' ? 'expired' : this.draining ? 'drained' : 'revoked' });
+  }
+
+  private announceLost(): void {
+    const lost = this.lostLeases;
+    this.lostLeases = [];
+    const ev: LeaseEvent = { v: PROTOCOL_VERSION, nodeId: this.nodeId, startedAt: this.startedAt, at: Date.now(), lost };
+    try {
+      this.nc.publish(this.s.leaseEvents(this.nodeId), encode(ev));
+    } catch (err) {
+      this.log.debug('lease event not sent', { err: (err as Error).message });
+    }
   }
 
   /** One-shot: acquire, exec, release, all inside the node; events stream back on the reply subject. */

@@ -1,5 +1,5 @@
 import type { PoolConfig } from '@shoal/config';
-import { describePool, ErrorCodes, newId, ShoalError, type Holder, type Lease, type PoolNumbers } from '@shoal/protocol';
+import { BACKEND_DOWN, describePool, ErrorCodes, newId, ShoalError, type Holder, type Lease, type PoolNumbers } from '@shoal/protocol';
 import type { Clock, Timer } from './clock.js';
 import type { Driver } from './driver.js';
 import { PoolMeter } from './stats.js';
@@ -22,6 +22,8 @@ import { PoolMeter } from './stats.js';
  */
 export type PoolSettings = Pick<PoolConfig, 'name' | 'minSize' | 'maxSize' | 'initialSize' | 'maxWaitingClients' | 'acquireTimeoutMs' | 'leaseTtlMs' | 'weight' | 'sessionManagement' | 'create'> & {
   resourceLimits: Pick<PoolConfig['resourceLimits'], 'maxMemoryPerSessionBytes' | 'maxTotalMemoryBytes'>;
+  /** Period of the backend probe (`load_balancing.health_check_interval`); 0 or unset = no probe timer. */
+  probeIntervalMs?: number;
 };
 
 type State = 'creating' | 'ready' | 'active' | 'returning' | 'destroying';
@@ -82,6 +84,8 @@ export interface ReleaseOptions {
 export interface PoolObserver {
   op(operation: string, result: string, ms?: number): void;
   leaseExpired(info: { leaseId: string; resourceId: string; holder: Holder | undefined; heldMs: number }): void;
+  /** A lease ended without its holder asking (expired, revoked by a drain or close): the node announces it. */
+  leaseLost?(leaseId: string, how: 'expired' | 'revoked'): void;
   log(level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void;
 }
 
@@ -118,6 +122,16 @@ export class Pool<R = unknown> {
   /** Creates and destroys under way, so that close() can wait for them. */
   private readonly inFlight = new Set<Promise<void>>();
   private draining = false;
+  /**
+   * The backend is known down (creates failing with nothing to lease, a
+   * failed probe, an op that found it unreachable): acquires are refused at
+   * once with this error instead of waiting out their deadline.
+   */
+  private down: { err: ShoalError; since: number } | undefined;
+  private probeTimer: Timer | undefined;
+  private probing = false;
+  /** Probes since the pool went down: they come sooner than the interval at first (retry_base, doubling up to it). */
+  private downProbes = 0;
 
   constructor(
     private readonly cfg: PoolSettings,
@@ -140,6 +154,7 @@ export class Pool<R = unknown> {
   /** Warm up to the initial size in parallel and start the cleanup cycle. Resolves when warm-up settles. */
   async start(): Promise<void> {
     this.scheduleCleanup();
+    this.scheduleProbe();
     const n = this.target - this.resources.size;
     const batch: Promise<unknown>[] = [];
     for (let i = 0; i < n; i++) batch.push(this.createOne('warmup'));
@@ -173,6 +188,7 @@ export class Pool<R = unknown> {
     this.closed = true;
     this.clock.clearTimeout(this.cleanupTimer);
     this.clock.clearTimeout(this.retryTimer);
+    this.clock.clearTimeout(this.probeTimer);
     this.rejectAllWaiters(() => new ShoalError(ErrorCodes.NODE_DRAINING, `pool ${this.name} is closed`));
     for (const lease of [...this.leases.values()]) this.endLease(lease, 'revoked');
     const pending: Promise<void>[] = [];
@@ -195,7 +211,7 @@ export class Pool<R = unknown> {
    * promise chain; `acquire` does the rest.
    */
   tryAcquire(opts: AcquireOptions = {}): Lease | undefined {
-    if (this.draining || this.idle.length === 0) return undefined;
+    if (this.draining || this.idle.length === 0 || this.down) return undefined;
     const r = this.takeIdle();
     if (!r) return undefined;
     this.meter.request();
@@ -211,6 +227,11 @@ export class Pool<R = unknown> {
     const started = this.clock.now();
     this.meter.request();
     if (this.draining) return Promise.reject(this.refused(ErrorCodes.NODE_DRAINING, `pool ${this.name} is draining`));
+    if (this.down) {
+      this.meter.failed();
+      this.observer.op('acquire', 'unavailable');
+      return Promise.reject(this.down.err);
+    }
     const ttlMs = opts.ttlMs ?? this.cfg.leaseTtlMs;
     if (this.waitingCount >= this.cfg.maxWaitingClients) {
       return Promise.reject(this.refused(ErrorCodes.POOL_EXHAUSTED, `${describePool(this.name, this.numbers())}: wait queue full (max_waiting_clients=${this.cfg.maxWaitingClients})`));
@@ -385,6 +406,8 @@ export class Pool<R = unknown> {
       // A failed exec may have left the resource broken (a CLI that died mid-turn):
       // validate it on return whatever the skip window says.
       r.lastValidatedAt = -Infinity;
+      // Only with a probe to notice its return: else the pool would stay down with resources it never retries.
+      if (err instanceof ShoalError && BACKEND_DOWN.has(err.code) && (this.cfg.probeIntervalMs ?? 0) > 0) this.markDown(err);
       this.meter.executed(this.clock.now() - started, false);
       this.observer.op('exec', 'error', this.clock.now() - started);
       throw asDriverError(err, `exec ${op}`);
@@ -407,6 +430,7 @@ export class Pool<R = unknown> {
   private endLease(rec: LeaseRec, how: EndedHow): void {
     this.clock.clearTimeout(rec.timer);
     this.leases.delete(rec.id);
+    if (how !== 'released') this.observer.leaseLost?.(rec.id, how);
     for (const ac of rec.execs) ac.abort(new ShoalError(ErrorCodes.CANCELLED, `lease ${rec.id} ${how} during exec`));
     if (this.ended.size >= ENDED_MEMORY) {
       this.endedOld = this.ended;
@@ -511,6 +535,8 @@ export class Pool<R = unknown> {
     const busy = this.live - this.idle.length - this.creating;
     const wanted = Math.min(this.cfg.maxSize, Math.max(this.target - this.shedding, busy + this.waitingCount));
     let n = wanted - this.live;
+    // Down, callers are refused at once and make no demand: keep trying one create per backoff anyway.
+    if (this.down && this.live === 0) n = Math.max(n, 1);
     if (this.createFailures > 0) n = Math.min(n, 1);
     if (n > 0 && maxTotal > 0 && this.totalMemory() >= maxTotal) {
       this.observer.log('warn', 'max_total_memory reached, not creating', { pool: this.name, maxTotal });
@@ -548,6 +574,7 @@ export class Pool<R = unknown> {
     this.creating--;
     this.createFailures = 0;
     this.lastCreateError = undefined;
+    this.healed('a create succeeded');
     const t = this.clock.now();
     r.lastValidatedAt = t;
     this.observer.op('create', 'success', t - now);
@@ -569,6 +596,8 @@ export class Pool<R = unknown> {
     this.retryAt = this.clock.now() + backoff * (0.5 + 0.5 * this.random());
     this.observer.op('create', 'error');
     this.observer.log(changed ? 'warn' : 'debug', 'create failed', { pool: this.name, reason, failures: this.createFailures, retryInMs: Math.round(this.retryAt - this.clock.now()), err: err.message });
+    // Nothing left to lease or being made: the backend is down for callers until a probe or create says otherwise.
+    if (this.live === 0) this.markDown(err);
     // The waiters this create was for get its error now rather than a timeout later;
     // those that other in-flight creates can still serve keep waiting.
     while (this.waitingCount > this.creating) {
@@ -576,8 +605,9 @@ export class Pool<R = unknown> {
       this.meter.failed();
       this.observer.op('acquire', 'error');
       // A driver's own code (e.g. WEAVIATE_UNAVAILABLE) tells the caller more than DRIVER_ERROR.
-      const code = err.code === ErrorCodes.INTERNAL ? ErrorCodes.DRIVER_ERROR : err.code;
-      w.reject(new ShoalError(code, `${describePool(this.name, this.numbers())}: create failed: ${err.message}`, { pool: this.numbers(), details: { ...err.details, cause: err.message, attempts: this.createFailures } }));
+      // A generic failure is the pool's unavailability to this caller: POOL_UNAVAILABLE, retryable, like the fail-fast refusals.
+      const code = err.code === ErrorCodes.INTERNAL || err.code === ErrorCodes.DRIVER_ERROR ? ErrorCodes.POOL_UNAVAILABLE : err.code;
+      w.reject(new ShoalError(code, `${describePool(this.name, this.numbers())}: create failed: ${err.message}`, { pool: this.numbers(), details: { ...err.details, retryable: true, backend: this.driver.kind, cause: err.message, attempts: this.createFailures } }));
     }
     this.replenish();
   }
@@ -729,6 +759,74 @@ export class Pool<R = unknown> {
     }
   }
 
+  // ---- backend down / probe ------------------------------------------------
+
+  /**
+   * The backend is known down: refuse acquires at once (and waiters now)
+   * with a retryable error naming the backend and its last error.
+   */
+  private markDown(cause: ShoalError): void {
+    const code = BACKEND_DOWN.has(cause.code) ? cause.code : ErrorCodes.POOL_UNAVAILABLE;
+    const since = this.down?.since ?? this.clock.now();
+    const fix = typeof cause.details?.fix === 'string' ? cause.details.fix : undefined;
+    const err = new ShoalError(code, `pool ${this.name}: ${this.driver.kind} backend unavailable: ${cause.message}${fix && !cause.message.includes(fix) ? `; ${fix}` : ''}`, {
+      pool: this.numbers(), details: { ...cause.details, retryable: true, backend: this.driver.kind, cause: cause.message, since },
+    });
+    const was = this.down;
+    this.down = { err, since };
+    if (!was) {
+      this.observer.log('warn', 'backend down: acquires fail fast until a probe or create succeeds', { pool: this.name, backend: this.driver.kind, err: cause.message });
+      this.downProbes = 0;
+      if (!this.probing) { this.clock.clearTimeout(this.probeTimer); this.scheduleProbe(); }
+    }
+    this.rejectAllWaiters(() => { this.meter.failed(); this.observer.op('acquire', 'unavailable'); return err; });
+  }
+
+  /** The backend answers again: serve, and create now rather than when the create backoff next fires. */
+  private healed(how: string): void {
+    if (!this.down) return;
+    this.observer.log('info', 'backend back', { pool: this.name, backend: this.driver.kind, how, downMs: this.clock.now() - this.down.since });
+    this.down = undefined;
+    this.retryAt = this.clock.now();
+    this.clock.clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.replenish();
+  }
+
+  private scheduleProbe(): void {
+    const every = this.cfg.probeIntervalMs ?? 0;
+    if (every <= 0 || this.closed) return;
+    // Down, a backend that blinked is found back sooner than one interval; one that stays down costs one probe per interval.
+    const wait = this.down ? Math.min(every, this.cfg.create.retryBaseMs * 2 ** this.downProbes++) : every;
+    this.probeTimer = this.clock.setTimeout(() => { void this.probe().finally(() => this.scheduleProbe()); }, wait);
+  }
+
+  /**
+   * One backend probe (the driver's `probe`, e.g. Weaviate's ready endpoint,
+   * the CLI's auth state). A driver without one is probed, while down, by
+   * one create outside the backoff.
+   */
+  async probe(): Promise<boolean> {
+    if (this.probing || this.closed) return !this.down;
+    if (!this.driver.probe) {
+      // Resources left but no way to ask the backend: let the next operation find out again.
+      if (this.down && this.live > 0) this.healed('no backend probe: the next operation tries');
+      else if (this.down && this.creating === 0) { this.retryAt = this.clock.now(); this.replenish(); }
+      return !this.down;
+    }
+    this.probing = true;
+    try {
+      const r = await this.withTimeout(this.driver.probe(), this.cfg.create.timeoutMs, 'probe').catch((e: unknown) => ({ ok: false, error: asDriverError(e, 'probe') }));
+      this.observer.op('probe', r.ok ? 'success' : 'error');
+      if (this.closed) return r.ok;
+      if (r.ok) this.healed('probe');
+      else this.markDown(r.error ?? new ShoalError(ErrorCodes.POOL_UNAVAILABLE, 'backend probe failed'));
+      return r.ok;
+    } finally {
+      this.probing = false;
+    }
+  }
+
   // ---- numbers -----------------------------------------------------------
 
   numbers(): PoolNumbers {
@@ -743,6 +841,7 @@ export class Pool<R = unknown> {
    * process crash-looping (a missing `claude` binary, Weaviate down).
    */
   availability(): { available: boolean; reason?: string } {
+    if (this.down) return { available: false, reason: this.down.err.message };
     if (this.createFailures > 0 && this.live - this.creating === 0 && this.lastCreateError) {
       return { available: false, reason: this.lastCreateError.message };
     }

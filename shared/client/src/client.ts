@@ -1,7 +1,9 @@
+import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { encode, ErrorCodes, PROTOCOL_VERSION, readReply, ShoalError, subjects, type Holder, type Lease as LeaseInfo, type Subjects } from '@shoal/protocol';
 import { call, connectNats, type NatsConnection, type NatsSettings } from '@shoal/runtime';
 import { typed, CancelledError, UnavailableError } from './errors.js';
+import { leaseLost, NodeWatch } from './node-watch.js';
 import { ExecCall } from './stream.js';
 
 export interface ConnectOptions {
@@ -40,15 +42,47 @@ function serverDeadline(timeoutMs: number): number {
 /**
  * A held resource. Operations go straight to the owning node. While held it
  * renews itself at a third of its TTL; `release()` (or `withLease`) ends it.
+ *
+ * When the lease is lost (its node died, restarted, drained past its grace,
+ * or reclaimed it; or a renew found it gone) `lost` is set to a LEASE_LOST
+ * error, the `lost` event fires with it, `signal` aborts with it, and every
+ * `exec` still running on it rejects with it at once.
  */
-export class Lease {
+export class Lease extends EventEmitter<{ lost: [ShoalError] }> {
   private renewTimer: NodeJS.Timeout | undefined;
   private ended = false;
-  /** Set when the lease was lost (renew failed with LEASE_EXPIRED/NOT_FOUND). */
+  private readonly ac = new AbortController();
+  private readonly running = new Set<ExecCall>();
+  /** Set (a LEASE_LOST error) when the lease was lost. */
   lost: ShoalError | undefined;
 
   constructor(private readonly client: Client, readonly info: LeaseInfo, autoRenew: boolean) {
+    super();
+    this.localExpiry = Date.now() + info.ttlMs;
     if (autoRenew) this.scheduleRenew();
+  }
+
+  /** Aborts (with the LEASE_LOST error) when the lease is lost: pass it to work that must stop then. */
+  get signal(): AbortSignal { return this.ac.signal; }
+  /** @internal */
+  get nodeStartedAt(): number | undefined { return this.info.nodeStartedAt; }
+
+  /** @internal End the lease as lost: once, whoever notices first. */
+  markLost(err: ShoalError): void {
+    if (this.lost || this.ended) return;
+    this.lost = err.code === ErrorCodes.LEASE_LOST ? err : leaseLost(this, String(err.details?.reason ?? err.code), err.message);
+    this.ended = true;
+    clearTimeout(this.renewTimer);
+    this.client.forget(this);
+    for (const call of this.running) call.fail(this.lost);
+    this.running.clear();
+    this.ac.abort(this.lost);
+    if (this.listenerCount('lost') > 0) this.emit('lost', this.lost);
+  }
+
+  /** @internal A renew that only asks whether the node still has the lease. */
+  check(timeoutMs: number): Promise<unknown> {
+    return call(this.client.nc, this.client.subjects.leaseRenew(this.nodeId), { leaseId: this.id }, timeoutMs);
   }
 
   get id(): string { return this.info.leaseId; }
@@ -61,17 +95,31 @@ export class Lease {
   /** Run an operation: `await` it for the result, or `for await` it for streamed events. */
   exec(op: string, args?: unknown, opts: ExecOptions = {}): ExecCall {
     const timeoutMs = opts.timeoutMs ?? Math.max(this.info.ttlMs, 30_000);
-    return new ExecCall(this.client.nc, this.client.subjects.leaseExec(this.nodeId), { leaseId: this.id, op, args, timeoutMs: serverDeadline(timeoutMs) }, timeoutMs);
+    const c = new ExecCall(this.client.nc, this.client.subjects.leaseExec(this.nodeId), { leaseId: this.id, op, args, timeoutMs: serverDeadline(timeoutMs) }, timeoutMs);
+    if (this.lost) { c.fail(this.lost); return c; }
+    this.running.add(c);
+    void c.result.then(() => this.running.delete(c), (e: unknown) => {
+      this.running.delete(c);
+      // The node answering that it no longer has the lease is the lease lost, not just this call failed.
+      const code = (e as ShoalError).code;
+      if (code === ErrorCodes.LEASE_NOT_FOUND || code === ErrorCodes.LEASE_EXPIRED) this.markLost(e as ShoalError);
+    });
+    return c;
   }
 
   /** Extend the lease; a new `ttlMs` also changes how often the background renew runs. */
+  /** Our own clock's idea of the TTL's end (the node's `expiresAt` is on its clock). */
+  private localExpiry: number;
+
   async renew(ttlMs?: number): Promise<{ expiresAt: number; ttlMs: number }> {
     let r: { expiresAt: number; ttlMs: number };
+    const sentAt = Date.now();
     try {
       r = await call(this.client.nc, this.client.subjects.leaseRenew(this.nodeId), { leaseId: this.id, ttlMs }, 5000);
     } catch (err) {
       throw typed(err);
     }
+    this.localExpiry = sentAt + r.ttlMs;
     const changed = r.ttlMs !== this.info.ttlMs;
     this.info.ttlMs = r.ttlMs;
     this.info.expiresAt = r.expiresAt;
@@ -99,9 +147,14 @@ export class Lease {
       this.renew().then(
         () => { if (!this.ended) this.scheduleRenew(); },
         (err: ShoalError) => {
-          if (err.code === ErrorCodes.LEASE_EXPIRED || err.code === ErrorCodes.LEASE_NOT_FOUND) { this.lost = err; this.ended = true; this.client.forget(this); return; }
+          if (this.ended) return;
+          if (err.code === ErrorCodes.LEASE_EXPIRED || err.code === ErrorCodes.LEASE_NOT_FOUND) { this.markLost(err); return; }
+          // No responders: nobody serves the node's subjects, the node is gone (a renew loop would never end).
+          if (err.details?.reason === 'no_responders') { this.markLost(leaseLost(this, 'node_gone', `node ${this.nodeId} does not answer (no responders)`)); return; }
+          // Past the TTL the node has reclaimed it anyway, whatever kept us from renewing.
+          if (Date.now() >= this.localExpiry) { this.markLost(leaseLost(this, 'expired', `could not renew before its TTL ran out: ${err.message}`)); return; }
           // A transient failure (NATS reconnecting): try again soon, while the TTL still covers us.
-          if (!this.ended) this.scheduleRenew(Math.max(50, Math.floor(this.info.ttlMs / 10)));
+          this.scheduleRenew(Math.max(50, Math.floor(this.info.ttlMs / 10)));
         },
       );
     }, delayMs);
@@ -119,6 +172,8 @@ export class Client {
   readonly subjects: Subjects;
   private readonly holder: Holder;
   private readonly held = new Set<Lease>();
+  /** One watch per node we hold leases on (lease events, heartbeats): how we learn that leases are lost. */
+  private readonly watches = new Map<string, NodeWatch>();
 
   constructor(readonly nc: NatsConnection, private readonly opts: ConnectOptions, private readonly ownsConnection: boolean) {
     this.subjects = subjects(opts.prefix);
@@ -164,12 +219,20 @@ export class Client {
   private adopt(info: LeaseInfo): Lease {
     const lease = new Lease(this, info, this.opts.autoRenew !== false);
     this.held.add(lease);
+    let w = this.watches.get(info.nodeId);
+    if (!w) {
+      const nodeId = info.nodeId;
+      w = new NodeWatch(this.nc, this.subjects, nodeId, () => { if (this.watches.get(nodeId) === w) this.watches.delete(nodeId); });
+      this.watches.set(nodeId, w);
+    }
+    w.add(lease);
     return lease;
   }
 
   /** @internal */
   forget(lease: Lease): void {
     this.held.delete(lease);
+    this.watches.get(lease.nodeId)?.remove(lease.id);
   }
 
   /**

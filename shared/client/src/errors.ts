@@ -23,6 +23,8 @@ export class UnavailableError extends ShoalError {}
 export class InternalError extends ShoalError {}
 export class WeaviateUnavailableError extends ShoalError {}
 export class StaleEpochError extends ShoalError {}
+export class PoolUnavailableError extends ShoalError {}
+export class LeaseLostError extends ShoalError {}
 
 const byCode: Record<ErrorCode, typeof ShoalError> = {
   [ErrorCodes.POOL_TIMEOUT]: PoolTimeoutError,
@@ -43,6 +45,8 @@ const byCode: Record<ErrorCode, typeof ShoalError> = {
   [ErrorCodes.INTERNAL]: InternalError,
   [ErrorCodes.WEAVIATE_UNAVAILABLE]: WeaviateUnavailableError,
   [ErrorCodes.STALE_EPOCH]: StaleEpochError,
+  [ErrorCodes.POOL_UNAVAILABLE]: PoolUnavailableError,
+  [ErrorCodes.LEASE_LOST]: LeaseLostError,
 };
 
 /** Re-type any error as the class of its code. */

@@ -35,17 +35,28 @@ export class ExecCall implements PromiseLike<unknown>, AsyncIterable<unknown> {
     this.start();
   }
 
+  private stop: (() => void) | undefined;
+
+  /** End the call now with `err` (its lease was lost): the node's later messages are ignored. */
+  fail(err: unknown): void {
+    if (this.finished) return;
+    this.stop?.();
+    this.finish(err);
+  }
+
+  private finish(err: unknown, result?: unknown): boolean {
+    if (this.finished) return true;
+    this.finished = true;
+    if (err) { this.failure = typed(err); this.rejectResult(this.failure); } else this.resolveResult(result);
+    this.wake?.();
+    return true;
+  }
+
   private start(): void {
     if (this.started) return;
     this.started = true;
-    const finish = (err: unknown, result?: unknown): boolean => {
-      if (this.finished) return true;
-      this.finished = true;
-      if (err) { this.failure = typed(err); this.rejectResult(this.failure); } else this.resolveResult(result);
-      this.wake?.();
-      return true;
-    };
-    requesterOf(this.nc).stream(this.subject, encode({ v: PROTOCOL_VERSION, ...this.body }), this.timeoutMs, {
+    const finish = (err: unknown, result?: unknown): boolean => this.finish(err, result);
+    this.stop = requesterOf(this.nc).stream(this.subject, encode({ v: PROTOCOL_VERSION, ...this.body }), this.timeoutMs, {
       onMsg: (msg) => {
         if (isNoRespondersStatus(msg)) return finish(new ShoalError(ErrorCodes.UNAVAILABLE, `no responders on ${this.subject}`, { details: { reason: 'no_responders' } }));
         try {

@@ -22,6 +22,14 @@ export const ErrorCodes = {
   NO_NODES: 'NO_NODES',
   /** The Weaviate server cannot be reached (weaviate driver). `details.retryable` says whether a retry can help. */
   WEAVIATE_UNAVAILABLE: 'WEAVIATE_UNAVAILABLE',
+  /**
+   * A pool's backend is known down (its creates fail, its probe fails) or the
+   * pool cannot work (a CLI that cannot start or is not logged in): answered
+   * at once, never after a wait. `details.backend`, `details.cause`, `details.fix`.
+   */
+  POOL_UNAVAILABLE: 'POOL_UNAVAILABLE',
+  /** The lease is gone: its node died, restarted, drained past its grace, or reclaimed it. Acquire again. */
+  LEASE_LOST: 'LEASE_LOST',
   /** The caller gave up (abort signal) or the lease was revoked mid-operation. */
   CANCELLED: 'CANCELLED',
   /** A request to a peer got no responders or no answer in time. */
@@ -46,6 +54,8 @@ export interface PoolNumbers {
 export interface WireError {
   code: ErrorCode;
   message: string;
+  /** Whether a retry (later, or on another node) can help. */
+  retryable?: boolean;
   pool?: PoolNumbers;
   details?: Record<string, unknown>;
 }
@@ -68,15 +78,23 @@ export class ShoalError extends Error {
     if (extra.details) this.details = extra.details;
   }
 
+  /** Whether a retry (later, or on another node) can help: `details.retryable` when the sender said, else by code. */
+  get retryable(): boolean {
+    const r = this.details?.retryable;
+    return typeof r === 'boolean' ? r : RETRYABLE_CODES.has(this.code);
+  }
+
   toWire(): WireError {
-    const w: WireError = { code: this.code, message: this.message };
+    const w: WireError = { code: this.code, message: this.message, retryable: this.retryable };
     if (this.pool) w.pool = this.pool;
     if (this.details) w.details = this.details;
     return w;
   }
 
   static fromWire(w: WireError): ShoalError {
-    return new ShoalError(w.code, w.message, { pool: w.pool, details: w.details });
+    // A sender's own verdict on retrying travels in details, so that it survives re-sending.
+    const details = typeof w.retryable === 'boolean' && w.retryable !== RETRYABLE_CODES.has(w.code) ? { ...w.details, retryable: w.retryable } : w.details;
+    return new ShoalError(w.code, w.message, { pool: w.pool, details });
   }
 
   /** Wrap anything thrown into a ShoalError without losing a code it already has. */
@@ -87,6 +105,25 @@ export class ShoalError extends Error {
   }
 }
 
+/** Codes where a later try may succeed (the default of `ShoalError.retryable`). */
+export const RETRYABLE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  ErrorCodes.POOL_TIMEOUT,
+  ErrorCodes.POOL_EXHAUSTED,
+  ErrorCodes.POOL_BUSY,
+  ErrorCodes.NODE_DRAINING,
+  ErrorCodes.NO_NODES,
+  ErrorCodes.UNAVAILABLE,
+  ErrorCodes.WEAVIATE_UNAVAILABLE,
+  ErrorCodes.POOL_UNAVAILABLE,
+  ErrorCodes.LEASE_LOST,
+]);
+
+/** Codes meaning "this pool's backend is down here": at once, not after a wait. */
+export const BACKEND_DOWN: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  ErrorCodes.WEAVIATE_UNAVAILABLE,
+  ErrorCodes.POOL_UNAVAILABLE,
+]);
+
 /** Codes for which a balancer may try another node. */
 export const RETRYABLE_ON_OTHER_NODE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   ErrorCodes.NODE_DRAINING,
@@ -95,6 +132,7 @@ export const RETRYABLE_ON_OTHER_NODE: ReadonlySet<ErrorCode> = new Set<ErrorCode
   ErrorCodes.UNAVAILABLE,
   ErrorCodes.POOL_NOT_FOUND,
   ErrorCodes.WEAVIATE_UNAVAILABLE,
+  ErrorCodes.POOL_UNAVAILABLE,
 ]);
 
 /** Human one-liner with the pool's numbers, e.g. for POOL_TIMEOUT. */

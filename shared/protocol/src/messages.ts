@@ -137,6 +137,36 @@ export interface Lease {
   reused: boolean;
   /** What the driver tells about the resource, e.g. the Claude CLI's `session_id`. */
   meta?: Record<string, unknown>;
+  /** The granting node's incarnation (its heartbeats' `startedAt`): another value means it restarted and the lease is gone. */
+  nodeStartedAt?: number;
+}
+
+// ---- lease events (issue 9) ------------------------------------------------
+
+/** Why a holder lost its lease. */
+export type LeaseLostReason = 'expired' | 'revoked' | 'drained' | 'node_gone' | 'node_restarted';
+
+/** On `<prefix>.events.lease.<nodeId>`: leases the node ended without their holder asking. */
+export interface LeaseEvent {
+  v: typeof PROTOCOL_VERSION;
+  nodeId: string;
+  /** The node's incarnation. */
+  startedAt: number;
+  at: number;
+  lost: { leaseId: string; reason: LeaseLostReason }[];
+}
+
+/** On `<prefix>.events.node.<nodeId>`: the node is gone (or restarted as `startedAt`); every lease of an earlier incarnation is lost. */
+export interface NodeEvent {
+  v: typeof PROTOCOL_VERSION;
+  nodeId: string;
+  gone: boolean;
+  /** The incarnation that is gone, when known. */
+  startedAt?: number;
+  reason: string;
+  at: number;
+  /** Who says so (a health-checker or balancer id). */
+  by?: string;
 }
 
 export interface OkReply<T = Record<string, unknown>> {

@@ -53,8 +53,11 @@ export function subjects(prefix: string = DEFAULT_PREFIX) {
     /** Heartbeats, one subject per node. */
     heartbeat: (nodeId: string) => `${prefix}.hb.${nodeId}`,
     anyHeartbeat: `${prefix}.hb.*`,
-    /** Announced by a node when it reclaims a lease or loses it on drain. */
+    // ---- lost leases (issue 9): what holders listen to, one subscription per node they hold leases on.
+    /** Announced by a node when it reclaims a lease or loses it on drain (a LeaseEvent). */
     leaseEvents: (nodeId: string) => `${prefix}.events.lease.${nodeId}`,
+    /** Announced by a health-checker or balancer when a node is gone (a NodeEvent): every lease on it is lost. */
+    nodeEvents: (nodeId: string) => `${prefix}.events.node.${nodeId}`,
 
     /** Operator commands handled by balancers (any replica answers). */
     adminStrategy: `${prefix}.admin.strategy`,

@@ -1,7 +1,8 @@
 import { ErrorCodes, ShoalError } from '@shoal/protocol';
 import type { Driver, DriverContext, ExecContext } from '../../driver.js';
+import { authChecker, turnError } from './auth.js';
 import { claudeMetrics } from './metrics.js';
-import { isExecutable, parseOptions, resolveCommand, UUID } from './options.js';
+import { buildEnv, isExecutable, parseOptions, resolveCommand, UUID } from './options.js';
 import { ClaudeSession } from './session.js';
 
 /**
@@ -25,6 +26,8 @@ export function claudeCliDriver(ctx: DriverContext): Driver<ClaudeSession> {
   let command: string | undefined;
   const metrics = claudeMetrics(ctx.registry, ctx.labels ?? { pool: ctx.poolName }, function* () { for (const s of sessions) yield s.state; });
   const log = (level: 'debug' | 'info' | 'warn', msg: string, fields?: Record<string, unknown>) => ctx.log?.[level](msg, { pool: ctx.poolName, ...fields });
+  // The backend probe: a session of a CLI that is not logged in starts fine and fails every turn.
+  const authOk = authChecker(() => (command && isExecutable(command) ? command : resolveCommand(opts.command).path), () => buildEnv(opts));
 
   // RSS is read from /proc on this timer (and on validate, and after each turn), never on usage().
   let rssTimer: NodeJS.Timeout | undefined;
@@ -46,8 +49,10 @@ export function claudeCliDriver(ctx: DriverContext): Driver<ClaudeSession> {
       const found = command && isExecutable(command) ? { path: command, looked: [command] } : resolveCommand(opts.command);
       command = found.path;
       if (!found.path) {
-        throw new ShoalError(ErrorCodes.DRIVER_ERROR, `claude command not found: ${opts.command} (looked in PATH and node_modules/.bin; set the pool's options.command)`, { details: { command: opts.command, looked: found.looked.slice(0, 20) } });
+        throw new ShoalError(ErrorCodes.POOL_UNAVAILABLE, `claude command not found: ${opts.command} (looked in PATH and node_modules/.bin; set the pool's options.command)`, { details: { command: opts.command, looked: found.looked.slice(0, 20), fix: "install the CLI (npm i -g @anthropic-ai/claude-code) or set the pool's options.command" } });
       }
+      const auth = await authOk();
+      if (!auth.ok) throw auth.error!;
       const s = new ClaudeSession(resourceId, opts, found.path, {
         turnEnded: (outcome, ms, result) => metrics.turn(outcome, ms, result),
         stateChanged: () => {},
@@ -66,6 +71,8 @@ export function claudeCliDriver(ctx: DriverContext): Driver<ClaudeSession> {
       return s;
     },
 
+    probe: authOk,
+
     async validate(s) {
       if (!(await s.settled(Math.min(2_000, opts.interruptTimeoutMs)))) return false;
       await s.refreshRss();
@@ -82,7 +89,12 @@ export function claudeCliDriver(ctx: DriverContext): Driver<ClaudeSession> {
       switch (op) {
         case 'send':
           if (a.raw !== undefined && typeof a.raw !== 'boolean') throw new ShoalError(ErrorCodes.BAD_REQUEST, 'send: raw must be true or false');
-          return s.send(a.content, emit, signal, a.raw === true);
+        {
+          const result = await s.send(a.content, emit, signal, a.raw === true);
+          const failed = turnError(result);
+          if (failed) throw failed;
+          return result;
+        }
         case 'interrupt':
           return s.interrupt();
         case 'info':

@@ -8,6 +8,7 @@ import { classify, isUnavailable, unavailable } from './errors.js';
 import { parseOp } from './ops.js';
 import { toWire } from './serialize.js';
 import { describeEndpoints, parseSettings } from './settings.js';
+import { weaviateReady } from './ready.js';
 import { nodeStats, type ConnectionMetrics, type VectorStoreStatsResponse, type WeaviateDriverStats } from '@shoal/protocol';
 
 /**
@@ -244,6 +245,13 @@ export function weaviateDriver(ctx: DriverContext): WeaviateDriver {
 
     backend() {
       return downSince === undefined ? { healthy: true } : { healthy: false, reason: `Weaviate at ${endpoint} unreachable since ${new Date(downSince).toISOString()}` };
+    },
+
+    async probe() {
+      const r = await weaviateReady(s, endpoint);
+      if (r.ok) downSince = undefined;
+      else downSince ??= clock.now();
+      return r;
     },
 
     async create({ resourceId, signal }) {
