@@ -43,7 +43,7 @@ export function startService(script: string, env: Record<string, string>, args: 
       return new Promise((resolve, reject) => {
         const t = setTimeout(() => reject(new Error(`${script}: no matching log line within ${timeoutMs} ms; stderr: ${svc.stderr.slice(-2000)}; last logs: ${JSON.stringify(logs.slice(-5))}`)), timeoutMs);
         waiters.push({ pred, resolve: (l) => { clearTimeout(t); resolve(l); } });
-        svc.exited.then(() => { clearTimeout(t); reject(new Error(`${script} exited (${proc.exitCode}): ${svc.stderr.slice(-2000)}`)); });
+        void svc.exited.then(() => { clearTimeout(t); reject(new Error(`${script} exited (${proc.exitCode}): ${svc.stderr.slice(-2000)}`)); });
       });
     },
     async kill(signal = 'SIGTERM') {

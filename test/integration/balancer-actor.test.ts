@@ -26,7 +26,7 @@ class Harness {
           callback: (_e, m: Msg) => {
             const body = decode(m.data);
             this.requests.push({ subject, body });
-            Promise.resolve(this.fns.get(subject)!(body)).then((a) => { if (a !== 'hang') m.respond(a); });
+            void Promise.resolve(this.fns.get(subject)!(body)).then((a) => { if (a !== 'hang') m.respond(a); });
           },
         }));
       }

@@ -56,7 +56,7 @@ process.stdout.write(`${JSON.stringify({ msg: 'listening', httpPort: standIn.htt
 
 const stop = () => {
   control.close();
-  standIn.close().finally(() => process.exit(0));
+  void standIn.close().finally(() => process.exit(0));
 };
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);
