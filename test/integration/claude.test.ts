@@ -7,6 +7,7 @@ import { connect, DriverError, SessionBusyError, type Client, type Lease } from 
 import { encode, readReply, subjects } from '@shoal/protocol';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { ROOT, sleep, startPoolNode, startService, type Service } from '../helpers/procs.js';
+import { prerequisite } from '../helpers/prerequisite.js';
 
 /**
  * The claude-cli driver inside a pool-node process, with the stand-in CLI as
@@ -64,6 +65,8 @@ describe('claude-cli pool (integration: pool-node process, stand-in CLI, SDK, ba
   let main: Node;
   let balancer: Service | undefined;
   const extra: Service[] = [];
+  // Without the balancer's build the suite still runs, straight to the node, but "through the balancer" is then untested: CI fails.
+  const haveBalancer = prerequisite('the built balancer (services/balancer/dist)', existsSync(join(ROOT, BALANCER)), 'npx tsc -b');
 
   /** A node config: one claude-cli pool named `pool` (overrides deep-merged) and, optionally, a synthetic pool. JSON is YAML. */
   function config(pool: string, over: Record<string, unknown> = {}, withSynthetic = false): string {
@@ -107,7 +110,7 @@ describe('claude-cli pool (integration: pool-node process, stand-in CLI, SDK, ba
     dir = mkdtempSync(join(tmpdir(), 'shoal-claude-it-'));
     nats = await startNatsServer();
     main = await startPoolNode({ SHOAL_NATS_URL: nats.url, SHOAL_CONFIG: config('claude', { min_size: 2, initial_size: 2, resource_limits: { max_memory_per_session: '150MB' } }, true) });
-    if (existsSync(join(ROOT, BALANCER))) {
+    if (haveBalancer) {
       balancer = startService(BALANCER, { SHOAL_NATS_URL: nats.url, SHOAL_HTTP_PORT: '-1', SHOAL_LOG_LEVEL: 'info' });
       await balancer.waitFor((l) => l.msg === 'listening');
     }

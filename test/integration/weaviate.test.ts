@@ -64,8 +64,12 @@ describe('weaviate driver (integration: stand-in, pool-nodes, balancer, SDK)', f
       })(),
     ]);
     // The balancer learns the node from its heartbeats.
-    for (let i = 0; i < 50; i++) {
-      try { await client.exec(POOL, 'collections.listAll', {}, { timeoutMs: 1000 }); break; } catch { await sleep(100); }
+    // Until then the only acceptable answer is "no known node has the pool"; anything else is a failure.
+    for (let i = 0; ; i++) {
+      try { await client.exec(POOL, 'collections.listAll', {}, { timeoutMs: 1000 }); break; } catch (err) {
+        if ((err as { code?: string }).code !== 'POOL_NOT_FOUND' || i >= 100) throw err;
+        await sleep(100);
+      }
     }
   });
 
