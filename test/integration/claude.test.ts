@@ -150,7 +150,7 @@ describe('claude-cli pool (integration: pool-node process, stand-in CLI, SDK, ba
     const n = await node('claude_reuse', { min_size: 1, max_size: 1, session_management: { context_reset: false } });
     const first = await client.acquire('claude_reuse', { nodeId: n.nodeId });
     await turn(first, 'remember 7');
-    await turn(first, 'and 8');
+    await turn(first, 'and 8 [[garbage]]'); // the stand-in also prints 4 lines that are not JSON
     const sid = first.info.meta?.session_id;
     await first.release({ reset: true });
     const second = await client.acquire('claude_reuse', { nodeId: n.nodeId });
@@ -166,6 +166,10 @@ describe('claude-cli pool (integration: pool-node process, stand-in CLI, SDK, ba
     expect(metrics).to.match(/shoal_claude_turns_total\{pool="claude_reuse",node="[^"]+",outcome="success"\} 3/);
     expect(metrics).to.match(/shoal_claude_tokens_total\{pool="claude_reuse",node="[^"]+",type="output"\} \d+/);
     expect(metrics).to.match(/shoal_claude_cost_usd_total\{pool="claude_reuse",node="[^"]+"\} [\d.e-]+/);
+    // One latency sample per turn, in the turn buckets; the skipped lines counted.
+    expect(metrics).to.match(/shoal_claude_turn_latency_ms_count\{pool="claude_reuse",node="[^"]+"\} 3\n/);
+    expect(metrics).to.match(/shoal_claude_turn_latency_ms_bucket\{le="600000",pool="claude_reuse",node="[^"]+"\} 3\n/);
+    expect(metrics).to.match(/shoal_claude_non_json_lines_total\{pool="claude_reuse",node="[^"]+"\} 4\n/);
   });
 
   it('refuses a second send during a turn with SESSION_BUSY; interrupt ends the turn with the CLI\'s error result', async () => {
