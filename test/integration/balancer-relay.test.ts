@@ -77,7 +77,7 @@ describe('balancer exec modes (integration: relay and forward on the wire)', fun
     expect(r.sent).to.have.length(1);
     expect(r.sent[0]!.replyTo).to.equal(undefined);
     expect(r.sent[0]!.reply).to.be.a('string');
-    const err = await client.exec('synthetic', 'fail', { message: 'relayed boom' }, { timeoutMs: 10_000 }).then(() => null, (e: { code: string; message: string }) => e);
+    const err = await client.exec('synthetic', 'fail', { message: 'relayed boom' }, { timeoutMs: 10_000 }).then(() => null, (e: unknown) => e as { code: string; message: string });
     expect(err?.code).to.equal('DRIVER_ERROR');
     expect(err?.message).to.contain('relayed boom');
     await b.kill('SIGTERM');

@@ -138,7 +138,7 @@ describe('balancer (integration: 2 balancer and 3 pool-node processes)', functio
       load(8, (out) => out.length >= 160),
       // One-shot execs mixed in: echo and a stream, answered by the node straight to us.
       (async () => {
-        const got: unknown[] = [];
+        const got: Awaited<ReturnType<typeof execCall>>[] = [];
         for (let i = 0; i < 20; i++) got.push(await execCall(i % 2 ? 'echo' : 'stream', i % 2 ? { i } : { chunks: 3 }));
         return got;
       })(),
