@@ -63,3 +63,15 @@ export async function startPoolNode(env: Record<string, string>): Promise<Servic
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Poll `cond` until it holds: how a test waits for something to happen
+ * (never a guessed sleep). The deadline is generous and only means "it hung".
+ */
+export async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`gave up after ${ms} ms waiting for ${what}`);
+    await sleep(10);
+  }
+}

@@ -6,7 +6,7 @@ import { connect as natsConnect, type NatsConnection } from 'nats';
 import { connect, DriverError, SessionBusyError, type Client, type Lease } from '@shoal/client';
 import { encode, readReply, subjects } from '@shoal/protocol';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
-import { ROOT, sleep, startPoolNode, startService, type Service } from '../helpers/procs.js';
+import { ROOT, sleep, startPoolNode, startService, until, type Service } from '../helpers/procs.js';
 import { prerequisite } from '../helpers/prerequisite.js';
 
 /**
@@ -252,9 +252,8 @@ describe('claude-cli pool (integration: pool-node process, stand-in CLI, SDK, ba
     const leased = await holder.waitFor((l) => l.msg === 'leased');
     await holder.waitFor((l) => l.msg === 'streaming');
     holder.proc.kill('SIGKILL');
-    const t0 = Date.now();
+    // Served within its 8 s deadline: reclaimed after the 800 ms TTL, not left to the session's own end.
     const lease = await client.acquire('claude_solo', { nodeId: n.nodeId, timeoutMs: 8000 });
-    expect(Date.now() - t0).to.be.lessThan(6000);
     expect(lease.resourceId).to.equal(leased.resourceId);
     expect(lease.reused).to.equal(true);
     expect(lease.info.meta?.session_id).to.not.equal(leased.sessionId);
@@ -268,7 +267,7 @@ describe('claude-cli pool (integration: pool-node process, stand-in CLI, SDK, ba
     const lease = await client.acquire('claude_drain', { nodeId: n.nodeId });
     const call = lease.exec('send', { content: 'never ending [[hang]]' });
     const outcome = call.then(() => 'finished', (e: any) => e.code as string);
-    await sleep(300);
+    await until('the turn to be under way', async () => /shoal_claude_sessions\{pool="claude_drain",node="[^"]+",state="turn"\} 1\n/.test(await (await fetch(`http://127.0.0.1:${n.httpPort}/metrics`)).text()));
     const kids = childrenOf(n.proc.pid!);
     expect(kids).to.have.length(2);
     expect(kids.every(running)).to.equal(true);

@@ -213,7 +213,8 @@ describe('weaviate driver against the stand-in (in-process)', function () {
     expect(st.stats.total_connections_created).to.be.at.least(2); // the replacement
     expect(logs).to.include('Dead connection detected');
     s.clearFaults();
-    await new Promise((r) => setTimeout(r, 250));
+    // The replacement comes up in the background: wait for it (a generous deadline, not a guessed sleep).
+    for (const end = Date.now() + 10_000; !(d.stats(pool).connections[0]?.alive === true) && Date.now() < end;) await new Promise((r) => setTimeout(r, 10));
     expect(d.stats(pool).connections[0]).to.include({ id: 1, alive: true, in_use: false });
     expect(await d.exec(c, 'collections.listAll', {}, ctx)).to.be.an('array');
     await d.destroy(c);
@@ -232,7 +233,8 @@ describe('weaviate driver against the stand-in (in-process)', function () {
       for (let i = 0; i < 4; i++) {
         const t0 = Date.now();
         errs.push(await failure(d.exec(c, i % 2 ? 'query.fetchObjects' : 'data.exists', i % 2 ? { collection: 'Down' } : { collection: 'Down', id: '6f1e4c8e-1d7a-4b8e-9a53-2b6a1c3d4e5f' }, ctx)));
-        expect(Date.now() - t0, 'fails fast').to.be.below(1500);
+        // Fails fast rather than through weaviate-client's own retries; generous for a loaded machine.
+        expect(Date.now() - t0, 'fails fast').to.be.below(5000);
       }
       for (const e of errs) expect(e.details?.retryable, e.message).to.equal(true);
       expect(errs.slice(1).every((e) => e.code === 'WEAVIATE_UNAVAILABLE')).to.equal(true);
