@@ -34,7 +34,7 @@ async function until<T>(what: string, get: () => Promise<T>, ok: (v: T) => boole
   for (;;) {
     const v = await get();
     if (ok(v)) return v;
-    if (Date.now() > end) throw new Error(`gave up waiting for ${what}; last: ${JSON.stringify(v)}`);
+    if (Date.now() > end) throw new Error(`gave up waiting for ${what}; last: ${JSON.stringify(v).slice(0, 300)}`);
     await sleep(25);
   }
 }
