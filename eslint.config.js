@@ -10,7 +10,21 @@ export default tseslint.config(
     rules: {
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       '@typescript-eslint/no-explicit-any': 'off',
-      '@typescript-eslint/no-floating-promises': 'off',
+    },
+  },
+  {
+    // Type-aware rules for the TypeScript sources: each file is checked by the
+    // tsconfig that builds it (test/tsconfig.json also covers bench/).
+    files: ['**/*.ts'],
+    languageOptions: {
+      parserOptions: {
+        project: ['./shared/*/tsconfig.json', './services/*/tsconfig.json', './test/tsconfig.json'],
+        tsconfigRootDir: import.meta.dirname,
+      },
+    },
+    rules: {
+      // An un-awaited promise is a lost error (or an assertion that never runs): await it, handle it, or `void` it on purpose.
+      '@typescript-eslint/no-floating-promises': 'error',
     },
   },
 );

@@ -13,3 +13,10 @@ if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ] &&
   $SUDO apt-get update -qq >&2
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nats-server >&2
 fi
+# The NATS TLS test makes its certificates with openssl.
+if ! command -v openssl >/dev/null 2>&1; then
+  echo "shoal: openssl not found (the TLS test needs it), installing the Debian package..." >&2
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq openssl >&2
+fi

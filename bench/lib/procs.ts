@@ -75,7 +75,7 @@ export function spawnNode(name: string, script: string, opts: { env?: Record<str
       return new Promise((resolve, reject) => {
         const t = setTimeout(() => reject(new Error(`${name}: no matching log line within ${timeoutMs} ms; stderr: ${err.slice(-1500)}`)), timeoutMs);
         waiters.push({ pred, resolve: (l) => { clearTimeout(t); resolve(l); } });
-        exited.then((code) => { clearTimeout(t); reject(new Error(`${name} exited (${code}) before it was ready: ${err.slice(-1500)}`)); });
+        void exited.then((code) => { clearTimeout(t); reject(new Error(`${name} exited (${code}) before it was ready: ${err.slice(-1500)}`)); });
       });
     },
     async stop(signal = 'SIGTERM', graceMs = 3000) {
@@ -102,7 +102,7 @@ export function onInterrupt(cleanup: () => Promise<void>): void {
     stopping = true;
     process.stderr.write(`\nbench: ${sig}, stopping child processes\n`);
     const hard = setTimeout(() => { killAllNow(); process.exit(130); }, 5000);
-    cleanup().finally(() => { clearTimeout(hard); process.exit(130); });
+    void cleanup().finally(() => { clearTimeout(hard); process.exit(130); });
   };
   process.on('SIGINT', handler);
   process.on('SIGTERM', handler);

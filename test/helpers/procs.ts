@@ -43,7 +43,7 @@ export function startService(script: string, env: Record<string, string>, args: 
       return new Promise((resolve, reject) => {
         const t = setTimeout(() => reject(new Error(`${script}: no matching log line within ${timeoutMs} ms; stderr: ${svc.stderr.slice(-2000)}; last logs: ${JSON.stringify(logs.slice(-5))}`)), timeoutMs);
         waiters.push({ pred, resolve: (l) => { clearTimeout(t); resolve(l); } });
-        svc.exited.then(() => { clearTimeout(t); reject(new Error(`${script} exited (${proc.exitCode}): ${svc.stderr.slice(-2000)}`)); });
+        void svc.exited.then(() => { clearTimeout(t); reject(new Error(`${script} exited (${proc.exitCode}): ${svc.stderr.slice(-2000)}`)); });
       });
     },
     async kill(signal = 'SIGTERM') {
@@ -63,3 +63,15 @@ export async function startPoolNode(env: Record<string, string>): Promise<Servic
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Poll `cond` until it holds: how a test waits for something to happen
+ * (never a guessed sleep). The deadline is generous and only means "it hung".
+ */
+export async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`gave up after ${ms} ms waiting for ${what}`);
+    await sleep(10);
+  }
+}

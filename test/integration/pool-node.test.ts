@@ -33,6 +33,19 @@ describe('pool-node (integration: real nats-server, node as its own process)', f
   });
   afterEach(async () => { await Promise.all(services.splice(0).map((x) => x.kill('SIGKILL'))); });
 
+  type PoolStatus = { total: number; active: number; idle: number; waiting: number };
+  const poolStatus = async (nodeId: string) => (await call<{ pools: Record<string, PoolStatus> }>(nc, s.nodeStatus(nodeId), {}, 3000)).pools.synthetic!;
+  /** Poll the node's status until `cond` holds (a generous deadline: it did not hang). */
+  async function untilStatus(nodeId: string, cond: (p: PoolStatus) => boolean, ms = 10_000): Promise<PoolStatus> {
+    const end = Date.now() + ms;
+    for (;;) {
+      const p = await poolStatus(nodeId);
+      if (cond(p)) return p;
+      if (Date.now() > end) throw new Error(`pool status never matched: ${JSON.stringify(p)}`);
+      await sleep(20);
+    }
+  }
+
   async function node(pool: Record<string, unknown>, env: Record<string, string> = {}) {
     const n = await startPoolNode({ SHOAL_NATS_URL: nats.url, SHOAL_CONFIG: writeConfig(pool), ...env });
     services.push(n);
@@ -44,12 +57,15 @@ describe('pool-node (integration: real nats-server, node as its own process)', f
     const first = await client.acquire('synthetic', { nodeId: n.nodeId });
     const order: number[] = [];
     const got: Lease[] = [];
-    const waiters = [0, 1, 2].map(async (i) => {
-      await sleep(i * 30); // enqueue in a known order
-      const l = await client.acquire('synthetic', { nodeId: n.nodeId, timeoutMs: 5000 });
-      order.push(i); got.push(l);
-    });
-    await sleep(150);
+    const waiters: Promise<void>[] = [];
+    for (const i of [0, 1, 2]) {
+      // Enqueue in a known order: the next one only once this one waits at the node.
+      waiters.push((async () => {
+        const l = await client.acquire('synthetic', { nodeId: n.nodeId, timeoutMs: 10_000 });
+        order.push(i); got.push(l);
+      })());
+      await untilStatus(n.nodeId, (p) => p.waiting === i + 1);
+    }
     await first.release();
     for (let i = 0; i < 3; i++) {
       while (got.length <= i) await sleep(10);
@@ -64,7 +80,8 @@ describe('pool-node (integration: real nats-server, node as its own process)', f
     expect(err).to.be.instanceOf(PoolTimeoutError);
     expect(err.code).to.equal('POOL_TIMEOUT');
     expect(err.pool).to.include({ total: 1, active: 1, idle: 0, waiting: 1 });
-    expect(Date.now() - t0).to.be.lessThan(1500);
+    // Not before its deadline; after it only by a loaded machine's slack (it did not hang).
+    expect(Date.now() - t0).to.be.within(300, 10_000);
     await held.release();
   });
 
@@ -78,7 +95,8 @@ describe('pool-node (integration: real nats-server, node as its own process)', f
     const t0 = Date.now();
     const lease = await client.acquire('synthetic', { nodeId: n.nodeId, timeoutMs: 5000 });
     expect(lease.resourceId).to.equal(leased.resourceId);
-    expect(Date.now() - t0).to.be.within(300, 3000);
+    // It waited for the 800 ms TTL (not handed out early); the upper bound only says it did not hang.
+    expect(Date.now() - t0).to.be.within(300, 15_000);
     const expired = await n.waitFor((l) => l.msg === 'lease expired (holder gone?)');
     expect(expired.holder).to.include({ client: 'doomed-client' });
     await lease.release();
@@ -180,12 +198,11 @@ describe('pool-node (integration: real nats-server, node as its own process)', f
     const n = await node({ min_size: 1, max_size: 4, initial_size: 1 });
     const scale = (op: string, k: number) => call<{ target: number; total: number }>(nc, s.nodeScale(n.nodeId), { pool: 'synthetic', op, n: k }, 3000);
     expect((await scale('up', 10)).target).to.equal(4);
-    await sleep(100);
+    await untilStatus(n.nodeId, (p) => p.total === 4 && p.idle === 4);
     const held = await client.acquire('synthetic', { nodeId: n.nodeId });
     expect((await scale('target', 0)).target).to.equal(1);
-    await sleep(100);
-    const st = await call<{ pools: Record<string, { total: number; active: number }> }>(nc, s.nodeStatus(n.nodeId), {}, 3000);
-    expect(st.pools.synthetic).to.include({ total: 1, active: 1 });
+    // The idle three go; the held one stays (min 1).
+    expect(await untilStatus(n.nodeId, (p) => p.total === 1)).to.include({ total: 1, active: 1 });
     const bad: any = await call(nc, s.nodeScale(n.nodeId), { pool: 'synthetic', op: 'sideways', n: 1 }, 3000).catch((e) => e);
     expect(bad.code).to.equal('BAD_REQUEST');
     await held.release();
@@ -194,14 +211,16 @@ describe('pool-node (integration: real nats-server, node as its own process)', f
   it('refuses work beyond max_concurrent_requests with POOL_BUSY, never a crash', async () => {
     const n = await node({ min_size: 0, max_size: 1, initial_size: 0, resource_limits: { max_concurrent_requests: 2 } });
     const held = await client.acquire('synthetic', { nodeId: n.nodeId });
-    const waiting = [client.acquire('synthetic', { nodeId: n.nodeId, timeoutMs: 2000 }), client.acquire('synthetic', { nodeId: n.nodeId, timeoutMs: 2000 })];
-    await sleep(100);
+    // Each waiter hands its lease back as soon as it has it, so that the other can be served too.
+    const waiting = [0, 1].map(() => client.acquire('synthetic', { nodeId: n.nodeId, timeoutMs: 10_000 }).then(async (l) => { const id = l.id; await l.release(); return id; }));
+    await untilStatus(n.nodeId, (p) => p.waiting === 2);
     const busy = await client.acquire('synthetic', { nodeId: n.nodeId, timeoutMs: 500 }).catch((e) => e);
     expect(busy.code).to.equal('POOL_BUSY');
     await held.release();
-    const [a] = await Promise.all(waiting.map((p) => p.then((l) => l, (e) => e)));
-    expect(a).to.have.property('id');
-    for (const p of waiting) await p.then((l) => l.release(), () => {});
+    // Both waiters were served (a refusal of the third did not cost them their place).
+    const ids = await Promise.all(waiting);
+    expect(ids.every((id) => typeof id === 'string' && id.length > 0)).to.equal(true);
+    expect(new Set(ids).size).to.equal(2);
   });
 
   it('stops at start-up on a bad config value, naming the key, the value and its source', async () => {
@@ -222,6 +241,9 @@ describe('pool-node (integration: real nats-server, node as its own process)', f
   it('drains on SIGTERM: new acquires refused, the held lease finishes, exit 0 with every resource destroyed', async () => {
     const n = await node({ min_size: 2, max_size: 3, initial_size: 2 }, { SHOAL_LOG_LEVEL: 'debug' });
     const lease = await client.acquire('synthetic', { nodeId: n.nodeId });
+    const metrics = await (await fetch(`http://127.0.0.1:${n.httpPort}/metrics`)).text();
+    const created = Number(/aicli_session_pool_operations_total\{[^}]*operation="create",result="success"\} (\d+)/.exec(metrics)?.[1]);
+    expect(created).to.equal(2);
     n.proc.kill('SIGTERM');
     await n.waitFor((l) => l.msg === 'draining');
     const refused = await client.acquire('synthetic', { nodeId: n.nodeId, timeoutMs: 1000 }).catch((e) => e);
@@ -230,10 +252,10 @@ describe('pool-node (integration: real nats-server, node as its own process)', f
     await lease.release();
     const code = await n.exited;
     expect(code).to.equal(0);
-    const created = n.logs.filter((l) => l.msg === 'listening').length;
-    expect(created).to.equal(1);
-    const destroyed = n.logs.filter((l) => l.msg === 'resource destroyed').length;
-    expect(destroyed).to.equal(2);
+    // Every resource it created is destroyed, none twice.
+    const destroyed = n.logs.filter((l) => l.msg === 'resource destroyed');
+    expect(destroyed.length).to.equal(created);
+    expect(new Set(destroyed.map((l) => l.resourceId)).size).to.equal(created);
     expect(n.logs.find((l) => l.msg === 'drained')).to.include({ revoked: 0 });
   });
 });
@@ -249,7 +271,7 @@ describe('pool-node answers over max_payload with a typed error, not silence', f
       const err: any = await c.exec('synthetic', 'fill', { bytes: 20_000 }, { nodeId: n.nodeId, timeoutMs: 10_000 }).catch((e) => e);
       expect(err.code).to.equal('BAD_REQUEST');
       expect(err.details).to.include({ reason: 'payload_too_large' });
-      expect(Date.now() - t0).to.be.lessThan(5000); // answered, not left to time out at 10 s
+      expect(Date.now() - t0).to.be.lessThan(9000); // answered, not left to time out at 10 s
       expect(await c.exec('synthetic', 'echo', { small: true }, { nodeId: n.nodeId })).to.deep.equal({ small: true });
     } finally {
       await n.kill('SIGKILL');

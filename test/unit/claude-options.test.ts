@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildArgs, buildEnv, DEFAULT_ENV_ALLOW, parseOptions, resolveCommand } from '../../services/pool-node/src/drivers/claude-cli/index.js';
 import { ROOT } from '../helpers/procs.js';
+import { prerequisite } from '../helpers/prerequisite.js';
 
 const BASE = ['--output-format', 'stream-json', '--verbose', '--input-format', 'stream-json'];
 const SID = '11111111-2222-4333-8444-555555555555';
@@ -93,9 +94,8 @@ describe('claude-cli options → arguments and environment', () => {
       expect(resolveCommand('claude', { PATH: '/nonexistent' }, join(dir, 'proj', 'sub')).path).to.equal(join(dir, 'proj', 'node_modules', '.bin', 'claude'));
     });
 
-    it('finds the repository\'s dev dependency (node_modules/.bin/claude) from any working directory', function () {
-      const dev = join(ROOT, 'node_modules', '.bin', 'claude');
-      if (!existsSync(dev)) this.skip();
+    const dev = join(ROOT, 'node_modules', '.bin', 'claude');
+    if (prerequisite('the real Claude Code CLI (node_modules/.bin/claude)', existsSync(dev), 'npm install')) it('finds the repository\'s dev dependency (node_modules/.bin/claude) from any working directory', () => {
       expect(resolveCommand('claude', { PATH: '/nonexistent' }, ROOT).path).to.equal(dev);
       expect(resolveCommand('claude', { PATH: '' }, '/').path).to.equal(dev);
     });

@@ -46,7 +46,9 @@ describe('config', () => {
       const p = c.pools.synthetic!;
       expect([p.driver, p.minSize, p.maxSize, p.initialSize]).to.deep.equal(['synthetic', 2, 20, 2]);
       expect(p.options).to.deep.equal({ create_latency: '5ms', exec_latency: '1ms', failure_rate: 0 });
-      // Inherited from the design's session_pool block.
+      // Inherited from the design's session_pool block. (Parsing only, here and below: these tests prove a key
+      // is read, typed and inherited, never that it does anything — the tests of the code that reads
+      // auto_scaling.* and load_balancing.* prove that.)
       expect(p.autoScaling).to.deep.equal({ enabled: true, scaleUpThreshold: 0.8, scaleDownThreshold: 0.3, scaleUpIncrement: 5, scaleDownIncrement: 2, cooldownMs: 30_000 });
       expect(p.loadBalancing).to.deep.equal({ strategy: 'weighted_round_robin', healthCheckIntervalMs: 30_000, circuitBreakerEnabled: true });
       expect(p.sessionManagement).to.deep.equal({
@@ -133,7 +135,7 @@ describe('config', () => {
       expect(maxOf({ file, env, overrides: { 'session_pool.max_size': 50, 'pools.claude-main.max_size': 60 } })).to.equal(60);
     });
 
-    it('applies every AICLI_SESSION_POOL_* variable, except to weaviate pools', () => {
+    it('reads every AICLI_SESSION_POOL_* variable into the pools, except weaviate pools (parsing only)', () => {
       const env = {
         AICLI_SESSION_POOL_MIN_SIZE: '3', AICLI_SESSION_POOL_MAX_SIZE: '9', AICLI_SESSION_POOL_INITIAL_SIZE: '4',
         AICLI_SESSION_POOL_AUTO_SCALING: 'false', AICLI_SESSION_POOL_LOAD_BALANCING: 'round_robin',

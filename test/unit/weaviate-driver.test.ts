@@ -237,7 +237,8 @@ describe('weaviate driver against the stand-in (in-process)', function () {
       for (let i = 0; i < 4; i++) {
         const t0 = Date.now();
         errs.push(await failure(d.exec(c, i % 2 ? 'query.fetchObjects' : 'data.exists', i % 2 ? { collection: 'Down' } : { collection: 'Down', id: '6f1e4c8e-1d7a-4b8e-9a53-2b6a1c3d4e5f' }, ctx)));
-        expect(Date.now() - t0, 'fails fast').to.be.below(1500);
+        // Fails fast rather than through weaviate-client's own retries; generous for a loaded machine.
+        expect(Date.now() - t0, 'fails fast').to.be.below(5000);
       }
       for (const e of errs) expect(e.details?.retryable, e.message).to.equal(true);
       expect(errs.slice(1).every((e) => e.code === 'WEAVIATE_UNAVAILABLE')).to.equal(true);

@@ -13,4 +13,7 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
 run(process.argv.slice(2)).then((code) => {
   // Flush what is buffered, then exit: a NATS reconnect timer must not keep a finished command alive.
   process.stdout.write('', () => process.stderr.write('', () => process.exit(code)));
+}, (err: unknown) => {
+  // run() answers every known failure with a code; this is a bug, said once and plainly.
+  process.stderr.write(`shoal: internal error: ${(err as Error)?.stack ?? String(err)}\n`, () => process.exit(1));
 });

@@ -145,7 +145,7 @@ class LocalCluster {
     this.checkStopping();
     const c = new Child(name, kind, process.execPath, [script], env, this.onLine);
     this.children.push(c);
-    c.exited.then((e) => this.onExit(c, e));
+    void c.exited.then((e) => this.onExit(c, e));
     return c;
   }
 
@@ -180,13 +180,13 @@ class LocalCluster {
     const gone = `${c.name} (pid ${c.pid}) exited unexpectedly (${describeExit(e)})${c.lastError()}`;
     if (c.kind === 'nats') {
       this.ctx.stderr.write(`shoal: ${gone}; stopping the cluster\n`);
-      this.stop('nats-server exited', EXIT.FAILED);
+      void this.stop('nats-server exited', EXIT.FAILED);
       return;
     }
     const nodesLeft = this.children.filter((x) => x.kind === 'node' && x.running).length;
     if (c.kind === 'node' && nodesLeft === 0) {
       this.ctx.stderr.write(`shoal: ${gone}; no pool-node left, stopping the cluster\n`);
-      this.stop('all nodes gone', EXIT.FAILED);
+      void this.stop('all nodes gone', EXIT.FAILED);
       return;
     }
     this.ctx.stderr.write(`shoal: ${gone}; the rest keeps running\n`);
@@ -206,7 +206,7 @@ class LocalCluster {
         return;
       }
       if (!this.ctx.json) this.ctx.stdout.write('\n');
-      this.stop(`${sig}`, EXIT.OK);
+      void this.stop(`${sig}`, EXIT.OK);
     };
     for (const s of signals) process.on(s, onSignal);
     // Whatever happens, no child outlives us.
@@ -216,7 +216,7 @@ class LocalCluster {
       await Promise.race([this.start(), this.done.then(() => undefined)]);
       return await this.done;
     } catch (err) {
-      if (!this.stopping) this.stop('start failed', EXIT.FAILED);
+      if (!this.stopping) void this.stop('start failed', EXIT.FAILED);
       await this.stopping;
       // A signal during start stops the children, which then fail their start:
       // that is the stop working, not a failure to report.
@@ -254,7 +254,7 @@ class LocalCluster {
     const nats = new Child('nats', 'nats', natsBin, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir, '-n', `shoal-local-${port}`], o.env, this.onLine);
     this.nats = nats;
     this.children.push(nats);
-    nats.exited.then((e) => this.onExit(nats, e));
+    void nats.exited.then((e) => this.onExit(nats, e));
     if (nats.pid !== undefined) {
       const rec: RunRecord = { upPid: process.pid, natsPid: nats.pid, port, storeDir };
       try { writeFileSync(join(o.dataDir, RUN_FILE), JSON.stringify(rec) + '\n'); } catch { /* only a convenience for the next run */ }
@@ -434,7 +434,7 @@ class LocalCluster {
       if (this.children.length > 0) this.say('stopped', 'yellow');
       return code;
     })();
-    this.stopping.then((c) => this.finish(this.forced ? EXIT.INTERRUPTED : c));
+    void this.stopping.then((c) => this.finish(this.forced ? EXIT.INTERRUPTED : c));
     return this.stopping;
   }
 }

@@ -176,7 +176,7 @@ export class Pool<R = unknown> {
     for (const lease of [...this.leases.values()]) {
       revoked++;
       this.endLease(lease, 'revoked');
-      this.destroy(lease.resource as Resource<R>, 'drain');
+      void this.destroy(lease.resource as Resource<R>, 'drain'); // tracked: close() below waits for it
     }
     await this.close();
     return { revoked };
@@ -307,7 +307,7 @@ export class Pool<R = unknown> {
     const now = this.clock.now();
     for (let r = this.idle.pop(); r; r = this.idle.pop()) {
       // An idle resource past its lifetime is not handed out; the cleanup would have taken it soon anyway.
-      if (now >= r.expiresAt) { this.destroy(r, 'lifetime'); continue; }
+      if (now >= r.expiresAt) { void this.destroy(r, 'lifetime'); continue; }
       return r;
     }
     return undefined;
@@ -339,10 +339,10 @@ export class Pool<R = unknown> {
 
   /** Hand a ready resource to the longest-waiting highest-priority waiter, or park it idle. */
   private dispatch(r: Resource<R>): void {
-    if (this.closed) { this.destroy(r, 'close'); return; }
+    if (this.closed) { void this.destroy(r, 'close'); return; }
     const w = this.nextWaiter();
     if (w) { w.resolve(this.grant(r, w.ttlMs, w.holder)); return; }
-    if (this.shedding > 0) { this.toShed--; this.destroy(r, 'scale_down'); return; }
+    if (this.shedding > 0) { this.toShed--; void this.destroy(r, 'scale_down'); return; }
     r.state = 'ready';
     r.idleSince = this.clock.now();
     this.idle.push(r);

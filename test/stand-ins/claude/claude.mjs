@@ -43,6 +43,8 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+// Every line printed is built in messages.mjs, typed against @anthropic-ai/claude-agent-sdk's SDKMessage.
+import * as M from './messages.mjs';
 
 const env = process.env;
 const num = (v, d) => (v === undefined || v === '' || !Number.isFinite(Number(v)) ? d : Number(v));
@@ -118,7 +120,7 @@ if (wanted !== undefined && !UUID.test(wanted)) die('Error: Invalid session ID. 
 if (resume !== undefined) {
   if (!existsSync(sessionFile(resume))) {
     process.stderr.write(`No conversation found with session ID: ${resume}\n`);
-    process.stdout.write(JSON.stringify({ type: 'result', subtype: 'error_during_execution', duration_ms: 0, duration_api_ms: 0, is_error: true, num_turns: 0, stop_reason: null, session_id: resume, total_cost_usd: 0, usage: usage(0, 0), modelUsage: {}, permission_denials: [], uuid: randomUUID() }) + '\n');
+    process.stdout.write(JSON.stringify(M.resultError({ sessionId: resume, durationMs: 0, numTurns: 0, errors: [`No conversation found with session ID: ${resume}`] })) + '\n');
     process.exit(1);
   }
   const stored = JSON.parse(readFileSync(sessionFile(resume), 'utf8'));
@@ -136,21 +138,11 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const held = [];
 let turnNo = 0;
 
-function usage(input, output) {
-  return {
-    input_tokens: input, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: output,
-    server_tool_use: { web_search_requests: 0, web_fetch_requests: 0 }, service_tier: 'standard',
-    cache_creation: { ephemeral_1h_input_tokens: 0, ephemeral_5m_input_tokens: 0 },
-  };
-}
+const usage = M.usage;
+const apiKeySource = env.ANTHROPIC_API_KEY ? 'ANTHROPIC_API_KEY' : 'none';
 
 function init() {
-  out({
-    type: 'system', subtype: 'init', cwd, session_id: sessionId, tools, mcp_servers: [], model, permissionMode,
-    slash_commands: ['compact', 'context', 'cost', 'init', 'review', 'clear'], apiKeySource: env.ANTHROPIC_API_KEY ? 'ANTHROPIC_API_KEY' : 'none',
-    claude_code_version: VERSION, output_style: 'default', agents: ['general-purpose', 'Explore', 'Plan'], skills: [], plugins: [],
-    uuid: randomUUID(), fast_mode_state: 'off',
-  });
+  out(M.init({ cwd, sessionId, tools, model, permissionMode, apiKeySource, version: VERSION }));
 }
 
 const textOf = (content) => typeof content === 'string' ? content
@@ -188,7 +180,7 @@ async function runTurn(content) {
   const grow = num(d.grow, num(env.STANDIN_GROW_MB_PER_TURN, 0));
   if (grow > 0) held.push(Buffer.alloc(grow * 1024 * 1024, 0x5a));
   if (d.rate_limit || env.STANDIN_RATE_LIMIT_EVENT === '1') {
-    out({ type: 'rate_limit_event', rate_limit_info: { status: 'allowed', resetsAt: Math.floor(Date.now() / 1000) + 3600, rateLimitType: 'five_hour' }, uuid: randomUUID(), session_id: sessionId });
+    out(M.rateLimit(sessionId));
   }
   if (d.garbage || env.STANDIN_GARBAGE === '1') {
     raw('npm WARN config this line is not JSON');
@@ -199,7 +191,7 @@ async function runTurn(content) {
   let toolNote = '';
   if (d.can_use_tool) {
     const requestId = randomUUID();
-    out({ type: 'control_request', request_id: requestId, request: { subtype: 'can_use_tool', tool_name: 'Bash', input: { command: 'ls' }, permission_suggestions: [] } });
+    out(M.canUseTool(requestId, 'Bash', { command: 'ls' }));
     const answer = await new Promise((resolve) => pendingControl.set(requestId, resolve));
     toolNote = ` [tool Bash: ${answer?.response?.response?.behavior ?? answer?.response?.subtype ?? 'no answer'}]`;
     tokens.push(toolNote);
@@ -207,7 +199,7 @@ async function runTurn(content) {
   if (d.hang || env.STANDIN_HANG === '1') {
     // What the real CLI does without the API: retry lines until interrupted.
     for (let attempt = 1; !me.interrupted; attempt++) {
-      out({ type: 'system', subtype: 'api_retry', attempt, max_retries: 10, retry_delay_ms: 200 * attempt, error_status: null, error: 'unknown', session_id: sessionId, uuid: randomUUID() });
+      out(M.apiRetry(sessionId, attempt));
       await new Promise((r) => { me.wake = r; setTimeout(r, Math.min(2000, 200 * attempt)); });
     }
   }
@@ -215,14 +207,14 @@ async function runTurn(content) {
   const crash = d.crash ?? (crashAt === turnNo ? true : undefined);
   const stamp = env.STANDIN_STAMP === '1';
   const ev = (event) => {
-    const line = { type: 'stream_event', event, session_id: sessionId, parent_tool_use_id: null, uuid: randomUUID() };
+    const line = M.streamEvent(sessionId, event);
     if (stamp) line.ts = performance.timeOrigin + performance.now();
     out(line);
   };
   if (partial && !me.interrupted) {
-    out({ type: 'system', subtype: 'status', status: 'requesting', uuid: randomUUID(), session_id: sessionId });
-    ev({ type: 'message_start', message: { id: msgId, type: 'message', role: 'assistant', model, content: [], stop_reason: null, stop_sequence: null, usage: usage(conv.words, 1) } });
-    ev({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } });
+    out(M.status(sessionId));
+    ev(M.messageStart({ id: msgId, model, inputTokens: conv.words }));
+    ev(M.textBlockStart());
   }
   let emitted = 0;
   for (const tok of tokens) {
@@ -233,7 +225,7 @@ async function runTurn(content) {
       else process.exit(3);
       await sleep(1000);
     }
-    if (partial) ev({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: tok } });
+    if (partial) ev(M.textDelta(tok));
     emitted++;
     if (tokenDelay > 0) await new Promise((r) => { me.wake = r; setTimeout(r, tokenDelay); });
     else if (emitted % 256 === 0) await new Promise((r) => setImmediate(r));
@@ -242,32 +234,23 @@ async function runTurn(content) {
   const inTok = conv.words;
   const outTok = emitted;
   if (me.interrupted) {
-    out({ type: 'user', message: { role: 'user', content: [{ type: 'text', text: '[Request interrupted by user]' }] }, parent_tool_use_id: null, session_id: sessionId, uuid: randomUUID(), timestamp: new Date().toISOString() });
-    out({
-      type: 'result', subtype: 'error_during_execution', duration_ms: Date.now() - started, duration_api_ms: 0, is_error: true, num_turns: 2, stop_reason: null,
-      session_id: sessionId, total_cost_usd: 0, usage: usage(0, 0), modelUsage: {}, permission_denials: [], terminal_reason: 'aborted_streaming',
-      fast_mode_state: 'off', uuid: randomUUID(), errors: ['[ede_diagnostic] result_type=user last_content_type=n/a stop_reason=null'],
-    });
+    out(M.interruptedByUser(sessionId));
+    out(M.resultError({ sessionId, durationMs: Date.now() - started, numTurns: 2, terminalReason: 'aborted_streaming', errors: ['[ede_diagnostic] result_type=user last_content_type=n/a stop_reason=null'] }));
   } else {
     if (partial) {
-      ev({ type: 'content_block_stop', index: 0 });
-      ev({ type: 'message_delta', delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { output_tokens: outTok } });
-      ev({ type: 'message_stop' });
+      ev(M.blockStop());
+      ev(M.messageDelta(outTok));
+      ev(M.messageStop());
     }
     const apiError = d.error === true;
     const resultText = apiError ? 'API Error: 529 {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}' : outText;
-    out({
-      type: 'assistant',
-      message: { id: msgId, type: 'message', role: 'assistant', model: apiError ? '<synthetic>' : model, content: [{ type: 'text', text: resultText }], stop_reason: apiError ? 'stop_sequence' : null, stop_sequence: null, usage: usage(inTok, outTok), container: null, context_management: null },
-      parent_tool_use_id: null, session_id: sessionId, uuid: randomUUID(),
-    });
+    out(M.assistant({ sessionId, id: msgId, model: apiError ? '<synthetic>' : model, text: resultText, stopReason: apiError ? 'stop_sequence' : null, usage: usage(inTok, outTok) }));
     const cost = apiError ? 0 : inTok * 3e-6 + outTok * 15e-6;
-    out({
-      type: 'result', subtype: 'success', is_error: apiError, duration_ms: Date.now() - started, duration_api_ms: Date.now() - started, num_turns: 1, result: resultText,
-      stop_reason: apiError ? 'stop_sequence' : 'end_turn', session_id: sessionId, total_cost_usd: cost, usage: usage(apiError ? 0 : inTok, apiError ? 0 : outTok),
-      modelUsage: apiError ? {} : { [model]: { inputTokens: inTok, outputTokens: outTok, cacheReadInputTokens: 0, cacheCreationInputTokens: 0, webSearchRequests: 0, costUSD: cost, contextWindow: 200000, maxOutputTokens: 32000 } },
-      permission_denials: [], fast_mode_state: 'off', uuid: randomUUID(),
-    });
+    out(M.resultSuccess({
+      sessionId, isError: apiError, durationMs: Date.now() - started, durationApiMs: Date.now() - started, numTurns: 1, result: resultText,
+      stopReason: apiError ? 'stop_sequence' : 'end_turn', costUsd: cost, usage: usage(apiError ? 0 : inTok, apiError ? 0 : outTok),
+      modelUsage: apiError ? {} : { [model]: M.modelUsage(inTok, outTok, cost) },
+    }));
   }
   save();
   current = undefined;
@@ -278,15 +261,11 @@ function clear() {
   const started = Date.now();
   sessionId = randomUUID();
   conv = { turns: 0, first: undefined, words: 0 };
-  if (mode === 'reset' || mode === 'both') out({ type: 'conversation_reset', new_conversation_id: sessionId, session_id: sessionId, uuid: randomUUID() });
+  if (mode === 'reset' || mode === 'both') out(M.conversationReset(sessionId));
   if (mode === 'reset') return;
   init();
-  out({
-    type: 'assistant',
-    message: { id: randomUUID(), container: null, model: '<synthetic>', role: 'assistant', stop_details: null, stop_reason: 'stop_sequence', stop_sequence: '', type: 'message', usage: usage(0, 0), content: [{ type: 'text', text: '(no content)' }], context_management: null },
-    parent_tool_use_id: null, session_id: sessionId, uuid: randomUUID(),
-  });
-  out({ type: 'result', subtype: 'success', is_error: false, duration_ms: Date.now() - started, duration_api_ms: 0, num_turns: 0, result: '', stop_reason: null, session_id: sessionId, total_cost_usd: 0, usage: usage(0, 0), modelUsage: {}, permission_denials: [], fast_mode_state: 'off', uuid: randomUUID() });
+  out(M.assistant({ sessionId, id: randomUUID(), model: '<synthetic>', text: '(no content)', stopReason: 'stop_sequence', stopSequence: '', usage: usage(0, 0) }));
+  out(M.resultSuccess({ sessionId, isError: false, durationMs: Date.now() - started, durationApiMs: 0, numTurns: 0, result: '', stopReason: null, costUsd: 0, usage: usage(0, 0), modelUsage: {} }));
 }
 
 let running = false;
@@ -303,25 +282,12 @@ function onControl(msg) {
   const id = msg.request_id;
   if (req.subtype === 'initialize') {
     if (env.STANDIN_NO_INITIALIZE === '1') return;
-    out({
-      type: 'control_response',
-      response: {
-        subtype: 'success', request_id: id,
-        response: {
-          commands: [{ name: 'compact', description: 'Clear conversation history but keep a summary in context', argumentHint: '<optional custom summarization instructions>' }, { name: 'review', description: 'Review a pull request', argumentHint: '' }],
-          agents: [{ name: 'general-purpose', description: 'General-purpose agent' }],
-          output_style: 'default', available_output_styles: ['default', 'Explanatory', 'Learning'],
-          models: [{ value: 'default', displayName: 'Default (recommended)', description: model }],
-          account: { tokenSource: 'none', apiKeySource: env.ANTHROPIC_API_KEY ? 'ANTHROPIC_API_KEY' : 'none', apiProvider: 'firstParty' },
-          pid: process.pid,
-        },
-      },
-    });
+    out(M.controlSuccess(id, M.initializeResponse({ model, apiKeySource, pid: process.pid })));
   } else if (req.subtype === 'interrupt') {
-    out({ type: 'control_response', response: { subtype: 'success', request_id: id } });
+    out(M.controlSuccess(id));
     if (current) { current.interrupted = true; current.wake?.(); }
   } else {
-    out({ type: 'control_response', response: { subtype: 'error', request_id: id, error: `Unsupported control request subtype: ${req.subtype}` } });
+    out(M.controlError(id, `Unsupported control request subtype: ${req.subtype}`));
   }
 }
 

@@ -317,13 +317,40 @@ function result(cls: ClassDef, hit: Hit, req: SearchRequest): DeepPartial<Search
 /** Weaviate's QUERY_DEFAULTS_LIMIT when a request leaves the limit at 0. */
 export const DEFAULT_LIMIT = 10;
 
+/**
+ * What a search carried on the wire and what was answered, as the stand-in
+ * decoded it: tests assert on what Shoal sends and how it decodes the reply,
+ * not on the order this stand-in's own ranking invents.
+ */
+export interface SearchRecord {
+  collection: string;
+  limit: number;
+  kind: 'hybrid' | 'nearVector' | 'bm25' | 'fetch' | 'other';
+  query?: string;
+  alpha?: number;
+  vector?: number[];
+  returned: { id: string; score?: number; distance?: number }[];
+}
+/** The last searches served (oldest first), bounded. */
+export const searchLog: SearchRecord[] = [];
+
 export function search(store: Store, req: SearchRequest): DeepPartial<SearchReply> {
   const t0 = performance.now();
   const cls = classOf(store, req.collection);
   const hits = run(store, req);
   const limit = req.limit > 0 ? req.limit : DEFAULT_LIMIT;
   const page = hits.slice(req.offset, req.offset + limit);
-  return { took: (performance.now() - t0) / 1000, results: page.map((h) => result(cls, h, req)), groupByResults: [] };
+  const results = page.map((h) => result(cls, h, req));
+  const kind = req.hybridSearch ? 'hybrid' : req.nearVector ? 'nearVector' : req.bm25Search ? 'bm25' : 'fetch';
+  const q = req.nearVector ? queryVector(req.nearVector, cls) : req.hybridSearch ? queryVector(req.hybridSearch, cls) : undefined;
+  searchLog.push({
+    collection: req.collection, limit: req.limit, kind,
+    ...(req.hybridSearch ? { query: req.hybridSearch.query, alpha: req.hybridSearch.alpha } : req.bm25Search ? { query: req.bm25Search.query } : {}),
+    ...(q ? { vector: [...q.vector] } : {}),
+    returned: page.map((h) => ({ id: h.obj.id, ...(h.score !== undefined ? { score: h.score } : {}), ...(h.distance !== undefined ? { distance: h.distance } : {}) })),
+  });
+  if (searchLog.length > 100) searchLog.shift();
+  return { took: (performance.now() - t0) / 1000, results, groupByResults: [] };
 }
 
 export function batchObjects(store: Store, req: BatchObjectsRequest): DeepPartial<BatchObjectsReply> {

@@ -15,6 +15,7 @@
  */
 import { createServer } from 'node:http';
 import { startWeaviateStandIn, type Faults } from './server.js';
+import { searchLog } from './grpc.js';
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -36,6 +37,7 @@ const control = createServer((req, res) => {
       const body = chunks.length ? JSON.parse(Buffer.concat(chunks).toString('utf8')) as Partial<Faults> : {};
       switch (`${req.method} ${req.url}`) {
         case 'GET /stats': return standIn.stats();
+        case 'GET /searches': return searchLog;
         case 'POST /faults': return standIn.setFaults(body);
         case 'POST /faults/clear': standIn.clearFaults(); return standIn.faults;
         case 'POST /down': await standIn.down(); return standIn.stats();
@@ -56,7 +58,7 @@ process.stdout.write(`${JSON.stringify({ msg: 'listening', httpPort: standIn.htt
 
 const stop = () => {
   control.close();
-  standIn.close().finally(() => process.exit(0));
+  void standIn.close().finally(() => process.exit(0));
 };
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);

@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Faults, StandInStats } from './server.js';
+import type { SearchRecord } from './grpc.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const MAIN = join(ROOT, 'test', 'stand-ins', 'weaviate', 'main.ts');
@@ -19,6 +20,8 @@ export interface StandInProcess {
   controlPort: number;
   proc: ChildProcess;
   stats(): Promise<StandInStats>;
+  /** The last searches served: what arrived on the wire and what was answered. */
+  searches(): Promise<SearchRecord[]>;
   faults(f: Partial<Faults>): Promise<Faults>;
   clearFaults(): Promise<void>;
   /** Stop listening (connections dropped), process stays. */
@@ -64,6 +67,7 @@ export async function spawnWeaviateStandIn(opts: { httpPort?: number; grpcPort?:
     controlPort,
     proc,
     stats: () => ctl('GET', '/stats'),
+    searches: () => ctl('GET', '/searches'),
     faults: (f) => ctl('POST', '/faults', f),
     clearFaults: async () => { await ctl('POST', '/faults/clear'); },
     down: async () => { await ctl('POST', '/down'); },

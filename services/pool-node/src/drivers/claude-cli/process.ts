@@ -171,7 +171,7 @@ export class CliProcess {
       const waitExit = (ms: number) => new Promise<boolean>((resolve) => {
         if (this.exit) { resolve(true); return; }
         const t = setTimeout(() => resolve(false), ms);
-        this.done.then(() => { clearTimeout(t); resolve(true); });
+        void this.done.then(() => { clearTimeout(t); resolve(true); });
       });
       try { this.child.stdin!.end(); } catch { /* already closed */ }
       if (!(await waitExit(graceMs))) {

@@ -144,7 +144,7 @@ export class ClaudeSession {
     const proc = new CliProcess({ command: this.command, args, env: buildEnv(this.opts), cwd: this.workDir!, stderrTailBytes: this.opts.stderrTailBytes }, (m, line) => this.onMessage(proc, m, line), { onSkip: () => this.hooks.skipped(), onChunkEnd: () => this.flushText() });
     this.proc = proc;
     this.sessionId = run.sessionId;
-    proc.done.then((e) => this.onExit(proc, e));
+    void proc.done.then((e) => this.onExit(proc, e));
     try {
       await new Promise<void>((resolve, reject) => {
         if (ac.signal.aborted) { reject(ac.signal.reason); return; }
@@ -155,7 +155,7 @@ export class ClaudeSession {
           (err: ShoalError) => {
             ac.signal.removeEventListener('abort', abort);
             // An error response from a live process, or the process died: then say how (code, signal, stderr).
-            if (proc.alive) reject(err); else proc.done.then(() => reject(proc.exitError('before answering initialize')));
+            if (proc.alive) reject(err); else void proc.done.then(() => reject(proc.exitError('before answering initialize')));
           },
         );
       });
@@ -286,7 +286,7 @@ export class ClaudeSession {
         void this.interruptTurn(t);
       };
       signal.addEventListener('abort', onAbort, { once: true });
-      t.over.then(() => signal.removeEventListener('abort', onAbort));
+      void t.over.then(() => signal.removeEventListener('abort', onAbort));
     }
     return p;
   }
