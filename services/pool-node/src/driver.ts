@@ -23,6 +23,14 @@ export interface Driver<R = unknown> {
   destroy(r: R): Promise<void>;
   /** Current footprint, for resource limits and metrics. */
   usage(r: R): { memoryBytes: number };
+  /** Deadline of an operation whose caller gave none (claude-cli: `turn_timeout` for `send`); unset = none. */
+  defaultExecTimeoutMs?(op: string): number | undefined;
+  /**
+   * The driver ends an exec at `ExecContext.timeoutMs` itself, with its own
+   * error (claude-cli: TURN_TIMEOUT with what streamed); the pool's timer is
+   * then only a backstop, a little later.
+   */
+  readonly ownsExecDeadline?: boolean;
   /** Operations a client may run one-shot (acquire+exec+release inside the node); unset = all. */
   readonly oneShotOps?: ReadonlySet<string>;
   /** Facts about a resource handed to its holder with the lease (e.g. a session id). */
@@ -46,6 +54,8 @@ export interface PoolView {
 export interface ExecContext {
   emit(event: unknown): void;
   signal: AbortSignal;
+  /** The exec's deadline in ms from now, if it has one (the pool aborts `signal` then, or a little later with `ownsExecDeadline`). */
+  timeoutMs?: number;
 }
 
 export interface DriverContext {

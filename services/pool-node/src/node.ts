@@ -178,15 +178,18 @@ export class PoolNode extends Actor {
     if (allowed && !allowed.has(req.op)) throw new ShoalError(ErrorCodes.UNSUPPORTED_OP, `op ${req.op} cannot run one-shot on pool ${pool.name} (one-shot ops: ${[...allowed].join(', ')}); acquire a lease for it`);
     await this.withPoolSlot(pool, async () => {
       const deadline = Date.now() + req.timeoutMs;
+      // The exec's own deadline (a long turn) when the caller or the pool's driver sets one, else what is left of the call's.
+      const fixedMs = req.execTimeoutMs ?? pool.defaultExecTimeoutMs(req.op);
       // Refusals up to here answer `m`: a balancer that handed the call over can still try another node.
       // The lease lives inside this call: its TTL must outlast the exec's deadline (no one renews it).
-      const lease = await pool.acquire({ ...req, ttlMs: req.timeoutMs + ONE_SHOT_TTL_MARGIN_MS });
+      const lease = await pool.acquire({ ...req, ttlMs: (fixedMs ?? req.timeoutMs) + ONE_SHOT_TTL_MARGIN_MS });
       if (lease.reused) this.metrics.reused(pool.name, pool.kind);
       const out = new StreamOut(this.nc, req.replyTo ?? m.reply, this.log);
       if (req.replyTo) this.reply(m, { accepted: true, nodeId: this.nodeId });
+      if (req.keepAliveMs) out.keepAlive(req.keepAliveMs);
       let failed = true;
       try {
-        out.done(await pool.exec(lease.leaseId, req.op, req.args, out.emit, Math.max(1, deadline - Date.now())));
+        out.done(await pool.exec(lease.leaseId, req.op, req.args, out.emit, fixedMs ?? Math.max(1, deadline - Date.now())));
         failed = false;
       } catch (err) {
         this.metrics.errors.inc({ node: this.nodeId, code: ShoalError.from(err).code });
@@ -203,6 +206,7 @@ export class PoolNode extends Actor {
     const req = parse('leaseExec', m.data);
     const pool = this.poolOfLease(req.leaseId);
     const out = new StreamOut(this.nc, m.reply, this.log);
+    if (req.keepAliveMs) out.keepAlive(req.keepAliveMs);
     try {
       out.done(await pool.exec(req.leaseId, req.op, req.args, out.emit, req.timeoutMs));
     } catch (err) {

@@ -20,6 +20,9 @@ import { PoolMeter } from './stats.js';
  * The part of @shoal/config's PoolConfig the pool reads (named from it, so the
  * two cannot drift; a subset, so tests build only what the pool uses).
  */
+/** A driver that ends its own execs at their deadline gets this long before the pool aborts them. */
+const EXEC_DEADLINE_BACKSTOP_MS = 2_000;
+
 export type PoolSettings = Pick<PoolConfig, 'name' | 'minSize' | 'maxSize' | 'initialSize' | 'maxWaitingClients' | 'acquireTimeoutMs' | 'leaseTtlMs' | 'weight' | 'sessionManagement' | 'create'> & {
   resourceLimits: Pick<PoolConfig['resourceLimits'], 'maxMemoryPerSessionBytes' | 'maxTotalMemoryBytes'>;
 };
@@ -365,6 +368,11 @@ export class Pool<R = unknown> {
     void this.giveBack(rec.resource as Resource<R>, opts, rec.running);
   }
 
+  /** The deadline of an exec whose caller gave none, for the one-shot lease's TTL. */
+  defaultExecTimeoutMs(op: string): number | undefined {
+    return this.driver.defaultExecTimeoutMs?.(op);
+  }
+
   /** Run an operation on a held lease, streaming events through `emit`. */
   async exec(leaseId: string, op: string, args: unknown, emit: (e: unknown) => void, timeoutMs?: number): Promise<unknown> {
     const rec = this.lease(leaseId);
@@ -372,9 +380,11 @@ export class Pool<R = unknown> {
     const ac = new AbortController();
     rec.execs.add(ac);
     const started = this.clock.now();
-    const timer = timeoutMs ? this.clock.setTimeout(() => ac.abort(new ShoalError(ErrorCodes.POOL_TIMEOUT, `exec ${op} on pool ${this.name} took longer than ${timeoutMs} ms`)), timeoutMs) : undefined;
+    const deadline = timeoutMs ?? this.driver.defaultExecTimeoutMs?.(op);
+    const backstop = deadline && this.driver.ownsExecDeadline ? deadline + EXEC_DEADLINE_BACKSTOP_MS : deadline;
+    const timer = backstop ? this.clock.setTimeout(() => ac.abort(new ShoalError(ErrorCodes.POOL_TIMEOUT, `exec ${op} on pool ${this.name} took longer than ${deadline} ms`)), backstop) : undefined;
     try {
-      const run = this.driver.exec(r.handle as R, op, args, { emit, signal: ac.signal });
+      const run = this.driver.exec(r.handle as R, op, args, { emit, signal: ac.signal, timeoutMs: deadline });
       rec.running.add(run);
       run.then(() => rec.running.delete(run), () => rec.running.delete(run));
       const result = await abortable(run, ac.signal);

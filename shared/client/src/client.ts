@@ -14,8 +14,14 @@ export interface ConnectOptions {
   name?: string;
   /** Default acquire deadline. */
   timeoutMs?: number;
-  /** Renew held leases in the background (default true). */
+  /** Renew held leases in the background (default true). Off, a lease is still renewed while an exec runs on it. */
   autoRenew?: boolean;
+  /**
+   * An exec without a deadline of its own asks the node for a keep-alive
+   * this often and fails (UNAVAILABLE) after four silent periods: a long
+   * turn lives as long as it streams or the node says it runs. Default 5 s.
+   */
+  keepAliveMs?: number;
 }
 
 export interface AcquireOptions {
@@ -29,8 +35,18 @@ export interface AcquireOptions {
 }
 
 export interface ExecOptions {
+  /** The exec's deadline. Unset: the pool's default for the op (claude-cli `turn_timeout`), none for others; the call waits as long as the node says it runs. */
   timeoutMs?: number;
 }
+
+export interface OneShotOptions extends AcquireOptions {
+  /** The operation's own deadline once a resource is held (`timeoutMs` bounds the wait for one). Unset: as for `ExecOptions.timeoutMs`. */
+  execTimeoutMs?: number;
+}
+
+const DEFAULT_KEEPALIVE_MS = 5_000;
+/** Silent keep-alive periods after which a running exec's node is taken for gone. */
+const KEEPALIVE_MISSES = 4;
 
 /** Leave a little of the caller's deadline for the reply's trip back. */
 function serverDeadline(timeoutMs: number): number {
@@ -44,10 +60,12 @@ function serverDeadline(timeoutMs: number): number {
 export class Lease {
   private renewTimer: NodeJS.Timeout | undefined;
   private ended = false;
+  /** Execs running on this lease: while any does, the lease is renewed even without autoRenew. */
+  private running = 0;
   /** Set when the lease was lost (renew failed with LEASE_EXPIRED/NOT_FOUND). */
   lost: ShoalError | undefined;
 
-  constructor(private readonly client: Client, readonly info: LeaseInfo, autoRenew: boolean) {
+  constructor(private readonly client: Client, readonly info: LeaseInfo, private readonly autoRenew: boolean) {
     if (autoRenew) this.scheduleRenew();
   }
 
@@ -60,8 +78,22 @@ export class Lease {
 
   /** Run an operation: `await` it for the result, or `for await` it for streamed events. */
   exec(op: string, args?: unknown, opts: ExecOptions = {}): ExecCall {
-    const timeoutMs = opts.timeoutMs ?? Math.max(this.info.ttlMs, 30_000);
-    return new ExecCall(this.client.nc, this.client.subjects.leaseExec(this.nodeId), { leaseId: this.id, op, args, timeoutMs: serverDeadline(timeoutMs) }, timeoutMs);
+    const subject = this.client.subjects.leaseExec(this.nodeId);
+    let call: ExecCall;
+    if (opts.timeoutMs !== undefined) {
+      call = new ExecCall(this.client.nc, subject, { leaseId: this.id, op, args, timeoutMs: serverDeadline(opts.timeoutMs) }, opts.timeoutMs);
+    } else {
+      const ka = this.client.keepAliveMs;
+      call = new ExecCall(this.client.nc, subject, { leaseId: this.id, op, args, keepAliveMs: ka }, ka * KEEPALIVE_MISSES, ka * KEEPALIVE_MISSES);
+    }
+    // A long exec must not lose its lease for want of a renew.
+    if (++this.running === 1 && !this.autoRenew && !this.ended) this.scheduleRenew();
+    void call.result.then(() => this.execEnded(), () => this.execEnded());
+    return call;
+  }
+
+  private execEnded(): void {
+    if (--this.running === 0 && !this.autoRenew) clearTimeout(this.renewTimer);
   }
 
   /** Extend the lease; a new `ttlMs` also changes how often the background renew runs. */
@@ -97,11 +129,11 @@ export class Lease {
   private scheduleRenew(delayMs = Math.max(50, Math.floor(this.info.ttlMs / 3))): void {
     this.renewTimer = setTimeout(() => {
       this.renew().then(
-        () => { if (!this.ended) this.scheduleRenew(); },
+        () => { if (!this.ended && (this.autoRenew || this.running > 0)) this.scheduleRenew(); },
         (err: ShoalError) => {
           if (err.code === ErrorCodes.LEASE_EXPIRED || err.code === ErrorCodes.LEASE_NOT_FOUND) { this.lost = err; this.ended = true; this.client.forget(this); return; }
           // A transient failure (NATS reconnecting): try again soon, while the TTL still covers us.
-          if (!this.ended) this.scheduleRenew(Math.max(50, Math.floor(this.info.ttlMs / 10)));
+          if (!this.ended && (this.autoRenew || this.running > 0)) this.scheduleRenew(Math.max(50, Math.floor(this.info.ttlMs / 10)));
         },
       );
     }, delayMs);
@@ -120,7 +152,11 @@ export class Client {
   private readonly holder: Holder;
   private readonly held = new Set<Lease>();
 
+  /** @internal */
+  readonly keepAliveMs: number;
+
   constructor(readonly nc: NatsConnection, private readonly opts: ConnectOptions, private readonly ownsConnection: boolean) {
+    this.keepAliveMs = opts.keepAliveMs ?? DEFAULT_KEEPALIVE_MS;
     this.subjects = subjects(opts.prefix);
     this.holder = { client: opts.name ?? 'shoal-client', host: hostname(), pid: process.pid };
   }
@@ -188,11 +224,19 @@ export class Client {
     }
   }
 
-  /** One-shot: acquire + exec + release inside a node. Await for the result or iterate for events. */
-  exec(pool: string, op: string, args?: unknown, opts: AcquireOptions = {}): ExecCall {
+  /**
+   * One-shot: acquire + exec + release inside a node. Await for the result or
+   * iterate for events. `timeoutMs` bounds the wait for a resource; the
+   * operation then runs until `execTimeoutMs`, or the pool's default for the
+   * op (claude-cli `turn_timeout`), for as long as the node keeps saying so.
+   */
+  exec(pool: string, op: string, args?: unknown, opts: OneShotOptions = {}): ExecCall {
     const timeoutMs = opts.timeoutMs ?? this.opts.timeoutMs ?? 30_000;
     const subject = opts.nodeId ? this.subjects.nodeExec(opts.nodeId) : this.subjects.poolExec(pool);
-    return new ExecCall(this.nc, subject, { pool, op, args, timeoutMs: serverDeadline(timeoutMs), priority: opts.priority, holder: this.holder }, timeoutMs);
+    const body = { pool, op, args, timeoutMs: serverDeadline(timeoutMs), priority: opts.priority, holder: this.holder };
+    if (opts.execTimeoutMs !== undefined) return new ExecCall(this.nc, subject, { ...body, execTimeoutMs: opts.execTimeoutMs }, timeoutMs + opts.execTimeoutMs);
+    const idle = this.keepAliveMs * KEEPALIVE_MISSES;
+    return new ExecCall(this.nc, subject, { ...body, keepAliveMs: this.keepAliveMs }, timeoutMs + idle, idle);
   }
 
   /** Leases this client holds right now. */

@@ -39,7 +39,7 @@ export const Metrics = {
   WEAVIATE_REQUESTS: 'shoal_weaviate_requests_total',
   /** claude-cli: gauge {pool, node, state=starting|idle|turn|clearing|dead}: sessions by their CLI state */
   CLAUDE_SESSIONS: 'shoal_claude_sessions',
-  /** claude-cli: counter {pool, node, outcome=success|error|interrupted|crashed|cancelled}: user turns */
+  /** claude-cli: counter {pool, node, outcome=success|error|interrupted|crashed|cancelled|stalled|timeout}: user turns */
   CLAUDE_TURNS_TOTAL: 'shoal_claude_turns_total',
   /** claude-cli: histogram (ms) {pool, node}: a user turn, from writing the message to its `result` line */
   CLAUDE_TURN_LATENCY: 'shoal_claude_turn_latency_ms',
@@ -49,6 +49,8 @@ export const Metrics = {
   CLAUDE_COST_USD_TOTAL: 'shoal_claude_cost_usd_total',
   /** claude-cli: counter {pool, node}: stdout lines that were not JSON (skipped) */
   CLAUDE_NON_JSON_LINES_TOTAL: 'shoal_claude_non_json_lines_total',
+  /** claude-cli: counter {pool, node, stage=turn|control, action=interrupted|killed}: hang watchdog hits (`stall_timeout`) */
+  CLAUDE_STALLS_TOTAL: 'shoal_claude_stalls_total',
 } as const;
 
 /** Latency buckets in milliseconds; the design's alert rules read le=10,50,100. */

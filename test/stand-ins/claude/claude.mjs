@@ -36,12 +36,20 @@
 //   STANDIN_EXIT_AT_START=<code>  exit at once with this code and a message on stderr
 //   STANDIN_NO_INITIALIZE=1  never answer initialize
 //   STANDIN_STAMP=1          add "ts" (epoch ms, fractional) to stream_event lines, for latency benchmarks
+//   STANDIN_TURN_MS          every turn lasts about this long (its tokens spread over it): the latency knob
+//   STANDIN_TURN_LOG=<file>  append "start|end <pid> <epoch ms>" per user turn (to count turns running at once across processes)
+//   --no-session-persistence  nothing is written to the session store (as the real flag)
 // Directives inside a message's text, for one turn: [[crash]] [[crash=SIGKILL]] [[garbage]] [[hang]]
 //   [[tokens=N]] [[delay=MS]] [[grow=MB]] [[rate_limit]] [[error]] (an API error: result success, is_error true)
 //   [[can_use_tool]] (asks the driver for a permission over a control_request and reports the answer)
+//   [[turn_ms=N]]  this turn lasts about N ms
+//   [[stall]]      stop writing mid-turn, for good: no more lines, control requests unanswered (a hung CLI)
+//   [[list_config]]  the reply lists every file under the CLI's config dir and HOME (relative paths), and the
+//                    session ids of the transcripts it can read there
+//   [[api_retry=STATUS]]  first emit 3 api_retry lines with this error_status (429 → rate_limit, 529 → overloaded)
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
 
 const env = process.env;
@@ -51,9 +59,9 @@ const VERSION = '2.1.197';
 // ---- arguments, parsed as the real CLI's commander would ----------------------
 const VALUE_FLAGS = new Set(['--output-format', '--input-format', '--model', '--system-prompt', '--append-system-prompt', '--allowedTools', '--allowed-tools',
   '--disallowedTools', '--disallowed-tools', '--max-turns', '--permission-mode', '--resume', '-r', '--session-id', '--mcp-config', '--add-dir',
-  '--fallback-model', '--settings', '--permission-prompt-tool', '--max-budget-usd']);
+  '--fallback-model', '--settings', '--permission-prompt-tool', '--max-budget-usd', '--json-schema', '--effort', '--setting-sources']);
 const BOOL_FLAGS = new Set(['--verbose', '--include-partial-messages', '--fork-session', '--print', '-p', '--continue', '-c',
-  '--dangerously-skip-permissions', '--replay-user-messages', '--strict-mcp-config']);
+  '--dangerously-skip-permissions', '--replay-user-messages', '--strict-mcp-config', '--no-session-persistence']);
 const VARIADIC = new Set(['--add-dir', '--mcp-config', '--allowedTools', '--allowed-tools', '--disallowedTools', '--disallowed-tools']);
 
 function die(msg, code = 1) {
@@ -103,7 +111,9 @@ const cwd = process.cwd();
 const configDir = env.CLAUDE_CONFIG_DIR || join(env.HOME || '/tmp', '.claude');
 const projectDir = join(configDir, 'projects', cwd.replace(/[^A-Za-z0-9]/g, '-'));
 const sessionFile = (id) => join(projectDir, `${id}.json`);
+const persist = flags['--no-session-persistence'] !== true;
 function save() {
+  if (!persist) return;
   try {
     mkdirSync(projectDir, { recursive: true });
     writeFileSync(sessionFile(sessionId), JSON.stringify({ sessionId, turns: conv.turns, first: conv.first, words: conv.words }));
@@ -130,8 +140,18 @@ if (resume !== undefined) {
 }
 
 // ---- output ---------------------------------------------------------------
-const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
-const raw = (s) => process.stdout.write(s + '\n');
+// A stalled CLI ([[stall]]) writes nothing more, ever.
+let frozen = false;
+const out = (o) => { if (!frozen) process.stdout.write(JSON.stringify(o) + '\n'); };
+const raw = (s) => { if (!frozen) process.stdout.write(s + '\n'); };
+const turnLog = (what) => { if (env.STANDIN_TURN_LOG) appendFileSync(env.STANDIN_TURN_LOG, `${what} ${process.pid} ${Date.now()}\n`); };
+
+/** Every file under `dir`, relative to `base`; nothing if unreadable. */
+function listFiles(dir, base = dir) {
+  let entries;
+  try { entries = readdirSync(dir, { withFileTypes: true }); } catch { return []; }
+  return entries.flatMap((e) => e.isDirectory() ? listFiles(join(dir, e.name), base) : [relative(base, join(dir, e.name))]);
+}
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const held = [];
 let turnNo = 0;
@@ -178,12 +198,20 @@ async function runTurn(content) {
   conv.first ??= text;
   conv.words += text.split(/\s+/).filter(Boolean).length;
   const started = Date.now();
+  turnLog('start');
   init();
-  const tokenDelay = num(d.delay, num(env.STANDIN_TOKEN_DELAY_MS, 0));
-  const reply = `Turn ${turnNo} (message ${conv.turns} of this conversation; first: ${JSON.stringify(conv.first)}): ${text}`;
+  let reply = `Turn ${turnNo} (message ${conv.turns} of this conversation; first: ${JSON.stringify(conv.first)}): ${text}`;
+  if (d.list_config) {
+    const home = env.HOME || '/tmp';
+    const files = [...new Set([...listFiles(configDir).map((f) => relative(home, join(configDir, f))), ...listFiles(home)])].sort();
+    const ids = listFiles(join(configDir, 'projects')).map((f) => /([0-9a-f-]{36})\.json/.exec(f)?.[1]).filter(Boolean);
+    reply += ` [config ${JSON.stringify({ configDir, home, files, transcripts: ids })}]`;
+  }
   const filler = num(d.tokens, num(env.STANDIN_TOKENS, 0));
   const tokens = reply.split(/(?<= )/);
   for (let i = 0; i < filler; i++) tokens.push(` tok${i}`);
+  const turnMs = num(d.turn_ms, num(env.STANDIN_TURN_MS, 0));
+  const tokenDelay = turnMs > 0 ? turnMs / tokens.length : num(d.delay, num(env.STANDIN_TOKEN_DELAY_MS, 0));
   const msgId = `msg_01${randomUUID().replace(/-/g, '').slice(0, 22)}`;
   const grow = num(d.grow, num(env.STANDIN_GROW_MB_PER_TURN, 0));
   if (grow > 0) held.push(Buffer.alloc(grow * 1024 * 1024, 0x5a));
@@ -203,6 +231,13 @@ async function runTurn(content) {
     const answer = await new Promise((resolve) => pendingControl.set(requestId, resolve));
     toolNote = ` [tool Bash: ${answer?.response?.response?.behavior ?? answer?.response?.subtype ?? 'no answer'}]`;
     tokens.push(toolNote);
+  }
+  if (d.api_retry) {
+    const status = num(d.api_retry, 429);
+    for (let attempt = 1; attempt <= 3 && !me.interrupted; attempt++) {
+      out({ type: 'system', subtype: 'api_retry', attempt, max_retries: 10, retry_delay_ms: 50 * attempt, error_status: status, error: status === 529 ? 'overloaded' : status === 429 ? 'rate_limit' : 'server_error', session_id: sessionId, uuid: randomUUID() });
+      await new Promise((r) => { me.wake = r; setTimeout(r, 50 * attempt); });
+    }
   }
   if (d.hang || env.STANDIN_HANG === '1') {
     // What the real CLI does without the API: retry lines until interrupted.
@@ -232,6 +267,11 @@ async function runTurn(content) {
       if (typeof crash === 'string' && crash.startsWith('SIG')) process.kill(process.pid, crash);
       else process.exit(3);
       await sleep(1000);
+    }
+    if (d.stall && emitted === Math.floor(tokens.length / 2)) {
+      // Hung: alive, reading stdin, never writing again (and never ending the turn).
+      frozen = true;
+      await new Promise(() => {});
     }
     if (partial) ev({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: tok } });
     emitted++;
@@ -270,6 +310,7 @@ async function runTurn(content) {
     });
   }
   save();
+  turnLog('end');
   current = undefined;
 }
 

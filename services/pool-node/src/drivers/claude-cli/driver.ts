@@ -40,6 +40,8 @@ export function claudeCliDriver(ctx: DriverContext): Driver<ClaudeSession> {
   return {
     kind: 'claude-cli',
     oneShotOps: new Set(['send']),
+    ownsExecDeadline: true,
+    defaultExecTimeoutMs: (op) => (op === 'send' ? opts.turnTimeoutMs : undefined),
 
     async create({ resourceId, signal }) {
       // Looked up again only while not found (installing the CLI later heals the pool) or once the found file is gone.
@@ -52,6 +54,7 @@ export function claudeCliDriver(ctx: DriverContext): Driver<ClaudeSession> {
         turnEnded: (outcome, ms, result) => metrics.turn(outcome, ms, result),
         stateChanged: () => {},
         skipped: () => metrics.skipped(),
+        stalled: (stage, action) => metrics.stalled(stage, action),
         log,
       });
       sessions.add(s);
@@ -76,13 +79,13 @@ export function claudeCliDriver(ctx: DriverContext): Driver<ClaudeSession> {
       await s.reset();
     },
 
-    async exec(s, op, args, { emit, signal }: ExecContext) {
+    async exec(s, op, args, { emit, signal, timeoutMs }: ExecContext) {
       const a = (args ?? {}) as Record<string, unknown>;
       if (typeof a !== 'object' || Array.isArray(a)) throw new ShoalError(ErrorCodes.BAD_REQUEST, `claude-cli op ${op}: args must be an object`);
       switch (op) {
         case 'send':
           if (a.raw !== undefined && typeof a.raw !== 'boolean') throw new ShoalError(ErrorCodes.BAD_REQUEST, 'send: raw must be true or false');
-          return s.send(a.content, emit, signal, a.raw === true);
+          return s.send(a.content, emit, signal, a.raw === true, timeoutMs);
         case 'interrupt':
           return s.interrupt();
         case 'info':

@@ -12,6 +12,7 @@ import type { SessionState, TurnOutcome } from './session.js';
 export interface ClaudeMetrics {
   turn(outcome: TurnOutcome, ms: number, result?: CliMessage): void;
   skipped(): void;
+  stalled(stage: 'turn' | 'control', action: 'interrupted' | 'killed'): void;
 }
 
 const STATES: SessionState[] = ['starting', 'idle', 'turn', 'clearing', 'dead'];
@@ -25,6 +26,7 @@ interface Shared {
   tokens: Counter;
   cost: Counter;
   nonJson: Counter;
+  stalls: Counter;
   /** Per pool: its labels and how to count its sessions by state. */
   pools: Map<string, { labels: Record<string, string>; states: () => Iterable<SessionState> }>;
 }
@@ -43,6 +45,7 @@ function shared(registry: Registry): Shared {
     tokens: new Counter({ name: Metrics.CLAUDE_TOKENS_TOTAL, help: 'Tokens reported by Claude result lines', labelNames: [...LABELS, 'type'], registers: r }),
     cost: new Counter({ name: Metrics.CLAUDE_COST_USD_TOTAL, help: 'Cost in USD reported by Claude result lines', labelNames: LABELS, registers: r }),
     nonJson: new Counter({ name: Metrics.CLAUDE_NON_JSON_LINES_TOTAL, help: 'Claude stdout lines that were not JSON and were skipped', labelNames: LABELS, registers: r }),
+    stalls: new Counter({ name: Metrics.CLAUDE_STALLS_TOTAL, help: 'Claude hang watchdog hits: silent turns interrupted or killed, control requests unanswered', labelNames: [...LABELS, 'stage', 'action'], registers: r }),
   };
   new Gauge({
     name: Metrics.CLAUDE_SESSIONS, help: 'Claude sessions by CLI state', labelNames: [...LABELS, 'state'], registers: r,
@@ -59,7 +62,7 @@ function shared(registry: Registry): Shared {
 }
 
 export function claudeMetrics(registry: Registry | undefined, labels: Record<string, string>, states: () => Iterable<SessionState>): ClaudeMetrics {
-  if (!registry) return { turn() {}, skipped() {} };
+  if (!registry) return { turn() {}, skipped() {}, stalled() {} };
   const s = shared(registry);
   const l = { pool: labels.pool ?? '', node: labels.node ?? '' };
   s.pools.set(l.pool, { labels: l, states });
@@ -77,6 +80,9 @@ export function claudeMetrics(registry: Registry | undefined, labels: Record<str
     },
     skipped() {
       s.nonJson.inc(l);
+    },
+    stalled(stage, action) {
+      s.stalls.inc({ ...l, stage, action });
     },
   };
 }

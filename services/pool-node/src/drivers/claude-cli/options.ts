@@ -52,6 +52,26 @@ export interface ClaudeOptions {
   allowResumeOp: boolean;
   /** After a `conversation_reset` line, how long to wait for the /clear turn's `result` before treating it as done. */
   clearResultGraceMs: number;
+  /**
+   * Hang watchdog: a turn with no stdout for this long is interrupted (its
+   * caller gets SESSION_STALLED), and killed `interrupt_timeout` later if still
+   * silent; a control request unanswered this long kills the process. 0 = off.
+   */
+  stallTimeoutMs: number;
+  /** Deadline of a `send` whose caller gave none (separate from the lease TTL). */
+  turnTimeoutMs: number;
+  /** Each session gets its own HOME and CLAUDE_CONFIG_DIR under its folder, wiped on reset and destroy. */
+  privateConfig: boolean;
+  /** false: `--no-session-persistence` (the CLI writes no transcript; nothing to resume). */
+  sessionPersistence: boolean;
+  maxBudgetUsd?: number;
+  fallbackModel?: string;
+  /** `--settings`: a file path or a JSON string (a mapping in YAML is serialised). */
+  settings?: string;
+  strictMcpConfig: boolean;
+  /** `--json-schema`: a JSON string (a mapping in YAML is serialised). */
+  jsonSchema?: string;
+  effort?: string;
   /** Destroy: after stdin EOF, wait this long before SIGTERM (default 2 s)… */
   stopGraceMs: number;
   /** …and this long after SIGTERM before SIGKILL (default 5 s). */
@@ -78,8 +98,11 @@ const KEYS = [
   'command', 'args', 'model', 'system_prompt', 'append_system_prompt', 'allowed_tools', 'disallowed_tools', 'max_turns',
   'permission_mode', 'include_partial_messages', 'resume', 'session_id', 'fork_session', 'mcp_config', 'add_dirs', 'cwd',
   'cwd_root', 'env_allow', 'env', 'reset_mode', 'clear_timeout', 'interrupt_timeout', 'stderr_tail', 'rss_refresh',
-  'allow_resume_op', 'clear_result_grace', 'stop_grace', 'stop_kill_after',
+  'allow_resume_op', 'clear_result_grace', 'stop_grace', 'stop_kill_after', 'stall_timeout', 'turn_timeout', 'private_config',
+  'session_persistence', 'max_budget_usd', 'fallback_model', 'settings', 'strict_mcp_config', 'json_schema', 'effort',
 ] as const;
+
+export const EFFORTS = ['low', 'medium', 'high', 'xhigh', 'max'];
 
 function bad(key: string, v: unknown, why: string): ShoalError {
   return new ShoalError(ErrorCodes.BAD_REQUEST, `claude-cli driver option ${key} = ${JSON.stringify(v)}: ${why}`);
@@ -119,6 +142,20 @@ const duration = (o: Record<string, unknown>, key: string, dflt: number): number
   }
 };
 
+/** A file path or a JSON string as given, or a mapping serialised to JSON. */
+function jsonOrPath(o: Record<string, unknown>, key: string, pathOk: boolean): string | undefined {
+  const v = o[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v === 'object' && !Array.isArray(v)) return JSON.stringify(v);
+  if (typeof v === 'string' && v !== '') {
+    if (!pathOk) {
+      try { JSON.parse(v); } catch { throw bad(key, v, 'expected a JSON string or a mapping'); }
+    }
+    return v;
+  }
+  throw bad(key, v, pathOk ? 'expected a file path, a JSON string or a mapping' : 'expected a JSON string or a mapping');
+}
+
 /** Check and type a pool's `options:`; throws BAD_REQUEST naming the key, so a bad config stops start-up. */
 export function parseOptions(o: Record<string, unknown> = {}): ClaudeOptions {
   const unknown = Object.keys(o).find((k) => !(KEYS as readonly string[]).includes(k));
@@ -135,12 +172,16 @@ export function parseOptions(o: Record<string, unknown> = {}): ClaudeOptions {
     const v = str(o, key);
     if (v !== undefined && !UUID.test(v)) throw bad(key, v, 'expected a session id (a UUID)');
   }
-  let mcpConfig: string | undefined;
-  if (o.mcp_config !== undefined && o.mcp_config !== null) {
-    if (typeof o.mcp_config === 'string' && o.mcp_config !== '') mcpConfig = o.mcp_config;
-    else if (typeof o.mcp_config === 'object' && !Array.isArray(o.mcp_config)) mcpConfig = JSON.stringify(o.mcp_config);
-    else throw bad('mcp_config', o.mcp_config, 'expected a file path, a JSON string or a mapping');
+  const mcpConfig = jsonOrPath(o, 'mcp_config', true);
+  const settings = jsonOrPath(o, 'settings', true);
+  const jsonSchema = jsonOrPath(o, 'json_schema', false);
+  let maxBudgetUsd: number | undefined;
+  if (o.max_budget_usd !== undefined && o.max_budget_usd !== null) {
+    maxBudgetUsd = Number(o.max_budget_usd);
+    if (!Number.isFinite(maxBudgetUsd) || maxBudgetUsd <= 0) throw bad('max_budget_usd', o.max_budget_usd, 'expected a number of dollars > 0');
   }
+  const effort = str(o, 'effort');
+  if (effort !== undefined && !EFFORTS.includes(effort)) throw bad('effort', effort, `expected one of ${EFFORTS.join(', ')}`);
   const envAllow = list(o, 'env_allow') ?? DEFAULT_ENV_ALLOW;
   const badName = envAllow.find((n) => !ENV_NAME.test(n));
   if (badName) throw bad('env_allow', badName, 'not an environment variable name');
@@ -188,11 +229,22 @@ export function parseOptions(o: Record<string, unknown> = {}): ClaudeOptions {
     clearResultGraceMs: duration(o, 'clear_result_grace', 250),
     stopGraceMs: duration(o, 'stop_grace', 2_000),
     stopKillAfterMs: duration(o, 'stop_kill_after', 5_000),
+    stallTimeoutMs: duration(o, 'stall_timeout', 300_000),
+    turnTimeoutMs: duration(o, 'turn_timeout', 600_000),
+    privateConfig: bool(o, 'private_config', true),
+    sessionPersistence: bool(o, 'session_persistence', true),
+    strictMcpConfig: bool(o, 'strict_mcp_config', false),
   };
+  if (opts.turnTimeoutMs < 1 || opts.turnTimeoutMs > 3_600_000) throw bad('turn_timeout', o.turn_timeout, 'expected a duration from 1ms to 1h');
+  // The driver sets these two for a private session; a fixed value would be silently overridden.
+  for (const k of ['HOME', 'CLAUDE_CONFIG_DIR']) {
+    if (opts.privateConfig && env[k] !== undefined) throw bad(`env.${k}`, env[k], 'each session has its own HOME and CLAUDE_CONFIG_DIR (private_config: true); set private_config: false to share one');
+  }
   const optional: [keyof ClaudeOptions, string | number | undefined][] = [
     ['model', str(o, 'model')], ['systemPrompt', str(o, 'system_prompt')], ['appendSystemPrompt', str(o, 'append_system_prompt')],
     ['maxTurns', maxTurns], ['permissionMode', permissionMode], ['resume', str(o, 'resume')], ['sessionId', str(o, 'session_id')],
-    ['mcpConfig', mcpConfig], ['cwd', cwd],
+    ['mcpConfig', mcpConfig], ['cwd', cwd], ['settings', settings], ['jsonSchema', jsonSchema], ['maxBudgetUsd', maxBudgetUsd],
+    ['fallbackModel', str(o, 'fallback_model')], ['effort', effort],
   ];
   for (const [k, v] of optional) if (v !== undefined) (opts as unknown as Record<string, unknown>)[k] = v;
   if (opts.forkSession && !opts.resume) throw bad('fork_session', true, 'only makes sense with resume');
@@ -221,6 +273,13 @@ export function buildArgs(o: ClaudeOptions, run: { sessionId?: string; resume?: 
   if (run.sessionId && (!resume || o.forkSession)) a.push(`--session-id=${run.sessionId}`);
   if (o.mcpConfig) a.push('--mcp-config', o.mcpConfig);
   for (const d of o.addDirs) a.push('--add-dir', d);
+  if (o.strictMcpConfig) a.push('--strict-mcp-config');
+  if (o.settings) a.push('--settings', o.settings);
+  if (o.jsonSchema) a.push('--json-schema', o.jsonSchema);
+  if (o.maxBudgetUsd !== undefined) a.push('--max-budget-usd', String(o.maxBudgetUsd));
+  if (o.fallbackModel) a.push('--fallback-model', o.fallbackModel);
+  if (o.effort) a.push('--effort', o.effort);
+  if (!o.sessionPersistence) a.push('--no-session-persistence');
   return a;
 }
 
@@ -229,13 +288,17 @@ export function buildArgs(o: ClaudeOptions, run: { sessionId?: string; resume?: 
  * the pool's fixed ones, then what the SDKs set. NODE_OPTIONS never passes
  * (a node's --inspect or --max-old-space-size is not the CLI's business).
  */
-export function buildEnv(o: ClaudeOptions, from: NodeJS.ProcessEnv = process.env): Record<string, string> {
+export function buildEnv(o: ClaudeOptions, from: NodeJS.ProcessEnv = process.env, home?: { home: string; configDir: string }): Record<string, string> {
   const env: Record<string, string> = {};
   for (const name of o.envAllow) {
     const v = from[name];
     if (v !== undefined) env[name] = v;
   }
   Object.assign(env, o.env);
+  if (home) {
+    env.HOME = home.home;
+    env.CLAUDE_CONFIG_DIR = home.configDir;
+  }
   delete env.NODE_OPTIONS;
   env.CLAUDE_CODE_ENTRYPOINT = 'sdk-ts';
   return env;
