@@ -481,6 +481,8 @@ export class ClaudeSession {
     if (this.state === 'dead' || (!this.alive && this.state !== 'starting')) throw this.deadError();
     // A turn left by an aborted lease is being interrupted: let it end first.
     if (this.turn && !(await this.settled(this.opts.interruptTimeoutMs + 500))) {
+      // Killed meanwhile (a hung turn): the pool replaces it, and counts it.
+      if ((this.state as SessionState) === 'dead') throw this.deadError();
       await this.respawn();
       return;
     }
