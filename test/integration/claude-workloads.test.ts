@@ -102,6 +102,18 @@ describe('claude-cli driver for real workloads (in-process, stand-in CLI)', func
       expect((await send(d2, s2, 'after').result).result).to.contain('Turn 2');
     });
 
+    it('a control request left unanswered (set_model) kills the CLI: SESSION_STALLED, counted', async () => {
+      const registry = new Registry();
+      const { d, s } = await session({ lease_options: { model: ['haiku'] }, env: { STANDIN_IGNORE_CONTROL: 'set_model' } }, registry);
+      const pid = s.pid;
+      const err = await d.prepare!(s, { model: 'haiku' }, new AbortController().signal).then(() => undefined, (e: any) => e);
+      expect(err?.code).to.equal('SESSION_STALLED');
+      expect(err.details).to.include({ retryable: true, request: 'set_model' });
+      await until('the CLI killed', () => !alive(pid));
+      expect(await d.validate(s)).to.equal(false);
+      expect(await registry.metrics()).to.match(/shoal_claude_stalls_total\{pool="claude",node="t",stage="control",action="killed"\} 1/);
+    });
+
     it('stall_timeout 0 turns the watchdog off', async () => {
       const { d, s } = await session({ stall_timeout: 0 });
       const r = await send(d, s, 'quiet [[turn_ms=1200]]').result;

@@ -23,6 +23,17 @@ export interface Driver<R = unknown> {
   destroy(r: R): Promise<void>;
   /** Current footprint, for resource limits and metrics. */
   usage(r: R): { memoryBytes: number };
+  /**
+   * Per-lease options (`acquire {options}`), checked before any resource is
+   * taken: throw BAD_REQUEST for anything outside what the pool's config
+   * allows. Without this hook, a request with options is refused.
+   */
+  checkLeaseOptions?(options: unknown): void;
+  /**
+   * Apply checked per-lease options to a resource before it is handed out;
+   * `undefined` restores the pool's defaults (called when it comes back).
+   */
+  prepare?(r: R, options: Record<string, unknown> | undefined, signal: AbortSignal): Promise<void>;
   /** Deadline of an operation whose caller gave none (claude-cli: `turn_timeout` for `send`); unset = none. */
   defaultExecTimeoutMs?(op: string): number | undefined;
   /**
@@ -54,6 +65,8 @@ export interface PoolView {
 export interface ExecContext {
   emit(event: unknown): void;
   signal: AbortSignal;
+  /** The holder's client name (`holder.client` of the lease), e.g. to account cost per client. */
+  client?: string;
   /** The exec's deadline in ms from now, if it has one (the pool aborts `signal` then, or a little later with `ownsExecDeadline`). */
   timeoutMs?: number;
 }

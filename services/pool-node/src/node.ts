@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import {
   encode, ErrorCodes, newNodeId, parse, PROTOCOL_VERSION, ShoalError, subjects,
-  type Heartbeat, type Lease, type PoolStats, type Subjects,
+  type AcquireRequest, type Heartbeat, type Lease, type PoolStats, type Subjects,
 } from '@shoal/protocol';
 import { Actor, type Logger, type Msg, type NatsConnection } from '@shoal/runtime';
 import { systemClock, type Clock } from './clock.js';
@@ -158,9 +158,17 @@ export class PoolNode extends Actor {
     const req = parse('acquire', m.data);
     this.checkDraining();
     const pool = this.pool(req.pool);
+    if (req.options !== undefined) return this.acquireWithOptions(m, pool, req);
     const now = pool.tryAcquire(req);
     if (now) return this.granted(m, pool, now);
     return this.withPoolSlot(pool, () => pool.acquire(req)).then((lease) => this.granted(m, pool, lease));
+  }
+
+  /** Per-lease options: refused before anything is taken if the pool does not allow them, applied before the grant. */
+  private async acquireWithOptions(m: Msg, pool: Pool, req: AcquireRequest): Promise<void> {
+    pool.checkLeaseOptions(req.options);
+    const lease = await this.withPoolSlot(pool, async () => pool.prepare((await pool.acquire(req)).leaseId, req.options as Record<string, unknown>));
+    this.granted(m, pool, lease);
   }
 
   private granted(m: Msg, pool: Pool, lease: Lease): void {
@@ -182,7 +190,9 @@ export class PoolNode extends Actor {
       const fixedMs = req.execTimeoutMs ?? pool.defaultExecTimeoutMs(req.op);
       // Refusals up to here answer `m`: a balancer that handed the call over can still try another node.
       // The lease lives inside this call: its TTL must outlast the exec's deadline (no one renews it).
-      const lease = await pool.acquire({ ...req, ttlMs: (fixedMs ?? req.timeoutMs) + ONE_SHOT_TTL_MARGIN_MS });
+      if (req.options !== undefined) pool.checkLeaseOptions(req.options);
+      let lease = await pool.acquire({ ...req, ttlMs: (fixedMs ?? req.timeoutMs) + ONE_SHOT_TTL_MARGIN_MS });
+      if (req.options !== undefined) lease = await pool.prepare(lease.leaseId, req.options as Record<string, unknown>);
       if (lease.reused) this.metrics.reused(pool.name, pool.kind);
       const out = new StreamOut(this.nc, req.replyTo ?? m.reply, this.log);
       if (req.replyTo) this.reply(m, { accepted: true, nodeId: this.nodeId });

@@ -32,6 +32,12 @@ export interface AcquireOptions {
   signal?: AbortSignal;
   /** Skip the balancer and ask this node directly. */
   nodeId?: string;
+  /**
+   * Per-lease options for the driver, within the pool's allow-list
+   * (claude-cli `lease_options`: model, permission_mode,
+   * append_system_prompt, allowed_tools, cwd); outside it: BadRequestError.
+   */
+  options?: Record<string, unknown>;
 }
 
 export interface ExecOptions {
@@ -168,7 +174,7 @@ export class Client {
   async acquire(pool: string, opts: AcquireOptions = {}): Promise<Lease> {
     const timeoutMs = opts.timeoutMs ?? this.opts.timeoutMs ?? 30_000;
     const subject = opts.nodeId ? this.subjects.nodeAcquire(opts.nodeId) : this.subjects.poolAcquire(pool);
-    const body = { pool, timeoutMs: serverDeadline(timeoutMs), priority: opts.priority, ttlMs: opts.ttlMs, holder: this.holder };
+    const body = { pool, timeoutMs: serverDeadline(timeoutMs), priority: opts.priority, ttlMs: opts.ttlMs, holder: this.holder, options: opts.options };
     if (opts.signal?.aborted) throw new CancelledError(ErrorCodes.CANCELLED, 'acquire aborted before it was sent');
     const pending = call<LeaseInfo>(this.nc, subject, body, timeoutMs, (late) => this.returnLate(late)).then((info) => this.adopt(info));
     if (!opts.signal) return pending.catch((e) => { throw typed(e); });
@@ -233,7 +239,7 @@ export class Client {
   exec(pool: string, op: string, args?: unknown, opts: OneShotOptions = {}): ExecCall {
     const timeoutMs = opts.timeoutMs ?? this.opts.timeoutMs ?? 30_000;
     const subject = opts.nodeId ? this.subjects.nodeExec(opts.nodeId) : this.subjects.poolExec(pool);
-    const body = { pool, op, args, timeoutMs: serverDeadline(timeoutMs), priority: opts.priority, holder: this.holder };
+    const body = { pool, op, args, timeoutMs: serverDeadline(timeoutMs), priority: opts.priority, holder: this.holder, options: opts.options };
     if (opts.execTimeoutMs !== undefined) return new ExecCall(this.nc, subject, { ...body, execTimeoutMs: opts.execTimeoutMs }, timeoutMs + opts.execTimeoutMs);
     const idle = this.keepAliveMs * KEEPALIVE_MISSES;
     return new ExecCall(this.nc, subject, { ...body, keepAliveMs: this.keepAliveMs }, timeoutMs + idle, idle);

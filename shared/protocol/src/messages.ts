@@ -28,6 +28,12 @@ const acquireShape = {
   priority: optional(int({ min: -1000, max: 1000 })),
   ttlMs: optional(int({ min: 1, max: MAX_TTL_MS })),
   holder: optional(holder),
+  /**
+   * Per-lease options for the driver, within what the pool's config allows
+   * (claude-cli: `lease_options`), e.g. `{ model: 'haiku' }`. Anything else is
+   * BAD_REQUEST before a resource is taken.
+   */
+  options: optional(any()),
 };
 const acquire = obj(acquireShape);
 export type AcquireRequest = Infer<typeof acquireShape>;

@@ -6,6 +6,8 @@
 //
 // stdin, one JSON object per line:
 //   control_request initialize → control_response success (commands, agents, models, account, pid)
+//   control_request set_model {model} → a replayed user line "<local-command-stdout>Set model to …", success
+//   control_request set_permission_mode {mode} → success {mode}
 //   control_request interrupt  → control_response success; a running turn ends with a user
 //                                "[Request interrupted by user]" line and a result
 //                                error_during_execution (is_error true)
@@ -37,6 +39,7 @@
 //   STANDIN_NO_INITIALIZE=1  never answer initialize
 //   STANDIN_STAMP=1          add "ts" (epoch ms, fractional) to stream_event lines, for latency benchmarks
 //   STANDIN_TURN_MS          every turn lasts about this long (its tokens spread over it): the latency knob
+//   STANDIN_IGNORE_CONTROL=a,b  never answer control requests of these subtypes (e.g. set_model)
 //   STANDIN_TURN_LOG=<file>  append "start|end <pid> <epoch ms>" per user turn (to count turns running at once across processes)
 //   --no-session-persistence  nothing is written to the session store (as the real flag)
 // Directives inside a message's text, for one turn: [[crash]] [[crash=SIGKILL]] [[garbage]] [[hang]]
@@ -44,6 +47,7 @@
 //   [[can_use_tool]] (asks the driver for a permission over a control_request and reports the answer)
 //   [[turn_ms=N]]  this turn lasts about N ms
 //   [[stall]]      stop writing mid-turn, for good: no more lines, control requests unanswered (a hung CLI)
+//   [[whoami]]     the reply includes model, permission mode, cwd, appended system prompt and allowed tools
 //   [[list_config]]  the reply lists every file under the CLI's config dir and HOME (relative paths), and the
 //                    session ids of the transcripts it can read there
 //   [[api_retry=STATUS]]  first emit 3 api_retry lines with this error_status (429 → rate_limit, 529 → overloaded)
@@ -92,11 +96,12 @@ if (one('--output-format') === 'stream-json' && !flags['--verbose']) die('Error:
 if (one('--input-format') !== 'stream-json') die('Error: this stand-in speaks only --input-format stream-json');
 if (one('--output-format') !== 'stream-json') die('Error: this stand-in speaks only --output-format stream-json');
 const PERMISSION_MODES = ['default', 'acceptEdits', 'plan', 'bypassPermissions', 'dontAsk', 'auto'];
-const permissionMode = one('--permission-mode') ?? 'default';
+let permissionMode = one('--permission-mode') ?? 'default';
 if (!PERMISSION_MODES.includes(permissionMode)) die(`error: option '--permission-mode <mode>' argument '${permissionMode}' is invalid. Allowed choices are ${PERMISSION_MODES.join(', ')}.`);
 const maxTurns = one('--max-turns');
 if (maxTurns !== undefined && !(Number.isInteger(Number(maxTurns)) && Number(maxTurns) > 0)) die(`Error: --max-turns must be a positive integer, got ${maxTurns}`);
-const model = one('--model') ?? 'claude-sonnet-4-5-20250929';
+let model = one('--model') ?? 'claude-sonnet-4-5-20250929';
+const defaultModel = model;
 const partial = flags['--include-partial-messages'] === true;
 const allowed = (flags['--allowedTools'] ?? flags['--allowed-tools'] ?? []).flatMap((s) => s.split(/[ ,]+/)).filter(Boolean);
 const disallowed = new Set((flags['--disallowedTools'] ?? flags['--disallowed-tools'] ?? []).flatMap((s) => s.split(/[ ,]+/)).filter(Boolean));
@@ -201,6 +206,7 @@ async function runTurn(content) {
   turnLog('start');
   init();
   let reply = `Turn ${turnNo} (message ${conv.turns} of this conversation; first: ${JSON.stringify(conv.first)}): ${text}`;
+  if (d.whoami) reply += ` [whoami ${JSON.stringify({ model, permissionMode, cwd, append: one('--append-system-prompt') ?? null, allowed })}]`;
   if (d.list_config) {
     const home = env.HOME || '/tmp';
     const files = [...new Set([...listFiles(configDir).map((f) => relative(home, join(configDir, f))), ...listFiles(home)])].sort();
@@ -342,6 +348,8 @@ async function pump() {
 function onControl(msg) {
   const req = msg.request ?? {};
   const id = msg.request_id;
+  // A hung CLI for this kind of request: no answer ever.
+  if ((env.STANDIN_IGNORE_CONTROL ?? '').split(',').includes(req.subtype)) return;
   if (req.subtype === 'initialize') {
     if (env.STANDIN_NO_INITIALIZE === '1') return;
     out({
@@ -358,6 +366,18 @@ function onControl(msg) {
         },
       },
     });
+  } else if (req.subtype === 'set_model') {
+    // As 2.1.197: a replayed local-command line, then the success.
+    model = !req.model || req.model === 'default' ? defaultModel : req.model;
+    out({ type: 'user', message: { role: 'user', content: `<local-command-stdout>Set model to ${model}</local-command-stdout>` }, session_id: sessionId, parent_tool_use_id: null, uuid: randomUUID(), timestamp: new Date().toISOString(), isReplay: true });
+    out({ type: 'control_response', response: { subtype: 'success', request_id: id } });
+  } else if (req.subtype === 'set_permission_mode') {
+    if (!PERMISSION_MODES.includes(req.mode)) {
+      out({ type: 'control_response', response: { subtype: 'error', request_id: id, error: `Invalid permission mode: ${req.mode}` } });
+      return;
+    }
+    permissionMode = req.mode;
+    out({ type: 'control_response', response: { subtype: 'success', request_id: id, response: { mode: permissionMode } } });
   } else if (req.subtype === 'interrupt') {
     out({ type: 'control_response', response: { subtype: 'success', request_id: id } });
     if (current) { current.interrupted = true; current.wake?.(); }

@@ -1,7 +1,7 @@
 import { ErrorCodes, ShoalError } from '@shoal/protocol';
 import type { Driver, DriverContext, ExecContext } from '../../driver.js';
 import { claudeMetrics } from './metrics.js';
-import { isExecutable, parseOptions, resolveCommand, UUID } from './options.js';
+import { checkLeaseChoice, isExecutable, parseOptions, resolveCommand, UUID } from './options.js';
 import { ClaudeSession } from './session.js';
 
 /**
@@ -77,6 +77,14 @@ export function claudeCliDriver(ctx: DriverContext): Driver<ClaudeSession> {
 
     async reset(s) {
       await s.reset();
+    },
+
+    checkLeaseOptions(o) {
+      checkLeaseChoice(opts.leaseOptions, o);
+    },
+
+    async prepare(s, o) {
+      await s.applyLease(o === undefined ? undefined : checkLeaseChoice(opts.leaseOptions, o));
     },
 
     async exec(s, op, args, { emit, signal, timeoutMs }: ExecContext) {

@@ -72,11 +72,37 @@ export interface ClaudeOptions {
   /** `--json-schema`: a JSON string (a mapping in YAML is serialised). */
   jsonSchema?: string;
   effort?: string;
+  /** What a client may choose per lease (`acquire {options}`); a key not here is refused. */
+  leaseOptions: LeaseAllow;
   /** Destroy: after stdin EOF, wait this long before SIGTERM (default 2 s)… */
   stopGraceMs: number;
   /** …and this long after SIGTERM before SIGKILL (default 5 s). */
   stopKillAfterMs: number;
 }
+
+/** The operator's allow-list for per-lease options. */
+export interface LeaseAllow {
+  model?: string[];
+  permissionMode?: string[];
+  /** Any text (up to 16 KB) may be appended to the system prompt. */
+  appendSystemPrompt?: boolean;
+  /** A lease may narrow the tools to a subset of these. */
+  allowedTools?: string[];
+  /** A lease may pick one of these working directories. */
+  cwd?: string[];
+}
+
+/** Per-lease choices, checked against the allow-list. */
+export interface LeaseChoice {
+  model?: string;
+  permissionMode?: string;
+  appendSystemPrompt?: string;
+  allowedTools?: string[];
+  cwd?: string;
+}
+
+const LEASE_KEYS = ['model', 'permission_mode', 'append_system_prompt', 'allowed_tools', 'cwd'] as const;
+const MAX_APPEND = 16 * 1024;
 
 /** What the SDKs pass to every CLI they spawn. */
 export const BASE_FLAGS = ['--output-format', 'stream-json', '--verbose', '--input-format', 'stream-json'] as const;
@@ -99,7 +125,7 @@ const KEYS = [
   'permission_mode', 'include_partial_messages', 'resume', 'session_id', 'fork_session', 'mcp_config', 'add_dirs', 'cwd',
   'cwd_root', 'env_allow', 'env', 'reset_mode', 'clear_timeout', 'interrupt_timeout', 'stderr_tail', 'rss_refresh',
   'allow_resume_op', 'clear_result_grace', 'stop_grace', 'stop_kill_after', 'stall_timeout', 'turn_timeout', 'private_config',
-  'session_persistence', 'max_budget_usd', 'fallback_model', 'settings', 'strict_mcp_config', 'json_schema', 'effort',
+  'session_persistence', 'max_budget_usd', 'fallback_model', 'settings', 'strict_mcp_config', 'json_schema', 'effort', 'lease_options',
 ] as const;
 
 export const EFFORTS = ['low', 'medium', 'high', 'xhigh', 'max'];
@@ -141,6 +167,77 @@ const duration = (o: Record<string, unknown>, key: string, dflt: number): number
     throw bad(key, v, 'expected a duration (300ms, 5s, 1m) or a number of ms');
   }
 };
+
+function parseLeaseAllow(v: unknown): LeaseAllow {
+  if (v === undefined || v === null) return {};
+  if (typeof v !== 'object' || Array.isArray(v)) throw bad('lease_options', v, 'expected a mapping of option: allowed values');
+  const o = v as Record<string, unknown>;
+  const unknown = Object.keys(o).find((k) => !(LEASE_KEYS as readonly string[]).includes(k));
+  if (unknown) throw bad(`lease_options.${unknown}`, o[unknown], `unknown; expected one of ${LEASE_KEYS.join(', ')}`);
+  const allow: LeaseAllow = {};
+  const model = list(o, 'model');
+  if (model) allow.model = model;
+  const modes = list(o, 'permission_mode');
+  if (modes) {
+    const badMode = modes.find((m) => !PERMISSION_MODES.includes(m));
+    if (badMode) throw bad('lease_options.permission_mode', badMode, `expected modes among ${PERMISSION_MODES.join(', ')}`);
+    allow.permissionMode = modes;
+  }
+  if (o.append_system_prompt !== undefined) allow.appendSystemPrompt = bool(o, 'append_system_prompt', false);
+  const tools = list(o, 'allowed_tools');
+  if (tools) allow.allowedTools = tools;
+  const dirs = list(o, 'cwd');
+  if (dirs) {
+    const rel = dirs.find((d) => !isAbsolute(d));
+    if (rel) throw bad('lease_options.cwd', rel, 'expected absolute paths');
+    allow.cwd = dirs;
+  }
+  return allow;
+}
+
+/**
+ * A client's per-lease options, checked against the pool's allow-list: a
+ * client never widens what the operator permits. BAD_REQUEST names what
+ * was refused; nothing here reaches a command line unchecked.
+ */
+export function checkLeaseChoice(allow: LeaseAllow, v: unknown): LeaseChoice {
+  const refuse = (why: string) => new ShoalError(ErrorCodes.BAD_REQUEST, `per-lease options: ${why}`, { details: { allowed: allow } });
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw refuse('expected a map');
+  const o = v as Record<string, unknown>;
+  const c: LeaseChoice = {};
+  for (const [k, val] of Object.entries(o)) {
+    if (val === undefined || val === null) continue;
+    switch (k) {
+      case 'model':
+        if (typeof val !== 'string' || !allow.model?.includes(val)) throw refuse(`model ${JSON.stringify(val)} is not allowed (allowed: ${allow.model?.join(', ') || 'none'})`);
+        c.model = val;
+        break;
+      case 'permission_mode':
+        if (typeof val !== 'string' || !allow.permissionMode?.includes(val)) throw refuse(`permission_mode ${JSON.stringify(val)} is not allowed (allowed: ${allow.permissionMode?.join(', ') || 'none'})`);
+        c.permissionMode = val;
+        break;
+      case 'append_system_prompt':
+        if (!allow.appendSystemPrompt) throw refuse('append_system_prompt is not allowed on this pool');
+        if (typeof val !== 'string' || val.length === 0 || val.length > MAX_APPEND) throw refuse(`append_system_prompt must be a string of 1 to ${MAX_APPEND} characters`);
+        c.appendSystemPrompt = val;
+        break;
+      case 'allowed_tools': {
+        if (!Array.isArray(val) || !val.every((t) => typeof t === 'string' && t !== '')) throw refuse('allowed_tools must be a list of tool names');
+        const outside = (val as string[]).find((t) => !allow.allowedTools?.includes(t));
+        if (outside !== undefined) throw refuse(`tool ${JSON.stringify(outside)} is not allowed (allowed: ${allow.allowedTools?.join(', ') || 'none'})`);
+        c.allowedTools = val as string[];
+        break;
+      }
+      case 'cwd':
+        if (typeof val !== 'string' || !allow.cwd?.includes(val)) throw refuse(`cwd ${JSON.stringify(val)} is not allowed (allowed: ${allow.cwd?.join(', ') || 'none'})`);
+        c.cwd = val;
+        break;
+      default:
+        throw refuse(`unknown option ${JSON.stringify(k)} (known: ${LEASE_KEYS.join(', ')})`);
+    }
+  }
+  return c;
+}
 
 /** A file path or a JSON string as given, or a mapping serialised to JSON. */
 function jsonOrPath(o: Record<string, unknown>, key: string, pathOk: boolean): string | undefined {
@@ -210,6 +307,7 @@ export function parseOptions(o: Record<string, unknown> = {}): ClaudeOptions {
   if (!isAbsolute(cwdRoot)) throw bad('cwd_root', cwdRoot, 'expected an absolute path');
 
   const opts: ClaudeOptions = {
+    leaseOptions: parseLeaseAllow(o.lease_options),
     command: str(o, 'command') ?? 'claude',
     args: list(o, 'args') ?? [],
     allowedTools: list(o, 'allowed_tools') ?? [],

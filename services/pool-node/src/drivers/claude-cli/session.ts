@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { ErrorCodes, ShoalError } from '@shoal/protocol';
 import { CliProcess, type ExitInfo } from './process.js';
 import type { CliMessage } from './lines.js';
-import { buildArgs, buildEnv, type ClaudeOptions } from './options.js';
+import { buildArgs, buildEnv, type ClaudeOptions, type LeaseChoice } from './options.js';
 
 /**
  * One pooled Claude session: a CLI process (replaced on respawn) and the
@@ -101,6 +101,13 @@ export class ClaudeSession {
   private home: { home: string; configDir: string } | undefined;
   /** Conversation ids of the current holder, whose transcripts a reset removes (and keeps removed). */
   private heldIds = new Set<string>();
+  /** The options of the running process: the pool's, with a lease's choices that need a respawn. */
+  private eff: ClaudeOptions;
+  /** A lease's working directory (one of `lease_options.cwd`), for the running process. */
+  private leaseCwd: string | undefined;
+  /** Model and permission mode as set by control requests (undefined: the process's flags). */
+  private liveModel: string | undefined;
+  private liveMode: string | undefined;
   /** When stdout last said anything (hang watchdog). */
   private lastOutputAt = 0;
   /** The last lines of stdout, a ring, for a stall report. */
@@ -115,7 +122,9 @@ export class ClaudeSession {
     private readonly opts: ClaudeOptions,
     private readonly command: string,
     private readonly hooks: SessionHooks,
-  ) {}
+  ) {
+    this.eff = opts;
+  }
 
   get pid(): number | undefined {
     return this.proc?.pid;
@@ -185,8 +194,8 @@ export class ClaudeSession {
     const onAbort = () => ac.abort(signal?.reason);
     if (signal?.aborted) onAbort();
     else signal?.addEventListener('abort', onAbort, { once: true });
-    const args = buildArgs(this.opts, { sessionId: run.sessionId, resume: run.resume });
-    const proc = new CliProcess({ command: this.command, args, env: buildEnv(this.opts, process.env, this.home), cwd: this.workDir!, stderrTailBytes: this.opts.stderrTailBytes }, (m, line) => this.onMessage(proc, m, line), { onSkip: () => this.hooks.skipped(), onChunkEnd: () => this.onChunk(proc) });
+    const args = buildArgs(this.eff, { sessionId: run.sessionId, resume: run.resume });
+    const proc = new CliProcess({ command: this.command, args, env: buildEnv(this.opts, process.env, this.home), cwd: this.leaseCwd ?? this.workDir!, stderrTailBytes: this.opts.stderrTailBytes }, (m, line) => this.onMessage(proc, m, line), { onSkip: () => this.hooks.skipped(), onChunkEnd: () => this.onChunk(proc) });
     this.proc = proc;
     this.sessionId = run.sessionId;
     this.heldIds.add(run.sessionId);
@@ -290,6 +299,71 @@ export class ClaudeSession {
     if (rss !== undefined) this.rssBytes = rss;
     else if (!this.alive) this.rssBytes = 0;
     return this.rssBytes;
+  }
+
+  // ---- per-lease options ------------------------------------------------
+
+  /**
+   * Make the session what a lease asked for (checked against the allow-list
+   * already), or the pool's defaults again (`undefined`). Model and
+   * permission mode go through the CLI's `set_model` / `set_permission_mode`
+   * control requests; the system prompt, tools and working directory exist
+   * only as flags, so they respawn the process.
+   */
+  async applyLease(c: LeaseChoice | undefined): Promise<void> {
+    if (this.state !== 'idle') throw this.busy('per-lease options');
+    const o = this.opts;
+    const want = {
+      model: c?.model ?? o.model, mode: c?.permissionMode ?? o.permissionMode,
+      append: c?.appendSystemPrompt ?? o.appendSystemPrompt, tools: c?.allowedTools ?? o.allowedTools, cwd: c?.cwd,
+    };
+    const flagsChange = want.append !== this.eff.appendSystemPrompt || want.tools.join(',') !== this.eff.allowedTools.join(',') || want.cwd !== this.leaseCwd;
+    if (flagsChange) {
+      const eff: ClaudeOptions = { ...o, allowedTools: want.tools };
+      if (want.append !== undefined) eff.appendSystemPrompt = want.append; else delete eff.appendSystemPrompt;
+      if (want.model !== undefined) eff.model = want.model; else delete eff.model;
+      if (want.mode !== undefined) eff.permissionMode = want.mode; else delete eff.permissionMode;
+      this.eff = eff;
+      this.leaseCwd = want.cwd;
+      this.liveModel = this.liveMode = undefined;
+      await this.respawn();
+      this.model = want.model ?? this.model;
+      return;
+    }
+    const model = this.liveModel ?? this.eff.model;
+    if (want.model !== model) {
+      await this.ask({ subtype: 'set_model', model: want.model ?? 'default' });
+      this.liveModel = want.model ?? 'default';
+      this.model = want.model ?? this.model;
+    }
+    const mode = this.liveMode ?? this.eff.permissionMode ?? 'default';
+    if ((want.mode ?? 'default') !== mode) {
+      await this.ask({ subtype: 'set_permission_mode', mode: want.mode ?? 'default' });
+      this.liveMode = want.mode ?? 'default';
+    }
+  }
+
+  /**
+   * A control request that must be answered within `interrupt_timeout`; a
+   * CLI that does not answer is hung: killed (the pool replaces it), and the
+   * caller gets SESSION_STALLED.
+   */
+  private async ask(request: Record<string, unknown>): Promise<void> {
+    const proc = this.proc;
+    if (!proc || !this.alive) throw this.deadError();
+    const { response } = proc.control(request);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((r) => { timer = setTimeout(() => r('late'), this.opts.interruptTimeoutMs); });
+    try {
+      if ((await Promise.race([response, late])) === 'late') {
+        this.hooks.stalled('control', 'killed');
+        this.hooks.log('warn', 'claude did not answer a control request in time; killing it', { resourceId: this.resourceId, request: request.subtype, timeoutMs: this.opts.interruptTimeoutMs });
+        proc.killGroup('SIGKILL');
+        throw new ShoalError(ErrorCodes.SESSION_STALLED, `claude session ${this.sessionId} did not answer ${String(request.subtype)} within ${this.opts.interruptTimeoutMs} ms; killed`, { details: { retryable: true, request: request.subtype, lastLines: this.recentLines() } });
+      }
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   // ---- turns -------------------------------------------------------------
