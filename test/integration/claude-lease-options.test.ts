@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -125,5 +126,27 @@ describe('claude-cli per-lease options (SDK, balancer, pool-node, stand-in CLI)'
     // Nothing was taken: the one session is free at once.
     const lease = await client.acquire('claude', { timeoutMs: 2000 });
     await lease.release();
+  });
+
+  it('shoal status shows tokens and USD by client name (turns of two clients, summed from the nodes)', async () => {
+    const other = await connect({ servers: [nats.url], name: 'billing-api' });
+    try {
+      await other.exec('claude', 'send', { content: 'bill me please' });
+      await other.exec('claude', 'send', { content: 'and again' });
+    } finally {
+      await other.close();
+    }
+    const run = (args: string[]) => new Promise<string>((resolve, reject) => {
+      execFile(process.execPath, [join(ROOT, 'bin', 'shoal.js'), ...args], { env: { ...process.env, NO_COLOR: '1', SHOAL_NATS_URL: nats.url }, timeout: 20_000 }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}: ${stderr}`)) : resolve(stdout)));
+    });
+    const json = JSON.parse(await run(['status', '--json'])) as { claudeCosts: { pool: string; client: string; turns: number; outputTokens: number; costUsd: number }[] };
+    const billing = json.claudeCosts.find((c) => c.pool === 'claude' && c.client === 'billing-api');
+    expect(billing).to.include({ turns: 2 });
+    expect(billing!.outputTokens).to.be.greaterThan(0);
+    expect(billing!.costUsd).to.be.greaterThan(0);
+    expect(json.claudeCosts.some((c) => c.client === 'claude-opts')).to.equal(true);
+    const text = await run(['status']);
+    expect(text).to.contain('claude cost by client');
+    expect(text).to.match(/claude\s+billing-api\s+2\s+/);
   });
 });

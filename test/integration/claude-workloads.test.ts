@@ -58,9 +58,9 @@ describe('claude-cli driver for real workloads (in-process, stand-in CLI)', func
     return { d, s };
   }
 
-  const send = (d: Driver<ClaudeSession>, s: ClaudeSession, content: unknown, timeoutMs?: number) => {
+  const send = (d: Driver<ClaudeSession>, s: ClaudeSession, content: unknown, timeoutMs?: number, client?: string) => {
     const events: CliMessage[] = [];
-    const result = d.exec(s, 'send', { content }, { emit: (e) => events.push(e as CliMessage), signal: new AbortController().signal, timeoutMs }) as Promise<CliMessage>;
+    const result = d.exec(s, 'send', { content }, { emit: (e) => events.push(e as CliMessage), signal: new AbortController().signal, timeoutMs, client }) as Promise<CliMessage>;
     return { events, result };
   };
 
@@ -193,6 +193,33 @@ describe('claude-cli driver for real workloads (in-process, stand-in CLI)', func
       const { d, s } = await session({ private_config: false, env: { HOME: home } });
       const r = configReport(String((await send(d, s, '[[list_config]]').result).result));
       expect(r.home).to.equal(home);
+    });
+  });
+
+  describe('cost per client', () => {
+    const sum = (text: string, re: RegExp) => Number(re.exec(text)?.[1] ?? NaN);
+
+    it('counts each turn\'s own cost (the CLI reports a running total) by the holder\'s client name; api_retry by status', async () => {
+      const registry = new Registry();
+      const { d, s } = await session({}, registry);
+      const a1 = await send(d, s, 'one two three', undefined, 'alpha').result;
+      const a2 = await send(d, s, 'four five six seven', undefined, 'alpha').result;
+      // The stand-in, like the CLI, reports the conversation's running total.
+      expect(a2.total_cost_usd as number).to.be.greaterThan(a1.total_cost_usd as number);
+      await d.reset(s);
+      const b1 = await send(d, s, 'eight [[api_retry=529]]', undefined, 'beta').result;
+      const alpha = a2.total_cost_usd as number;
+      const beta = b1.total_cost_usd as number;
+      const m = await registry.metrics();
+      expect(sum(m, /shoal_claude_client_cost_usd_total\{pool="claude",node="t",client="alpha"\} ([\d.e-]+)/)).to.be.closeTo(alpha, 1e-9);
+      expect(sum(m, /shoal_claude_client_cost_usd_total\{pool="claude",node="t",client="beta"\} ([\d.e-]+)/)).to.be.closeTo(beta, 1e-9);
+      expect(sum(m, /shoal_claude_cost_usd_total\{pool="claude",node="t"\} ([\d.e-]+)/)).to.be.closeTo(alpha + beta, 1e-9);
+      expect(m).to.match(/shoal_claude_client_tokens_total\{pool="claude",node="t",client="alpha",type="output"\} \d+/);
+      expect(m).to.match(/shoal_claude_api_retries_total\{pool="claude",node="t",status="529"\} 3/);
+      const clients = (d.stats!({} as never) as { clients: Record<string, { turns: number; cost_usd: number }> }).clients;
+      expect(clients.alpha).to.include({ turns: 2 });
+      expect(clients.alpha!.cost_usd).to.be.closeTo(alpha, 1e-9);
+      expect(clients.beta).to.include({ turns: 1 });
     });
   });
 });

@@ -121,7 +121,7 @@ function save() {
   if (!persist) return;
   try {
     mkdirSync(projectDir, { recursive: true });
-    writeFileSync(sessionFile(sessionId), JSON.stringify({ sessionId, turns: conv.turns, first: conv.first, words: conv.words }));
+    writeFileSync(sessionFile(sessionId), JSON.stringify({ sessionId, turns: conv.turns, first: conv.first, words: conv.words, cost: conv.cost ?? 0 }));
   } catch { /* a read-only store only loses resumability */ }
 }
 
@@ -137,7 +137,7 @@ if (resume !== undefined) {
     process.exit(1);
   }
   const stored = JSON.parse(readFileSync(sessionFile(resume), 'utf8'));
-  conv = { turns: stored.turns, first: stored.first, words: stored.words ?? 0 };
+  conv = { turns: stored.turns, first: stored.first, words: stored.words ?? 0, cost: stored.cost ?? 0 };
   sessionId = flags['--fork-session'] ? (wanted ?? randomUUID()) : resume;
 } else {
   if (wanted !== undefined && existsSync(sessionFile(wanted))) die(`Error: Session ID ${wanted} is already in use.`);
@@ -291,7 +291,7 @@ async function runTurn(content) {
     out({ type: 'user', message: { role: 'user', content: [{ type: 'text', text: '[Request interrupted by user]' }] }, parent_tool_use_id: null, session_id: sessionId, uuid: randomUUID(), timestamp: new Date().toISOString() });
     out({
       type: 'result', subtype: 'error_during_execution', duration_ms: Date.now() - started, duration_api_ms: 0, is_error: true, num_turns: 2, stop_reason: null,
-      session_id: sessionId, total_cost_usd: 0, usage: usage(0, 0), modelUsage: {}, permission_denials: [], terminal_reason: 'aborted_streaming',
+      session_id: sessionId, total_cost_usd: conv.cost ?? 0, usage: usage(0, 0), modelUsage: {}, permission_denials: [], terminal_reason: 'aborted_streaming',
       fast_mode_state: 'off', uuid: randomUUID(), errors: ['[ede_diagnostic] result_type=user last_content_type=n/a stop_reason=null'],
     });
   } else {
@@ -308,9 +308,11 @@ async function runTurn(content) {
       parent_tool_use_id: null, session_id: sessionId, uuid: randomUUID(),
     });
     const cost = apiError ? 0 : inTok * 3e-6 + outTok * 15e-6;
+    // As the real CLI: total_cost_usd is the conversation's running total (reset by /clear), not this turn's.
+    conv.cost = (conv.cost ?? 0) + cost;
     out({
       type: 'result', subtype: 'success', is_error: apiError, duration_ms: Date.now() - started, duration_api_ms: Date.now() - started, num_turns: 1, result: resultText,
-      stop_reason: apiError ? 'stop_sequence' : 'end_turn', session_id: sessionId, total_cost_usd: cost, usage: usage(apiError ? 0 : inTok, apiError ? 0 : outTok),
+      stop_reason: apiError ? 'stop_sequence' : 'end_turn', session_id: sessionId, total_cost_usd: conv.cost, usage: usage(apiError ? 0 : inTok, apiError ? 0 : outTok),
       modelUsage: apiError ? {} : { [model]: { inputTokens: inTok, outputTokens: outTok, cacheReadInputTokens: 0, cacheCreationInputTokens: 0, webSearchRequests: 0, costUSD: cost, contextWindow: 200000, maxOutputTokens: 32000 } },
       permission_denials: [], fast_mode_state: 'off', uuid: randomUUID(),
     });

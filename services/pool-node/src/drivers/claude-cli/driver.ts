@@ -51,7 +51,8 @@ export function claudeCliDriver(ctx: DriverContext): Driver<ClaudeSession> {
         throw new ShoalError(ErrorCodes.DRIVER_ERROR, `claude command not found: ${opts.command} (looked in PATH and node_modules/.bin; set the pool's options.command)`, { details: { command: opts.command, looked: found.looked.slice(0, 20) } });
       }
       const s = new ClaudeSession(resourceId, opts, found.path, {
-        turnEnded: (outcome, ms, result) => metrics.turn(outcome, ms, result),
+        turnEnded: (outcome, ms, result, client, costUsd) => metrics.turn(outcome, ms, result, client, costUsd),
+        apiRetry: (status) => metrics.apiRetry(status),
         stateChanged: () => {},
         skipped: () => metrics.skipped(),
         stalled: (stage, action) => metrics.stalled(stage, action),
@@ -87,19 +88,19 @@ export function claudeCliDriver(ctx: DriverContext): Driver<ClaudeSession> {
       await s.applyLease(o === undefined ? undefined : checkLeaseChoice(opts.leaseOptions, o));
     },
 
-    async exec(s, op, args, { emit, signal, timeoutMs }: ExecContext) {
+    async exec(s, op, args, { emit, signal, timeoutMs, client }: ExecContext) {
       const a = (args ?? {}) as Record<string, unknown>;
       if (typeof a !== 'object' || Array.isArray(a)) throw new ShoalError(ErrorCodes.BAD_REQUEST, `claude-cli op ${op}: args must be an object`);
       switch (op) {
         case 'send':
           if (a.raw !== undefined && typeof a.raw !== 'boolean') throw new ShoalError(ErrorCodes.BAD_REQUEST, 'send: raw must be true or false');
-          return s.send(a.content, emit, signal, a.raw === true, timeoutMs);
+          return s.send(a.content, emit, signal, a.raw === true, timeoutMs, client);
         case 'interrupt':
           return s.interrupt();
         case 'info':
           return {
             session_id: s.sessionId, model: s.model, state: s.state, pid: s.pid, turns: s.turns, conversation_turns: s.conversationTurns,
-            rss_bytes: await s.refreshRss(), non_json_lines: s.nonJsonLines, stderr_tail: s.stderrTail,
+            rss_bytes: await s.refreshRss(), non_json_lines: s.nonJsonLines, stderr_tail: s.stderrTail, rate_limit: s.rateLimit,
           };
         case 'resume': {
           if (!opts.allowResumeOp) throw new ShoalError(ErrorCodes.UNSUPPORTED_OP, `pool ${ctx.poolName} does not allow the resume op (options.allow_resume_op)`);
@@ -124,6 +125,11 @@ export function claudeCliDriver(ctx: DriverContext): Driver<ClaudeSession> {
 
     describe(s) {
       return s.model ? { session_id: s.sessionId, model: s.model } : { session_id: s.sessionId };
+    },
+
+    /** For node status and `shoal status`: tokens and cost by the holders' client names. */
+    stats() {
+      return { clients: Object.fromEntries(metrics.clients) };
     },
 
     routes(pool) {

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { ErrorCodes, ShoalError } from '@shoal/protocol';
 import { CliProcess, type ExitInfo } from './process.js';
 import type { CliMessage } from './lines.js';
+import { isApiRetry, isRateLimit, isResult, turnCost, type ResultLine } from './messages.js';
 import { buildArgs, buildEnv, type ClaudeOptions, type LeaseChoice } from './options.js';
 
 /**
@@ -24,7 +25,9 @@ export type TurnOutcome = 'success' | 'error' | 'interrupted' | 'crashed' | 'can
 
 export interface SessionHooks {
   /** A user turn (not a /clear) ended. `result` is the CLI's result line when there was one. */
-  turnEnded(outcome: TurnOutcome, ms: number, result?: CliMessage): void;
+  turnEnded(outcome: TurnOutcome, ms: number, result?: ResultLine, client?: string, costUsd?: number): void;
+  /** The CLI retried an API call (`api_retry`): its HTTP status, null without a response. */
+  apiRetry?(status: number | null): void;
   stateChanged(from: SessionState, to: SessionState): void;
   /** A stdout line was not a JSON object (or too long) and was skipped. */
   skipped(): void;
@@ -52,6 +55,8 @@ interface Turn {
   delta: string;
   /** Events streamed so far. */
   events: number;
+  /** The holder's client name, for cost per client. */
+  client: string | undefined;
   /** Settles the caller's promise; idempotent. */
   settle(err: ShoalError | undefined, result?: CliMessage): void;
   /** Resolves when the turn is over, whatever the outcome (for reset/validate to wait on). */
@@ -108,6 +113,10 @@ export class ClaudeSession {
   /** Model and permission mode as set by control requests (undefined: the process's flags). */
   private liveModel: string | undefined;
   private liveMode: string | undefined;
+  /** `total_cost_usd` of the conversation's last result: the CLI reports a running total. */
+  private costTotal = 0;
+  /** The last `rate_limit_event` seen (subscription limits), for `info`. */
+  rateLimit: Record<string, unknown> | undefined;
   /** When stdout last said anything (hang watchdog). */
   private lastOutputAt = 0;
   /** The last lines of stdout, a ring, for a stall report. */
@@ -199,6 +208,7 @@ export class ClaudeSession {
     this.proc = proc;
     this.sessionId = run.sessionId;
     this.heldIds.add(run.sessionId);
+    this.costTotal = 0;
     proc.done.then((e) => this.onExit(proc, e));
     try {
       await new Promise<void>((resolve, reject) => {
@@ -386,13 +396,14 @@ export class ClaudeSession {
    * lines). The session becomes idle when the CLI's result arrives, or is
    * killed if it does not come within `interrupt_timeout`.
    */
-  send(content: unknown, emit: Turn['emit'], signal?: AbortSignal, raw = false, timeoutMs?: number): Promise<CliMessage> {
+  send(content: unknown, emit: Turn['emit'], signal?: AbortSignal, raw = false, timeoutMs?: number, client?: string): Promise<CliMessage> {
     const body = checkContent(content);
     if (this.state === 'dead' || !this.alive) return Promise.reject(this.deadError());
     if (this.state !== 'idle') return Promise.reject(this.busy('send'));
     if (signal?.aborted) return Promise.reject(signal.reason);
     const p = this.begin('send', emit, raw);
     const t = this.turn!;
+    t.client = client;
     if (raw) this.proc!.reader.raw = (line) => { if (this.turn === t) { t.text += line + '\n'; this.keepLine(line); } };
     this.proc!.write({ type: 'user', message: { role: 'user', content: body }, parent_tool_use_id: null, session_id: 'default' });
     this.turns++;
@@ -468,7 +479,7 @@ export class ClaudeSession {
       let settled = false;
       const t: Turn = {
         kind, emit, text: raw ? '' : undefined, startedAt: now(), interrupted: false, killTimer: undefined, stallTimer: undefined, deadlineTimer: undefined, cut: undefined,
-        partial: '', delta: '', events: 0, over,
+        partial: '', delta: '', events: 0, client: undefined, over,
         settle: (err, result) => {
           if (settled) return;
           settled = true;
@@ -630,13 +641,23 @@ export class ClaudeSession {
       if (typeof m.model === 'string') this.model = m.model;
     } else if (m.type === 'control_request') {
       this.answerControl(proc, m);
+    } else if (isApiRetry(m)) {
+      this.hooks.apiRetry?.(typeof m.error_status === 'number' ? m.error_status : null);
+    } else if (isRateLimit(m)) {
+      this.rateLimit = m.rate_limit_info as unknown as Record<string, unknown>;
     }
     const t = this.turn;
     if (!t) return;
-    if (m.type === 'result') {
+    if (isResult(m)) {
       this.flushText();
       if (typeof m.session_id === 'string') { this.sessionId = m.session_id; this.heldIds.add(m.session_id); }
-      if (t.kind === 'send') this.hooks.turnEnded(t.cut ?? (t.interrupted ? 'interrupted' : m.is_error === true ? 'error' : 'success'), now() - t.startedAt, m);
+      if (t.kind === 'send') {
+        const { cost, total } = turnCost(m, this.costTotal);
+        this.costTotal = total;
+        this.hooks.turnEnded(t.cut ?? (t.interrupted ? 'interrupted' : m.is_error === true ? 'error' : 'success'), now() - t.startedAt, m, t.client, cost);
+      } else {
+        this.costTotal = 0; // /clear starts a new running total
+      }
       this.endTurn(t);
       this.setState('idle');
       t.settle(undefined, m);
