@@ -222,4 +222,17 @@ describe('claude-cli driver for real workloads (in-process, stand-in CLI)', func
       expect(clients.beta).to.include({ turns: 1 });
     });
   });
+
+  describe('account limits (in one process)', () => {
+    it('a 429 from the API holds the account\'s next turns on this node for at least a second', async () => {
+      const d = driver({ account: { key: 'acct', max_concurrent_turns: 4 } });
+      const s1 = await d.create({ resourceId: 'a1', signal: new AbortController().signal });
+      const s2 = await d.create({ resourceId: 'a2', signal: new AbortController().signal });
+      made.push({ d, s: s1 }, { d, s: s2 });
+      await send(d, s1, 'first [[api_retry=429]]').result;
+      const t0 = Date.now();
+      await send(d, s2, 'second').result;
+      expect(Date.now() - t0).to.be.greaterThan(600);
+    });
+  });
 });

@@ -1,5 +1,6 @@
 import type { Registry } from 'prom-client';
 import type { Clock } from './clock.js';
+import type { GateProvider } from './turn-gate.js';
 
 /**
  * What a pool needs from a kind of resource. Every method may be slow and may
@@ -81,6 +82,8 @@ export interface DriverContext {
   /** Driver options from the pool's config, as written. */
   options: Record<string, unknown>;
   poolName: string;
+  /** Cluster-wide caps on work at once per key (the node's `shoal_turns` KV bucket); a local stand-in when absent. */
+  gates?: GateProvider;
 }
 
 export type DriverFactory = (ctx: DriverContext) => Driver;

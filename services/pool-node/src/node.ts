@@ -9,6 +9,7 @@ import type { Driver, DriverFactory } from './driver.js';
 import { NodeMetrics } from './metrics.js';
 import { Pool, type PoolSettings } from './pool.js';
 import { StreamOut } from './stream-out.js';
+import { kvGates, type GateProvider } from './turn-gate.js';
 
 export interface NodePoolSettings extends PoolSettings {
   driver: string;
@@ -53,6 +54,8 @@ export class PoolNode extends Actor {
   private cpuPrevAt = Date.now();
   private cpuShare = 0;
   private drainPromise: Promise<{ revoked: number }> | undefined;
+  /** Cluster-wide caps (claude-cli `account.max_concurrent_turns`), opened on first use only. */
+  private readonly gates: GateProvider;
   /** Largest payload any pool accepts; checked before decoding anything. */
   private readonly maxPayload: number;
 
@@ -68,8 +71,9 @@ export class PoolNode extends Actor {
     this.nodeId = nodeId;
     this.s = subjects(cfg.prefix);
     this.metrics = new NodeMetrics(nodeId, () => this.pools.values(), () => this.inFlight);
+    this.gates = kvGates(nc, nodeId);
     for (const [name, pc] of Object.entries(cfg.pools)) {
-      const driver = driverFor(pc.driver)({ clock, random: Math.random, options: pc.options, poolName: name, registry: this.metrics.registry, labels: { pool: name, node: nodeId }, log: this.log.child({ pool: name }) });
+      const driver = driverFor(pc.driver)({ clock, random: Math.random, options: pc.options, poolName: name, registry: this.metrics.registry, labels: { pool: name, node: nodeId }, log: this.log.child({ pool: name }), gates: this.gates });
       this.drivers.set(name, driver);
       this.pools.set(name, new Pool(pc, driver, clock, Math.random, this.metrics.observer(name, driver.kind, this.log)));
       this.inFlightByPool.set(name, 0);

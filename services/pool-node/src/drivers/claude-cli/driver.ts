@@ -3,6 +3,19 @@ import type { Driver, DriverContext, ExecContext } from '../../driver.js';
 import { claudeMetrics } from './metrics.js';
 import { checkLeaseChoice, isExecutable, parseOptions, resolveCommand, UUID } from './options.js';
 import { ClaudeSession } from './session.js';
+import { localGates } from '../../turn-gate.js';
+
+/** Starts of one account on this node, spaced by `ms` (sessions spawned back to back get throttled). */
+const lastStart = new Map<string, number>();
+function startStagger(key: string, ms: number): () => Promise<void> {
+  return async () => {
+    if (ms <= 0) return;
+    const now = Date.now();
+    const at = Math.max(now, (lastStart.get(key) ?? -Infinity) + ms);
+    lastStart.set(key, at);
+    if (at > now) await new Promise((r) => setTimeout(r, at - now));
+  };
+}
 
 /**
  * `claude-cli`: one resource = one Claude Code CLI process in stream-json
@@ -24,6 +37,9 @@ export function claudeCliDriver(ctx: DriverContext): Driver<ClaudeSession> {
   const sessions = new Set<ClaudeSession>();
   let command: string | undefined;
   const metrics = claudeMetrics(ctx.registry, ctx.labels ?? { pool: ctx.poolName }, function* () { for (const s of sessions) yield s.state; });
+  // The account's cap on turns at once across the cluster, and the spacing of session starts on this node.
+  const gate = opts.account && opts.account.maxConcurrentTurns > 0 ? (ctx.gates ?? localGates()).gate(opts.account.key, opts.account.maxConcurrentTurns) : undefined;
+  const stagger = opts.account ? startStagger(opts.account.key, opts.account.startStaggerMs) : async () => {};
   const log = (level: 'debug' | 'info' | 'warn', msg: string, fields?: Record<string, unknown>) => ctx.log?.[level](msg, { pool: ctx.poolName, ...fields });
 
   // RSS is read from /proc on this timer (and on validate, and after each turn), never on usage().
@@ -52,7 +68,12 @@ export function claudeCliDriver(ctx: DriverContext): Driver<ClaudeSession> {
       }
       const s = new ClaudeSession(resourceId, opts, found.path, {
         turnEnded: (outcome, ms, result, client, costUsd) => metrics.turn(outcome, ms, result, client, costUsd),
-        apiRetry: (status) => metrics.apiRetry(status),
+        apiRetry: (status, delayMs) => {
+          metrics.apiRetry(status);
+          // Rate limited or overloaded: hold new turns of this account on this node for the CLI's own delay.
+          if (gate && (status === 429 || status === 529)) gate.pause(Math.max(1000, delayMs));
+        },
+        ...(gate ? { gate } : {}),
         stateChanged: () => {},
         skipped: () => metrics.skipped(),
         stalled: (stage, action) => metrics.stalled(stage, action),
@@ -60,6 +81,7 @@ export function claudeCliDriver(ctx: DriverContext): Driver<ClaudeSession> {
       });
       sessions.add(s);
       try {
+        await stagger();
         await s.start(signal);
       } catch (err) {
         sessions.delete(s);

@@ -72,6 +72,12 @@ export interface ClaudeOptions {
   /** `--json-schema`: a JSON string (a mapping in YAML is serialised). */
   jsonSchema?: string;
   effort?: string;
+  /**
+   * The credential these sessions use, by a name (never the secret): turns
+   * at once across the cluster under this name are capped, and session
+   * starts on this node are spaced.
+   */
+  account?: { key: string; maxConcurrentTurns: number; startStaggerMs: number };
   /** What a client may choose per lease (`acquire {options}`); a key not here is refused. */
   leaseOptions: LeaseAllow;
   /** Destroy: after stdin EOF, wait this long before SIGTERM (default 2 s)… */
@@ -125,7 +131,7 @@ const KEYS = [
   'permission_mode', 'include_partial_messages', 'resume', 'session_id', 'fork_session', 'mcp_config', 'add_dirs', 'cwd',
   'cwd_root', 'env_allow', 'env', 'reset_mode', 'clear_timeout', 'interrupt_timeout', 'stderr_tail', 'rss_refresh',
   'allow_resume_op', 'clear_result_grace', 'stop_grace', 'stop_kill_after', 'stall_timeout', 'turn_timeout', 'private_config',
-  'session_persistence', 'max_budget_usd', 'fallback_model', 'settings', 'strict_mcp_config', 'json_schema', 'effort', 'lease_options',
+  'session_persistence', 'max_budget_usd', 'fallback_model', 'settings', 'strict_mcp_config', 'json_schema', 'effort', 'lease_options', 'account',
 ] as const;
 
 export const EFFORTS = ['low', 'medium', 'high', 'xhigh', 'max'];
@@ -167,6 +173,22 @@ const duration = (o: Record<string, unknown>, key: string, dflt: number): number
     throw bad(key, v, 'expected a duration (300ms, 5s, 1m) or a number of ms');
   }
 };
+
+const KEY_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+
+function parseAccount(v: unknown): ClaudeOptions['account'] {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'object' || Array.isArray(v)) throw bad('account', v, 'expected a mapping {key, max_concurrent_turns, start_stagger}');
+  const o = v as Record<string, unknown>;
+  const unknown = Object.keys(o).find((k) => !['key', 'max_concurrent_turns', 'start_stagger'].includes(k));
+  if (unknown) throw bad(`account.${unknown}`, o[unknown], 'unknown; expected key, max_concurrent_turns, start_stagger');
+  const key = o.key;
+  if (typeof key !== 'string' || !KEY_NAME.test(key)) throw bad('account.key', key, 'expected a name (A-Z a-z 0-9 _ -, up to 64): the credential\'s name, never the secret');
+  if (/^(sk-|sk_)/.test(key)) throw bad('account.key', '(hidden)', 'looks like a secret; name the credential instead');
+  const cap = o.max_concurrent_turns === undefined ? 0 : Number(o.max_concurrent_turns);
+  if (!Number.isInteger(cap) || cap < 0 || cap > 10_000) throw bad('account.max_concurrent_turns', o.max_concurrent_turns, 'expected an integer from 0 (no cap) to 10000');
+  return { key, maxConcurrentTurns: cap, startStaggerMs: duration(o, 'start_stagger', 0) };
+}
 
 function parseLeaseAllow(v: unknown): LeaseAllow {
   if (v === undefined || v === null) return {};
@@ -306,7 +328,9 @@ export function parseOptions(o: Record<string, unknown> = {}): ClaudeOptions {
   const cwdRoot = str(o, 'cwd_root') ?? join(tmpdir(), 'shoal-claude');
   if (!isAbsolute(cwdRoot)) throw bad('cwd_root', cwdRoot, 'expected an absolute path');
 
+  const account = parseAccount(o.account);
   const opts: ClaudeOptions = {
+    ...(account ? { account } : {}),
     leaseOptions: parseLeaseAllow(o.lease_options),
     command: str(o, 'command') ?? 'claude',
     args: list(o, 'args') ?? [],

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { ErrorCodes, ShoalError } from '@shoal/protocol';
 import { CliProcess, type ExitInfo } from './process.js';
 import type { CliMessage } from './lines.js';
+import type { Gate } from '../../turn-gate.js';
 import { isApiRetry, isRateLimit, isResult, turnCost, type ResultLine } from './messages.js';
 import { buildArgs, buildEnv, type ClaudeOptions, type LeaseChoice } from './options.js';
 
@@ -26,8 +27,10 @@ export type TurnOutcome = 'success' | 'error' | 'interrupted' | 'crashed' | 'can
 export interface SessionHooks {
   /** A user turn (not a /clear) ended. `result` is the CLI's result line when there was one. */
   turnEnded(outcome: TurnOutcome, ms: number, result?: ResultLine, client?: string, costUsd?: number): void;
-  /** The CLI retried an API call (`api_retry`): its HTTP status, null without a response. */
-  apiRetry?(status: number | null): void;
+  /** The CLI retried an API call (`api_retry`): its HTTP status, null without a response; and the delay it announced. */
+  apiRetry?(status: number | null, delayMs: number): void;
+  /** The account's cap on turns at once (cluster-wide), if the pool has one. */
+  gate?: Gate;
   stateChanged(from: SessionState, to: SessionState): void;
   /** A stdout line was not a JSON object (or too long) and was skipped. */
   skipped(): void;
@@ -57,6 +60,10 @@ interface Turn {
   events: number;
   /** The holder's client name, for cost per client. */
   client: string | undefined;
+  /** Waiting for the account's cap: ends the turn before the CLI saw it. */
+  dequeue?: (err: ShoalError) => void;
+  /** Gives the account's slot back. */
+  release?: () => void;
   /** Settles the caller's promise; idempotent. */
   settle(err: ShoalError | undefined, result?: CliMessage): void;
   /** Resolves when the turn is over, whatever the outcome (for reset/validate to wait on). */
@@ -404,21 +411,45 @@ export class ClaudeSession {
     const p = this.begin('send', emit, raw);
     const t = this.turn!;
     t.client = client;
-    if (raw) this.proc!.reader.raw = (line) => { if (this.turn === t) { t.text += line + '\n'; this.keepLine(line); } };
-    this.proc!.write({ type: 'user', message: { role: 'user', content: body }, parent_tool_use_id: null, session_id: 'default' });
-    this.turns++;
-    this.conversationTurns++;
-    this.lastOutputAt = now();
-    if (this.opts.stallTimeoutMs > 0) this.watch(t, this.opts.stallTimeoutMs);
+    const go = () => {
+      if (raw) this.proc!.reader.raw = (line) => { if (this.turn === t) { t.text += line + '\n'; this.keepLine(line); } };
+      this.proc!.write({ type: 'user', message: { role: 'user', content: body }, parent_tool_use_id: null, session_id: 'default' });
+      this.turns++;
+      this.conversationTurns++;
+      this.lastOutputAt = now();
+      if (this.opts.stallTimeoutMs > 0) this.watch(t, this.opts.stallTimeoutMs);
+    };
+    const gate = this.hooks.gate;
+    if (!gate) go();
+    else {
+      // The account's cap: wait for a slot (fairly per client) before the CLI sees the message.
+      const ac = new AbortController();
+      t.dequeue = (err) => {
+        ac.abort(err);
+        if (this.turn !== t) return;
+        this.hooks.turnEnded(err.code === ErrorCodes.TURN_TIMEOUT ? 'timeout' : 'cancelled', now() - t.startedAt, undefined, t.client, 0);
+        t.settle(err);
+        this.endTurn(t);
+        this.setState('idle');
+      };
+      gate.acquire(client, ac.signal).then((release) => {
+        if (this.turn !== t || !this.alive) { release(); return; }
+        t.release = release;
+        t.dequeue = undefined;
+        go();
+      }, () => { /* gave up waiting: dequeue ended the turn */ });
+    }
     if (timeoutMs !== undefined && timeoutMs > 0) {
       t.deadlineTimer = setTimeout(() => this.cut(t, 'timeout', new ShoalError(ErrorCodes.TURN_TIMEOUT,
-        `claude turn took longer than its deadline of ${timeoutMs} ms; interrupted`, { details: { retryable: false, timeoutMs, sessionId: this.sessionId, partialText: t.partial + t.delta, events: t.events } })), timeoutMs);
+        `claude turn took longer than its deadline of ${timeoutMs} ms${t.dequeue ? ' (still waiting for the account\'s turn cap)' : '; interrupted'}`, { details: { retryable: false, timeoutMs, sessionId: this.sessionId, partialText: t.partial + t.delta, events: t.events } })), timeoutMs);
     }
     if (signal) {
       const onAbort = () => {
         if (this.turn !== t) return;
+        const err = signal.reason instanceof ShoalError ? signal.reason : new ShoalError(ErrorCodes.CANCELLED, 'turn cancelled');
+        if (t.dequeue) { t.dequeue(err); return; }
         t.emit = noop;
-        t.settle(signal.reason instanceof ShoalError ? signal.reason : new ShoalError(ErrorCodes.CANCELLED, 'turn cancelled'));
+        t.settle(err);
         void this.interruptTurn(t);
       };
       signal.addEventListener('abort', onAbort, { once: true });
@@ -445,6 +476,7 @@ export class ClaudeSession {
   /** Shoal ends a turn early: the caller gets `err` now, the CLI is interrupted (killed if it does not end the turn). */
   private cut(t: Turn, why: 'stalled' | 'timeout', err: ShoalError): void {
     if (this.turn !== t || t.cut) return;
+    if (t.dequeue) { t.dequeue(err); return; }
     t.cut = why;
     this.flushText();
     t.emit = noop;
@@ -493,6 +525,8 @@ export class ClaudeSession {
   }
 
   private endTurn(t: Turn): void {
+    t.release?.();
+    t.release = undefined;
     clearTimeout(t.killTimer);
     clearTimeout(t.stallTimer);
     clearTimeout(t.deadlineTimer);
@@ -642,7 +676,7 @@ export class ClaudeSession {
     } else if (m.type === 'control_request') {
       this.answerControl(proc, m);
     } else if (isApiRetry(m)) {
-      this.hooks.apiRetry?.(typeof m.error_status === 'number' ? m.error_status : null);
+      this.hooks.apiRetry?.(typeof m.error_status === 'number' ? m.error_status : null, typeof m.retry_delay_ms === 'number' ? m.retry_delay_ms : 0);
     } else if (isRateLimit(m)) {
       this.rateLimit = m.rate_limit_info as unknown as Record<string, unknown>;
     }
