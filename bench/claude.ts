@@ -77,7 +77,7 @@ export async function runClaudeBench(opts: { quick: boolean; log: (s: string) =>
           driver: 'claude-cli', min_size: 1, max_size: 1, initial_size: 1,
           resource_limits: { max_memory_per_session: '2GB', max_total_memory: '8GB', max_payload: '1MB' },
           session_management: { context_reset: false },
-          options: { command: STAND_IN, cwd_root: join(tmp, 'sessions'), env: { HOME: home, STANDIN_STAMP: '1' }, include_partial_messages: true },
+          options: { command: STAND_IN, cwd_root: join(tmp, 'sessions'), env: { STANDIN_STAMP: '1' }, include_partial_messages: true },
         },
       },
     }));
@@ -157,8 +157,8 @@ export async function runClaudeBench(opts: { quick: boolean; log: (s: string) =>
 
 /** The baseline of claude-stream: the stand-in spawned and read by this process, the same flags as the driver's. */
 async function directSession(home: string, tmp: string): Promise<{ turn(content: string): Promise<StreamRun>; close(): Promise<void> }> {
-  const o = parseOptions({ include_partial_messages: true, env: { HOME: home, STANDIN_STAMP: '1' } });
-  const p = spawn(STAND_IN, buildArgs(o, { sessionId: randomUUID() }), { cwd: tmp, env: buildEnv(o), stdio: ['pipe', 'pipe', 'inherit'] });
+  const o = parseOptions({ include_partial_messages: true, env: { STANDIN_STAMP: '1' } });
+  const p = spawn(STAND_IN, buildArgs(o, { sessionId: randomUUID() }), { cwd: tmp, env: buildEnv(o, process.env, { home, configDir: join(home, '.claude') }), stdio: ['pipe', 'pipe', 'inherit'] });
   p.stdout!.setEncoding('utf8');
   let onLine: (m: Record<string, unknown>) => void = () => {};
   let buf = '';
@@ -196,7 +196,7 @@ async function directSession(home: string, tmp: string): Promise<{ turn(content:
 
 /** claude-warmup: N sessions warmed by a Pool with the driver vs N bare spawns waiting for the same initialize answer. */
 async function warmup(n: number, pairs: number, home: string, tmp: string, log: (s: string) => void): Promise<Record<string, unknown>> {
-  const options = { command: STAND_IN, cwd_root: join(tmp, 'warm'), env: { HOME: home }, include_partial_messages: true, stop_grace: '1s' };
+  const options = { command: STAND_IN, cwd_root: join(tmp, 'warm'), include_partial_messages: true, stop_grace: '1s' };
   const settings: PoolSettings = {
     name: 'claude', minSize: 0, maxSize: n, initialSize: n, maxWaitingClients: 1000, acquireTimeoutMs: 60_000, leaseTtlMs: 60_000, weight: 1,
     sessionManagement: { enableReuse: true, idleTimeoutMs: 3_600_000, maxLifetimeMs: 3_600_000, lifetimeJitter: 0.1, maxReuseCount: 100, contextReset: true, cleanupIntervalMs: 0, validateOnReturn: true, validateSkipWindowMs: 500 },

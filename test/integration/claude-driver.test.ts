@@ -32,7 +32,7 @@ describe('claude-cli driver (in-process, stand-in CLI)', function () {
   function driver(options: Record<string, unknown> = {}, registry?: Registry): Driver<ClaudeSession> {
     return claudeCliDriver({
       clock: systemClock, random: Math.random, poolName: 'claude', registry, labels: { pool: 'claude', node: 't' },
-      options: { command: STAND_IN, cwd_root: join(home, 'work'), env: { HOME: home }, interrupt_timeout: '2s', stop_grace: '300ms', stop_kill_after: '700ms', ...options },
+      options: { command: STAND_IN, cwd_root: join(home, 'work'), interrupt_timeout: '2s', stop_grace: '300ms', stop_kill_after: '700ms', ...options },
     }) as Driver<ClaudeSession>;
   }
 
@@ -153,7 +153,7 @@ describe('claude-cli driver (in-process, stand-in CLI)', function () {
 
   for (const mode of ['result', 'reset', 'both']) {
     it(`resets with /clear to a new session id (stand-in clear mode ${mode})`, async () => {
-      const { d, s } = await session({ env: { HOME: home, STANDIN_CLEAR_MODE: mode } });
+      const { d, s } = await session({ env: { STANDIN_CLEAR_MODE: mode } });
       const first = await send(d, s, 'remember me').result;
       const before = s.sessionId;
       expect(first.session_id).to.equal(before);
@@ -185,7 +185,8 @@ describe('claude-cli driver (in-process, stand-in CLI)', function () {
   });
 
   it('resumes a conversation on another process sharing the session store (resume op, pool option)', async () => {
-    const shared = { cwd: join(home, 'project'), allow_resume_op: true };
+    // A shared session store: private_config off, one HOME for every session.
+    const shared = { cwd: join(home, 'project'), allow_resume_op: true, private_config: false, env: { HOME: home } };
     const { d, s } = await session(shared);
     await send(d, s, 'the secret is 42').result;
     await send(d, s, 'and more').result;
@@ -198,7 +199,7 @@ describe('claude-cli driver (in-process, stand-in CLI)', function () {
     expect(missing.message).to.contain('No conversation found with session ID');
     expect(await d2.validate(s2)).to.equal(true);
     // The pool option: every fresh process forks from the given conversation.
-    const { d: d3, s: s3 } = await session({ cwd: join(home, 'project'), resume: id, fork_session: true });
+    const { d: d3, s: s3 } = await session({ cwd: join(home, 'project'), resume: id, fork_session: true, private_config: false, env: { HOME: home } });
     expect(s3.sessionId).to.not.equal(id);
     expect((await send(d3, s3, 'forked').result).result).to.contain('first: "the secret is 42"');
     const bad = await (d.exec(s, 'resume', { session_id: 'x; rm -rf /' }, { emit() {}, signal: new AbortController().signal }) as Promise<any>).catch((e: any) => e);
@@ -208,11 +209,11 @@ describe('claude-cli driver (in-process, stand-in CLI)', function () {
   it('fails creates clearly: command not found, exit at start, no answer (aborted by the create timeout)', async () => {
     const missing = await driver({ command: 'claude-not-installed-here' }).create({ resourceId: 'x', signal: new AbortController().signal }).catch((e: any) => e);
     expect(missing.message).to.match(/^claude command not found: claude-not-installed-here/);
-    const exits = await driver({ env: { HOME: home, STANDIN_EXIT_AT_START: '7' } }).create({ resourceId: 'x', signal: new AbortController().signal }).catch((e: any) => e);
+    const exits = await driver({ env: { STANDIN_EXIT_AT_START: '7' } }).create({ resourceId: 'x', signal: new AbortController().signal }).catch((e: any) => e);
     expect(exits.code).to.equal('DRIVER_ERROR');
     expect(exits.message).to.match(/exited \(code 7.*before answering initialize.*STANDIN_EXIT_AT_START/);
     const ac = new AbortController();
-    const silent = driver({ env: { HOME: home, STANDIN_NO_INITIALIZE: '1' } }).create({ resourceId: 'x', signal: ac.signal }).catch((e: any) => e);
+    const silent = driver({ env: { STANDIN_NO_INITIALIZE: '1' } }).create({ resourceId: 'x', signal: ac.signal }).catch((e: any) => e);
     await sleep(300);
     ac.abort();
     expect((await silent).code).to.equal('DRIVER_ERROR');
@@ -222,7 +223,7 @@ describe('claude-cli driver (in-process, stand-in CLI)', function () {
 
   it('environment knobs of the stand-in: slow start, crash at turn n, garbage and rate-limit lines every turn', async () => {
     const t0 = Date.now();
-    const { d, s } = await session({ env: { HOME: home, STANDIN_START_DELAY_MS: '600', STANDIN_CRASH_AT_TURN: '2', STANDIN_GARBAGE: '1', STANDIN_RATE_LIMIT_EVENT: '1', STANDIN_TOKENS: '20' } });
+    const { d, s } = await session({ env: { STANDIN_START_DELAY_MS: '600', STANDIN_CRASH_AT_TURN: '2', STANDIN_GARBAGE: '1', STANDIN_RATE_LIMIT_EVENT: '1', STANDIN_TOKENS: '20' } });
     expect(Date.now() - t0).to.be.at.least(600);
     const one = send(d, s, 'first');
     expect((await one.result).subtype).to.equal('success');
@@ -233,7 +234,7 @@ describe('claude-cli driver (in-process, stand-in CLI)', function () {
   });
 
   it('destroys with stdin EOF, then SIGTERM, then SIGKILL; removes its working directory', async () => {
-    const d = driver({ env: { HOME: home, STANDIN_IGNORE_EOF: '1', STANDIN_IGNORE_SIGTERM: '1' } });
+    const d = driver({ env: { STANDIN_IGNORE_EOF: '1', STANDIN_IGNORE_SIGTERM: '1' } });
     const s = await d.create({ resourceId: 'r', signal: new AbortController().signal });
     const pid = s.pid;
     const info = await d.exec(s, 'info', {}, { emit() {}, signal: new AbortController().signal }) as { pid: number };

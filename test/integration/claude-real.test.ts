@@ -1,8 +1,10 @@
 import { expect } from 'chai';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type Client } from '@shoal/client';
+import { systemClock, type Driver } from '@shoal/pool-node';
+import { claudeCliDriver, type ClaudeSession, type CliMessage } from '../../services/pool-node/src/drivers/claude-cli/index.js';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { ROOT, startService, type Service } from '../helpers/procs.js';
 import { prerequisite } from '../helpers/prerequisite.js';
@@ -102,5 +104,36 @@ describe('claude-cli pool with the real Claude Code CLI (no API reachable)', fun
 
     expect(await node.kill('SIGTERM')).to.equal(0);
     expect(kids.filter(running)).to.deep.equal([]);
+  });
+
+  it('private config: the real CLI\'s transcript is gone after reset and its lazy flush cannot bring it back', async () => {
+    const d = claudeCliDriver({
+      clock: systemClock, random: Math.random, poolName: 'real',
+      options: { command: CLAUDE, cwd_root: join(dir, 'private'), interrupt_timeout: '10s', env: { ANTHROPIC_API_KEY: 'sk-ant-dummy-key-for-tests' } },
+    }) as Driver<ClaudeSession>;
+    const s = await d.create({ resourceId: 'p1', signal: AbortSignal.timeout(45_000) });
+    try {
+      const sid = s.sessionId!;
+      const ac = new AbortController();
+      const turn = d.exec(s, 'send', { content: 'remember 4711' }, { emit: (e) => { if ((e as CliMessage).subtype === 'api_retry') void d.exec(s, 'interrupt', {}, { emit() {}, signal: ac.signal }); }, signal: ac.signal });
+      expect(await turn).to.include({ type: 'result', session_id: sid });
+      const [folder] = readdirSync(join(dir, 'private'));
+      const projects = join(dir, 'private', folder!, 'home', '.claude', 'projects');
+      const transcript = () => {
+        try { return readdirSync(projects).some((p) => existsSync(join(projects, p, `${sid}.jsonl`)) && statSync(join(projects, p, `${sid}.jsonl`)).isFile()); } catch { return false; }
+      };
+      // The CLI writes it lazily, about a second after the turn.
+      for (let i = 0; i < 100 && !transcript(); i++) await new Promise((r) => setTimeout(r, 100));
+      expect(transcript(), 'the CLI wrote its transcript').to.equal(true);
+      await d.reset(s);
+      expect(s.sessionId).to.not.equal(sid);
+      expect(transcript()).to.equal(false);
+      // Past the CLI's flush delay: still gone.
+      await new Promise((r) => setTimeout(r, 3000));
+      expect(transcript()).to.equal(false);
+      expect(await d.validate(s)).to.equal(true);
+    } finally {
+      await d.destroy(s);
+    }
   });
 });

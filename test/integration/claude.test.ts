@@ -75,7 +75,7 @@ describe('claude-cli pool (integration: pool-node process, stand-in CLI, SDK, ba
       session_management: { cleanup_interval: '300ms' },
       resource_limits: { max_memory_per_session: '1GB', max_total_memory: '8GB' },
       create: { timeout: '10s', retry_base: '100ms', retry_max: '1s' },
-      options: { command: STAND_IN, cwd_root: join(dir, 'work'), env: { HOME: join(dir, 'home') }, include_partial_messages: true, interrupt_timeout: '2s', stop_grace: '500ms', stop_kill_after: '1s' },
+      options: { command: STAND_IN, cwd_root: join(dir, 'work'), include_partial_messages: true, interrupt_timeout: '2s', stop_grace: '500ms', stop_kill_after: '1s' },
     }, over);
     const pools: Record<string, unknown> = { [pool]: claude };
     if (withSynthetic) pools.synthetic = { driver: 'synthetic', min_size: 1, max_size: 2, initial_size: 1 };

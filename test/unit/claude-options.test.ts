@@ -67,12 +67,29 @@ describe('claude-cli options → arguments and environment', () => {
     expect(o).to.include({ clearTimeoutMs: 2000, interruptTimeoutMs: 1500, stderrTailBytes: 4096, rssRefreshMs: 250, includePartialMessages: true });
   });
 
+  it('maps the typed service flags and session_persistence to the flags the installed CLI has', () => {
+    const o = parseOptions({ max_budget_usd: 0.5, fallback_model: 'haiku', settings: { apiKeyHelper: '/bin/key' }, strict_mcp_config: true, json_schema: { type: 'object' }, effort: 'low', session_persistence: false, turn_timeout: '20m', stall_timeout: '0' });
+    const a = buildArgs(o);
+    expect(a.join(' ')).to.contain('--strict-mcp-config --settings {"apiKeyHelper":"/bin/key"} --json-schema {"type":"object"} --max-budget-usd 0.5 --fallback-model haiku --effort low --no-session-persistence');
+    expect(o).to.include({ turnTimeoutMs: 1_200_000, stallTimeoutMs: 0, privateConfig: true });
+    expect(buildArgs(parseOptions({}))).to.not.include('--no-session-persistence');
+    expect(parseOptions({})).to.include({ turnTimeoutMs: 600_000, stallTimeoutMs: 300_000 });
+    expect(() => parseOptions({ max_budget_usd: -1 })).to.throw(/max_budget_usd/);
+    expect(() => parseOptions({ effort: 'huge' })).to.throw(/effort/);
+    expect(() => parseOptions({ json_schema: '{not json' })).to.throw(/json_schema/);
+    expect(() => parseOptions({ turn_timeout: '2h' })).to.throw(/turn_timeout/);
+  });
+
   it('passes only allow-listed variables, then fixed ones; drops NODE_OPTIONS; sets the SDK entrypoint', () => {
     const from = { PATH: '/bin', HOME: '/h', ANTHROPIC_API_KEY: 'sk-1', AWS_SECRET_ACCESS_KEY: 'nope', NODE_OPTIONS: '--inspect', SHOAL_NATS_PASS: 'secret' };
     const env = buildEnv(parseOptions({}), from);
     expect(env).to.deep.equal({ PATH: '/bin', HOME: '/h', ANTHROPIC_API_KEY: 'sk-1', CLAUDE_CODE_ENTRYPOINT: 'sdk-ts' });
-    const narrow = buildEnv(parseOptions({ env_allow: ['PATH', 'NODE_OPTIONS'], env: { CLAUDE_CONFIG_DIR: '/shared/claude', NODE_OPTIONS: '--x', CLAUDE_CODE_ENTRYPOINT: 'cli' } }), from);
+    const narrow = buildEnv(parseOptions({ private_config: false, env_allow: ['PATH', 'NODE_OPTIONS'], env: { CLAUDE_CONFIG_DIR: '/shared/claude', NODE_OPTIONS: '--x', CLAUDE_CODE_ENTRYPOINT: 'cli' } }), from);
     expect(narrow).to.deep.equal({ PATH: '/bin', CLAUDE_CONFIG_DIR: '/shared/claude', CLAUDE_CODE_ENTRYPOINT: 'sdk-ts' });
+    // A private session: its own HOME and config dir, whatever the node's are.
+    const own = buildEnv(parseOptions({}), from, { home: '/s/home', configDir: '/s/home/.claude' });
+    expect(own).to.include({ HOME: '/s/home', CLAUDE_CONFIG_DIR: '/s/home/.claude', ANTHROPIC_API_KEY: 'sk-1' });
+    expect(() => parseOptions({ env: { HOME: '/x' } })).to.throw(/env.HOME.*private_config/);
     expect(DEFAULT_ENV_ALLOW).to.include.members(['ANTHROPIC_API_KEY', 'CLAUDE_CODE_OAUTH_TOKEN']);
     expect(DEFAULT_ENV_ALLOW).to.not.include('NODE_OPTIONS');
   });

@@ -672,11 +672,14 @@ export class Balancer extends Actor {
         else this.circuit.success(nodeId, sentAt);
         resolve(t ?? { done: true, result: 'success' });
       };
-      const timer = setTimeout(() => {
+      const onTimeout = () => {
         const err = new ShoalError(ErrorCodes.UNAVAILABLE, `node ${nodeId}: no answer in time on ${subject}`, { details: { reason: 'timeout', nodeId } });
         if (started) this.replyError(m, err);
         end(started ? undefined : { done: false, result: 'unreachable', err }, true);
-      }, remaining);
+      };
+      // A long exec: its own deadline counts after the wait for a resource; with keep-alives, silence is what ends it.
+      const idleMs = typeof raw.keepAliveMs === 'number' ? raw.keepAliveMs * 4 : undefined;
+      let timer = setTimeout(onTimeout, remaining + (typeof raw.execTimeoutMs === 'number' ? raw.execTimeoutMs : 0) + (idleMs ?? 0));
       const sub = this.nc.subscribe(inbox, {
         callback: (_e, msg) => {
           if (finished) return;
@@ -701,6 +704,7 @@ export class Balancer extends Actor {
           started = true;
           this.respond(m, msg.data);
           if (last) end(undefined);
+          else if (idleMs !== undefined) { clearTimeout(timer); timer = setTimeout(onTimeout, idleMs); }
         },
       });
       this.nc.publish(subject, body, { reply: inbox });

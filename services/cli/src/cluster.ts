@@ -187,3 +187,45 @@ export async function fetchStatus(nc: NatsConnection, s: Subjects, timeoutMs: nu
   if (hbs.length === 0) throw new UnreachableError(`${why} on ${s.adminStatus} and no node heartbeats on ${s.anyHeartbeat}; ${HINT}`);
   return { source: 'heartbeats', balancerId: null, strategy: null, note: `${why} on ${s.adminStatus}; nodes from their heartbeats`, nodes: hbs.map(nodeRow) };
 }
+
+/** One row of the Claude cost table: a client's totals in one pool, over the nodes that answered. */
+export interface ClientCostRow {
+  pool: string;
+  client: string;
+  turns: number;
+  inputTokens: number;
+  outputTokens: number;
+  costUsd: number;
+}
+
+/**
+ * Tokens and USD by client name of the claude-cli pools: each node that has
+ * one is asked for its status (`pools.<name>.driver.clients`), in parallel;
+ * a node that does not answer in time is left out. An operator command, off
+ * the lease path.
+ */
+export async function fetchClaudeCosts(nc: NatsConnection, s: Subjects, nodes: NodeRow[], timeoutMs: number): Promise<ClientCostRow[]> {
+  const wanted = nodes.filter((n) => Object.values(n.pools).some((p) => p.kind === 'claude-cli'));
+  const sums = new Map<string, ClientCostRow>();
+  await Promise.all(wanted.map(async (n) => {
+    let st: { pools?: Record<string, { kind?: string; driver?: { clients?: Record<string, Record<string, unknown>> } }> };
+    try {
+      st = await call(nc, s.nodeStatus(n.nodeId), {}, timeoutMs);
+    } catch {
+      return;
+    }
+    for (const [pool, p] of Object.entries(st.pools ?? {})) {
+      if (p.kind !== 'claude-cli') continue;
+      for (const [client, c] of Object.entries(p.driver?.clients ?? {})) {
+        const key = `${pool}\u0000${client}`;
+        const row = sums.get(key) ?? { pool, client, turns: 0, inputTokens: 0, outputTokens: 0, costUsd: 0 };
+        row.turns += num(c.turns);
+        row.inputTokens += num(c.input_tokens);
+        row.outputTokens += num(c.output_tokens);
+        row.costUsd += num(c.cost_usd);
+        sums.set(key, row);
+      }
+    }
+  }));
+  return [...sums.values()].sort((a, b) => a.pool.localeCompare(b.pool) || b.costUsd - a.costUsd);
+}

@@ -1,7 +1,7 @@
 import { isToken, ShoalError, type Lease as LeaseInfo } from '@shoal/protocol';
 import { call } from '@shoal/runtime';
 import { intFlag, UsageError, type FlagValues } from './args.js';
-import { fetchStatus, HINT, isNoResponders, UnreachableError, type ClusterStatus } from './cluster.js';
+import { fetchClaudeCosts, fetchStatus, HINT, isNoResponders, UnreachableError, type ClientCostRow, type ClusterStatus } from './cluster.js';
 import { EXIT, type Command, type Ctx } from './context.js';
 import { ms, paint, table } from './format.js';
 
@@ -57,18 +57,28 @@ function printStatus(ctx: Ctx, st: ClusterStatus): void {
   ctx.out(table(['NODE', 'STATE', 'PID', 'INFLIGHT', 'WEIGHT', 'POOL', 'TOTAL', 'IDLE', 'ACTIVE', 'WAITING', 'TARGET', 'MAX', 'NOTE'], rows, new Set([2, 3, 4, 6, 7, 8, 9, 10, 11])));
 }
 
+/** Claude pools: tokens and USD by client name, summed over the nodes. */
+function printCosts(ctx: Ctx, costs: ClientCostRow[]): void {
+  if (costs.length === 0) return;
+  ctx.out('');
+  ctx.out(paint(ctx.stdout, 'bold', 'claude cost by client'));
+  const rows = costs.map((c) => [c.pool, c.client, c.turns, c.inputTokens, c.outputTokens, c.costUsd.toFixed(4)]);
+  ctx.out(table(['POOL', 'CLIENT', 'TURNS', 'INPUT', 'OUTPUT', 'USD'], rows, new Set([2, 3, 4, 5])));
+}
+
 const status: Command = {
   name: 'status',
   usage: '',
-  summary: 'nodes, their state and pools (total/idle/active/waiting/target/max), the strategy',
-  details: 'Asks a balancer (shoal.admin.status); with no balancer, listens to the nodes\' heartbeats for ~1.2 s. The autoscaler leader (shoal.autoscaler.status) adds each pool\'s target, utilization, last decision and desired pool-nodes.',
+  summary: 'nodes, their state and pools (total/idle/active/waiting/target/max), the strategy, the autoscaler; Claude cost by client',
+  details: 'Asks a balancer (shoal.admin.status); with no balancer, listens to the nodes\' heartbeats for ~1.2 s. The autoscaler leader (shoal.autoscaler.status) adds each pool\'s target, utilization, last decision and desired pool-nodes. Nodes with a claude-cli pool are asked for their tokens and USD by client name.',
   flags: {},
   args: [0, 0],
   async run(ctx) {
     const nc = await ctx.nats();
     const [st, autoscaler] = await Promise.all([fetchStatus(nc, ctx.s, ctx.timeout(5000)), fetchAutoscaler(ctx)]);
-    if (ctx.json) ctx.emit({ ...st, autoscaler });
-    else { printStatus(ctx, st); printAutoscaler(ctx, autoscaler); }
+    const costs = await fetchClaudeCosts(nc, ctx.s, st.nodes, Math.min(2000, ctx.timeout(5000)));
+    if (ctx.json) ctx.emit({ ...st, autoscaler, ...(costs.length ? { claudeCosts: costs } : {}) });
+    else { printStatus(ctx, st); printAutoscaler(ctx, autoscaler); printCosts(ctx, costs); }
     return EXIT.OK;
   },
 };

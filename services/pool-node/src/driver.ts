@@ -1,6 +1,7 @@
 import type { ShoalError } from '@shoal/protocol';
 import type { Registry } from 'prom-client';
 import type { Clock } from './clock.js';
+import type { GateProvider } from './turn-gate.js';
 
 /**
  * What a pool needs from a kind of resource. Every method may be slow and may
@@ -30,6 +31,25 @@ export interface Driver<R = unknown> {
    * the pool's cleanup is the one validation timer, drivers keep none.
    */
   readonly validateIntervalMs?: number;
+  /**
+   * Per-lease options (`acquire {options}`), checked before any resource is
+   * taken: throw BAD_REQUEST for anything outside what the pool's config
+   * allows. Without this hook, a request with options is refused.
+   */
+  checkLeaseOptions?(options: unknown): void;
+  /**
+   * Apply checked per-lease options to a resource before it is handed out;
+   * `undefined` restores the pool's defaults (called when it comes back).
+   */
+  prepare?(r: R, options: Record<string, unknown> | undefined, signal: AbortSignal): Promise<void>;
+  /** Deadline of an operation whose caller gave none (claude-cli: `turn_timeout` for `send`); unset = none. */
+  defaultExecTimeoutMs?(op: string): number | undefined;
+  /**
+   * The driver ends an exec at `ExecContext.timeoutMs` itself, with its own
+   * error (claude-cli: TURN_TIMEOUT with what streamed); the pool's timer is
+   * then only a backstop, a little later.
+   */
+  readonly ownsExecDeadline?: boolean;
   /** Operations a client may run one-shot (acquire+exec+release inside the node); unset = all. */
   readonly oneShotOps?: ReadonlySet<string>;
   /** Facts about a resource handed to its holder with the lease (e.g. a session id). */
@@ -65,6 +85,10 @@ export interface PoolView {
 export interface ExecContext {
   emit(event: unknown): void;
   signal: AbortSignal;
+  /** The holder's client name (`holder.client` of the lease), e.g. to account cost per client. */
+  client?: string;
+  /** The exec's deadline in ms from now, if it has one (the pool aborts `signal` then, or a little later with `ownsExecDeadline`). */
+  timeoutMs?: number;
 }
 
 export interface DriverContext {
@@ -77,6 +101,8 @@ export interface DriverContext {
   /** Driver options from the pool's config, as written. */
   options: Record<string, unknown>;
   poolName: string;
+  /** Cluster-wide caps on work at once per key (the node's `shoal_turns` KV bucket); a local stand-in when absent. */
+  gates?: GateProvider;
 }
 
 export type DriverFactory = (ctx: DriverContext) => Driver;

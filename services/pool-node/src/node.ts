@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import {
   encode, ErrorCodes, newNodeId, parse, PROTOCOL_VERSION, ShoalError, subjects,
-  type Heartbeat, type Lease, type LeaseEvent, type PoolStats, type Subjects,
+  type AcquireRequest, type Heartbeat, type Lease, type LeaseEvent, type PoolStats, type Subjects,
 } from '@shoal/protocol';
 import { Actor, type Logger, type Msg, type NatsConnection } from '@shoal/runtime';
 import { systemClock, type Clock } from './clock.js';
@@ -10,6 +10,7 @@ import { NodeMetrics } from './metrics.js';
 import { NodeHealth } from './health.js';
 import { Pool, type PoolSettings } from './pool.js';
 import { StreamOut } from './stream-out.js';
+import { kvGates, type GateProvider } from './turn-gate.js';
 
 export interface NodePoolSettings extends PoolSettings {
   driver: string;
@@ -63,6 +64,8 @@ export class PoolNode extends Actor {
   private drainPromise: Promise<{ revoked: number }> | undefined;
   /** Newest autoscaler epoch seen on a scale command: an older leader's commands are refused. */
   private scaleEpoch = 0;
+  /** Cluster-wide caps (claude-cli `account.max_concurrent_turns`), opened on first use only. */
+  private readonly gates: GateProvider;
   /** Largest payload any pool accepts; checked before decoding anything. */
   private readonly maxPayload: number;
   /** Leases ended without their holders asking, announced together at the end of the tick. */
@@ -80,8 +83,9 @@ export class PoolNode extends Actor {
     this.nodeId = nodeId;
     this.s = subjects(cfg.prefix);
     this.metrics = new NodeMetrics(nodeId, () => this.pools.values(), () => this.inFlight);
+    this.gates = kvGates(nc, nodeId);
     for (const [name, pc] of Object.entries(cfg.pools)) {
-      const driver = driverFor(pc.driver)({ clock, random: Math.random, options: pc.options, poolName: name, registry: this.metrics.registry, labels: { pool: name, node: nodeId }, log: this.log.child({ pool: name }) });
+      const driver = driverFor(pc.driver)({ clock, random: Math.random, options: pc.options, poolName: name, registry: this.metrics.registry, labels: { pool: name, node: nodeId }, log: this.log.child({ pool: name }), gates: this.gates });
       this.drivers.set(name, driver);
       const observer = { ...this.metrics.observer(name, driver.kind, this.log), leaseLost: (leaseId: string, how: 'expired' | 'revoked') => this.leaseLost(leaseId, how) };
       this.pools.set(name, new Pool({ ...pc, probeIntervalMs: pc.loadBalancing?.healthCheckIntervalMs ?? 0 }, driver, clock, Math.random, observer));
@@ -180,9 +184,17 @@ export class PoolNode extends Actor {
     const req = parse('acquire', m.data);
     this.checkDraining();
     const pool = this.pool(req.pool);
+    if (req.options !== undefined) return this.acquireWithOptions(m, pool, req);
     const now = pool.tryAcquire(req);
     if (now) return this.granted(m, pool, now);
     return this.withPoolSlot(pool, () => pool.acquire(req)).then((lease) => this.granted(m, pool, lease));
+  }
+
+  /** Per-lease options: refused before anything is taken if the pool does not allow them, applied before the grant. */
+  private async acquireWithOptions(m: Msg, pool: Pool, req: AcquireRequest): Promise<void> {
+    pool.checkLeaseOptions(req.options);
+    const lease = await this.withPoolSlot(pool, async () => pool.prepare((await pool.acquire(req)).leaseId, req.options as Record<string, unknown>));
+    this.granted(m, pool, lease);
   }
 
   private granted(m: Msg, pool: Pool, lease: Lease): void {
@@ -218,15 +230,20 @@ export class PoolNode extends Actor {
     if (allowed && !allowed.has(req.op)) throw new ShoalError(ErrorCodes.UNSUPPORTED_OP, `op ${req.op} cannot run one-shot on pool ${pool.name} (one-shot ops: ${[...allowed].join(', ')}); acquire a lease for it`);
     await this.withPoolSlot(pool, async () => {
       const deadline = Date.now() + req.timeoutMs;
+      // The exec's own deadline (a long turn) when the caller or the pool's driver sets one, else what is left of the call's.
+      const fixedMs = req.execTimeoutMs ?? pool.defaultExecTimeoutMs(req.op);
       // Refusals up to here answer `m`: a balancer that handed the call over can still try another node.
       // The lease lives inside this call: its TTL must outlast the exec's deadline (no one renews it).
-      const lease = await pool.acquire({ ...req, ttlMs: req.timeoutMs + ONE_SHOT_TTL_MARGIN_MS });
+      if (req.options !== undefined) pool.checkLeaseOptions(req.options);
+      let lease = await pool.acquire({ ...req, ttlMs: (fixedMs ?? req.timeoutMs) + ONE_SHOT_TTL_MARGIN_MS });
+      if (req.options !== undefined) lease = await pool.prepare(lease.leaseId, req.options as Record<string, unknown>);
       if (lease.reused) this.metrics.reused(pool.name, pool.kind);
       const out = new StreamOut(this.nc, req.replyTo ?? m.reply, this.log);
       if (req.replyTo) this.reply(m, { accepted: true, nodeId: this.nodeId });
+      if (req.keepAliveMs) out.keepAlive(req.keepAliveMs);
       let failed = true;
       try {
-        out.done(await pool.exec(lease.leaseId, req.op, req.args, out.emit, Math.max(1, deadline - Date.now())));
+        out.done(await pool.exec(lease.leaseId, req.op, req.args, out.emit, fixedMs ?? Math.max(1, deadline - Date.now())));
         failed = false;
       } catch (err) {
         this.metrics.errors.inc({ node: this.nodeId, code: ShoalError.from(err).code });
@@ -243,6 +260,7 @@ export class PoolNode extends Actor {
     const req = parse('leaseExec', m.data);
     const pool = this.poolOfLease(req.leaseId);
     const out = new StreamOut(this.nc, m.reply, this.log);
+    if (req.keepAliveMs) out.keepAlive(req.keepAliveMs);
     try {
       out.done(await pool.exec(req.leaseId, req.op, req.args, out.emit, req.timeoutMs));
     } catch (err) {

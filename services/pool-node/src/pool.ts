@@ -20,6 +20,9 @@ import { PoolMeter } from './stats.js';
  * The part of @shoal/config's PoolConfig the pool reads (named from it, so the
  * two cannot drift; a subset, so tests build only what the pool uses).
  */
+/** A driver that ends its own execs at their deadline gets this long before the pool aborts them. */
+const EXEC_DEADLINE_BACKSTOP_MS = 2_000;
+
 export type PoolSettings = Pick<PoolConfig, 'name' | 'minSize' | 'maxSize' | 'initialSize' | 'maxWaitingClients' | 'acquireTimeoutMs' | 'leaseTtlMs' | 'weight' | 'sessionManagement' | 'create'> & {
   resourceLimits: Pick<PoolConfig['resourceLimits'], 'maxMemoryPerSessionBytes' | 'maxTotalMemoryBytes'>;
   /** Period of the backend probe (`load_balancing.health_check_interval`); 0 or unset = no probe timer. */
@@ -39,6 +42,8 @@ interface Resource<R> {
   idleSince: number;
   lastValidatedAt: number;
   useCount: number;
+  /** Per-lease options were applied: restore the pool's defaults when it comes back. */
+  customized?: boolean;
 }
 
 interface LeaseRec {
@@ -386,6 +391,36 @@ export class Pool<R = unknown> {
     void this.giveBack(rec.resource as Resource<R>, opts, rec.running);
   }
 
+  /** BAD_REQUEST unless the driver takes these per-lease options (nothing is taken before this says yes). */
+  checkLeaseOptions(options: unknown): void {
+    if (!this.driver.checkLeaseOptions) throw new ShoalError(ErrorCodes.BAD_REQUEST, `pool ${this.name} (${this.driver.kind}) takes no per-lease options`);
+    this.driver.checkLeaseOptions(options);
+  }
+
+  /**
+   * Apply per-lease options to a held lease's resource (checked first). On
+   * failure the lease is given back with a reset and the error thrown.
+   * Returns the lease as the holder sees it (its meta may have changed).
+   */
+  async prepare(leaseId: string, options: Record<string, unknown>): Promise<Lease> {
+    const rec = this.lease(leaseId);
+    const r = rec.resource as Resource<R>;
+    r.customized = true;
+    const ac = new AbortController();
+    try {
+      await this.withTimeout(this.driver.prepare!(r.handle as R, options, ac.signal), this.cfg.create.timeoutMs, 'prepare', ac);
+    } catch (err) {
+      if (this.leases.get(leaseId) === rec) this.release(leaseId, { reset: true });
+      throw asDriverError(err, 'prepare');
+    }
+    return this.leaseView(rec);
+  }
+
+  /** The deadline of an exec whose caller gave none, for the one-shot lease's TTL. */
+  defaultExecTimeoutMs(op: string): number | undefined {
+    return this.driver.defaultExecTimeoutMs?.(op);
+  }
+
   /** Run an operation on a held lease, streaming events through `emit`. */
   async exec(leaseId: string, op: string, args: unknown, emit: (e: unknown) => void, timeoutMs?: number): Promise<unknown> {
     const rec = this.lease(leaseId);
@@ -393,9 +428,11 @@ export class Pool<R = unknown> {
     const ac = new AbortController();
     rec.execs.add(ac);
     const started = this.clock.now();
-    const timer = timeoutMs ? this.clock.setTimeout(() => ac.abort(new ShoalError(ErrorCodes.POOL_TIMEOUT, `exec ${op} on pool ${this.name} took longer than ${timeoutMs} ms`)), timeoutMs) : undefined;
+    const deadline = timeoutMs ?? this.driver.defaultExecTimeoutMs?.(op);
+    const backstop = deadline && this.driver.ownsExecDeadline ? deadline + EXEC_DEADLINE_BACKSTOP_MS : deadline;
+    const timer = backstop ? this.clock.setTimeout(() => ac.abort(new ShoalError(ErrorCodes.POOL_TIMEOUT, `exec ${op} on pool ${this.name} took longer than ${deadline} ms`)), backstop) : undefined;
     try {
-      const run = this.driver.exec(r.handle as R, op, args, { emit, signal: ac.signal });
+      const run = this.driver.exec(r.handle as R, op, args, { emit, signal: ac.signal, timeoutMs: deadline, client: rec.holder?.client });
       rec.running.add(run);
       run.then(() => rec.running.delete(run), () => rec.running.delete(run));
       const result = await abortable(run, ac.signal);
@@ -467,6 +504,10 @@ export class Pool<R = unknown> {
       if (r.state !== 'returning') return; // closed under us
     }
     try {
+      if (r.customized) {
+        r.customized = false;
+        await this.withTimeout(this.driver.prepare!(r.handle as R, undefined, new AbortController().signal), this.cfg.create.timeoutMs, 'restore');
+      }
       if (opts.reset || sm.contextReset) {
         const t0 = this.clock.now();
         await this.withTimeout(this.driver.reset(r.handle as R), this.cfg.create.timeoutMs, 'reset');

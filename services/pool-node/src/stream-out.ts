@@ -25,6 +25,9 @@ export class StreamOut {
   /** Set once the stream had to end early: later events and the result are not sent. */
   private broken = false;
   private readonly maxBytes: number;
+  private keepAliveTimer: NodeJS.Timeout | undefined;
+  /** Something was published since the keep-alive timer last looked. */
+  private sent = false;
 
   constructor(private readonly nc: NatsConnection, private readonly subject: string | undefined, private readonly log?: Logger) {
     this.maxBytes = Math.max(1024, (nc.info?.max_payload ?? 1024 * 1024) - ENVELOPE);
@@ -65,7 +68,21 @@ export class StreamOut {
     this.publish(data);
   }
 
+  /**
+   * Every `ms` in which nothing else was sent, an empty `{seq, events: []}`
+   * (old SDKs read it as no events): the caller can then wait on silence
+   * rather than on a deadline it does not know (a long Claude turn).
+   */
+  keepAlive(ms: number): void {
+    this.keepAliveTimer = setInterval(() => {
+      if (!this.sent && !this.broken) this.publish(encode({ v: PROTOCOL_VERSION, ok: true, seq: this.seq, events: [] }));
+      this.sent = false;
+    }, ms);
+    this.keepAliveTimer.unref();
+  }
+
   done(result: unknown): void {
+    clearInterval(this.keepAliveTimer);
     this.flush();
     if (this.broken) return;
     const data = encode({ v: PROTOCOL_VERSION, ok: true, seq: -1, done: true, result });
@@ -74,6 +91,7 @@ export class StreamOut {
   }
 
   fail(err: unknown): void {
+    clearInterval(this.keepAliveTimer);
     this.flush();
     if (this.broken) return;
     this.broken = true;
@@ -87,6 +105,7 @@ export class StreamOut {
 
   private publish(data: Uint8Array): void {
     if (!this.subject) return;
+    this.sent = true;
     try {
       this.nc.publish(this.subject, data);
     } catch (err) {

@@ -16,8 +16,14 @@ export interface ConnectOptions {
   name?: string;
   /** Default acquire deadline. */
   timeoutMs?: number;
-  /** Renew held leases in the background (default true). */
+  /** Renew held leases in the background (default true). Off, a lease is still renewed while an exec runs on it. */
   autoRenew?: boolean;
+  /**
+   * An exec without a deadline of its own asks the node for a keep-alive
+   * this often and fails (UNAVAILABLE) after four silent periods: a long
+   * turn lives as long as it streams or the node says it runs. Default 5 s.
+   */
+  keepAliveMs?: number;
 }
 
 export interface AcquireOptions {
@@ -28,11 +34,27 @@ export interface AcquireOptions {
   signal?: AbortSignal;
   /** Skip the balancer and ask this node directly. */
   nodeId?: string;
+  /**
+   * Per-lease options for the driver, within the pool's allow-list
+   * (claude-cli `lease_options`: model, permission_mode,
+   * append_system_prompt, allowed_tools, cwd); outside it: BadRequestError.
+   */
+  options?: Record<string, unknown>;
 }
 
 export interface ExecOptions {
+  /** The exec's deadline. Unset: the pool's default for the op (claude-cli `turn_timeout`), none for others; the call waits as long as the node says it runs. */
   timeoutMs?: number;
 }
+
+export interface OneShotOptions extends AcquireOptions {
+  /** The operation's own deadline once a resource is held (`timeoutMs` bounds the wait for one). Unset: as for `ExecOptions.timeoutMs`. */
+  execTimeoutMs?: number;
+}
+
+const DEFAULT_KEEPALIVE_MS = 5_000;
+/** Silent keep-alive periods after which a running exec's node is taken for gone. */
+const KEEPALIVE_MISSES = 4;
 
 /** Leave a little of the caller's deadline for the reply's trip back. */
 function serverDeadline(timeoutMs: number): number {
@@ -52,11 +74,12 @@ export class Lease extends EventEmitter<{ lost: [ShoalError] }> {
   private renewTimer: NodeJS.Timeout | undefined;
   private ended = false;
   private readonly ac = new AbortController();
+  /** Execs running on this lease: failed at once if it is lost; while any runs, the lease is renewed even without autoRenew. */
   private readonly running = new Set<ExecCall>();
   /** Set (a LEASE_LOST error) when the lease was lost. */
   lost: ShoalError | undefined;
 
-  constructor(private readonly client: Client, readonly info: LeaseInfo, autoRenew: boolean) {
+  constructor(private readonly client: Client, readonly info: LeaseInfo, private readonly autoRenew: boolean) {
     super();
     this.localExpiry = Date.now() + info.ttlMs;
     if (autoRenew) this.scheduleRenew();
@@ -94,17 +117,30 @@ export class Lease extends EventEmitter<{ lost: [ShoalError] }> {
 
   /** Run an operation: `await` it for the result, or `for await` it for streamed events. */
   exec(op: string, args?: unknown, opts: ExecOptions = {}): ExecCall {
-    const timeoutMs = opts.timeoutMs ?? Math.max(this.info.ttlMs, 30_000);
-    const c = new ExecCall(this.client.nc, this.client.subjects.leaseExec(this.nodeId), { leaseId: this.id, op, args, timeoutMs: serverDeadline(timeoutMs) }, timeoutMs);
+    const subject = this.client.subjects.leaseExec(this.nodeId);
+    let c: ExecCall;
+    if (opts.timeoutMs !== undefined) {
+      c = new ExecCall(this.client.nc, subject, { leaseId: this.id, op, args, timeoutMs: serverDeadline(opts.timeoutMs) }, opts.timeoutMs);
+    } else {
+      const ka = this.client.keepAliveMs;
+      c = new ExecCall(this.client.nc, subject, { leaseId: this.id, op, args, keepAliveMs: ka }, ka * KEEPALIVE_MISSES, ka * KEEPALIVE_MISSES);
+    }
     if (this.lost) { c.fail(this.lost); return c; }
     this.running.add(c);
-    void c.result.then(() => this.running.delete(c), (e: unknown) => {
-      this.running.delete(c);
+    // A long exec must not lose its lease for want of a renew.
+    if (this.running.size === 1 && !this.autoRenew && !this.ended) this.scheduleRenew();
+    void c.result.then(() => this.execEnded(c), (e: unknown) => {
+      this.execEnded(c);
       // The node answering that it no longer has the lease is the lease lost, not just this call failed.
       const code = (e as ShoalError).code;
       if (code === ErrorCodes.LEASE_NOT_FOUND || code === ErrorCodes.LEASE_EXPIRED) this.markLost(e as ShoalError);
     });
     return c;
+  }
+
+  private execEnded(c: ExecCall): void {
+    this.running.delete(c);
+    if (this.running.size === 0 && !this.autoRenew) clearTimeout(this.renewTimer);
   }
 
   /** Extend the lease; a new `ttlMs` also changes how often the background renew runs. */
@@ -145,7 +181,7 @@ export class Lease extends EventEmitter<{ lost: [ShoalError] }> {
   private scheduleRenew(delayMs = Math.max(50, Math.floor(this.info.ttlMs / 3))): void {
     this.renewTimer = setTimeout(() => {
       this.renew().then(
-        () => { if (!this.ended) this.scheduleRenew(); },
+        () => { if (!this.ended && (this.autoRenew || this.running.size > 0)) this.scheduleRenew(); },
         (err: ShoalError) => {
           if (this.ended) return;
           if (err.code === ErrorCodes.LEASE_EXPIRED || err.code === ErrorCodes.LEASE_NOT_FOUND) { this.markLost(err); return; }
@@ -154,7 +190,7 @@ export class Lease extends EventEmitter<{ lost: [ShoalError] }> {
           // Past the TTL the node has reclaimed it anyway, whatever kept us from renewing.
           if (Date.now() >= this.localExpiry) { this.markLost(leaseLost(this, 'expired', `could not renew before its TTL ran out: ${err.message}`)); return; }
           // A transient failure (NATS reconnecting): try again soon, while the TTL still covers us.
-          this.scheduleRenew(Math.max(50, Math.floor(this.info.ttlMs / 10)));
+          if (this.autoRenew || this.running.size > 0) this.scheduleRenew(Math.max(50, Math.floor(this.info.ttlMs / 10)));
         },
       );
     }, delayMs);
@@ -175,7 +211,11 @@ export class Client {
   /** One watch per node we hold leases on (lease events, heartbeats): how we learn that leases are lost. */
   private readonly watches = new Map<string, NodeWatch>();
 
+  /** @internal */
+  readonly keepAliveMs: number;
+
   constructor(readonly nc: NatsConnection, private readonly opts: ConnectOptions, private readonly ownsConnection: boolean) {
+    this.keepAliveMs = opts.keepAliveMs ?? DEFAULT_KEEPALIVE_MS;
     this.subjects = subjects(opts.prefix);
     this.holder = { client: opts.name ?? 'shoal-client', host: hostname(), pid: process.pid };
   }
@@ -187,7 +227,7 @@ export class Client {
   async acquire(pool: string, opts: AcquireOptions = {}): Promise<Lease> {
     const timeoutMs = opts.timeoutMs ?? this.opts.timeoutMs ?? 30_000;
     const subject = opts.nodeId ? this.subjects.nodeAcquire(opts.nodeId) : this.subjects.poolAcquire(pool);
-    const body = { pool, timeoutMs: serverDeadline(timeoutMs), priority: opts.priority, ttlMs: opts.ttlMs, holder: this.holder };
+    const body = { pool, timeoutMs: serverDeadline(timeoutMs), priority: opts.priority, ttlMs: opts.ttlMs, holder: this.holder, options: opts.options };
     if (opts.signal?.aborted) throw new CancelledError(ErrorCodes.CANCELLED, 'acquire aborted before it was sent');
     const pending = call<LeaseInfo>(this.nc, subject, body, timeoutMs, (late) => this.returnLate(late)).then((info) => this.adopt(info));
     if (!opts.signal) return pending.catch((e) => { throw typed(e); });
@@ -251,11 +291,19 @@ export class Client {
     }
   }
 
-  /** One-shot: acquire + exec + release inside a node. Await for the result or iterate for events. */
-  exec(pool: string, op: string, args?: unknown, opts: AcquireOptions = {}): ExecCall {
+  /**
+   * One-shot: acquire + exec + release inside a node. Await for the result or
+   * iterate for events. `timeoutMs` bounds the wait for a resource; the
+   * operation then runs until `execTimeoutMs`, or the pool's default for the
+   * op (claude-cli `turn_timeout`), for as long as the node keeps saying so.
+   */
+  exec(pool: string, op: string, args?: unknown, opts: OneShotOptions = {}): ExecCall {
     const timeoutMs = opts.timeoutMs ?? this.opts.timeoutMs ?? 30_000;
     const subject = opts.nodeId ? this.subjects.nodeExec(opts.nodeId) : this.subjects.poolExec(pool);
-    return new ExecCall(this.nc, subject, { pool, op, args, timeoutMs: serverDeadline(timeoutMs), priority: opts.priority, holder: this.holder }, timeoutMs);
+    const body = { pool, op, args, timeoutMs: serverDeadline(timeoutMs), priority: opts.priority, holder: this.holder, options: opts.options };
+    if (opts.execTimeoutMs !== undefined) return new ExecCall(this.nc, subject, { ...body, execTimeoutMs: opts.execTimeoutMs }, timeoutMs + opts.execTimeoutMs);
+    const idle = this.keepAliveMs * KEEPALIVE_MISSES;
+    return new ExecCall(this.nc, subject, { ...body, keepAliveMs: this.keepAliveMs }, timeoutMs + idle, idle);
   }
 
   /** Leases this client holds right now. */

@@ -17,6 +17,8 @@ export class VersionMismatchError extends ShoalError {}
 export class DriverError extends ShoalError {}
 export class UnsupportedOpError extends ShoalError {}
 export class SessionBusyError extends ShoalError {}
+export class SessionStalledError extends ShoalError {}
+export class TurnTimeoutError extends ShoalError {}
 export class NoNodesError extends ShoalError {}
 export class CancelledError extends ShoalError {}
 export class UnavailableError extends ShoalError {}
@@ -39,6 +41,8 @@ const byCode: Record<ErrorCode, typeof ShoalError> = {
   [ErrorCodes.DRIVER_ERROR]: DriverError,
   [ErrorCodes.UNSUPPORTED_OP]: UnsupportedOpError,
   [ErrorCodes.SESSION_BUSY]: SessionBusyError,
+  [ErrorCodes.SESSION_STALLED]: SessionStalledError,
+  [ErrorCodes.TURN_TIMEOUT]: TurnTimeoutError,
   [ErrorCodes.NO_NODES]: NoNodesError,
   [ErrorCodes.CANCELLED]: CancelledError,
   [ErrorCodes.UNAVAILABLE]: UnavailableError,

@@ -28,6 +28,8 @@ export class ExecCall implements PromiseLike<unknown>, AsyncIterable<unknown> {
     private readonly subject: string,
     private readonly body: Record<string, unknown>,
     private readonly timeoutMs: number,
+    /** Wait on silence: after the first message, at most this long between two (the node sends keep-alives). */
+    private readonly idleMs?: number,
   ) {
     this.result = new Promise((res, rej) => { this.resolveResult = res; this.rejectResult = rej; });
     // Nobody may be listening to `result` when iterating only; don't let that be "unhandled".
@@ -72,8 +74,11 @@ export class ExecCall implements PromiseLike<unknown>, AsyncIterable<unknown> {
           return finish(e);
         }
       },
-      onTimeout: () => finish(new ShoalError(ErrorCodes.UNAVAILABLE, `no final answer on ${this.subject} within ${this.timeoutMs} ms`, { details: { reason: 'timeout' } })),
+      onTimeout: () => finish(new ShoalError(ErrorCodes.UNAVAILABLE, this.idleMs !== undefined
+        ? `no word from the node on ${this.subject} for ${this.idleMs} ms (keep-alives stopped): it is gone or unreachable`
+        : `no final answer on ${this.subject} within ${this.timeoutMs} ms`, { details: { reason: 'timeout' } })),
       onFail: (e) => finish(e),
+      idleMs: this.idleMs,
     });
   }
 

@@ -18,6 +18,19 @@ export const ErrorCodes = {
   UNSUPPORTED_OP: 'UNSUPPORTED_OP',
   /** A session is already running a turn (claude-cli). */
   SESSION_BUSY: 'SESSION_BUSY',
+  /**
+   * A session stopped answering (claude-cli: no output for `stall_timeout`
+   * during a turn, or a control request unanswered). `details.retryable` is
+   * true (the session is interrupted or replaced; retry on a fresh one);
+   * `details.lastLines` has the last lines it printed.
+   */
+  SESSION_STALLED: 'SESSION_STALLED',
+  /**
+   * A turn ran past its own deadline (the exec's `timeoutMs`, or the pool's
+   * `turn_timeout`) and was interrupted. `details.partialText` and
+   * `details.events` say what streamed before; not retryable as is.
+   */
+  TURN_TIMEOUT: 'TURN_TIMEOUT',
   /** The balancer knows no eligible node for the pool. */
   NO_NODES: 'NO_NODES',
   /** The Weaviate server cannot be reached (weaviate driver). `details.retryable` says whether a retry can help. */

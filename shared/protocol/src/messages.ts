@@ -28,14 +28,37 @@ const acquireShape = {
   priority: optional(int({ min: -1000, max: 1000 })),
   ttlMs: optional(int({ min: 1, max: MAX_TTL_MS })),
   holder: optional(holder),
+  /**
+   * Per-lease options for the driver, within what the pool's config allows
+   * (claude-cli: `lease_options`), e.g. `{ model: 'haiku' }`. Anything else is
+   * BAD_REQUEST before a resource is taken.
+   */
+  options: optional(any()),
 };
 const acquire = obj(acquireShape);
 export type AcquireRequest = Infer<typeof acquireShape>;
+
+/** Longest keep-alive period a caller may ask for. */
+export const MAX_KEEPALIVE_MS = 60_000;
+const keepAliveMs = optional(int({ min: 100, max: MAX_KEEPALIVE_MS }));
 
 const execShape = {
   ...acquireShape,
   op: str({ min: 1, max: 128 }),
   args: optional(any()),
+  /**
+   * The operation's own deadline, counted once the node holds a resource
+   * (`timeoutMs` then bounds only the wait for one). Unset: the pool's
+   * per-op default (e.g. claude-cli `turn_timeout`), else what is left of
+   * `timeoutMs`.
+   */
+  execTimeoutMs: optional(timeoutMs),
+  /**
+   * Ask the node for an empty stream message (`{seq, events: []}`) when it
+   * starts the operation and whenever nothing was sent for this long, so the
+   * caller can wait on silence instead of a deadline it does not know.
+   */
+  keepAliveMs,
   /**
    * Set by a balancer: the caller's inbox. The node answers the balancer
    * `{accepted: true}` once it holds a resource (or a refusal the balancer can
@@ -50,7 +73,9 @@ const leaseExecShape = {
   leaseId: id,
   op: str({ min: 1, max: 128 }),
   args: optional(any()),
+  /** Unset: the pool's per-op default (claude-cli `turn_timeout`), else none. */
   timeoutMs: optional(timeoutMs),
+  keepAliveMs,
 };
 const leaseExec = obj(leaseExecShape);
 export type LeaseExecRequest = Infer<typeof leaseExecShape>;

@@ -39,16 +39,24 @@ export const Metrics = {
   WEAVIATE_REQUESTS: 'shoal_weaviate_requests_total',
   /** claude-cli: gauge {pool, node, state=starting|idle|turn|clearing|dead}: sessions by their CLI state */
   CLAUDE_SESSIONS: 'shoal_claude_sessions',
-  /** claude-cli: counter {pool, node, outcome=success|error|interrupted|crashed|cancelled}: user turns */
+  /** claude-cli: counter {pool, node, outcome=success|error|interrupted|crashed|cancelled|stalled|timeout}: user turns */
   CLAUDE_TURNS_TOTAL: 'shoal_claude_turns_total',
   /** claude-cli: histogram (ms) {pool, node}: a user turn, from writing the message to its `result` line */
   CLAUDE_TURN_LATENCY: 'shoal_claude_turn_latency_ms',
   /** claude-cli: counter {pool, node, type=input|output|cache_read|cache_creation}: tokens summed from `result` lines */
   CLAUDE_TOKENS_TOTAL: 'shoal_claude_tokens_total',
-  /** claude-cli: counter {pool, node}: `total_cost_usd` summed from `result` lines */
+  /** claude-cli: counter {pool, node}: cost in USD of each turn (the difference of the running `total_cost_usd` of `result` lines) */
   CLAUDE_COST_USD_TOTAL: 'shoal_claude_cost_usd_total',
   /** claude-cli: counter {pool, node}: stdout lines that were not JSON (skipped) */
   CLAUDE_NON_JSON_LINES_TOTAL: 'shoal_claude_non_json_lines_total',
+  /** claude-cli: counter {pool, node, stage=turn|control, action=interrupted|killed}: hang watchdog hits (`stall_timeout`) */
+  CLAUDE_STALLS_TOTAL: 'shoal_claude_stalls_total',
+  /** claude-cli: counter {pool, node, client}: cost in USD by the holder's client name (`holder.client`; at most 100 names per pool, then `_other`) */
+  CLAUDE_CLIENT_COST_USD_TOTAL: 'shoal_claude_client_cost_usd_total',
+  /** claude-cli: counter {pool, node, client, type=input|output|cache_read|cache_creation}: tokens by client name */
+  CLAUDE_CLIENT_TOKENS_TOTAL: 'shoal_claude_client_tokens_total',
+  /** claude-cli: counter {pool, node, status}: `api_retry` lines (status 429, 529, …, or `none`): the CLI retrying the API */
+  CLAUDE_API_RETRIES_TOTAL: 'shoal_claude_api_retries_total',
 } as const;
 
 /** Latency buckets in milliseconds; the design's alert rules read le=10,50,100. */

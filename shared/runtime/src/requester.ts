@@ -10,6 +10,9 @@ interface Pending {
   onTimeout: () => void;
   onFail?: (e: ShoalError) => void;
   timer: NodeJS.Timeout;
+  /** Streams waiting on silence: each message re-arms the timer for this long. */
+  idleMs: number | undefined;
+  fire: () => void;
 }
 
 /**
@@ -48,6 +51,9 @@ export class Requester {
         if (p.onMsg(m)) {
           this.pending.delete(token);
           clearTimeout(p.timer);
+        } else if (p.idleMs !== undefined && this.pending.get(token) === p) {
+          clearTimeout(p.timer);
+          p.timer = setTimeout(p.fire, p.idleMs);
         }
       },
     });
@@ -74,24 +80,27 @@ export class Requester {
   /**
    * One request, several replies (a streamed exec): `onMsg` sees each and
    * returns true at the last. No subscription is made or removed per call.
-   * Returns a function that stops listening.
+   * With `idleMs`, `timeoutMs` bounds only the wait for the first message;
+   * after each one the caller waits `idleMs` for the next (a stream whose
+   * node sends keep-alives). Returns a function that stops listening.
    */
-  stream(subject: string, data: Uint8Array, timeoutMs: number, h: { onMsg: (m: Msg) => boolean; onTimeout: () => void; onFail: (e: ShoalError) => void }): () => void {
+  stream(subject: string, data: Uint8Array, timeoutMs: number, h: { onMsg: (m: Msg) => boolean; onTimeout: () => void; onFail: (e: ShoalError) => void; idleMs?: number }): () => void {
     return this.exchange(subject, data, timeoutMs, h);
   }
 
-  private exchange(subject: string, data: Uint8Array, timeoutMs: number, h: { onMsg: (m: Msg) => boolean; onTimeout: () => void; onFail: (e: ShoalError) => void }, onLate?: (data: Uint8Array) => void): () => void {
+  private exchange(subject: string, data: Uint8Array, timeoutMs: number, h: { onMsg: (m: Msg) => boolean; onTimeout: () => void; onFail: (e: ShoalError) => void; idleMs?: number }, onLate?: (data: Uint8Array) => void): () => void {
     if (!this.sub) this.listen();
     const token = (this.seq++).toString(36);
-    const timer = setTimeout(() => {
+    const fire = () => {
       this.pending.delete(token);
       if (onLate) {
         this.late.set(token, onLate);
         setTimeout(() => this.late.delete(token), LATE_GRACE_MS).unref?.();
       }
       h.onTimeout();
-    }, timeoutMs);
-    this.pending.set(token, { onMsg: h.onMsg, onTimeout: h.onTimeout, onFail: h.onFail, timer });
+    };
+    const timer = setTimeout(fire, timeoutMs);
+    this.pending.set(token, { onMsg: h.onMsg, onTimeout: h.onTimeout, onFail: h.onFail, timer, fire, idleMs: h.idleMs });
     try {
       this.nc.publish(subject, data, { reply: `${this.prefix}.${token}` });
     } catch (err) {

@@ -6,6 +6,8 @@
 //
 // stdin, one JSON object per line:
 //   control_request initialize → control_response success (commands, agents, models, account, pid)
+//   control_request set_model {model} → a replayed user line "<local-command-stdout>Set model to …", success
+//   control_request set_permission_mode {mode} → success {mode}
 //   control_request interrupt  → control_response success; a running turn ends with a user
 //                                "[Request interrupted by user]" line and a result
 //                                error_during_execution (is_error true)
@@ -36,12 +38,22 @@
 //   STANDIN_EXIT_AT_START=<code>  exit at once with this code and a message on stderr
 //   STANDIN_NO_INITIALIZE=1  never answer initialize
 //   STANDIN_STAMP=1          add "ts" (epoch ms, fractional) to stream_event lines, for latency benchmarks
+//   STANDIN_TURN_MS          every turn lasts about this long (its tokens spread over it): the latency knob
+//   STANDIN_IGNORE_CONTROL=a,b  never answer control requests of these subtypes (e.g. set_model)
+//   STANDIN_TURN_LOG=<file>  append "start|end <pid> <epoch ms>" per user turn (to count turns running at once across processes)
+//   --no-session-persistence  nothing is written to the session store (as the real flag)
 // Directives inside a message's text, for one turn: [[crash]] [[crash=SIGKILL]] [[garbage]] [[hang]]
 //   [[tokens=N]] [[delay=MS]] [[grow=MB]] [[rate_limit]] [[error]] (an API error: result success, is_error true)
 //   [[can_use_tool]] (asks the driver for a permission over a control_request and reports the answer)
+//   [[turn_ms=N]]  this turn lasts about N ms
+//   [[stall]]      stop writing mid-turn, for good: no more lines, control requests unanswered (a hung CLI)
+//   [[whoami]]     the reply includes model, permission mode, cwd, appended system prompt and allowed tools
+//   [[list_config]]  the reply lists every file under the CLI's config dir and HOME (relative paths), and the
+//                    session ids of the transcripts it can read there
+//   [[api_retry=STATUS]]  first emit 3 api_retry lines with this error_status (429 → rate_limit, 529 → overloaded)
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
 // Every line printed is built in messages.mjs, typed against @anthropic-ai/claude-agent-sdk's SDKMessage.
 import * as M from './messages.mjs';
@@ -53,9 +65,9 @@ const VERSION = '2.1.197';
 // ---- arguments, parsed as the real CLI's commander would ----------------------
 const VALUE_FLAGS = new Set(['--output-format', '--input-format', '--model', '--system-prompt', '--append-system-prompt', '--allowedTools', '--allowed-tools',
   '--disallowedTools', '--disallowed-tools', '--max-turns', '--permission-mode', '--resume', '-r', '--session-id', '--mcp-config', '--add-dir',
-  '--fallback-model', '--settings', '--permission-prompt-tool', '--max-budget-usd']);
+  '--fallback-model', '--settings', '--permission-prompt-tool', '--max-budget-usd', '--json-schema', '--effort', '--setting-sources']);
 const BOOL_FLAGS = new Set(['--verbose', '--include-partial-messages', '--fork-session', '--print', '-p', '--continue', '-c',
-  '--dangerously-skip-permissions', '--replay-user-messages', '--strict-mcp-config']);
+  '--dangerously-skip-permissions', '--replay-user-messages', '--strict-mcp-config', '--no-session-persistence']);
 const VARIADIC = new Set(['--add-dir', '--mcp-config', '--allowedTools', '--allowed-tools', '--disallowedTools', '--disallowed-tools']);
 
 function die(msg, code = 1) {
@@ -86,11 +98,12 @@ if (one('--output-format') === 'stream-json' && !flags['--verbose']) die('Error:
 if (one('--input-format') !== 'stream-json') die('Error: this stand-in speaks only --input-format stream-json');
 if (one('--output-format') !== 'stream-json') die('Error: this stand-in speaks only --output-format stream-json');
 const PERMISSION_MODES = ['default', 'acceptEdits', 'plan', 'bypassPermissions', 'dontAsk', 'auto'];
-const permissionMode = one('--permission-mode') ?? 'default';
+let permissionMode = one('--permission-mode') ?? 'default';
 if (!PERMISSION_MODES.includes(permissionMode)) die(`error: option '--permission-mode <mode>' argument '${permissionMode}' is invalid. Allowed choices are ${PERMISSION_MODES.join(', ')}.`);
 const maxTurns = one('--max-turns');
 if (maxTurns !== undefined && !(Number.isInteger(Number(maxTurns)) && Number(maxTurns) > 0)) die(`Error: --max-turns must be a positive integer, got ${maxTurns}`);
-const model = one('--model') ?? 'claude-sonnet-4-5-20250929';
+let model = one('--model') ?? 'claude-sonnet-4-5-20250929';
+const defaultModel = model;
 const partial = flags['--include-partial-messages'] === true;
 const allowed = (flags['--allowedTools'] ?? flags['--allowed-tools'] ?? []).flatMap((s) => s.split(/[ ,]+/)).filter(Boolean);
 const disallowed = new Set((flags['--disallowedTools'] ?? flags['--disallowed-tools'] ?? []).flatMap((s) => s.split(/[ ,]+/)).filter(Boolean));
@@ -105,10 +118,12 @@ const cwd = process.cwd();
 const configDir = env.CLAUDE_CONFIG_DIR || join(env.HOME || '/tmp', '.claude');
 const projectDir = join(configDir, 'projects', cwd.replace(/[^A-Za-z0-9]/g, '-'));
 const sessionFile = (id) => join(projectDir, `${id}.json`);
+const persist = flags['--no-session-persistence'] !== true;
 function save() {
+  if (!persist) return;
   try {
     mkdirSync(projectDir, { recursive: true });
-    writeFileSync(sessionFile(sessionId), JSON.stringify({ sessionId, turns: conv.turns, first: conv.first, words: conv.words }));
+    writeFileSync(sessionFile(sessionId), JSON.stringify({ sessionId, turns: conv.turns, first: conv.first, words: conv.words, cost: conv.cost ?? 0 }));
   } catch { /* a read-only store only loses resumability */ }
 }
 
@@ -124,7 +139,7 @@ if (resume !== undefined) {
     process.exit(1);
   }
   const stored = JSON.parse(readFileSync(sessionFile(resume), 'utf8'));
-  conv = { turns: stored.turns, first: stored.first, words: stored.words ?? 0 };
+  conv = { turns: stored.turns, first: stored.first, words: stored.words ?? 0, cost: stored.cost ?? 0 };
   sessionId = flags['--fork-session'] ? (wanted ?? randomUUID()) : resume;
 } else {
   if (wanted !== undefined && existsSync(sessionFile(wanted))) die(`Error: Session ID ${wanted} is already in use.`);
@@ -132,8 +147,18 @@ if (resume !== undefined) {
 }
 
 // ---- output ---------------------------------------------------------------
-const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
-const raw = (s) => process.stdout.write(s + '\n');
+// A stalled CLI ([[stall]]) writes nothing more, ever.
+let frozen = false;
+const out = (o) => { if (!frozen) process.stdout.write(JSON.stringify(o) + '\n'); };
+const raw = (s) => { if (!frozen) process.stdout.write(s + '\n'); };
+const turnLog = (what) => { if (env.STANDIN_TURN_LOG) appendFileSync(env.STANDIN_TURN_LOG, `${what} ${process.pid} ${Date.now()}\n`); };
+
+/** Every file under `dir`, relative to `base`; nothing if unreadable. */
+function listFiles(dir, base = dir) {
+  let entries;
+  try { entries = readdirSync(dir, { withFileTypes: true }); } catch { return []; }
+  return entries.flatMap((e) => e.isDirectory() ? listFiles(join(dir, e.name), base) : [relative(base, join(dir, e.name))]);
+}
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const held = [];
 let turnNo = 0;
@@ -170,12 +195,21 @@ async function runTurn(content) {
   conv.first ??= text;
   conv.words += text.split(/\s+/).filter(Boolean).length;
   const started = Date.now();
+  turnLog('start');
   init();
-  const tokenDelay = num(d.delay, num(env.STANDIN_TOKEN_DELAY_MS, 0));
-  const reply = `Turn ${turnNo} (message ${conv.turns} of this conversation; first: ${JSON.stringify(conv.first)}): ${text}`;
+  let reply = `Turn ${turnNo} (message ${conv.turns} of this conversation; first: ${JSON.stringify(conv.first)}): ${text}`;
+  if (d.whoami) reply += ` [whoami ${JSON.stringify({ model, permissionMode, cwd, append: one('--append-system-prompt') ?? null, allowed })}]`;
+  if (d.list_config) {
+    const home = env.HOME || '/tmp';
+    const files = [...new Set([...listFiles(configDir).map((f) => relative(home, join(configDir, f))), ...listFiles(home)])].sort();
+    const ids = listFiles(join(configDir, 'projects')).map((f) => /([0-9a-f-]{36})\.json/.exec(f)?.[1]).filter(Boolean);
+    reply += ` [config ${JSON.stringify({ configDir, home, files, transcripts: ids })}]`;
+  }
   const filler = num(d.tokens, num(env.STANDIN_TOKENS, 0));
   const tokens = reply.split(/(?<= )/);
   for (let i = 0; i < filler; i++) tokens.push(` tok${i}`);
+  const turnMs = num(d.turn_ms, num(env.STANDIN_TURN_MS, 0));
+  const tokenDelay = turnMs > 0 ? turnMs / tokens.length : num(d.delay, num(env.STANDIN_TOKEN_DELAY_MS, 0));
   const msgId = `msg_01${randomUUID().replace(/-/g, '').slice(0, 22)}`;
   const grow = num(d.grow, num(env.STANDIN_GROW_MB_PER_TURN, 0));
   if (grow > 0) held.push(Buffer.alloc(grow * 1024 * 1024, 0x5a));
@@ -195,6 +229,13 @@ async function runTurn(content) {
     const answer = await new Promise((resolve) => pendingControl.set(requestId, resolve));
     toolNote = ` [tool Bash: ${answer?.response?.response?.behavior ?? answer?.response?.subtype ?? 'no answer'}]`;
     tokens.push(toolNote);
+  }
+  if (d.api_retry) {
+    const status = num(d.api_retry, 429);
+    for (let attempt = 1; attempt <= 3 && !me.interrupted; attempt++) {
+      out({ type: 'system', subtype: 'api_retry', attempt, max_retries: 10, retry_delay_ms: 50 * attempt, error_status: status, error: status === 529 ? 'overloaded' : status === 429 ? 'rate_limit' : 'server_error', session_id: sessionId, uuid: randomUUID() });
+      await new Promise((r) => { me.wake = r; setTimeout(r, 50 * attempt); });
+    }
   }
   if (d.hang || env.STANDIN_HANG === '1') {
     // What the real CLI does without the API: retry lines until interrupted.
@@ -225,6 +266,11 @@ async function runTurn(content) {
       else process.exit(3);
       await sleep(1000);
     }
+    if (d.stall && emitted === Math.floor(tokens.length / 2)) {
+      // Hung: alive, reading stdin, never writing again (and never ending the turn).
+      frozen = true;
+      await new Promise(() => {});
+    }
     if (partial) ev(M.textDelta(tok));
     emitted++;
     if (tokenDelay > 0) await new Promise((r) => { me.wake = r; setTimeout(r, tokenDelay); });
@@ -235,7 +281,8 @@ async function runTurn(content) {
   const outTok = emitted;
   if (me.interrupted) {
     out(M.interruptedByUser(sessionId));
-    out(M.resultError({ sessionId, durationMs: Date.now() - started, numTurns: 2, terminalReason: 'aborted_streaming', errors: ['[ede_diagnostic] result_type=user last_content_type=n/a stop_reason=null'] }));
+    // As the real CLI: total_cost_usd is the conversation's running total, on an interrupted turn too.
+    out({ ...M.resultError({ sessionId, durationMs: Date.now() - started, numTurns: 2, terminalReason: 'aborted_streaming', errors: ['[ede_diagnostic] result_type=user last_content_type=n/a stop_reason=null'] }), total_cost_usd: conv.cost ?? 0 });
   } else {
     if (partial) {
       ev(M.blockStop());
@@ -246,13 +293,16 @@ async function runTurn(content) {
     const resultText = apiError ? 'API Error: 529 {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}' : outText;
     out(M.assistant({ sessionId, id: msgId, model: apiError ? '<synthetic>' : model, text: resultText, stopReason: apiError ? 'stop_sequence' : null, usage: usage(inTok, outTok) }));
     const cost = apiError ? 0 : inTok * 3e-6 + outTok * 15e-6;
+    // As the real CLI: total_cost_usd is the conversation's running total (reset by /clear), not this turn's.
+    conv.cost = (conv.cost ?? 0) + cost;
     out(M.resultSuccess({
       sessionId, isError: apiError, durationMs: Date.now() - started, durationApiMs: Date.now() - started, numTurns: 1, result: resultText,
-      stopReason: apiError ? 'stop_sequence' : 'end_turn', costUsd: cost, usage: usage(apiError ? 0 : inTok, apiError ? 0 : outTok),
+      stopReason: apiError ? 'stop_sequence' : 'end_turn', costUsd: conv.cost, usage: usage(apiError ? 0 : inTok, apiError ? 0 : outTok),
       modelUsage: apiError ? {} : { [model]: M.modelUsage(inTok, outTok, cost) },
     }));
   }
   save();
+  turnLog('end');
   current = undefined;
 }
 
@@ -280,9 +330,23 @@ async function pump() {
 function onControl(msg) {
   const req = msg.request ?? {};
   const id = msg.request_id;
+  // A hung CLI for this kind of request: no answer ever.
+  if ((env.STANDIN_IGNORE_CONTROL ?? '').split(',').includes(req.subtype)) return;
   if (req.subtype === 'initialize') {
     if (env.STANDIN_NO_INITIALIZE === '1') return;
     out(M.controlSuccess(id, M.initializeResponse({ model, apiKeySource, pid: process.pid })));
+  } else if (req.subtype === 'set_model') {
+    // As 2.1.197: a replayed local-command line, then the success.
+    model = !req.model || req.model === 'default' ? defaultModel : req.model;
+    out({ type: 'user', message: { role: 'user', content: `<local-command-stdout>Set model to ${model}</local-command-stdout>` }, session_id: sessionId, parent_tool_use_id: null, uuid: randomUUID(), timestamp: new Date().toISOString(), isReplay: true });
+    out(M.controlSuccess(id));
+  } else if (req.subtype === 'set_permission_mode') {
+    if (!PERMISSION_MODES.includes(req.mode)) {
+      out(M.controlError(id, `Invalid permission mode: ${req.mode}`));
+      return;
+    }
+    permissionMode = req.mode;
+    out(M.controlSuccess(id, { mode: permissionMode }));
   } else if (req.subtype === 'interrupt') {
     out(M.controlSuccess(id));
     if (current) { current.interrupted = true; current.wake?.(); }

@@ -2,8 +2,21 @@ import { ErrorCodes, ShoalError } from '@shoal/protocol';
 import type { Driver, DriverContext, ExecContext } from '../../driver.js';
 import { authChecker, turnError } from './auth.js';
 import { claudeMetrics } from './metrics.js';
-import { buildEnv, isExecutable, parseOptions, resolveCommand, UUID } from './options.js';
+import { buildEnv, checkLeaseChoice, isExecutable, parseOptions, resolveCommand, UUID } from './options.js';
 import { ClaudeSession } from './session.js';
+import { localGates } from '../../turn-gate.js';
+
+/** Starts of one account on this node, spaced by `ms` (sessions spawned back to back get throttled). */
+const lastStart = new Map<string, number>();
+function startStagger(key: string, ms: number): () => Promise<void> {
+  return async () => {
+    if (ms <= 0) return;
+    const now = Date.now();
+    const at = Math.max(now, (lastStart.get(key) ?? -Infinity) + ms);
+    lastStart.set(key, at);
+    if (at > now) await new Promise((r) => setTimeout(r, at - now));
+  };
+}
 
 /**
  * `claude-cli`: one resource = one Claude Code CLI process in stream-json
@@ -25,6 +38,9 @@ export function claudeCliDriver(ctx: DriverContext): Driver<ClaudeSession> {
   const sessions = new Set<ClaudeSession>();
   let command: string | undefined;
   const metrics = claudeMetrics(ctx.registry, ctx.labels ?? { pool: ctx.poolName }, function* () { for (const s of sessions) yield s.state; });
+  // The account's cap on turns at once across the cluster, and the spacing of session starts on this node.
+  const gate = opts.account && opts.account.maxConcurrentTurns > 0 ? (ctx.gates ?? localGates()).gate(opts.account.key, opts.account.maxConcurrentTurns) : undefined;
+  const stagger = opts.account ? startStagger(opts.account.key, opts.account.startStaggerMs) : async () => {};
   const log = (level: 'debug' | 'info' | 'warn', msg: string, fields?: Record<string, unknown>) => ctx.log?.[level](msg, { pool: ctx.poolName, ...fields });
   // The backend probe: a session of a CLI that is not logged in starts fine and fails every turn.
   const authOk = authChecker(() => (command && isExecutable(command) ? command : resolveCommand(opts.command).path), () => buildEnv(opts));
@@ -43,6 +59,8 @@ export function claudeCliDriver(ctx: DriverContext): Driver<ClaudeSession> {
   return {
     kind: 'claude-cli',
     oneShotOps: new Set(['send']),
+    ownsExecDeadline: true,
+    defaultExecTimeoutMs: (op) => (op === 'send' ? opts.turnTimeoutMs : undefined),
 
     async create({ resourceId, signal }) {
       // Looked up again only while not found (installing the CLI later heals the pool) or once the found file is gone.
@@ -54,13 +72,21 @@ export function claudeCliDriver(ctx: DriverContext): Driver<ClaudeSession> {
       const auth = await authOk();
       if (!auth.ok) throw auth.error!;
       const s = new ClaudeSession(resourceId, opts, found.path, {
-        turnEnded: (outcome, ms, result) => metrics.turn(outcome, ms, result),
+        turnEnded: (outcome, ms, result, client, costUsd) => metrics.turn(outcome, ms, result, client, costUsd),
+        apiRetry: (status, delayMs) => {
+          metrics.apiRetry(status);
+          // Rate limited or overloaded: hold new turns of this account on this node for the CLI's own delay.
+          if (gate && (status === 429 || status === 529)) gate.pause(Math.max(1000, delayMs));
+        },
+        ...(gate ? { gate } : {}),
         stateChanged: () => {},
         skipped: () => metrics.skipped(),
+        stalled: (stage, action) => metrics.stalled(stage, action),
         log,
       });
       sessions.add(s);
       try {
+        await stagger();
         await s.start(signal);
       } catch (err) {
         sessions.delete(s);
@@ -83,14 +109,22 @@ export function claudeCliDriver(ctx: DriverContext): Driver<ClaudeSession> {
       await s.reset();
     },
 
-    async exec(s, op, args, { emit, signal }: ExecContext) {
+    checkLeaseOptions(o) {
+      checkLeaseChoice(opts.leaseOptions, o);
+    },
+
+    async prepare(s, o) {
+      await s.applyLease(o === undefined ? undefined : checkLeaseChoice(opts.leaseOptions, o));
+    },
+
+    async exec(s, op, args, { emit, signal, timeoutMs, client }: ExecContext) {
       const a = (args ?? {}) as Record<string, unknown>;
       if (typeof a !== 'object' || Array.isArray(a)) throw new ShoalError(ErrorCodes.BAD_REQUEST, `claude-cli op ${op}: args must be an object`);
       switch (op) {
         case 'send':
           if (a.raw !== undefined && typeof a.raw !== 'boolean') throw new ShoalError(ErrorCodes.BAD_REQUEST, 'send: raw must be true or false');
         {
-          const result = await s.send(a.content, emit, signal, a.raw === true);
+          const result = await s.send(a.content, emit, signal, a.raw === true, timeoutMs, client);
           const failed = turnError(result);
           if (failed) throw failed;
           return result;
@@ -100,7 +134,7 @@ export function claudeCliDriver(ctx: DriverContext): Driver<ClaudeSession> {
         case 'info':
           return {
             session_id: s.sessionId, model: s.model, state: s.state, pid: s.pid, turns: s.turns, conversation_turns: s.conversationTurns,
-            rss_bytes: await s.refreshRss(), non_json_lines: s.nonJsonLines, stderr_tail: s.stderrTail,
+            rss_bytes: await s.refreshRss(), non_json_lines: s.nonJsonLines, stderr_tail: s.stderrTail, rate_limit: s.rateLimit,
           };
         case 'resume': {
           if (!opts.allowResumeOp) throw new ShoalError(ErrorCodes.UNSUPPORTED_OP, `pool ${ctx.poolName} does not allow the resume op (options.allow_resume_op)`);
@@ -125,6 +159,11 @@ export function claudeCliDriver(ctx: DriverContext): Driver<ClaudeSession> {
 
     describe(s) {
       return s.model ? { session_id: s.sessionId, model: s.model } : { session_id: s.sessionId };
+    },
+
+    /** For node status and `shoal status`: tokens and cost by the holders' client names. */
+    stats() {
+      return { clients: Object.fromEntries(metrics.clients) };
     },
 
     routes(pool) {

@@ -91,7 +91,7 @@ export class LineReader {
  * A false positive only costs a parse; JSON.stringify writes no spaces, and
  * a quote inside a string value is escaped, so these keys cannot hide.
  */
-const MUST_PARSE = /"type":"(?:result|control_request|control_response|conversation_reset)"|"subtype":"init"/;
+const MUST_PARSE = /"type":"(?:result|control_request|control_response|conversation_reset|rate_limit_event)"|"subtype":"(?:init|api_retry)"/;
 export function needsParse(line: string): boolean {
   return MUST_PARSE.test(line);
 }

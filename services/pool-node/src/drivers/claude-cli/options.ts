@@ -52,11 +52,63 @@ export interface ClaudeOptions {
   allowResumeOp: boolean;
   /** After a `conversation_reset` line, how long to wait for the /clear turn's `result` before treating it as done. */
   clearResultGraceMs: number;
+  /**
+   * Hang watchdog: a turn with no stdout for this long is interrupted (its
+   * caller gets SESSION_STALLED), and killed `interrupt_timeout` later if still
+   * silent; a control request unanswered this long kills the process. 0 = off.
+   */
+  stallTimeoutMs: number;
+  /** Deadline of a `send` whose caller gave none (separate from the lease TTL). */
+  turnTimeoutMs: number;
+  /** Each session gets its own HOME and CLAUDE_CONFIG_DIR under its folder, wiped on reset and destroy. */
+  privateConfig: boolean;
+  /** false: `--no-session-persistence` (the CLI writes no transcript; nothing to resume). */
+  sessionPersistence: boolean;
+  maxBudgetUsd?: number;
+  fallbackModel?: string;
+  /** `--settings`: a file path or a JSON string (a mapping in YAML is serialised). */
+  settings?: string;
+  strictMcpConfig: boolean;
+  /** `--json-schema`: a JSON string (a mapping in YAML is serialised). */
+  jsonSchema?: string;
+  effort?: string;
+  /**
+   * The credential these sessions use, by a name (never the secret): turns
+   * at once across the cluster under this name are capped, and session
+   * starts on this node are spaced.
+   */
+  account?: { key: string; maxConcurrentTurns: number; startStaggerMs: number };
+  /** What a client may choose per lease (`acquire {options}`); a key not here is refused. */
+  leaseOptions: LeaseAllow;
   /** Destroy: after stdin EOF, wait this long before SIGTERM (default 2 s)… */
   stopGraceMs: number;
   /** …and this long after SIGTERM before SIGKILL (default 5 s). */
   stopKillAfterMs: number;
 }
+
+/** The operator's allow-list for per-lease options. */
+export interface LeaseAllow {
+  model?: string[];
+  permissionMode?: string[];
+  /** Any text (up to 16 KB) may be appended to the system prompt. */
+  appendSystemPrompt?: boolean;
+  /** A lease may narrow the tools to a subset of these. */
+  allowedTools?: string[];
+  /** A lease may pick one of these working directories. */
+  cwd?: string[];
+}
+
+/** Per-lease choices, checked against the allow-list. */
+export interface LeaseChoice {
+  model?: string;
+  permissionMode?: string;
+  appendSystemPrompt?: string;
+  allowedTools?: string[];
+  cwd?: string;
+}
+
+const LEASE_KEYS = ['model', 'permission_mode', 'append_system_prompt', 'allowed_tools', 'cwd'] as const;
+const MAX_APPEND = 16 * 1024;
 
 /** What the SDKs pass to every CLI they spawn. */
 export const BASE_FLAGS = ['--output-format', 'stream-json', '--verbose', '--input-format', 'stream-json'] as const;
@@ -78,8 +130,11 @@ const KEYS = [
   'command', 'args', 'model', 'system_prompt', 'append_system_prompt', 'allowed_tools', 'disallowed_tools', 'max_turns',
   'permission_mode', 'include_partial_messages', 'resume', 'session_id', 'fork_session', 'mcp_config', 'add_dirs', 'cwd',
   'cwd_root', 'env_allow', 'env', 'reset_mode', 'clear_timeout', 'interrupt_timeout', 'stderr_tail', 'rss_refresh',
-  'allow_resume_op', 'clear_result_grace', 'stop_grace', 'stop_kill_after',
+  'allow_resume_op', 'clear_result_grace', 'stop_grace', 'stop_kill_after', 'stall_timeout', 'turn_timeout', 'private_config',
+  'session_persistence', 'max_budget_usd', 'fallback_model', 'settings', 'strict_mcp_config', 'json_schema', 'effort', 'lease_options', 'account',
 ] as const;
+
+export const EFFORTS = ['low', 'medium', 'high', 'xhigh', 'max'];
 
 function bad(key: string, v: unknown, why: string): ShoalError {
   return new ShoalError(ErrorCodes.BAD_REQUEST, `claude-cli driver option ${key} = ${JSON.stringify(v)}: ${why}`);
@@ -119,6 +174,107 @@ const duration = (o: Record<string, unknown>, key: string, dflt: number): number
   }
 };
 
+const KEY_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+
+function parseAccount(v: unknown): ClaudeOptions['account'] {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'object' || Array.isArray(v)) throw bad('account', v, 'expected a mapping {key, max_concurrent_turns, start_stagger}');
+  const o = v as Record<string, unknown>;
+  const unknown = Object.keys(o).find((k) => !['key', 'max_concurrent_turns', 'start_stagger'].includes(k));
+  if (unknown) throw bad(`account.${unknown}`, o[unknown], 'unknown; expected key, max_concurrent_turns, start_stagger');
+  const key = o.key;
+  if (typeof key !== 'string' || !KEY_NAME.test(key)) throw bad('account.key', key, 'expected a name (A-Z a-z 0-9 _ -, up to 64): the credential\'s name, never the secret');
+  if (/^(sk-|sk_)/.test(key)) throw bad('account.key', '(hidden)', 'looks like a secret; name the credential instead');
+  const cap = o.max_concurrent_turns === undefined ? 0 : Number(o.max_concurrent_turns);
+  if (!Number.isInteger(cap) || cap < 0 || cap > 10_000) throw bad('account.max_concurrent_turns', o.max_concurrent_turns, 'expected an integer from 0 (no cap) to 10000');
+  return { key, maxConcurrentTurns: cap, startStaggerMs: duration(o, 'start_stagger', 0) };
+}
+
+function parseLeaseAllow(v: unknown): LeaseAllow {
+  if (v === undefined || v === null) return {};
+  if (typeof v !== 'object' || Array.isArray(v)) throw bad('lease_options', v, 'expected a mapping of option: allowed values');
+  const o = v as Record<string, unknown>;
+  const unknown = Object.keys(o).find((k) => !(LEASE_KEYS as readonly string[]).includes(k));
+  if (unknown) throw bad(`lease_options.${unknown}`, o[unknown], `unknown; expected one of ${LEASE_KEYS.join(', ')}`);
+  const allow: LeaseAllow = {};
+  const model = list(o, 'model');
+  if (model) allow.model = model;
+  const modes = list(o, 'permission_mode');
+  if (modes) {
+    const badMode = modes.find((m) => !PERMISSION_MODES.includes(m));
+    if (badMode) throw bad('lease_options.permission_mode', badMode, `expected modes among ${PERMISSION_MODES.join(', ')}`);
+    allow.permissionMode = modes;
+  }
+  if (o.append_system_prompt !== undefined) allow.appendSystemPrompt = bool(o, 'append_system_prompt', false);
+  const tools = list(o, 'allowed_tools');
+  if (tools) allow.allowedTools = tools;
+  const dirs = list(o, 'cwd');
+  if (dirs) {
+    const rel = dirs.find((d) => !isAbsolute(d));
+    if (rel) throw bad('lease_options.cwd', rel, 'expected absolute paths');
+    allow.cwd = dirs;
+  }
+  return allow;
+}
+
+/**
+ * A client's per-lease options, checked against the pool's allow-list: a
+ * client never widens what the operator permits. BAD_REQUEST names what
+ * was refused; nothing here reaches a command line unchecked.
+ */
+export function checkLeaseChoice(allow: LeaseAllow, v: unknown): LeaseChoice {
+  const refuse = (why: string) => new ShoalError(ErrorCodes.BAD_REQUEST, `per-lease options: ${why}`, { details: { allowed: allow } });
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw refuse('expected a map');
+  const o = v as Record<string, unknown>;
+  const c: LeaseChoice = {};
+  for (const [k, val] of Object.entries(o)) {
+    if (val === undefined || val === null) continue;
+    switch (k) {
+      case 'model':
+        if (typeof val !== 'string' || !allow.model?.includes(val)) throw refuse(`model ${JSON.stringify(val)} is not allowed (allowed: ${allow.model?.join(', ') || 'none'})`);
+        c.model = val;
+        break;
+      case 'permission_mode':
+        if (typeof val !== 'string' || !allow.permissionMode?.includes(val)) throw refuse(`permission_mode ${JSON.stringify(val)} is not allowed (allowed: ${allow.permissionMode?.join(', ') || 'none'})`);
+        c.permissionMode = val;
+        break;
+      case 'append_system_prompt':
+        if (!allow.appendSystemPrompt) throw refuse('append_system_prompt is not allowed on this pool');
+        if (typeof val !== 'string' || val.length === 0 || val.length > MAX_APPEND) throw refuse(`append_system_prompt must be a string of 1 to ${MAX_APPEND} characters`);
+        c.appendSystemPrompt = val;
+        break;
+      case 'allowed_tools': {
+        if (!Array.isArray(val) || !val.every((t) => typeof t === 'string' && t !== '')) throw refuse('allowed_tools must be a list of tool names');
+        const outside = (val as string[]).find((t) => !allow.allowedTools?.includes(t));
+        if (outside !== undefined) throw refuse(`tool ${JSON.stringify(outside)} is not allowed (allowed: ${allow.allowedTools?.join(', ') || 'none'})`);
+        c.allowedTools = val as string[];
+        break;
+      }
+      case 'cwd':
+        if (typeof val !== 'string' || !allow.cwd?.includes(val)) throw refuse(`cwd ${JSON.stringify(val)} is not allowed (allowed: ${allow.cwd?.join(', ') || 'none'})`);
+        c.cwd = val;
+        break;
+      default:
+        throw refuse(`unknown option ${JSON.stringify(k)} (known: ${LEASE_KEYS.join(', ')})`);
+    }
+  }
+  return c;
+}
+
+/** A file path or a JSON string as given, or a mapping serialised to JSON. */
+function jsonOrPath(o: Record<string, unknown>, key: string, pathOk: boolean): string | undefined {
+  const v = o[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v === 'object' && !Array.isArray(v)) return JSON.stringify(v);
+  if (typeof v === 'string' && v !== '') {
+    if (!pathOk) {
+      try { JSON.parse(v); } catch { throw bad(key, v, 'expected a JSON string or a mapping'); }
+    }
+    return v;
+  }
+  throw bad(key, v, pathOk ? 'expected a file path, a JSON string or a mapping' : 'expected a JSON string or a mapping');
+}
+
 /** Check and type a pool's `options:`; throws BAD_REQUEST naming the key, so a bad config stops start-up. */
 export function parseOptions(o: Record<string, unknown> = {}): ClaudeOptions {
   const unknown = Object.keys(o).find((k) => !(KEYS as readonly string[]).includes(k));
@@ -135,12 +291,16 @@ export function parseOptions(o: Record<string, unknown> = {}): ClaudeOptions {
     const v = str(o, key);
     if (v !== undefined && !UUID.test(v)) throw bad(key, v, 'expected a session id (a UUID)');
   }
-  let mcpConfig: string | undefined;
-  if (o.mcp_config !== undefined && o.mcp_config !== null) {
-    if (typeof o.mcp_config === 'string' && o.mcp_config !== '') mcpConfig = o.mcp_config;
-    else if (typeof o.mcp_config === 'object' && !Array.isArray(o.mcp_config)) mcpConfig = JSON.stringify(o.mcp_config);
-    else throw bad('mcp_config', o.mcp_config, 'expected a file path, a JSON string or a mapping');
+  const mcpConfig = jsonOrPath(o, 'mcp_config', true);
+  const settings = jsonOrPath(o, 'settings', true);
+  const jsonSchema = jsonOrPath(o, 'json_schema', false);
+  let maxBudgetUsd: number | undefined;
+  if (o.max_budget_usd !== undefined && o.max_budget_usd !== null) {
+    maxBudgetUsd = Number(o.max_budget_usd);
+    if (!Number.isFinite(maxBudgetUsd) || maxBudgetUsd <= 0) throw bad('max_budget_usd', o.max_budget_usd, 'expected a number of dollars > 0');
   }
+  const effort = str(o, 'effort');
+  if (effort !== undefined && !EFFORTS.includes(effort)) throw bad('effort', effort, `expected one of ${EFFORTS.join(', ')}`);
   const envAllow = list(o, 'env_allow') ?? DEFAULT_ENV_ALLOW;
   const badName = envAllow.find((n) => !ENV_NAME.test(n));
   if (badName) throw bad('env_allow', badName, 'not an environment variable name');
@@ -168,7 +328,10 @@ export function parseOptions(o: Record<string, unknown> = {}): ClaudeOptions {
   const cwdRoot = str(o, 'cwd_root') ?? join(tmpdir(), 'shoal-claude');
   if (!isAbsolute(cwdRoot)) throw bad('cwd_root', cwdRoot, 'expected an absolute path');
 
+  const account = parseAccount(o.account);
   const opts: ClaudeOptions = {
+    ...(account ? { account } : {}),
+    leaseOptions: parseLeaseAllow(o.lease_options),
     command: str(o, 'command') ?? 'claude',
     args: list(o, 'args') ?? [],
     allowedTools: list(o, 'allowed_tools') ?? [],
@@ -188,11 +351,22 @@ export function parseOptions(o: Record<string, unknown> = {}): ClaudeOptions {
     clearResultGraceMs: duration(o, 'clear_result_grace', 250),
     stopGraceMs: duration(o, 'stop_grace', 2_000),
     stopKillAfterMs: duration(o, 'stop_kill_after', 5_000),
+    stallTimeoutMs: duration(o, 'stall_timeout', 300_000),
+    turnTimeoutMs: duration(o, 'turn_timeout', 600_000),
+    privateConfig: bool(o, 'private_config', true),
+    sessionPersistence: bool(o, 'session_persistence', true),
+    strictMcpConfig: bool(o, 'strict_mcp_config', false),
   };
+  if (opts.turnTimeoutMs < 1 || opts.turnTimeoutMs > 3_600_000) throw bad('turn_timeout', o.turn_timeout, 'expected a duration from 1ms to 1h');
+  // The driver sets these two for a private session; a fixed value would be silently overridden.
+  for (const k of ['HOME', 'CLAUDE_CONFIG_DIR']) {
+    if (opts.privateConfig && env[k] !== undefined) throw bad(`env.${k}`, env[k], 'each session has its own HOME and CLAUDE_CONFIG_DIR (private_config: true); set private_config: false to share one');
+  }
   const optional: [keyof ClaudeOptions, string | number | undefined][] = [
     ['model', str(o, 'model')], ['systemPrompt', str(o, 'system_prompt')], ['appendSystemPrompt', str(o, 'append_system_prompt')],
     ['maxTurns', maxTurns], ['permissionMode', permissionMode], ['resume', str(o, 'resume')], ['sessionId', str(o, 'session_id')],
-    ['mcpConfig', mcpConfig], ['cwd', cwd],
+    ['mcpConfig', mcpConfig], ['cwd', cwd], ['settings', settings], ['jsonSchema', jsonSchema], ['maxBudgetUsd', maxBudgetUsd],
+    ['fallbackModel', str(o, 'fallback_model')], ['effort', effort],
   ];
   for (const [k, v] of optional) if (v !== undefined) (opts as unknown as Record<string, unknown>)[k] = v;
   if (opts.forkSession && !opts.resume) throw bad('fork_session', true, 'only makes sense with resume');
@@ -221,6 +395,13 @@ export function buildArgs(o: ClaudeOptions, run: { sessionId?: string; resume?: 
   if (run.sessionId && (!resume || o.forkSession)) a.push(`--session-id=${run.sessionId}`);
   if (o.mcpConfig) a.push('--mcp-config', o.mcpConfig);
   for (const d of o.addDirs) a.push('--add-dir', d);
+  if (o.strictMcpConfig) a.push('--strict-mcp-config');
+  if (o.settings) a.push('--settings', o.settings);
+  if (o.jsonSchema) a.push('--json-schema', o.jsonSchema);
+  if (o.maxBudgetUsd !== undefined) a.push('--max-budget-usd', String(o.maxBudgetUsd));
+  if (o.fallbackModel) a.push('--fallback-model', o.fallbackModel);
+  if (o.effort) a.push('--effort', o.effort);
+  if (!o.sessionPersistence) a.push('--no-session-persistence');
   return a;
 }
 
@@ -229,13 +410,17 @@ export function buildArgs(o: ClaudeOptions, run: { sessionId?: string; resume?: 
  * the pool's fixed ones, then what the SDKs set. NODE_OPTIONS never passes
  * (a node's --inspect or --max-old-space-size is not the CLI's business).
  */
-export function buildEnv(o: ClaudeOptions, from: NodeJS.ProcessEnv = process.env): Record<string, string> {
+export function buildEnv(o: ClaudeOptions, from: NodeJS.ProcessEnv = process.env, home?: { home: string; configDir: string }): Record<string, string> {
   const env: Record<string, string> = {};
   for (const name of o.envAllow) {
     const v = from[name];
     if (v !== undefined) env[name] = v;
   }
   Object.assign(env, o.env);
+  if (home) {
+    env.HOME = home.home;
+    env.CLAUDE_CONFIG_DIR = home.configDir;
+  }
   delete env.NODE_OPTIONS;
   env.CLAUDE_CODE_ENTRYPOINT = 'sdk-ts';
   return env;
