@@ -383,7 +383,7 @@ export class Balancer extends Actor {
       if (remaining < MIN_TRY_MS) {
         return this.fail(m, lastErr ?? new ShoalError(ErrorCodes.POOL_TIMEOUT, `pool ${pool}: no node answered within the deadline`));
       }
-      const candidates = this.usable(pool, this.membership.candidates(pool, now, { allow: (id) => !excluded.has(id) && this.circuit.available(id, now) }));
+      const candidates = this.usable(pool, this.membership.sample(pool, now, { allow: (id) => !excluded.has(id) && this.circuit.available(id, now) }));
       const chosen = candidates.length > 0 ? this.strategyFor(pool).select(candidates) : undefined;
       if (!chosen) {
         if (lastErr === undefined) {
@@ -766,8 +766,7 @@ export class Balancer extends Actor {
 
   /** Pool names come from subjects anyone can publish to: only known pools become metric labels. */
   private poolLabel(pool: string): string {
-    for (const hb of this.lastHb.values()) if (Object.hasOwn(hb.pools, pool)) return pool;
-    return '_unknown';
+    return this.membership.hasPool(pool) ? pool : '_unknown';
   }
 
   private nodeStateCounts(): Record<NodeGaugeState, number> {
