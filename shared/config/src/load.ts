@@ -4,7 +4,7 @@ import convict from 'convict';
 import { parse } from 'yaml';
 import { ConfigError } from './errors.js';
 import { AICLI_ENV, DEFAULT_POOLS, NODE_SCHEMA, POOL_SCHEMA, SHARED_SCHEMA, TOKEN, WEAVIATE_ENV, isLeaf, leaves, type Section } from './schema.js';
-import { DRIVERS, type LoadConfigOptions, type NatsConfig, type NodeConfig, type PoolConfig } from './types.js';
+import { defaultMaxConcurrentCreates, DRIVERS, type LoadConfigOptions, type NatsConfig, type NodeConfig, type PoolConfig } from './types.js';
 
 /** Where a value came from: the key to name in errors, the source, and its precedence rank. */
 interface Origin { key: string; source: string; rank: number; value: unknown }
@@ -302,6 +302,7 @@ function toPool(name: string, { props: p, origin, fail, ordered }: ReturnType<ty
       validateSkipWindowMs: sm.validate_skip_window,
     },
     create: { timeoutMs: c.timeout, retryBaseMs: c.retry_base, retryMaxMs: c.retry_max },
+    maxConcurrentCreates: p.max_concurrent_creates ?? defaultMaxConcurrentCreates(p.driver),
     resourceLimits: {
       maxMemoryPerSessionBytes: rl.max_memory_per_session,
       maxTotalMemoryBytes: rl.max_total_memory,

@@ -161,6 +161,7 @@ export const SHARED_SCHEMA: Section = {
     max_concurrent_requests: int(1000, 'requests in flight in this pool', 1),
     max_payload: size('1MB', 'largest request payload'),
   },
+  max_concurrent_creates: { default: null, nullable: true, format: 'shoal-int', min: 1, max: 100_000, doc: 'creates in flight on one node for this pool, whatever the target; unset = the driver default (claude-cli 4, weaviate 16, synthetic 64)' },
   create: {
     timeout: dur('10s', 'deadline of one create', 1),
     retry_base: dur('100ms', 'first backoff after a failed create', 1),

@@ -36,16 +36,21 @@
 //   STANDIN_EXIT_AT_START=<code>  exit at once with this code and a message on stderr
 //   STANDIN_NO_INITIALIZE=1  never answer initialize
 //   STANDIN_STAMP=1          add "ts" (epoch ms, fractional) to stream_event lines, for latency benchmarks
+//   STANDIN_MARK_DIR=<dir>   write <dir>/<pid> holding "start <epoch ms>" at launch and append "ready <epoch ms>"
+//                            when initialize is answered, so a test can count processes starting at once
 // Directives inside a message's text, for one turn: [[crash]] [[crash=SIGKILL]] [[garbage]] [[hang]]
 //   [[tokens=N]] [[delay=MS]] [[grow=MB]] [[rate_limit]] [[error]] (an API error: result success, is_error true)
 //   [[can_use_tool]] (asks the driver for a permission over a control_request and reports the answer)
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 
 const env = process.env;
 const num = (v, d) => (v === undefined || v === '' || !Number.isFinite(Number(v)) ? d : Number(v));
+const epochMs = () => performance.timeOrigin + performance.now();
+const mark = (what) => { if (env.STANDIN_MARK_DIR) appendFileSync(join(env.STANDIN_MARK_DIR, String(process.pid)), `${what} ${epochMs()}\n`); };
+mark('start');
 const VERSION = '2.1.197';
 
 // ---- arguments, parsed as the real CLI's commander would ----------------------
@@ -303,6 +308,7 @@ function onControl(msg) {
   const id = msg.request_id;
   if (req.subtype === 'initialize') {
     if (env.STANDIN_NO_INITIALIZE === '1') return;
+    mark('ready');
     out({
       type: 'control_response',
       response: {
