@@ -15,4 +15,14 @@ describe('config: scale-out keys', () => {
     expect(env.pools.c!.maxConcurrentCreates).to.equal(2);
     expect(() => loadConfig({ env: {}, overrides: { pools: { c: { driver: 'claude-cli', max_concurrent_creates: 0 } } } })).to.throw(/max_concurrent_creates/);
   });
+
+  it('jetstream: replicas unset (auto) by default, file storage; SHOAL_JETSTREAM_* set them; bad values are refused', () => {
+    expect(loadConfig({ env: {} }).jetstream).to.deep.equal({ storage: 'file' });
+    expect(loadConfig({ env: { SHOAL_JETSTREAM_REPLICAS: '3', SHOAL_JETSTREAM_STORAGE: 'memory', SHOAL_JETSTREAM_DOMAIN: 'hub' } }).jetstream)
+      .to.deep.equal({ replicas: 3, storage: 'memory', domain: 'hub' });
+    expect(loadConfig({ env: {}, overrides: { jetstream: { replicas: 5 } } }).jetstream.replicas).to.equal(5);
+    expect(() => loadConfig({ env: { SHOAL_JETSTREAM_REPLICAS: '7' } })).to.throw(/jetstream.replicas/);
+    expect(() => loadConfig({ env: { SHOAL_JETSTREAM_STORAGE: 'disk' } })).to.throw(/jetstream.storage/);
+    expect(() => loadConfig({ env: { SHOAL_JETSTREAM_DOMAIN: 'a.b' } })).to.throw(/jetstream.domain/);
+  });
 });

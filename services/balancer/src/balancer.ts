@@ -4,7 +4,7 @@ import {
   type ErrorCode, type Heartbeat, type WireError, type StrategyRequest, type Subjects,
   aggregateVectorStoreStats, vectorStoreStatsOfNode, type VectorStoreStatsResponse,
 } from '@shoal/protocol';
-import { Actor, call, isNoResponders, isTimeout, Requester, type Logger, type Msg, type NatsConnection, type Subscription } from '@shoal/runtime';
+import { Actor, call, isNoResponders, isTimeout, Requester, type JetStreamSettings, type Logger, type Msg, type NatsConnection, type Subscription } from '@shoal/runtime';
 import { CircuitBreaker } from './circuit.js';
 import { Membership } from './membership.js';
 import { BalancerMetrics, NODE_GAUGE_STATES, type NodeGaugeState, type PlacementResult } from './metrics.js';
@@ -38,6 +38,10 @@ export interface BalancerSettings {
   sweepIntervalMs?: number;
   /** KV bucket of operator settings. Default SETTINGS_BUCKET. */
   settingsBucket?: string;
+  /** Replicas, storage and domain of the settings bucket (the `jetstream` config section). */
+  jetstream?: JetStreamSettings;
+  /** How long start waits to read the stored settings (see SettingsStoreOptions.startWaitMs). */
+  settingsStartWaitMs?: number;
 }
 
 /** Below this much time left, no new try is started. */
@@ -141,7 +145,7 @@ export class Balancer extends Actor {
     this.settings = new SettingsStore(nc, this.log, cfg.settingsBucket ?? SETTINGS_BUCKET, {
       strategy: (v, rev) => this.applyStrategy(v, rev),
       weight: (nodeId, w, rev) => this.applyWeight(nodeId, w, rev),
-    });
+    }, { bucket: cfg.jetstream, ...(cfg.settingsStartWaitMs !== undefined ? { startWaitMs: cfg.settingsStartWaitMs } : {}) });
   }
 
   get strategy(): StrategyName {

@@ -29,7 +29,7 @@ async function main(): Promise<void> {
   const log = createLogger({ svc: 'balancer' }, cfg.logLevel);
   installCrashGuards(log);
   const nc = await connectNats({ ...cfg.nats, name: cfg.nats.name ?? `shoal-balancer${balancerId ? '-' + balancerId : ''}` }, log);
-  const balancer = new Balancer(nc, log, { ...cfg.balancer, prefix: cfg.prefix, balancerId, execMode });
+  const balancer = new Balancer(nc, log, { ...cfg.balancer, prefix: cfg.prefix, balancerId, execMode, jetstream: cfg.jetstream });
   let stopping = false;
   // Filled in once started; a signal during start-up stops what exists so far.
   const started: { http?: Awaited<ReturnType<typeof startHttp>> } = {};

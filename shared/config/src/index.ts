@@ -2,4 +2,4 @@ export { loadConfig, loadConfigOrExit } from './load.js';
 export { ConfigError } from './errors.js';
 export { parseDuration, parseSize } from './units.js';
 export { DRIVERS, STRATEGIES, LOG_LEVELS, DEFAULT_MAX_CONCURRENT_CREATES, defaultMaxConcurrentCreates } from './types.js';
-export type { NodeConfig, PoolConfig, NatsConfig, LoadConfigOptions, DriverName, Strategy, LogLevel } from './types.js';
+export type { JetStreamConfig, NodeConfig, PoolConfig, NatsConfig, LoadConfigOptions, DriverName, Strategy, LogLevel } from './types.js';

@@ -13,7 +13,7 @@ interface Layer { key: string; source: string; rank: number }
 type Mapping = Record<string, unknown>;
 interface Store { get(path: string): unknown; set(path: string, value: unknown): void; validate(o: convict.ValidateOptions): void; getProperties(): any }
 
-const TOP = ['nats', 'node', 'balancer', 'session_pool', 'pools'];
+const TOP = ['nats', 'jetstream', 'node', 'balancer', 'session_pool', 'pools'];
 // `shoal.hb.*` and friends would swallow a pool's `shoal.<pool>.acquire`.
 const RESERVED_POOLS = ['node', 'hb', 'admin', 'events'];
 const POOL_ENV = /^SHOAL_POOL_/;
@@ -140,7 +140,7 @@ function envEntries(vars: [name: string, path: string][], env: Record<string, st
 }
 
 function loadNode(doc: Mapping, over: Mapping, env: Record<string, string>, fileSource: string): Omit<NodeConfig, 'pools'> {
-  const nodeOnly = (d: Mapping) => ({ nats: d.nats, node: d.node, balancer: d.balancer });
+  const nodeOnly = (d: Mapping) => ({ nats: d.nats, jetstream: d.jetstream, node: d.node, balancer: d.balancer });
   const vars = leaves(NODE_SCHEMA).flatMap(([path, leaf]): [string, string][] => (leaf.env ? [[leaf.env, path]] : []));
   const { props: p, ordered } = build(NODE_SCHEMA, [
     ...walk(nodeOnly(doc), NODE_SCHEMA, { key: '', source: fileSource, rank: 1 }),
@@ -161,6 +161,7 @@ function loadNode(doc: Mapping, over: Mapping, env: Record<string, string>, file
     ...defined({ nodeId: p.node.id }),
     prefix: p.node.prefix,
     nats,
+    jetstream: { ...defined({ replicas: p.jetstream.replicas, domain: p.jetstream.domain }), storage: p.jetstream.storage },
     http: { host: p.node.http_host, port: p.node.http_port },
     heartbeatIntervalMs: p.node.heartbeat_interval,
     drainGraceMs: p.node.drain_grace,

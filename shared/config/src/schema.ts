@@ -77,7 +77,7 @@ const str = (env: string, doc: string, sensitive = false): Leaf => ({ default: n
 
 export const TOKEN = /^[A-Za-z0-9_-]{1,64}$/;
 
-/** Everything but the pools: `nats`, `node`, `balancer`. Only these keys read environment variables named in the schema. */
+/** Everything but the pools: `nats`, `jetstream`, `node`, `balancer`. Only these keys read environment variables named in the schema. */
 export const NODE_SCHEMA: Section = {
   nats: {
     url: { default: 'nats://127.0.0.1:4222', format: 'shoal-list', env: 'SHOAL_NATS_URL', doc: 'NATS server URL(s); a list or comma-separated' },
@@ -92,6 +92,11 @@ export const NODE_SCHEMA: Section = {
       key_file: str('SHOAL_NATS_TLS_KEY', 'client key'),
     },
     name: { default: null, nullable: true, format: String, doc: 'connection name shown by the NATS server' },
+  },
+  jetstream: {
+    replicas: { default: null, nullable: true, format: 'shoal-int', min: 1, max: 5, env: 'SHOAL_JETSTREAM_REPLICAS', doc: 'replicas of the KV buckets Shoal creates; unset = 3 on a cluster of 3 or more servers, else 1' },
+    storage: { default: 'file', format: oneOf(['file', 'memory']), env: 'SHOAL_JETSTREAM_STORAGE', doc: 'storage of the KV buckets Shoal creates: file or memory' },
+    domain: { default: null, nullable: true, format: matches(/^[A-Za-z0-9_-]{1,64}$/, '1-64 of A-Z a-z 0-9 _ -'), env: 'SHOAL_JETSTREAM_DOMAIN', doc: 'JetStream domain to use (leaf nodes, superclusters); unset = the account\'s own' },
   },
   node: {
     id: { default: null, nullable: true, format: matches(TOKEN, '1-64 of A-Z a-z 0-9 _ -'), env: 'SHOAL_NODE_ID', doc: 'node id; unset = a fresh ULID' },

@@ -71,11 +71,20 @@ export interface PoolConfig {
   };
 }
 
+export interface JetStreamConfig {
+  /** Unset: 3 on a cluster of 3 or more servers, else 1. */
+  replicas?: number;
+  storage: 'file' | 'memory';
+  domain?: string;
+}
+
 export interface NodeConfig {
   /** Undefined: the node generates a ULID. */
   nodeId?: string;
   prefix: string;
   nats: NatsConfig;
+  /** The KV buckets Shoal creates (settings, and others' `shoal_<what>`). */
+  jetstream: JetStreamConfig;
   /** port 0 = ephemeral, -1 = no HTTP server. */
   http: { host: string; port: number };
   heartbeatIntervalMs: number;
