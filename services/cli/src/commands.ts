@@ -164,13 +164,39 @@ const exec: Command = {
 
 // ---- strategy, weight -----------------------------------------------------
 
-/** An admin request to any balancer; no responders means no balancer is running. */
+/** Default deadline of a steering command: long enough to ride out a NATS server loss (leader election, reconnects). */
+const STEER_TIMEOUT_MS = 15_000;
+/** One try's share: a little over the balancer's own write retries (5 s), so its answer is heard. */
+const STEER_TRY_MS = 6000;
+/** No responders is retried this long only: balancers reconnecting after a server loss, not "none running". */
+const STEER_NO_RESPONDERS_MS = 3000;
+
+/**
+ * An admin request to any balancer, retried until its deadline while the
+ * answer is "unavailable" (the settings bucket lost its leader with a
+ * server) or no answer comes (the balancer that took it died, or ours
+ * reconnects): setting a strategy or a weight is idempotent. No responders
+ * when the deadline comes means no balancer is running.
+ */
 async function admin<T>(ctx: Ctx, subject: string, body: Record<string, unknown>): Promise<T> {
-  try {
-    return await call<T>(await ctx.nats(), subject, body, ctx.timeout(5000));
-  } catch (err) {
-    if (isNoResponders(err)) throw new UnreachableError(`no balancer answers on ${subject}; ${HINT}`);
-    throw err;
+  const t0 = Date.now();
+  const deadline = t0 + ctx.timeout(STEER_TIMEOUT_MS);
+  let pause = 100;
+  for (;;) {
+    const left = deadline - Date.now();
+    try {
+      return await call<T>(await ctx.nats(), subject, body, Math.max(1, Math.min(left, STEER_TRY_MS)));
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      const retry = isNoResponders(err) ? Date.now() - t0 < STEER_NO_RESPONDERS_MS : code === ErrorCodes.UNAVAILABLE;
+      if (!retry || deadline - Date.now() <= pause) {
+        if (isNoResponders(err)) throw new UnreachableError(`no balancer answers on ${subject}; ${HINT}`);
+        throw err;
+      }
+      ctx.note(paint(ctx.stderr, 'gray', `retrying: ${(err as Error).message}`));
+      await new Promise((r) => setTimeout(r, pause));
+      pause = Math.min(pause * 2, 1000);
+    }
   }
 }
 
