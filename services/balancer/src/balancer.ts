@@ -9,6 +9,7 @@ import { CircuitBreaker } from './circuit.js';
 import { Membership } from './membership.js';
 import { BalancerMetrics, NODE_GAUGE_STATES, type NodeGaugeState, type PlacementResult } from './metrics.js';
 import { SettingsStore } from './settings.js';
+import { page, summarize, type PageInfo, type StatusQuery, type StatusSummary } from './status-page.js';
 import { createStrategy, performanceWeights, type PerformanceWeights, type Strategy, type StrategyName } from './strategies/index.js';
 
 /**
@@ -93,7 +94,11 @@ export interface BalancerStatus {
   execMode: ExecMode;
   settings: { bucket: string; watched: boolean };
   startedAt: number;
+  /** Totals over every known node, per pool: the same size at 10 or 10,000 nodes. */
+  summary: StatusSummary;
+  /** One page of nodes (see `page`), in node id order. */
   nodes: NodeStatus[];
+  page: PageInfo;
 }
 
 /**
@@ -700,12 +705,20 @@ export class Balancer extends Actor {
 
   private onStatus(m: Msg): void {
     // An empty body is fine; anything else must be a valid status request.
+    let q: StatusQuery = {};
     try {
-      if (m.data.length > 0) parse('status', m.data);
+      if (m.data.length > 0) q = parse('status', m.data);
     } catch (err) {
       return this.replyError(m, err);
     }
-    this.reply(m, this.status());
+    // Pages are sized to fit; a page of nodes with many pools each could
+    // still be too big for the connection: halve it until it fits.
+    const max = this.nc.info?.max_payload ?? 1024 * 1024;
+    let st = this.status(Date.now(), q);
+    while (encode({ v: PROTOCOL_VERSION, ok: true, data: st }).length > max - 1024 && st.page.limit > 1) {
+      st = this.status(Date.now(), { ...q, limit: Math.floor(st.page.limit / 2) });
+    }
+    this.reply(m, st);
   }
 
   /**
@@ -723,7 +736,10 @@ export class Balancer extends Actor {
     return aggregateVectorStoreStats(perNode);
   }
 
-  status(now = Date.now()): BalancerStatus {
+  /** This replica's view: a summary of every node and one page of them (`q`: pool, node, limit, cursor). */
+  status(now = Date.now(), q: StatusQuery = {}): BalancerStatus {
+    const all = this.membership.nodes(now).map((v) => ({ ...v, circuit: this.circuit.state(v.nodeId, now), pools: v.heartbeat.pools }));
+    const p = page(all, q);
     return {
       balancerId: this.balancerId,
       strategy: this.strategyName,
@@ -731,13 +747,15 @@ export class Balancer extends Actor {
       execMode: this.execMode,
       settings: { bucket: this.cfg.settingsBucket ?? SETTINGS_BUCKET, watched: this.settings.ready },
       startedAt: this.startedAt,
-      nodes: this.membership.nodes(now).map((v) => ({
+      summary: summarize(all, (pool) => this.membership.tiers(pool)),
+      page: p.page,
+      nodes: p.nodes.map((v) => ({
         nodeId: v.nodeId,
         state: v.state,
         eligible: v.eligible,
         draining: v.draining,
         unhealthy: v.unhealthy,
-        circuit: this.circuit.state(v.nodeId, now),
+        circuit: v.circuit,
         host: v.host,
         pid: v.pid,
         startedAt: v.startedAt,

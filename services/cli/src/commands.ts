@@ -1,7 +1,7 @@
 import { ErrorCodes, isToken, ShoalError, type Lease as LeaseInfo } from '@shoal/protocol';
 import { call } from '@shoal/runtime';
 import { intFlag, UsageError, type FlagValues } from './args.js';
-import { fetchStatus, HINT, isNoResponders, UnreachableError, type ClusterStatus } from './cluster.js';
+import { fetchStatus, HINT, isNoResponders, UnreachableError, type ClusterStatus, type StatusQuery } from './cluster.js';
 import { EXIT, type Command, type Ctx } from './context.js';
 import { ms, paint, table } from './format.js';
 
@@ -28,11 +28,21 @@ async function placed<T>(ctx: Ctx, pool: string, what: 'acquire' | 'exec', nodeI
 
 // ---- status ---------------------------------------------------------------
 
+interface PoolSummaryRow { nodes: number; eligible: number; total: number; idle: number; active: number; waiting: number; creating: number; max: number; placeable?: { idle: number; room: number; full: number } }
+
 function printStatus(ctx: Ctx, st: ClusterStatus): void {
   const strategy = st.strategy ?? 'unknown (no balancer answered)';
   ctx.out(`strategy: ${paint(ctx.stdout, 'bold', strategy)}${st.balancerId ? paint(ctx.stdout, 'gray', `   (balancer ${st.balancerId})`) : ''}`);
   if (st.source === 'heartbeats') ctx.out(paint(ctx.stdout, 'yellow', `note: ${String(st.note)}`));
-  if (st.nodes.length === 0) { ctx.out('no nodes'); return; }
+  const summary = st.summary as { nodes: number; states: Record<string, number>; pools: Record<string, PoolSummaryRow> } | undefined;
+  if (summary && typeof summary === 'object' && summary.pools) {
+    ctx.out(`nodes: ${summary.nodes} (${Object.entries(summary.states ?? {}).map(([k, v]) => `${v} ${k}`).join(', ') || 'none'})`);
+    const rows = Object.entries(summary.pools).sort(([a], [b]) => a.localeCompare(b)).map(([name, p]) =>
+      [name, p.nodes, p.eligible, p.total, p.idle, p.active, p.waiting, p.creating, p.max, p.placeable ? `${p.placeable.idle}/${p.placeable.room}/${p.placeable.full}` : '-']);
+    if (rows.length > 0) ctx.out(table(['POOL', 'NODES', 'ELIGIBLE', 'TOTAL', 'IDLE', 'ACTIVE', 'WAITING', 'CREATING', 'MAX', 'IDLE/ROOM/FULL'], rows, new Set([1, 2, 3, 4, 5, 6, 7, 8])));
+  }
+  const pg = st.page as { returned: number; matched: number; next: string | null } | undefined;
+  if (st.nodes.length === 0) { ctx.out(pg && pg.matched > 0 ? '' : 'no nodes'); return; }
   const rows: (string | number)[][] = [];
   for (const n of st.nodes) {
     const flags = [n.draining && 'draining', n.unhealthy === true && 'unhealthy', typeof n.circuit === 'string' && n.circuit !== 'closed' && `circuit ${n.circuit.replace('_', '-')}`].filter(Boolean);
@@ -46,17 +56,36 @@ function printStatus(ctx: Ctx, st: ClusterStatus): void {
     });
   }
   ctx.out(table(['NODE', 'STATE', 'PID', 'INFLIGHT', 'WEIGHT', 'POOL', 'TOTAL', 'IDLE', 'ACTIVE', 'WAITING', 'TARGET', 'MAX', 'NOTE'], rows, new Set([2, 3, 4, 6, 7, 8, 9, 10, 11])));
+  if (pg && pg.next) ctx.out(paint(ctx.stdout, 'gray', `${pg.returned} of ${pg.matched} nodes shown; next page: --cursor ${pg.next} (or --all)`));
 }
 
 const status: Command = {
   name: 'status',
   usage: '',
   summary: 'nodes, their state and pools (total/idle/active/waiting/target/max), the strategy',
-  details: 'Asks a balancer (shoal.admin.status); with no balancer, listens to the nodes\' heartbeats for ~1.2 s.',
-  flags: {},
+  details: 'Asks a balancer (shoal.admin.status); with no balancer, listens to the nodes\' heartbeats for ~1.2 s. Shows per-pool totals over every node and one page of nodes (by id).',
+  flags: {
+    pool: { type: 'string', arg: 'name', help: 'only nodes serving this pool' },
+    node: { type: 'string', arg: 'id', help: 'only this node' },
+    limit: { type: 'number', arg: 'n', help: 'nodes per page (default 50, at most 1000; 0 = totals only)' },
+    cursor: { type: 'string', arg: 'id', help: 'the page after this node id (as printed at the end of a page)' },
+    all: { type: 'boolean', help: 'every page, one request per page' },
+  },
   args: [0, 0],
-  async run(ctx) {
-    const st = await fetchStatus(await ctx.nats(), ctx.s, ctx.timeout(5000));
+  async run(ctx, _args, flags) {
+    const q: StatusQuery = { limit: intFlag(flags, 'limit', 50, 0, 1000) };
+    if (typeof flags.pool === 'string') q.pool = token('pool', flags.pool);
+    if (typeof flags.node === 'string') q.node = token('node id', flags.node);
+    if (typeof flags.cursor === 'string') q.cursor = token('cursor', flags.cursor);
+    const nc = await ctx.nats();
+    const st = await fetchStatus(nc, ctx.s, ctx.timeout(5000), q);
+    // --all: follow the cursors (each page is its own bounded reply).
+    for (let pg = st.page as { next?: string | null } | undefined; flags.all === true && pg?.next && st.source === 'balancer';) {
+      const more = await fetchStatus(nc, ctx.s, ctx.timeout(5000), { ...q, cursor: pg.next });
+      st.nodes.push(...more.nodes);
+      pg = more.page as { next?: string | null } | undefined;
+      st.page = more.page;
+    }
     if (ctx.json) ctx.emit(st);
     else printStatus(ctx, st);
     return EXIT.OK;
