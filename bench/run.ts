@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [-- --only=heap,direct,balancer,replicas,reuse,claude,weaviate] [-- --profile=<dir>]`
+ * `npm run bench [-- --quick] [-- --only=heap,direct,balancer,replicas,reuse,claude,weaviate,membership] [-- --profile=<dir>]`
  *
  * Shoal's benchmark, everything on loopback against one nats-server started
  * here. One JSON line per scenario or figure on stdout; progress on stderr.
@@ -20,6 +20,7 @@ import { closedLoop, type Cycle, type RunResult } from './lib/load.js';
 import { onExitKill, onInterrupt, ROOT, spawnNode, stopAll, type Child } from './lib/procs.js';
 import { runClaudeBench } from './claude.js';
 import { runWeaviateBench } from './weaviate.js';
+import { runMembershipScaleBench } from './membership-scale.js';
 import { median, ratio, round } from './lib/stats.js';
 
 // ---- options ---------------------------------------------------------------
@@ -352,6 +353,7 @@ async function main(): Promise<void> {
   // The drivers' benches start their own servers and stand-ins.
   if (want('claude')) for (const line of await runClaudeBench({ quick: QUICK, log: progress })) emit(line);
   if (want('weaviate')) for (const line of await runWeaviateBench({ quick: QUICK, log: progress })) emit(line);
+  if (want('membership')) for (const line of await runMembershipScaleBench({ quick: QUICK, log: progress, tmp })) emit(line);
 
   const needNats = ['direct', 'balancer', 'replicas', 'reuse'].some(want);
   if (!needNats) return;
