@@ -26,7 +26,7 @@ function stats(o: Partial<PoolStats>): PoolStats {
 const INTERVAL = 1000;
 
 /** The model: what a full scan says the index should hold, from what the test did. */
-interface ModelNode { hb: Heartbeat; heardAt: number; inFlight: number; suspect: boolean }
+interface ModelNode { hb: Heartbeat; heardAt: number; inFlight: number; unseen: number; suspect: boolean }
 
 describe('candidate index', () => {
   it('tierOf: spare idle, else room to create, else full', () => {
@@ -38,7 +38,7 @@ describe('candidate index', () => {
     expect(tierOf({ idle: 3, total: 3, creating: 0, waiting: 0, max: 4, inFlight: 0, available: false })).to.equal(2);
   });
 
-  for (const seed of [1, 2, 3, 4, 5, 6, 7, 8]) {
+  for (const seed of [1, 2, 3, 4, 5, 6]) {
     it(`equals a full scan under a random heartbeat sequence (seed ${seed})`, () => {
       const rand = prng(seed);
       const int = (n: number) => Math.floor(rand() * n);
@@ -60,7 +60,7 @@ describe('candidate index', () => {
         return out;
       };
 
-      for (let step = 0; step < 3000; step++) {
+      for (let step = 0; step < 2000; step++) {
         const id = ids[int(ids.length)]!;
         const known = model.get(id);
         const op = rand();
@@ -85,14 +85,17 @@ describe('candidate index', () => {
           if (stale) {
             expect(r.kind).to.equal('stale');
           } else {
-            model.set(id, { hb, heardAt: now, inFlight: restart ? 0 : known?.inFlight ?? 0, suspect: false });
+            model.set(id, { hb, heardAt: now, inFlight: restart ? 0 : known?.inFlight ?? 0, unseen: 0, suspect: false });
           }
         } else if (op < 0.6) {
           m.placed(id);
           if (known) known.inFlight++;
-        } else if (op < 0.75) {
+        } else if (op < 0.68) {
           m.settled(id);
           if (known && known.inFlight > 0) known.inFlight--;
+        } else if (op < 0.75) {
+          m.granted(id);
+          if (known && known.inFlight > 0) { known.inFlight--; known.unseen++; }
         } else if (op < 0.8) {
           const w = [0, 1, 2, undefined][int(4)];
           m.setWeight(id, w);
@@ -124,7 +127,11 @@ describe('candidate index', () => {
           const best = Math.min(...alive.map(([, t]) => t));
           expect(sample.length).to.be.at.most(4);
           expect(sample.length > 0).to.equal(alive.length > 0);
-          for (const c of sample) expect(expected(pool).get(c.nodeId)).to.equal(best);
+          for (const c of sample) {
+            expect(expected(pool).get(c.nodeId)).to.equal(best);
+            // Strategies see grants not yet in a heartbeat as load.
+            expect(c.inFlight).to.equal(model.get(c.nodeId)!.inFlight + model.get(c.nodeId)!.unseen);
+          }
         }
       }
     });

@@ -125,8 +125,6 @@ export class Balancer extends Actor {
   private readonly pending = new Map<string, Set<Pending>>();
   private readonly requestSubs: Subscription[] = [];
   private readonly lastHb = new Map<string, Heartbeat>();
-  /** Leases granted through us that the node's heartbeats do not show yet, per node. */
-  private readonly unseenGrants = new Map<string, number>();
   private readonly lastState = new Map<string, string>();
   private sweepTimer: NodeJS.Timeout | undefined;
   private firstHeartbeat: (() => void) | undefined;
@@ -238,13 +236,6 @@ export class Balancer extends Actor {
     const r = this.membership.observe(hb, now);
     if (r.kind === 'stale') return;
     this.lastHb.set(hb.nodeId, hb);
-    // The node sent this heartbeat after the replies we already have (one
-    // connection, in order), so its numbers include those grants now.
-    const unseen = this.unseenGrants.get(hb.nodeId);
-    if (unseen !== undefined) {
-      this.unseenGrants.delete(hb.nodeId);
-      for (let i = 0; i < unseen; i++) this.membership.settled(hb.nodeId);
-    }
     if (r.kind === 'joined') this.log.info('node joined', { nodeId: hb.nodeId, host: hb.host, pid: hb.pid, pools: Object.keys(hb.pools) });
     if (r.kind === 'restarted') {
       this.log.info('node restarted', { nodeId: hb.nodeId });
@@ -296,7 +287,6 @@ export class Balancer extends Actor {
     this.circuit.forget(nodeId);
     this.lastHb.delete(nodeId);
     this.lastState.delete(nodeId);
-    this.unseenGrants.delete(nodeId);
   }
 
   private abortTries(nodeId: string, why: string): void {
@@ -462,7 +452,7 @@ export class Balancer extends Actor {
       return { done: false, result: 'unreachable', err: new ShoalError(ErrorCodes.UNAVAILABLE, `node ${nodeId} sent a malformed reply: ${(err as Error).message}`) };
     }
     // A granted lease stays counted in the node's work until a heartbeat shows it.
-    if (code === undefined) this.unseenGrants.set(nodeId, (this.unseenGrants.get(nodeId) ?? 0) + 1);
+    if (code === undefined) this.membership.granted(nodeId);
     else this.membership.settled(nodeId);
     // It answered: the node is up, whatever it said.
     this.circuit.success(nodeId, sentAt);

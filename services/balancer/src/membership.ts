@@ -53,7 +53,10 @@ export interface NodeView {
 interface NodeRecord {
   hb: Heartbeat;
   lastSeenAt: number;
+  /** Our placements sent and not answered yet. */
   inFlight: number;
+  /** Leases granted through us since the node's last heartbeat, which does not show them yet. */
+  unseen: number;
   /** Found suspect by a sweep and not heard since: out of the candidate index. */
   suspect: boolean;
 }
@@ -98,6 +101,9 @@ export class Membership {
       known.hb = hb;
       known.lastSeenAt = now;
       known.suspect = false;
+      // The node sent this heartbeat after the replies we already have (one
+      // connection, in order), so its numbers include those grants now.
+      known.unseen = 0;
       // A newer start under the same id is a restart: placements sent to the old
       // process will never be answered by it, so stop counting them. inFlight is
       // otherwise left alone: the heartbeat may not reflect them yet, and the
@@ -122,7 +128,7 @@ export class Membership {
       if (now - rec.lastSeenAt >= rec.hb.intervalMs && hb.startedAt >= rec.hb.startedAt) replaced.push(id);
     }
     for (const id of replaced) this.remove(id);
-    const rec: NodeRecord = { hb, lastSeenAt: now, inFlight: 0, suspect: false };
+    const rec: NodeRecord = { hb, lastSeenAt: now, inFlight: 0, unseen: 0, suspect: false };
     this.nodesById.set(hb.nodeId, rec);
     let same = this.byProcess.get(proc);
     if (!same) this.byProcess.set(proc, (same = new Set()));
@@ -213,7 +219,7 @@ export class Membership {
       seq: rec.hb.seq,
       lastSeenAt: rec.lastSeenAt,
       silentMs: Math.max(0, now - rec.lastSeenAt),
-      inFlight: rec.inFlight,
+      inFlight: rec.inFlight + rec.unseen,
       weight: this.weights.get(id),
       pools: Object.keys(rec.hb.pools),
       heartbeat: rec.hb,
@@ -252,6 +258,23 @@ export class Membership {
     const rec = this.nodesById.get(nodeId);
     if (rec && rec.inFlight > 0) {
       rec.inFlight--;
+      this.reindex(nodeId, rec, rec.hb);
+    }
+  }
+
+  /**
+   * Its reply arrived with a lease: the work stays counted in the node's
+   * load until a heartbeat shows it, but no longer as a request in flight.
+   * Tiers (idle, room, full) only subtract requests in flight: a lease
+   * granted since the last heartbeat may well be released already (releases
+   * go straight to the node), and counting every grant of the last second
+   * against the idle ones would make a busy node look full.
+   */
+  granted(nodeId: string): void {
+    const rec = this.nodesById.get(nodeId);
+    if (rec && rec.inFlight > 0) {
+      rec.inFlight--;
+      rec.unseen++;
       this.reindex(nodeId, rec, rec.hb);
     }
   }
@@ -343,7 +366,7 @@ export class Membership {
       active: count(s.active),
       waiting: count(s.waiting),
       creating: count(s.creating),
-      inFlight: rec.inFlight,
+      inFlight: rec.inFlight + rec.unseen,
       latencyMs: count(s.latencyMs),
       requestRate: count(s.requestRate),
       errorRate: Math.min(1, count(s.errorRate)),
