@@ -202,6 +202,9 @@ async function warmup(n: number, pairs: number, home: string, tmp: string, log: 
     sessionManagement: { enableReuse: true, idleTimeoutMs: 3_600_000, maxLifetimeMs: 3_600_000, lifetimeJitter: 0.1, maxReuseCount: 100, contextReset: true, cleanupIntervalMs: 0, validateOnReturn: true, validateSkipWindowMs: 500 },
     create: { timeoutMs: 60_000, retryBaseMs: 100, retryMaxMs: 10_000 },
     resourceLimits: { maxMemoryPerSessionBytes: 0, maxTotalMemoryBytes: 0 },
+    // All n at once, as the baseline spawns them: this measures the pool's own cost, not the
+    // claude-cli default cap (max_concurrent_creates 4), which would make the ratio about 4/n.
+    maxConcurrentCreates: n,
   };
   const viaPool = async (): Promise<number> => {
     const driver = claudeCliDriver({ clock: systemClock, random: Math.random, poolName: 'claude', options }) as Driver<ClaudeSession>;

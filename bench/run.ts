@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [-- --only=heap,direct,balancer,replicas,reuse,claude,weaviate,autoscale,health] [-- --profile=<dir>]`
+ * `npm run bench [-- --quick] [-- --only=heap,direct,balancer,replicas,reuse,claude,weaviate,autoscale,health,membership] [-- --profile=<dir>]`
  *
  * Shoal's benchmark, everything on loopback against one nats-server started
  * here. One JSON line per scenario or figure on stdout; progress on stderr.
@@ -22,6 +22,7 @@ import { runClaudeBench } from './claude.js';
 import { runWeaviateBench } from './weaviate.js';
 import { runAutoscaleBench } from './autoscale.js';
 import { runHealthBench } from './health.js';
+import { runMembershipScaleBench } from './membership-scale.js';
 import { median, ratio, round } from './lib/stats.js';
 
 // ---- options ---------------------------------------------------------------
@@ -356,6 +357,7 @@ async function main(): Promise<void> {
   if (want('weaviate')) for (const line of await runWeaviateBench({ quick: QUICK, log: progress })) emit(line);
   if (want('autoscale')) for (const line of await runAutoscaleBench({ quick: QUICK, log: progress })) emit(line);
   if (want('health')) for (const line of await runHealthBench({ quick: QUICK, log: progress })) emit(line);
+  if (want('membership')) for (const line of await runMembershipScaleBench({ quick: QUICK, log: progress, tmp })) emit(line);
 
   const needNats = ['direct', 'balancer', 'replicas', 'reuse'].some(want);
   if (!needNats) return;

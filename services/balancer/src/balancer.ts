@@ -4,13 +4,14 @@ import {
   type ErrorCode, type Heartbeat, type WireError, type StrategyRequest, type Subjects,
   aggregateVectorStoreStats, vectorStoreStatsOfNode, type VectorStoreStatsResponse,
 } from '@shoal/protocol';
-import { Actor, call, isNoResponders, isTimeout, Requester, type Logger, type Msg, type NatsConnection, type Subscription } from '@shoal/runtime';
+import { Actor, call, isNoResponders, isTimeout, Requester, type JetStreamSettings, type Logger, type Msg, type NatsConnection, type Subscription } from '@shoal/runtime';
 import { CircuitBreaker } from './circuit.js';
 import { HealthView } from './health.js';
 import { Membership } from './membership.js';
 import { BalancerMetrics, NODE_GAUGE_STATES, type NodeGaugeState, type PlacementResult } from './metrics.js';
 import { SettingsStore } from './settings.js';
 import { Liveness, retryRound, tryBudgetMs } from './tries.js';
+import { page, summarize, type PageInfo, type StatusQuery, type StatusSummary } from './status-page.js';
 import { createStrategy, performanceWeights, type PerformanceWeights, type Strategy, type StrategyName } from './strategies/index.js';
 
 /**
@@ -40,6 +41,10 @@ export interface BalancerSettings {
   sweepIntervalMs?: number;
   /** KV bucket of operator settings. Default SETTINGS_BUCKET. */
   settingsBucket?: string;
+  /** Replicas, storage and domain of the settings bucket (the `jetstream` config section). */
+  jetstream?: JetStreamSettings;
+  /** How long start waits to read the stored settings (see SettingsStoreOptions.startWaitMs). */
+  settingsStartWaitMs?: number;
 }
 
 /** Below this much time left, no new try is started. */
@@ -93,7 +98,11 @@ export interface BalancerStatus {
   execMode: ExecMode;
   settings: { bucket: string; watched: boolean };
   startedAt: number;
+  /** Totals over every known node, per pool: the same size at 10 or 10,000 nodes. */
+  summary: StatusSummary;
+  /** One page of nodes (see `page`), in node id order. */
   nodes: NodeStatus[];
+  page: PageInfo;
 }
 
 /**
@@ -123,8 +132,6 @@ export class Balancer extends Actor {
   private readonly pending = new Map<string, Set<Pending>>();
   private readonly requestSubs: Subscription[] = [];
   private readonly lastHb = new Map<string, Heartbeat>();
-  /** Leases granted through us that the node's heartbeats do not show yet, per node. */
-  private readonly unseenGrants = new Map<string, number>();
   private readonly lastState = new Map<string, string>();
   private sweepTimer: NodeJS.Timeout | undefined;
   private firstHeartbeat: (() => void) | undefined;
@@ -151,7 +158,7 @@ export class Balancer extends Actor {
       strategy: (v, rev) => this.applyStrategy(v, rev),
       weight: (nodeId, w, rev) => this.applyWeight(nodeId, w, rev),
       health: (nodeId, v) => this.health.apply(nodeId, v),
-    });
+    }, { bucket: cfg.jetstream, ...(cfg.settingsStartWaitMs !== undefined ? { startWaitMs: cfg.settingsStartWaitMs } : {}) });
   }
 
   get strategy(): StrategyName {
@@ -240,13 +247,6 @@ export class Balancer extends Actor {
     const r = this.membership.observe(hb, now);
     if (r.kind === 'stale') return;
     this.lastHb.set(hb.nodeId, hb);
-    // The node sent this heartbeat after the replies we already have (one
-    // connection, in order), so its numbers include those grants now.
-    const unseen = this.unseenGrants.get(hb.nodeId);
-    if (unseen !== undefined) {
-      this.unseenGrants.delete(hb.nodeId);
-      for (let i = 0; i < unseen; i++) this.membership.settled(hb.nodeId);
-    }
     if (r.kind === 'joined') {
       this.log.info('node joined', { nodeId: hb.nodeId, host: hb.host, pid: hb.pid, pools: Object.keys(hb.pools) });
       this.health.reapply(hb.nodeId);
@@ -311,7 +311,6 @@ export class Balancer extends Actor {
     this.circuit.forget(nodeId);
     this.lastHb.delete(nodeId);
     this.lastState.delete(nodeId);
-    this.unseenGrants.delete(nodeId);
   }
 
   private abortTries(nodeId: string, why: string): void {
@@ -407,7 +406,7 @@ export class Balancer extends Actor {
       if (remaining < MIN_TRY_MS) {
         return this.fail(m, lastErr ?? new ShoalError(ErrorCodes.POOL_TIMEOUT, `pool ${pool}: no node answered within the deadline`));
       }
-      const candidates = this.usable(pool, this.membership.candidates(pool, now, { allow: (id) => !excluded.has(id) && (!this.breakerOn(pool, id) || this.circuit.available(id, now)) }));
+      const candidates = this.usable(pool, this.membership.sample(pool, now, { allow: (id) => !excluded.has(id) && (!this.breakerOn(pool, id) || this.circuit.available(id, now)) }));
       const chosen = candidates.length > 0 ? this.strategyFor(pool).select(candidates) : undefined;
       if (!chosen) {
         if (lastErr === undefined) {
@@ -483,7 +482,7 @@ export class Balancer extends Actor {
       return { done: false, result: 'unreachable', err: new ShoalError(ErrorCodes.UNAVAILABLE, `node ${nodeId} sent a malformed reply: ${(err as Error).message}`) };
     }
     // A granted lease stays counted in the node's work until a heartbeat shows it.
-    if (code === undefined) this.unseenGrants.set(nodeId, (this.unseenGrants.get(nodeId) ?? 0) + 1);
+    if (code === undefined) this.membership.granted(nodeId);
     else this.membership.settled(nodeId);
     // It answered: the node is up, whatever it said.
     this.circuit.success(nodeId, sentAt);
@@ -737,12 +736,20 @@ export class Balancer extends Actor {
 
   private onStatus(m: Msg): void {
     // An empty body is fine; anything else must be a valid status request.
+    let q: StatusQuery = {};
     try {
-      if (m.data.length > 0) parse('status', m.data);
+      if (m.data.length > 0) q = parse('status', m.data);
     } catch (err) {
       return this.replyError(m, err);
     }
-    this.reply(m, this.status());
+    // Pages are sized to fit; a page of nodes with many pools each could
+    // still be too big for the connection: halve it until it fits.
+    const max = this.nc.info?.max_payload ?? 1024 * 1024;
+    let st = this.status(Date.now(), q);
+    while (encode({ v: PROTOCOL_VERSION, ok: true, data: st }).length > max - 1024 && st.page.limit > 1) {
+      st = this.status(Date.now(), { ...q, limit: Math.floor(st.page.limit / 2) });
+    }
+    this.reply(m, st);
   }
 
   /**
@@ -760,7 +767,10 @@ export class Balancer extends Actor {
     return aggregateVectorStoreStats(perNode);
   }
 
-  status(now = Date.now()): BalancerStatus {
+  /** This replica's view: a summary of every node and one page of them (`q`: pool, node, limit, cursor). */
+  status(now = Date.now(), q: StatusQuery = {}): BalancerStatus {
+    const all = this.membership.nodes(now).map((v) => ({ ...v, circuit: this.circuit.state(v.nodeId, now), pools: v.heartbeat.pools }));
+    const p = page(all, q);
     return {
       balancerId: this.balancerId,
       strategy: this.strategyName,
@@ -768,13 +778,15 @@ export class Balancer extends Actor {
       execMode: this.execMode,
       settings: { bucket: this.cfg.settingsBucket ?? SETTINGS_BUCKET, watched: this.settings.ready },
       startedAt: this.startedAt,
-      nodes: this.membership.nodes(now).map((v) => ({
+      summary: summarize(all, (pool) => this.membership.tiers(pool)),
+      page: p.page,
+      nodes: p.nodes.map((v) => ({
         nodeId: v.nodeId,
         state: v.state,
         eligible: v.eligible,
         draining: v.draining,
         unhealthy: v.unhealthy,
-        circuit: this.circuit.state(v.nodeId, now),
+        circuit: v.circuit,
         host: v.host,
         pid: v.pid,
         startedAt: v.startedAt,
@@ -808,8 +820,7 @@ export class Balancer extends Actor {
 
   /** Pool names come from subjects anyone can publish to: only known pools become metric labels. */
   private poolLabel(pool: string): string {
-    for (const hb of this.lastHb.values()) if (Object.hasOwn(hb.pools, pool)) return pool;
-    return '_unknown';
+    return this.membership.hasPool(pool) ? pool : '_unknown';
   }
 
   private nodeStateCounts(): Record<NodeGaugeState, number> {

@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 import { loadConfigOrExit } from '@shoal/config';
-import { isToken } from '@shoal/protocol';
+import { isToken, validators } from '@shoal/protocol';
 import { connectNats, createLogger, installCrashGuards, onShutdown, startHttp } from '@shoal/runtime';
 import { Balancer, type ExecMode } from './balancer.js';
+import type { StatusQuery } from './status-page.js';
 
 /**
  * balancer process: config → NATS → heartbeats and settings heard → queue
@@ -29,7 +30,7 @@ async function main(): Promise<void> {
   const log = createLogger({ svc: 'balancer' }, cfg.logLevel);
   installCrashGuards(log);
   const nc = await connectNats({ ...cfg.nats, name: cfg.nats.name ?? `shoal-balancer${balancerId ? '-' + balancerId : ''}` }, log);
-  const balancer = new Balancer(nc, log, { ...cfg.balancer, prefix: cfg.prefix, balancerId, execMode });
+  const balancer = new Balancer(nc, log, { ...cfg.balancer, prefix: cfg.prefix, balancerId, execMode, jetstream: cfg.jetstream });
   let stopping = false;
   // Filled in once started; a signal during start-up stops what exists so far.
   const started: { http?: Awaited<ReturnType<typeof startHttp>> } = {};
@@ -47,7 +48,8 @@ async function main(): Promise<void> {
     registry: balancer.metrics.registry,
     health: () => ({ ok: !nc.isClosed() && !stopping, balancerId: balancer.balancerId }),
     routes: {
-      '/api/v1/balancer/status': () => balancer.status(),
+      // Paged as the status subject: ?pool=&node=&limit=&cursor= (see docs/protocol.md).
+      '/api/v1/balancer/status': (q) => balancer.status(Date.now(), statusQuery(q)),
       // The Weaviate pool design's stats, cluster-wide: summed over every node that has a weaviate pool.
       '/vector-store/pool/stats': (q) => balancer.vectorStoreStats(q.get('pool') ?? undefined),
     },
@@ -62,6 +64,15 @@ async function main(): Promise<void> {
       process.exit(1);
     }
   });
+}
+
+/** Query parameters of the HTTP status, checked as a status request on NATS would be. */
+function statusQuery(q: URLSearchParams): StatusQuery {
+  const raw: Record<string, unknown> = {};
+  for (const k of ['pool', 'node', 'cursor']) { const v = q.get(k); if (v !== null) raw[k] = v; }
+  const limit = q.get('limit');
+  if (limit !== null) raw.limit = /^\d+$/.test(limit) ? Number(limit) : limit;
+  return validators.status(raw, '');
 }
 
 main().catch((err) => {

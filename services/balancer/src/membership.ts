@@ -1,5 +1,9 @@
 import type { Heartbeat, PoolStats } from '@shoal/protocol';
 import type { Candidate } from './strategies/types.js';
+import { PoolIndex, tierOf, TIERS, type Tier } from './candidate-index.js';
+
+/** Candidates one placement ranks at most: the cost of an acquire does not grow with the number of nodes. */
+export const SAMPLE_SIZE = 16;
 
 export type NodeState = 'alive' | 'suspect' | 'gone';
 
@@ -49,7 +53,12 @@ export interface NodeView {
 interface NodeRecord {
   hb: Heartbeat;
   lastSeenAt: number;
+  /** Our placements sent and not answered yet. */
   inFlight: number;
+  /** Leases granted through us since the node's last heartbeat, which does not show them yet. */
+  unseen: number;
+  /** Found suspect by a sweep and not heard since: out of the candidate index. */
+  suspect: boolean;
 }
 
 /**
@@ -66,6 +75,12 @@ export class Membership {
   private readonly weights = new Map<string, number>();
   private readonly unhealthy = new Set<string>();
   private readonly unhealthyPools = new Map<string, Set<string>>();
+  /** Per pool, the placeable nodes by tier (see candidate-index.ts). */
+  private readonly index = new Map<string, PoolIndex>();
+  /** Per pool, how many known nodes serve it (whatever their state). */
+  private readonly poolMembers = new Map<string, number>();
+  /** host + pid -> node ids, so a join finds a restarted process without scanning every node. */
+  private readonly byProcess = new Map<string, Set<string>>();
 
   constructor(opts: MembershipOptions = {}) {
     this.suspectAfterIntervals = opts.suspectAfterIntervals ?? 3;
@@ -82,17 +97,21 @@ export class Membership {
       if (hb.startedAt < prev.startedAt || (hb.startedAt === prev.startedAt && hb.seq <= prev.seq)) {
         return { kind: 'stale', replaced: [] };
       }
+      this.countPools(prev, -1);
+      this.countPools(hb, +1);
       known.hb = hb;
       known.lastSeenAt = now;
+      known.suspect = false;
+      // The node sent this heartbeat after the replies we already have (one
+      // connection, in order), so its numbers include those grants now.
+      known.unseen = 0;
       // A newer start under the same id is a restart: placements sent to the old
       // process will never be answered by it, so stop counting them. inFlight is
       // otherwise left alone: the heartbeat may not reflect them yet, and the
       // replies settle them.
-      if (hb.startedAt > prev.startedAt) {
-        known.inFlight = 0;
-        return { kind: 'restarted', replaced: [] };
-      }
-      return { kind: 'updated', replaced: [] };
+      if (hb.startedAt > prev.startedAt) known.inFlight = 0;
+      this.reindex(hb.nodeId, known, prev);
+      return { kind: hb.startedAt > prev.startedAt ? 'restarted' : 'updated', replaced: [] };
     }
 
     // A new id from the host+pid of a known node may be that process
@@ -104,12 +123,19 @@ export class Membership {
     // start later than the new one (same host, same clock). A live node's
     // heartbeat is never ignored because of another id's record.
     const replaced: string[] = [];
-    for (const [id, rec] of this.nodesById) {
-      if (rec.hb.host !== hb.host || rec.hb.pid !== hb.pid) continue;
+    const proc = processKey(hb);
+    for (const id of this.byProcess.get(proc) ?? []) {
+      const rec = this.nodesById.get(id)!;
       if (now - rec.lastSeenAt >= rec.hb.intervalMs && hb.startedAt >= rec.hb.startedAt) replaced.push(id);
     }
     for (const id of replaced) this.remove(id);
-    this.nodesById.set(hb.nodeId, { hb, lastSeenAt: now, inFlight: 0 });
+    const rec: NodeRecord = { hb, lastSeenAt: now, inFlight: 0, unseen: 0, suspect: false };
+    this.nodesById.set(hb.nodeId, rec);
+    let same = this.byProcess.get(proc);
+    if (!same) this.byProcess.set(proc, (same = new Set()));
+    same.add(hb.nodeId);
+    this.countPools(hb, +1);
+    this.reindex(hb.nodeId, rec, undefined);
     return { kind: 'joined', replaced };
   }
 
@@ -130,9 +156,59 @@ export class Membership {
     return out;
   }
 
+  /**
+   * At most `limit` eligible candidates for `pool`, from the best tier that
+   * has any (spare idle, else room to create, else full nodes where the
+   * request would queue), in a window that rotates over the tier. Costs
+   * O(limit) whatever the number of nodes, unless most of the tier is
+   * refused by `allow` or has fallen silent since the last sweep.
+   */
+  sample(pool: string, now: number, opts: CandidateOptions = {}, limit = SAMPLE_SIZE): Candidate[] {
+    const idx = this.index.get(pool);
+    if (idx === undefined) return [];
+    for (const t of TIERS) {
+      const out: Candidate[] = [];
+      idx.tiers[t].scan((id) => {
+        const rec = this.nodesById.get(id)!;
+        if (this.stateOf(rec, now) !== 'alive' || (opts.allow && !opts.allow(id))) return true;
+        out.push(this.toCandidate(id, rec, rec.hb.pools[pool]!, opts));
+        return out.length < limit;
+      });
+      if (out.length > 0) return out;
+    }
+    return [];
+  }
+
+  /** The index's view of a pool: node id -> tier, for tests and status. */
+  tiers(pool: string): Map<string, Tier> {
+    const out = new Map<string, Tier>();
+    const idx = this.index.get(pool);
+    if (idx) for (const t of TIERS) for (const id of idx.tiers[t].values()) out.set(id, t);
+    return out;
+  }
+
+  /** Does any known node serve the pool? O(1). */
+  hasPool(pool: string): boolean {
+    return (this.poolMembers.get(pool) ?? 0) > 0;
+  }
+
+  get size(): number {
+    return this.nodesById.size;
+  }
+
   /** Every known node, for status displays; gone nodes stay listed until swept. */
   nodes(now: number): NodeView[] {
-    return [...this.nodesById].map(([id, rec]) => ({
+    return [...this.nodesById].map(([id, rec]) => this.view(id, rec, now));
+  }
+
+  /** One node's view, or undefined if unknown. */
+  node(nodeId: string, now: number): NodeView | undefined {
+    const rec = this.nodesById.get(nodeId);
+    return rec && this.view(nodeId, rec, now);
+  }
+
+  private view(id: string, rec: NodeRecord, now: number): NodeView {
+    return {
       nodeId: id,
       state: this.stateOf(rec, now),
       eligible: this.eligible(id, rec, now),
@@ -144,17 +220,28 @@ export class Membership {
       seq: rec.hb.seq,
       lastSeenAt: rec.lastSeenAt,
       silentMs: Math.max(0, now - rec.lastSeenAt),
-      inFlight: rec.inFlight,
+      inFlight: rec.inFlight + rec.unseen,
       weight: this.weights.get(id),
       pools: Object.keys(rec.hb.pools),
       heartbeat: rec.hb,
-    }));
+    };
   }
 
-  /** Removes gone nodes and returns their ids (their leases should be announced lost). */
+  /**
+   * Removes gone nodes and returns their ids (their leases should be
+   * announced lost); takes silent nodes out of the candidate index until
+   * they are heard again.
+   */
   sweep(now: number): string[] {
     const gone: string[] = [];
-    for (const [id, rec] of this.nodesById) if (this.stateOf(rec, now) === 'gone') gone.push(id);
+    for (const [id, rec] of this.nodesById) {
+      const st = this.stateOf(rec, now);
+      if (st === 'gone') gone.push(id);
+      else if (st === 'suspect' && !rec.suspect) {
+        rec.suspect = true;
+        this.reindex(id, rec, rec.hb);
+      }
+    }
     for (const id of gone) this.remove(id);
     return gone;
   }
@@ -162,13 +249,35 @@ export class Membership {
   /** A placement was sent to the node. */
   placed(nodeId: string): void {
     const rec = this.nodesById.get(nodeId);
-    if (rec) rec.inFlight++;
+    if (!rec) return;
+    rec.inFlight++;
+    this.reindex(nodeId, rec, rec.hb);
   }
 
   /** Its reply (or timeout) arrived. */
   settled(nodeId: string): void {
     const rec = this.nodesById.get(nodeId);
-    if (rec && rec.inFlight > 0) rec.inFlight--;
+    if (rec && rec.inFlight > 0) {
+      rec.inFlight--;
+      this.reindex(nodeId, rec, rec.hb);
+    }
+  }
+
+  /**
+   * Its reply arrived with a lease: the work stays counted in the node's
+   * load until a heartbeat shows it, but no longer as a request in flight.
+   * Tiers (idle, room, full) only subtract requests in flight: a lease
+   * granted since the last heartbeat may well be released already (releases
+   * go straight to the node), and counting every grant of the last second
+   * against the idle ones would make a busy node look full.
+   */
+  granted(nodeId: string): void {
+    const rec = this.nodesById.get(nodeId);
+    if (rec && rec.inFlight > 0) {
+      rec.inFlight--;
+      rec.unseen++;
+      this.reindex(nodeId, rec, rec.hb);
+    }
   }
 
   /** Operator weight for every pool of the node; `undefined` returns to the heartbeat's pool weight. */
@@ -176,12 +285,16 @@ export class Membership {
     if (weight === undefined) this.weights.delete(nodeId);
     else if (Number.isFinite(weight) && weight >= 0) this.weights.set(nodeId, weight);
     else throw new RangeError(`weight must be a finite number >= 0, got ${String(weight)}`);
+    const rec = this.nodesById.get(nodeId);
+    if (rec) this.reindex(nodeId, rec, rec.hb);
   }
 
   /** Verdict from the health checker. */
   markUnhealthy(nodeId: string, unhealthy: boolean): void {
     if (unhealthy) this.unhealthy.add(nodeId);
     else this.unhealthy.delete(nodeId);
+    const rec = this.nodesById.get(nodeId);
+    if (rec) this.reindex(nodeId, rec, rec.hb);
   }
 
   /** Pools of the node whose backend the health checker says is down (replaces the previous set). */
@@ -196,11 +309,47 @@ export class Membership {
   }
 
   private remove(nodeId: string): void {
+    const rec = this.nodesById.get(nodeId);
+    if (rec === undefined) return;
+    for (const pool of Object.keys(rec.hb.pools)) this.index.get(pool)?.set(nodeId, undefined);
+    this.countPools(rec.hb, -1);
+    const proc = processKey(rec.hb);
+    const same = this.byProcess.get(proc);
+    same?.delete(nodeId);
+    if (same?.size === 0) this.byProcess.delete(proc);
     this.nodesById.delete(nodeId);
     // A health verdict was about that process; if the id ever comes back, the
     // checker judges it afresh. Operator weights are config and stay.
     this.unhealthy.delete(nodeId);
     this.unhealthyPools.delete(nodeId);
+  }
+
+  /**
+   * Put the node where it belongs in the index of each pool it serves, and
+   * out of pools its previous heartbeat (`prev`) served and this one does
+   * not. O(pools of the node).
+   */
+  private reindex(id: string, rec: NodeRecord, prev: Heartbeat | undefined): void {
+    const listed = !rec.suspect && !rec.hb.draining && !this.unhealthy.has(id);
+    if (prev !== undefined && prev !== rec.hb) {
+      for (const pool of Object.keys(prev.pools)) if (!Object.hasOwn(rec.hb.pools, pool)) this.index.get(pool)?.set(id, undefined);
+    }
+    for (const [pool, s] of Object.entries(rec.hb.pools)) {
+      let idx = this.index.get(pool);
+      if (!idx) this.index.set(pool, (idx = new PoolIndex()));
+      const weight = this.weights.get(id) ?? (Number.isFinite(s.weight) ? Math.max(0, s.weight) : 1);
+      idx.set(id, listed && weight > 0 ? tierOf({
+        idle: count(s.idle), total: count(s.total), creating: count(s.creating), waiting: count(s.waiting), max: count(s.max), inFlight: rec.inFlight, available: s.available,
+      }) : undefined);
+    }
+  }
+
+  private countPools(hb: Heartbeat, delta: 1 | -1): void {
+    for (const pool of Object.keys(hb.pools)) {
+      const n = (this.poolMembers.get(pool) ?? 0) + delta;
+      if (n > 0) this.poolMembers.set(pool, n);
+      else this.poolMembers.delete(pool);
+    }
   }
 
   private stateOf(rec: NodeRecord, now: number): NodeState {
@@ -230,13 +379,17 @@ export class Membership {
       active: count(s.active),
       waiting: count(s.waiting),
       creating: count(s.creating),
-      inFlight: rec.inFlight,
+      inFlight: rec.inFlight + rec.unseen,
       latencyMs: count(s.latencyMs),
       requestRate: count(s.requestRate),
       errorRate: Math.min(1, count(s.errorRate)),
       resourceUsage: Math.min(1, Math.max(cpu, mem, requests)),
     };
   }
+}
+
+function processKey(hb: Heartbeat): string {
+  return `${hb.host}\u0000${hb.pid}`;
 }
 
 function count(x: number | undefined): number {

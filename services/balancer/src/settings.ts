@@ -1,5 +1,5 @@
 import { ErrorCodes, HEALTH_KEY_PREFIX, isToken, ShoalError, validateHealthVerdict, validators, type HealthVerdict, type StrategyRequest } from '@shoal/protocol';
-import type { KV, Logger, NatsConnection } from '@shoal/runtime';
+import { isJetStreamUnavailable, isStreamNotFound, openBucket, type BucketOptions, type KV, type Logger, type NatsConnection } from '@shoal/runtime';
 
 /** What an operator set at runtime; `undefined` means "back to the config file's value". */
 export interface SettingsListener {
@@ -27,8 +27,23 @@ interface Applied {
 type Watch = Awaited<ReturnType<KV['watch']>>;
 
 export interface SettingsStoreOptions {
-  /** How long JetStream requests and the initial read may take. Default 5000 ms. */
+  /**
+   * How long a write (all its retries) and the initial read of one watch may
+   * take. Default 5000 ms. One JetStream request gets at most 2000 ms of it,
+   * so that a request lost with a server is retried on another in time.
+   */
   timeoutMs?: number;
+  /**
+   * How long `start` keeps trying to read the stored settings before the
+   * balancer serves with the config file's (JetStream answering but not
+   * ready, e.g. a cluster electing a leader). Not waited for when no
+   * JetStream answers at all. Default 10000 ms.
+   */
+  startWaitMs?: number;
+  /** Longest pause between watch retries (they start at 100 ms and double). Default 1000 ms. */
+  retryMaxMs?: number;
+  /** Replicas, storage, domain of the bucket (see @shoal/runtime openBucket). */
+  bucket?: Omit<BucketOptions, 'timeoutMs' | 'log' | 'history'>;
   /**
    * How often to check that the watched stream is still the bucket's stream:
    * advisories may not be permitted, and a stream's delete advisory can be
@@ -67,8 +82,12 @@ export class SettingsStore {
   private retryTimer: NodeJS.Timeout | undefined;
   private restartTimer: NodeJS.Timeout | undefined;
   private checkTimer: NodeJS.Timeout | undefined;
+  /** Pause before the next watch retry; back to the shortest after a watch starts. */
+  private retryDelay = RETRY_MIN_MS;
   /** Creation time of the stream the current watch reads. */
   private streamCreated: string | undefined;
+  /** The stream's leader when the current watch started (clustered JetStream only). */
+  private streamLeader: string | undefined;
   private advisories: { unsubscribe(): void } | undefined;
   private statusEvents: AsyncIterable<unknown> | undefined;
   private readonly applied = new Map<string, Applied>();
@@ -85,26 +104,48 @@ export class SettingsStore {
     return this.opts.timeoutMs ?? 5000;
   }
 
+  /** One JetStream request's timeout. */
+  private get requestMs(): number {
+    return Math.min(2000, this.timeoutMs);
+  }
+
   get ready(): boolean {
     return this.watcher !== undefined;
   }
 
   /**
    * Open (creating if missing) the bucket, start the watch, and resolve once
-   * the initial values are applied. Resolves false (and retries in the
-   * background) when JetStream is not reachable: the balancer then serves with
-   * the config file's settings rather than not at all.
+   * the initial values are applied, so that a restarted replica serves the
+   * stored settings from its first request. While JetStream answers but
+   * cannot serve the bucket yet (a leader being elected), keep trying for
+   * `startWaitMs`. Resolves false (and retries in the background) after
+   * that, or at once when no JetStream answers at all: the balancer then
+   * serves with the config file's settings rather than not at all.
    */
   async start(): Promise<boolean> {
     this.follow();
-    try {
-      await this.watch();
-      return true;
-    } catch (err) {
-      this.log.warn('settings bucket unavailable; using config settings until it is', { bucket: this.bucket, err: (err as Error).message });
-      this.scheduleRetry();
-      return false;
+    const until = Date.now() + (this.opts.startWaitMs ?? 10_000);
+    let delay = RETRY_MIN_MS;
+    for (;;) {
+      try {
+        await this.watch();
+        return true;
+      } catch (err) {
+        const absent = (err as { code?: unknown }).code === '503';
+        if (this.stopped || absent || Date.now() + delay >= until) {
+          this.log.warn('settings bucket unavailable; using config settings until it is', { bucket: this.bucket, err: (err as Error).message });
+          this.scheduleRetry();
+          return false;
+        }
+        this.log.info('settings bucket not readable yet; retrying', { bucket: this.bucket, err: (err as Error).message });
+        await sleep(delay);
+        delay = Math.min(delay * 2, this.retryMaxMs);
+      }
     }
+  }
+
+  private get retryMaxMs(): number {
+    return this.opts.retryMaxMs ?? 1000;
   }
 
   stop(): void {
@@ -136,24 +177,37 @@ export class SettingsStore {
     return rev;
   }
 
+  /**
+   * Write, retrying within `timeoutMs` while JetStream cannot take it (a
+   * server or the stream's leader lost: no responders or no answer). The
+   * bucket is created again only when JetStream says its stream does not
+   * exist, never on silence alone.
+   */
   private async put(key: string, raw: string): Promise<number> {
     const data = enc.encode(raw);
-    let kv = await this.openForWrite();
+    const deadline = Date.now() + this.timeoutMs;
+    let delay = RETRY_MIN_MS;
+    let recreated = false;
     let rev: number;
-    try {
-      rev = await kv.put(key, data);
-    } catch (err) {
-      if (!streamMissing(err)) throw new ShoalError(ErrorCodes.UNAVAILABLE, `writing ${key} to ${this.bucket} failed: ${(err as Error).message}`);
-      // The bucket is gone: create it again and write there. (A put to a
-      // missing stream has no responders, as it has with JetStream down; then
-      // creating the bucket fails too, and the answer is UNAVAILABLE.)
-      this.log.warn('settings bucket is gone; creating it again', { bucket: this.bucket, key });
-      this.forget(kv);
-      kv = await this.openForWrite();
+    for (;;) {
+      const kv = await this.openForWrite();
       try {
         rev = await kv.put(key, data);
-      } catch (err2) {
-        throw new ShoalError(ErrorCodes.UNAVAILABLE, `writing ${key} to ${this.bucket} failed: ${(err2 as Error).message}`);
+        break;
+      } catch (err) {
+        if (!recreated && await this.gone(err)) {
+          // The bucket was deleted (or NATS restarted with an ephemeral store): create it again and write there.
+          this.log.warn('settings bucket is gone; creating it again', { bucket: this.bucket, key });
+          this.forget(kv);
+          recreated = true;
+          continue;
+        }
+        if (!isJetStreamUnavailable(err) || Date.now() + delay >= deadline) {
+          throw new ShoalError(ErrorCodes.UNAVAILABLE, `writing ${key} to ${this.bucket} failed: ${(err as Error).message}`);
+        }
+        this.log.debug('settings write not taken; retrying', { bucket: this.bucket, key, err: (err as Error).message });
+        await sleep(delay);
+        delay = Math.min(delay * 2, this.retryMaxMs);
       }
     }
     // Revisions only grow within one stream. The watch may have applied this
@@ -169,6 +223,23 @@ export class SettingsStore {
     return rev;
   }
 
+  /**
+   * Is the bucket's stream gone? A put to a missing stream has no responders,
+   * as it has while the stream's leader is being elected: only JetStream's
+   * own "stream not found" tells them apart.
+   */
+  private async gone(err: unknown): Promise<boolean> {
+    if (isStreamNotFound(err)) return true;
+    if ((err as { code?: unknown }).code !== '503') return false;
+    try {
+      const jsm = await this.nc.jetstreamManager({ timeout: this.requestMs, checkAPI: false, ...(this.opts.bucket?.domain ? { domain: this.opts.bucket.domain } : {}) });
+      await jsm.streams.info(`KV_${this.bucket}`);
+      return false;
+    } catch (e) {
+      return isStreamNotFound(e);
+    }
+  }
+
   private async openForWrite(): Promise<KV> {
     try {
       return await this.open();
@@ -180,7 +251,7 @@ export class SettingsStore {
   private open(): Promise<KV> {
     if (this.kv) return Promise.resolve(this.kv);
     if (!this.opening) {
-      const opening = openBucket(this.nc, this.bucket, this.timeoutMs).then(
+      const opening = openBucket(this.nc, this.bucket, { ...this.opts.bucket, timeoutMs: this.requestMs, log: this.log }).then(
         (kv) => { if (this.opening === opening) this.kv = kv; return kv; },
         (err) => { if (this.opening === opening) this.opening = undefined; throw err; },
       );
@@ -213,6 +284,8 @@ export class SettingsStore {
           if (err) { this.log.debug('settings bucket advisories not available', { err: err.message }); return; }
           const what = m.subject.split('.')[4];
           if (what === 'DELETED') this.restartSoon('settings bucket deleted');
+          // The watch's consumer may have lived on the old leader's server: read again from the new one.
+          else if (what === 'LEADER_ELECTED') this.restartSoon('settings bucket has a new leader');
           // Often this replica's own creation: restart only if it is not the stream watched.
           else if (what === 'CREATED') void this.check();
         },
@@ -239,17 +312,19 @@ export class SettingsStore {
     this.checkTimer.unref?.();
   }
 
-  /** Restart the watch if the bucket's stream is gone or is not the one watched. */
+  /** Restart the watch if the bucket's stream is gone, is not the one watched, or has another leader. */
   private async check(): Promise<void> {
     const gen = this.generation;
     const kv = this.kv;
     const watched = this.streamCreated;
     if (kv === undefined || this.watcher === undefined || watched === undefined) return;
     try {
-      const created = (await kv.status()).streamInfo.created;
-      if (gen === this.generation && created !== watched) this.restartSoon('settings bucket was created anew');
+      const info = (await kv.status()).streamInfo;
+      if (gen !== this.generation) return;
+      if (info.created !== watched) this.restartSoon('settings bucket was created anew');
+      else if (info.cluster?.leader !== this.streamLeader) this.restartSoon('settings bucket has a new leader');
     } catch (err) {
-      if (gen === this.generation && streamMissing(err)) this.restartSoon('settings bucket is gone');
+      if (gen === this.generation && isStreamNotFound(err)) this.restartSoon('settings bucket is gone');
     }
   }
 
@@ -305,22 +380,23 @@ export class SettingsStore {
 
     // The stream's creation time, read before the watch starts: if the
     // stream is replaced after that, the periodic check tells.
-    const begin = async (kv: KV): Promise<{ it: Watch; created: string }> => {
-      const created = (await kv.status()).streamInfo.created;
-      return { it: await kv.watch(opts), created };
+    const begin = async (kv: KV): Promise<{ it: Watch; created: string; leader: string | undefined }> => {
+      const info = (await kv.status()).streamInfo;
+      return { it: await kv.watch(opts), created: info.created, leader: info.cluster?.leader };
     };
     let it: Watch;
     let created: string;
+    let leader: string | undefined;
     try {
       let kv = await this.open();
       try {
-        ({ it, created } = await begin(kv));
+        ({ it, created, leader } = await begin(kv));
       } catch (err) {
-        if (!streamMissing(err) || !current()) throw err;
+        if (!isStreamNotFound(err) || !current()) throw err;
         this.log.warn('settings bucket is gone; creating it again', { bucket: this.bucket });
         this.forget(kv);
         kv = await this.open();
-        ({ it, created } = await begin(kv));
+        ({ it, created, leader } = await begin(kv));
       }
     } catch (err) {
       if (!current()) return;
@@ -330,6 +406,7 @@ export class SettingsStore {
     if (!current()) { it.stop(); return; }
     this.watcher = it;
     this.streamCreated = created;
+    this.streamLeader = leader;
     const target = early ? it.getReceived() : undefined;
     if (target === 0) finish();
 
@@ -369,7 +446,8 @@ export class SettingsStore {
     } finally {
       clearTimeout(timer);
     }
-    if (!current() || finished) return;
+    if (!current()) return;
+    if (finished) { this.retryDelay = RETRY_MIN_MS; return; }
     it.stop();
     if (this.watcher === it) this.watcher = undefined;
     throw failure ?? new Error('settings watch ended before its initial values were read');
@@ -382,16 +460,23 @@ export class SettingsStore {
     this.scheduleRetry();
   }
 
+  /**
+   * Retry the watch after 100 ms, doubling up to `retryMaxMs` (1 s): once
+   * JetStream can serve the bucket again, the watch is back within one
+   * request timeout (2 s) plus that pause.
+   */
   private scheduleRetry(): void {
     if (this.stopped) return;
     clearTimeout(this.retryTimer);
+    const delay = this.retryDelay;
+    this.retryDelay = Math.min(delay * 2, this.retryMaxMs);
     this.retryTimer = setTimeout(() => {
       if (this.stopped || this.watcher) return;
       this.watch().then(
         () => this.log.info('settings bucket watched', { bucket: this.bucket }),
         () => this.scheduleRetry(),
       );
-    }, 2000);
+    }, delay);
     this.retryTimer.unref?.();
   }
 
@@ -443,25 +528,6 @@ export class SettingsStore {
   }
 }
 
-/**
- * The bucket's stream does not exist: JetStream answers "stream not found"
- * (10059) to API requests, and nobody answers a publish to its subjects.
- */
-function streamMissing(err: unknown): boolean {
-  const e = err as { code?: unknown; message?: unknown; api_error?: { err_code?: number } } | undefined;
-  return e?.api_error?.err_code === 10059 || e?.code === '503' || /stream not found/i.test(String(e?.message ?? ''));
-}
+const RETRY_MIN_MS = 100;
 
-/**
- * Open the bucket, creating it (history 1) if it does not exist. nats.js binds
- * to an existing stream as it is; two replicas creating it at the same moment
- * make one of them fail once, so try twice.
- */
-async function openBucket(nc: NatsConnection, bucket: string, timeout: number): Promise<KV> {
-  const views = nc.jetstream({ timeout }).views;
-  try {
-    return await views.kv(bucket, { history: 1, timeout });
-  } catch {
-    return views.kv(bucket, { history: 1, timeout });
-  }
-}
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

@@ -134,7 +134,8 @@ export function nodeRow(v: unknown): NodeRow {
 export function fromBalancer(reply: unknown): ClusterStatus {
   const r = (reply && typeof reply === 'object' ? reply : {}) as Record<string, unknown>;
   const nodes = Array.isArray(r.nodes) ? r.nodes.map(nodeRow) : [];
-  nodes.sort((a, b) => a.nodeId.localeCompare(b.nodeId, undefined, { numeric: true }));
+  // Code-point order, as the balancers page (a cursor is the last id of a page).
+  nodes.sort((a, b) => (a.nodeId < b.nodeId ? -1 : a.nodeId > b.nodeId ? 1 : 0));
   return {
     ...r,
     source: 'balancer',
@@ -162,7 +163,8 @@ export async function collectHeartbeats(nc: NatsConnection, s: Subjects, waitMs 
   });
   while (Date.now() < until) await new Promise((r) => setTimeout(r, Math.min(100, until - Date.now())));
   sub.unsubscribe();
-  return [...latest.values()].sort((a, b) => a.nodeId.localeCompare(b.nodeId, undefined, { numeric: true }));
+  // Code-point order, as the balancers page (a cursor is the last id of a page).
+  return [...latest.values()].sort((a, b) => (a.nodeId < b.nodeId ? -1 : a.nodeId > b.nodeId ? 1 : 0));
 }
 
 /** True for "no responders" from `call` (nobody subscribed to the subject). */
@@ -175,17 +177,25 @@ export function isNoResponders(err: unknown): boolean {
  * own heartbeats (strategy unknown then). No balancer and no heartbeat means
  * no cluster: UnreachableError.
  */
-export async function fetchStatus(nc: NatsConnection, s: Subjects, timeoutMs: number): Promise<ClusterStatus> {
+/** Which nodes a status asks for (the balancer pages; see docs/protocol.md). */
+export interface StatusQuery { pool?: string; node?: string; limit?: number; cursor?: string }
+
+export async function fetchStatus(nc: NatsConnection, s: Subjects, timeoutMs: number, q: StatusQuery = {}): Promise<ClusterStatus> {
   let why: string;
   try {
-    return fromBalancer(await call<unknown>(nc, s.adminStatus, {}, timeoutMs));
+    return fromBalancer(await call<unknown>(nc, s.adminStatus, { ...q }, timeoutMs));
   } catch (err) {
     if (!(err instanceof ShoalError) || err.code !== ErrorCodes.UNAVAILABLE) throw err;
     why = isNoResponders(err) ? 'no balancer answers' : 'no balancer answered in time';
   }
   const hbs = await collectHeartbeats(nc, s);
   if (hbs.length === 0) throw new UnreachableError(`${why} on ${s.adminStatus} and no node heartbeats on ${s.anyHeartbeat}; ${HINT}`);
-  return { source: 'heartbeats', balancerId: null, strategy: null, note: `${why} on ${s.adminStatus}; nodes from their heartbeats`, nodes: hbs.map(nodeRow) };
+  // The same filters and page as a balancer would apply (heartbeats come sorted by id).
+  const matched = hbs.filter((h) => (q.node === undefined || h.nodeId === q.node) && (q.pool === undefined || Object.hasOwn(h.pools, q.pool)) && (q.cursor === undefined || h.nodeId > q.cursor));
+  const limit = q.limit ?? 100;
+  const nodes = matched.slice(0, limit);
+  const next = matched.length > limit && nodes.length > 0 ? nodes.at(-1)!.nodeId : null;
+  return { source: 'heartbeats', balancerId: null, strategy: null, note: `${why} on ${s.adminStatus}; nodes from their heartbeats`, nodes: nodes.map(nodeRow), page: { limit, returned: nodes.length, matched: matched.length, next } };
 }
 
 /** One row of the Claude cost table: a client's totals in one pool, over the nodes that answered. */

@@ -1,7 +1,7 @@
-import { isToken, ShoalError, type Lease as LeaseInfo } from '@shoal/protocol';
+import { ErrorCodes, isToken, ShoalError, type Lease as LeaseInfo } from '@shoal/protocol';
 import { call } from '@shoal/runtime';
 import { intFlag, UsageError, type FlagValues } from './args.js';
-import { fetchClaudeCosts, fetchStatus, HINT, isNoResponders, UnreachableError, type ClientCostRow, type ClusterStatus } from './cluster.js';
+import { fetchClaudeCosts, fetchStatus, HINT, isNoResponders, UnreachableError, type ClientCostRow, type ClusterStatus, type StatusQuery } from './cluster.js';
 import { EXIT, type Command, type Ctx } from './context.js';
 import { ms, paint, table } from './format.js';
 
@@ -28,11 +28,21 @@ async function placed<T>(ctx: Ctx, pool: string, what: 'acquire' | 'exec', nodeI
 
 // ---- status ---------------------------------------------------------------
 
+interface PoolSummaryRow { nodes: number; eligible: number; total: number; idle: number; active: number; waiting: number; creating: number; max: number; placeable?: { idle: number; room: number; full: number } }
+
 function printStatus(ctx: Ctx, st: ClusterStatus): void {
   const strategy = st.strategy ?? 'unknown (no balancer answered)';
   ctx.out(`strategy: ${paint(ctx.stdout, 'bold', strategy)}${st.balancerId ? paint(ctx.stdout, 'gray', `   (balancer ${st.balancerId})`) : ''}`);
   if (st.source === 'heartbeats') ctx.out(paint(ctx.stdout, 'yellow', `note: ${String(st.note)}`));
-  if (st.nodes.length === 0) { ctx.out('no nodes'); return; }
+  const summary = st.summary as { nodes: number; states: Record<string, number>; pools: Record<string, PoolSummaryRow> } | undefined;
+  if (summary && typeof summary === 'object' && summary.pools) {
+    ctx.out(`nodes: ${summary.nodes} (${Object.entries(summary.states ?? {}).map(([k, v]) => `${v} ${k}`).join(', ') || 'none'})`);
+    const rows = Object.entries(summary.pools).sort(([a], [b]) => a.localeCompare(b)).map(([name, p]) =>
+      [name, p.nodes, p.eligible, p.total, p.idle, p.active, p.waiting, p.creating, p.max, p.placeable ? `${p.placeable.idle}/${p.placeable.room}/${p.placeable.full}` : '-']);
+    if (rows.length > 0) ctx.out(table(['POOL', 'NODES', 'ELIGIBLE', 'TOTAL', 'IDLE', 'ACTIVE', 'WAITING', 'CREATING', 'MAX', 'IDLE/ROOM/FULL'], rows, new Set([1, 2, 3, 4, 5, 6, 7, 8])));
+  }
+  const pg = st.page as { returned: number; matched: number; next: string | null } | undefined;
+  if (st.nodes.length === 0) { ctx.out(pg && pg.matched > 0 ? '' : 'no nodes'); return; }
   const rows: (string | number)[][] = [];
   for (const n of st.nodes) {
     // The health-checkers' verdict (balancer status only): the node's in STATE, why in NOTE; a pool's backend in its NOTE.
@@ -55,6 +65,7 @@ function printStatus(ctx: Ctx, st: ClusterStatus): void {
     });
   }
   ctx.out(table(['NODE', 'STATE', 'PID', 'INFLIGHT', 'WEIGHT', 'POOL', 'TOTAL', 'IDLE', 'ACTIVE', 'WAITING', 'TARGET', 'MAX', 'NOTE'], rows, new Set([2, 3, 4, 6, 7, 8, 9, 10, 11])));
+  if (pg && pg.next) ctx.out(paint(ctx.stdout, 'gray', `${pg.returned} of ${pg.matched} nodes shown; next page: --cursor ${pg.next} (or --all)`));
 }
 
 /** Claude pools: tokens and USD by client name, summed over the nodes. */
@@ -70,12 +81,29 @@ const status: Command = {
   name: 'status',
   usage: '',
   summary: 'nodes, their state and pools (total/idle/active/waiting/target/max), the strategy, the autoscaler; Claude cost by client',
-  details: 'Asks a balancer (shoal.admin.status); with no balancer, listens to the nodes\' heartbeats for ~1.2 s. The autoscaler leader (shoal.autoscaler.status) adds each pool\'s target, utilization, last decision and desired pool-nodes. Nodes with a claude-cli pool are asked for their tokens and USD by client name.',
-  flags: {},
+  details: 'Asks a balancer (shoal.admin.status); with no balancer, listens to the nodes\' heartbeats for ~1.2 s. Shows per-pool totals over every node and one page of nodes (by id). The autoscaler leader (shoal.autoscaler.status) adds each pool\'s target, utilization, last decision and desired pool-nodes. Nodes with a claude-cli pool are asked for their tokens and USD by client name.',
+  flags: {
+    pool: { type: 'string', arg: 'name', help: 'only nodes serving this pool' },
+    node: { type: 'string', arg: 'id', help: 'only this node' },
+    limit: { type: 'number', arg: 'n', help: 'nodes per page (default 50, at most 1000; 0 = totals only)' },
+    cursor: { type: 'string', arg: 'id', help: 'the page after this node id (as printed at the end of a page)' },
+    all: { type: 'boolean', help: 'every page, one request per page' },
+  },
   args: [0, 0],
-  async run(ctx) {
+  async run(ctx, _args, flags) {
+    const q: StatusQuery = { limit: intFlag(flags, 'limit', 50, 0, 1000) };
+    if (typeof flags.pool === 'string') q.pool = token('pool', flags.pool);
+    if (typeof flags.node === 'string') q.node = token('node id', flags.node);
+    if (typeof flags.cursor === 'string') q.cursor = token('cursor', flags.cursor);
     const nc = await ctx.nats();
-    const [st, autoscaler] = await Promise.all([fetchStatus(nc, ctx.s, ctx.timeout(5000)), fetchAutoscaler(ctx)]);
+    const [st, autoscaler] = await Promise.all([fetchStatus(nc, ctx.s, ctx.timeout(5000), q), fetchAutoscaler(ctx)]);
+    // --all: follow the cursors (each page is its own bounded reply).
+    for (let pg = st.page as { next?: string | null } | undefined; flags.all === true && pg?.next && st.source === 'balancer';) {
+      const more = await fetchStatus(nc, ctx.s, ctx.timeout(5000), { ...q, cursor: pg.next });
+      st.nodes.push(...more.nodes);
+      pg = more.page as { next?: string | null } | undefined;
+      st.page = more.page;
+    }
     const costs = await fetchClaudeCosts(nc, ctx.s, st.nodes, Math.min(2000, ctx.timeout(5000)));
     if (ctx.json) ctx.emit({ ...st, autoscaler, ...(costs.length ? { claudeCosts: costs } : {}) });
     else { printStatus(ctx, st); printAutoscaler(ctx, autoscaler); printCosts(ctx, costs); }
@@ -207,13 +235,39 @@ const exec: Command = {
 
 // ---- strategy, weight -----------------------------------------------------
 
-/** An admin request to any balancer; no responders means no balancer is running. */
+/** Default deadline of a steering command: long enough to ride out a NATS server loss (leader election, reconnects). */
+const STEER_TIMEOUT_MS = 15_000;
+/** One try's share: a little over the balancer's own write retries (5 s), so its answer is heard. */
+const STEER_TRY_MS = 6000;
+/** No responders is retried this long only: balancers reconnecting after a server loss, not "none running". */
+const STEER_NO_RESPONDERS_MS = 3000;
+
+/**
+ * An admin request to any balancer, retried until its deadline while the
+ * answer is "unavailable" (the settings bucket lost its leader with a
+ * server) or no answer comes (the balancer that took it died, or ours
+ * reconnects): setting a strategy or a weight is idempotent. No responders
+ * when the deadline comes means no balancer is running.
+ */
 async function admin<T>(ctx: Ctx, subject: string, body: Record<string, unknown>): Promise<T> {
-  try {
-    return await call<T>(await ctx.nats(), subject, body, ctx.timeout(5000));
-  } catch (err) {
-    if (isNoResponders(err)) throw new UnreachableError(`no balancer answers on ${subject}; ${HINT}`);
-    throw err;
+  const t0 = Date.now();
+  const deadline = t0 + ctx.timeout(STEER_TIMEOUT_MS);
+  let pause = 100;
+  for (;;) {
+    const left = deadline - Date.now();
+    try {
+      return await call<T>(await ctx.nats(), subject, body, Math.max(1, Math.min(left, STEER_TRY_MS)));
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      const retry = isNoResponders(err) ? Date.now() - t0 < STEER_NO_RESPONDERS_MS : code === ErrorCodes.UNAVAILABLE;
+      if (!retry || deadline - Date.now() <= pause) {
+        if (isNoResponders(err)) throw new UnreachableError(`no balancer answers on ${subject}; ${HINT}`);
+        throw err;
+      }
+      ctx.note(paint(ctx.stderr, 'gray', `retrying: ${(err as Error).message}`));
+      await new Promise((r) => setTimeout(r, pause));
+      pause = Math.min(pause * 2, 1000);
+    }
   }
 }
 

@@ -9,7 +9,7 @@ export const GLOBAL_FLAGS: FlagSpecs = {
   nats: { type: 'string', arg: 'url', help: 'NATS server(s), comma-separated (default: $SHOAL_NATS_URL or nats://127.0.0.1:4222)' },
   prefix: { type: 'string', arg: 'prefix', help: `subject prefix (default: $SHOAL_PREFIX or ${DEFAULT_PREFIX})` },
   json: { type: 'boolean', help: 'machine-readable output: JSON on stdout' },
-  timeout: { type: 'number', arg: 'ms', help: 'deadline of the request (default 5000; acquire and exec 30000)' },
+  timeout: { type: 'number', arg: 'ms', help: 'deadline of the request (default 5000; strategy and weight 15000; acquire and exec 30000)' },
   help: { type: 'boolean', short: 'h', help: 'help for the command' },
 };
 

@@ -5,7 +5,7 @@ import { parse } from 'yaml';
 import { ConfigError } from './errors.js';
 import { AICLI_ENV, DEFAULT_POOLS, readPolicies, NODE_SCHEMA, parsePercent, POOL_SCHEMA, SHARED_SCHEMA, TOKEN, WEAVIATE_ENV, isLeaf, leaves, type Section } from './schema.js';
 import { parseDuration } from './units.js';
-import { DRIVERS, type HealthCheckConfig, type HealthCheckSpec, type LoadConfigOptions, type NatsConfig, type NodeConfig, type PoolConfig } from './types.js';
+import { defaultMaxConcurrentCreates, DRIVERS, type HealthCheckConfig, type HealthCheckSpec, type LoadConfigOptions, type NatsConfig, type NodeConfig, type PoolConfig } from './types.js';
 
 /** Where a value came from: the key to name in errors, the source, and its precedence rank. */
 interface Origin { key: string; source: string; rank: number; value: unknown }
@@ -14,7 +14,7 @@ interface Layer { key: string; source: string; rank: number }
 type Mapping = Record<string, unknown>;
 interface Store { get(path: string): unknown; set(path: string, value: unknown): void; validate(o: convict.ValidateOptions): void; getProperties(): any }
 
-const TOP = ['nats', 'node', 'balancer', 'autoscaler', 'health_check', 'session_pool', 'pools'];
+const TOP = ['nats', 'jetstream', 'node', 'balancer', 'autoscaler', 'health_check', 'session_pool', 'pools'];
 // `shoal.hb.*` and friends would swallow a pool's `shoal.<pool>.acquire`.
 const RESERVED_POOLS = ['node', 'hb', 'admin', 'events', 'health'];
 const POOL_ENV = /^SHOAL_POOL_/;
@@ -141,7 +141,7 @@ function envEntries(vars: [name: string, path: string][], env: Record<string, st
 }
 
 function loadNode(doc: Mapping, over: Mapping, env: Record<string, string>, fileSource: string): Omit<NodeConfig, 'pools'> {
-  const nodeOnly = (d: Mapping) => ({ nats: d.nats, node: d.node, balancer: d.balancer, autoscaler: d.autoscaler, health_check: d.health_check });
+  const nodeOnly = (d: Mapping) => ({ nats: d.nats, jetstream: d.jetstream, node: d.node, balancer: d.balancer, autoscaler: d.autoscaler, health_check: d.health_check });
   const vars = leaves(NODE_SCHEMA).flatMap(([path, leaf]): [string, string][] => (leaf.env ? [[leaf.env, path]] : []));
   const { props: p, ordered } = build(NODE_SCHEMA, [
     ...walk(nodeOnly(doc), NODE_SCHEMA, { key: '', source: fileSource, rank: 1 }),
@@ -162,6 +162,7 @@ function loadNode(doc: Mapping, over: Mapping, env: Record<string, string>, file
     ...defined({ nodeId: p.node.id }),
     prefix: p.node.prefix,
     nats,
+    jetstream: { ...defined({ replicas: p.jetstream.replicas, domain: p.jetstream.domain }), storage: p.jetstream.storage },
     http: { host: p.node.http_host, port: p.node.http_port },
     heartbeatIntervalMs: p.node.heartbeat_interval,
     drainGraceMs: p.node.drain_grace,
@@ -326,6 +327,7 @@ function toPool(name: string, { props: p, origin, fail, ordered }: ReturnType<ty
       validateSkipWindowMs: sm.validate_skip_window,
     },
     create: { timeoutMs: c.timeout, retryBaseMs: c.retry_base, retryMaxMs: c.retry_max },
+    maxConcurrentCreates: p.max_concurrent_creates ?? defaultMaxConcurrentCreates(p.driver),
     resourceLimits: {
       maxMemoryPerSessionBytes: rl.max_memory_per_session,
       maxTotalMemoryBytes: rl.max_total_memory,

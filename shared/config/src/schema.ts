@@ -174,7 +174,7 @@ export const DEFAULT_HEALTH_CHECKS = [
   { type: 'memory_usage', max_usage: '80%' },
 ];
 
-/** Everything but the pools: `nats`, `node`, `balancer`. Only these keys read environment variables named in the schema. */
+/** Everything but the pools: `nats`, `jetstream`, `node`, `balancer`, `autoscaler`, `health_check`. Only these keys read environment variables named in the schema. */
 export const NODE_SCHEMA: Section = {
   nats: {
     url: { default: 'nats://127.0.0.1:4222', format: 'shoal-list', env: 'SHOAL_NATS_URL', doc: 'NATS server URL(s); a list or comma-separated' },
@@ -189,6 +189,11 @@ export const NODE_SCHEMA: Section = {
       key_file: str('SHOAL_NATS_TLS_KEY', 'client key'),
     },
     name: { default: null, nullable: true, format: String, doc: 'connection name shown by the NATS server' },
+  },
+  jetstream: {
+    replicas: { default: null, nullable: true, format: 'shoal-int', min: 1, max: 5, env: 'SHOAL_JETSTREAM_REPLICAS', doc: 'replicas of the KV buckets Shoal creates; unset = 3 on a cluster of 3 or more servers, else 1' },
+    storage: { default: 'file', format: oneOf(['file', 'memory']), env: 'SHOAL_JETSTREAM_STORAGE', doc: 'storage of the KV buckets Shoal creates: file or memory' },
+    domain: { default: null, nullable: true, format: matches(/^[A-Za-z0-9_-]{1,64}$/, '1-64 of A-Z a-z 0-9 _ -'), env: 'SHOAL_JETSTREAM_DOMAIN', doc: 'JetStream domain to use (leaf nodes, superclusters); unset = the account\'s own' },
   },
   node: {
     id: { default: null, nullable: true, format: matches(TOKEN, '1-64 of A-Z a-z 0-9 _ -'), env: 'SHOAL_NODE_ID', doc: 'node id; unset = a fresh ULID' },
@@ -275,6 +280,7 @@ export const SHARED_SCHEMA: Section = {
     max_concurrent_requests: int(1000, 'requests in flight in this pool', 1),
     max_payload: size('1MB', 'largest request payload'),
   },
+  max_concurrent_creates: { default: null, nullable: true, format: 'shoal-int', min: 1, max: 100_000, doc: 'creates in flight on one node for this pool, whatever the target; unset = the driver default (claude-cli 4, weaviate 16, synthetic 64)' },
   create: {
     timeout: dur('10s', 'deadline of one create', 1),
     retry_base: dur('100ms', 'first backoff after a failed create', 1),

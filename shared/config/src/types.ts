@@ -6,6 +6,18 @@ export const STRATEGIES = ['round_robin', 'least_connections', 'weighted_round_r
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
 
 export type DriverName = (typeof DRIVERS)[number];
+
+/**
+ * `max_concurrent_creates` when a pool does not set it: a Claude CLI process
+ * costs a spawn, a Node runtime and an API handshake, so few at once; a
+ * Weaviate client is a connection; a synthetic resource is nearly free.
+ */
+export const DEFAULT_MAX_CONCURRENT_CREATES: Readonly<Record<DriverName, number>> = Object.freeze({ 'claude-cli': 4, weaviate: 16, synthetic: 64 });
+
+/** The default for a driver kind; unknown kinds (test drivers) get the synthetic one. */
+export function defaultMaxConcurrentCreates(kind: string): number {
+  return Object.hasOwn(DEFAULT_MAX_CONCURRENT_CREATES, kind) ? DEFAULT_MAX_CONCURRENT_CREATES[kind as DriverName] : DEFAULT_MAX_CONCURRENT_CREATES.synthetic;
+}
 export type Strategy = (typeof STRATEGIES)[number];
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
@@ -55,6 +67,8 @@ export interface PoolConfig {
     validateSkipWindowMs: number;
   };
   create: { timeoutMs: number; retryBaseMs: number; retryMaxMs: number };
+  /** Creates in flight on this node for this pool, whatever the target (the driver's default when not set). */
+  maxConcurrentCreates: number;
   resourceLimits: {
     maxMemoryPerSessionBytes: number;
     maxTotalMemoryBytes: number;
@@ -81,11 +95,20 @@ export interface HealthCheckConfig {
   checks: HealthCheckSpec[];
 }
 
+export interface JetStreamConfig {
+  /** Unset: 3 on a cluster of 3 or more servers, else 1. */
+  replicas?: number;
+  storage: 'file' | 'memory';
+  domain?: string;
+}
+
 export interface NodeConfig {
   /** Undefined: the node generates a ULID. */
   nodeId?: string;
   prefix: string;
   nats: NatsConfig;
+  /** The KV buckets Shoal creates (settings, and others' `shoal_<what>`). */
+  jetstream: JetStreamConfig;
   /** port 0 = ephemeral, -1 = no HTTP server. */
   http: { host: string; port: number };
   heartbeatIntervalMs: number;

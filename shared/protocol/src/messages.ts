@@ -102,7 +102,16 @@ const drainShape = { graceMs: optional(int({ min: 0, max: MAX_TIMEOUT_MS })) };
 const drain = obj(drainShape);
 export type DrainRequest = Infer<typeof drainShape>;
 
-const statusShape = { leases: optional(bool()) };
+/** Status paging (balancers): a page of at most STATUS_MAX_LIMIT nodes, by node id after `cursor`, filtered by pool or node. */
+export const STATUS_DEFAULT_LIMIT = 100;
+export const STATUS_MAX_LIMIT = 1000;
+const statusShape = {
+  leases: optional(bool()),
+  pool: optional(name),
+  node: optional(name),
+  limit: optional(int({ min: 0, max: STATUS_MAX_LIMIT })),
+  cursor: optional(name),
+};
 const status = obj(statusShape);
 export type StatusRequest = Infer<typeof statusShape>;
 

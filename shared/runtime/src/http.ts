@@ -1,3 +1,4 @@
+import { ErrorCodes, ShoalError } from '@shoal/protocol';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
@@ -46,6 +47,8 @@ export async function startHttp(o: HttpOptions): Promise<HttpServer | undefined>
       const code = url.pathname === '/healthz' && !(body as { ok: boolean }).ok ? 503 : 200;
       send(code, 'application/json', JSON.stringify(body));
     })().catch((err) => {
+      // A bad query is the caller's mistake: 400 with the typed error, nothing logged.
+      if (err instanceof ShoalError && err.code === ErrorCodes.BAD_REQUEST) return send(400, 'application/json', JSON.stringify({ error: err.toWire() }));
       o.log.warn('http route failed', { path: url.pathname, err: (err as Error).message });
       send(500, 'application/json', JSON.stringify({ error: (err as Error).message }));
     });

@@ -42,6 +42,8 @@
 //   STANDIN_IGNORE_CONTROL=a,b  never answer control requests of these subtypes (e.g. set_model)
 //   STANDIN_TURN_LOG=<file>  append "start|end <pid> <epoch ms>" per user turn (to count turns running at once across processes)
 //   --no-session-persistence  nothing is written to the session store (as the real flag)
+//   STANDIN_MARK_DIR=<dir>   write <dir>/<pid> holding "start <epoch ms>" at launch and append "ready <epoch ms>"
+//                            when initialize is answered, so a test can count processes starting at once
 // Directives inside a message's text, for one turn: [[crash]] [[crash=SIGKILL]] [[garbage]] [[hang]]
 //   [[tokens=N]] [[delay=MS]] [[grow=MB]] [[rate_limit]] [[error]] (an API error: result success, is_error true)
 //   [[can_use_tool]] (asks the driver for a permission over a control_request and reports the answer)
@@ -60,6 +62,9 @@ import * as M from './messages.mjs';
 
 const env = process.env;
 const num = (v, d) => (v === undefined || v === '' || !Number.isFinite(Number(v)) ? d : Number(v));
+const epochMs = () => performance.timeOrigin + performance.now();
+const mark = (what) => { if (env.STANDIN_MARK_DIR) appendFileSync(join(env.STANDIN_MARK_DIR, String(process.pid)), `${what} ${epochMs()}\n`); };
+mark('start');
 const VERSION = '2.1.197';
 
 // ---- arguments, parsed as the real CLI's commander would ----------------------
@@ -334,6 +339,7 @@ function onControl(msg) {
   if ((env.STANDIN_IGNORE_CONTROL ?? '').split(',').includes(req.subtype)) return;
   if (req.subtype === 'initialize') {
     if (env.STANDIN_NO_INITIALIZE === '1') return;
+    mark('ready');
     out(M.controlSuccess(id, M.initializeResponse({ model, apiKeySource, pid: process.pid })));
   } else if (req.subtype === 'set_model') {
     // As 2.1.197: a replayed local-command line, then the success.

@@ -1,0 +1,55 @@
+import { expect } from 'chai';
+import { connect, type NatsConnection } from 'nats';
+import { clusterSize, defaultReplicas, isJetStreamUnavailable, openBucket } from '@shoal/runtime';
+import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
+
+/** @shoal/runtime openBucket on one real nats-server: the `jetstream` config keys do what they say. */
+describe('openBucket (real nats-server)', function () {
+  this.timeout(20_000);
+  let server: NatsServer;
+  let domainServer: NatsServer;
+  let nc: NatsConnection;
+  let dnc: NatsConnection;
+
+  before(async () => {
+    [server, domainServer] = await Promise.all([startNatsServer(), startNatsServer({ domain: 'hub' })]);
+    [nc, dnc] = await Promise.all([connect({ servers: server.url }), connect({ servers: domainServer.url })]);
+  });
+  after(async () => {
+    await Promise.all([nc?.close(), dnc?.close()]);
+    await Promise.all([server?.stop(), domainServer?.stop()]);
+  });
+
+  const info = async (c: NatsConnection, bucket: string, domain?: string) =>
+    (await (await c.jetstreamManager(domain ? { domain } : {})).streams.info(`KV_${bucket}`)).config;
+
+  it('defaults to 1 replica on a server that is not clustered, file storage, history 1', async () => {
+    expect(clusterSize(nc)).to.equal(1);
+    expect(defaultReplicas(nc)).to.equal(1);
+    await openBucket(nc, 'shoal_t1');
+    expect(await info(nc, 'shoal_t1')).to.include({ num_replicas: 1, storage: 'file', max_msgs_per_subject: 1 });
+  });
+
+  it('storage: memory creates a memory stream; an existing bucket is bound as it is', async () => {
+    const kv = await openBucket(nc, 'shoal_t2', { storage: 'memory' });
+    await kv.put('k', new TextEncoder().encode('1'));
+    expect(await info(nc, 'shoal_t2')).to.include({ storage: 'memory' });
+    const again = await openBucket(nc, 'shoal_t2');
+    expect(new TextDecoder().decode((await again.get('k'))!.value)).to.equal('1');
+  });
+
+  it('replicas set explicitly beyond what the server can hold is an error, not a silent 1', async () => {
+    let err: unknown;
+    try { await openBucket(nc, 'shoal_t3', { replicas: 3 }); } catch (e) { err = e; }
+    expect(String((err as Error)?.message)).to.match(/replicas|insufficient/i);
+  });
+
+  it('domain: buckets live in that JetStream domain; without it (or another) the hub is not reached', async () => {
+    const kv = await openBucket(dnc, 'shoal_t4', { domain: 'hub', timeoutMs: 1000 });
+    await kv.put('k', new TextEncoder().encode('x'));
+    expect(await info(dnc, 'shoal_t4', 'hub')).to.include({ name: 'KV_shoal_t4' });
+    let err: unknown;
+    try { await openBucket(dnc, 'shoal_t5', { domain: 'elsewhere', timeoutMs: 1000 }); } catch (e) { err = e; }
+    expect(isJetStreamUnavailable(err), String(err)).to.equal(true);
+  });
+});
