@@ -4,7 +4,7 @@ import {
   type ErrorCode, type Heartbeat, type WireError, type StrategyRequest, type Subjects,
   aggregateVectorStoreStats, vectorStoreStatsOfNode, type VectorStoreStatsResponse,
 } from '@shoal/protocol';
-import { Actor, call, isNoResponders, isTimeout, Requester, type Logger, type Msg, type NatsConnection, type Subscription } from '@shoal/runtime';
+import { Actor, call, createInbox, inboxPrefixOf, isNoResponders, isTimeout, refusalCounter, Requester, type Logger, type Msg, type NatsConnection, type Subscription } from '@shoal/runtime';
 import { CircuitBreaker } from './circuit.js';
 import { Membership } from './membership.js';
 import { BalancerMetrics, NODE_GAUGE_STATES, type NodeGaugeState, type PlacementResult } from './metrics.js';
@@ -138,6 +138,7 @@ export class Balancer extends Actor {
     this.perfWeights = performanceWeights(cfg.performanceWeights);
     createStrategy(this.strategyName, { performanceWeights: this.perfWeights }); // fail at start on a bad name
     this.metrics = new BalancerMetrics(balancerId, () => this.nodeStateCounts());
+    refusalCounter(this.metrics.registry, this.refusals);
     this.settings = new SettingsStore(nc, this.log, cfg.settingsBucket ?? SETTINGS_BUCKET, {
       strategy: (v, rev) => this.applyStrategy(v, rev),
       weight: (nodeId, w, rev) => this.applyWeight(nodeId, w, rev),
@@ -493,9 +494,9 @@ export class Balancer extends Actor {
   private returnLateLease(nodeId: string, data: Uint8Array): void {
     try {
       const r = decode(data);
-      const leaseId = (r.data as { leaseId?: unknown } | undefined)?.leaseId;
+      const { leaseId, secret } = (r.data ?? {}) as { leaseId?: unknown; secret?: unknown };
       if (r.ok !== true || typeof leaseId !== 'string') return;
-      this.nc.publish(this.s.leaseRelease(nodeId), encode({ v: PROTOCOL_VERSION, leaseId }));
+      this.nc.publish(this.s.leaseRelease(nodeId), encode({ v: PROTOCOL_VERSION, leaseId, secret }));
       this.log.info('returned a lease granted after the try was abandoned', { nodeId, leaseId });
     } catch {
       // Nothing useful to do: the lease expires on its own.
@@ -617,7 +618,7 @@ export class Balancer extends Actor {
    */
   private tryRelay(m: Msg, raw: Record<string, unknown>, nodeId: string, remaining: number): Promise<Try> {
     const subject = this.s.nodeExec(nodeId);
-    const inbox = `_INBOX.${newId()}`;
+    const inbox = createInbox(inboxPrefixOf(this.nc));
     const { replyTo: _ignored, ...body0 } = raw;
     const body = encode({ ...body0, timeoutMs: Math.max(1, Math.floor(remaining - margin(remaining))) });
     this.membership.placed(nodeId);

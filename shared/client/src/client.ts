@@ -61,14 +61,14 @@ export class Lease {
   /** Run an operation: `await` it for the result, or `for await` it for streamed events. */
   exec(op: string, args?: unknown, opts: ExecOptions = {}): ExecCall {
     const timeoutMs = opts.timeoutMs ?? Math.max(this.info.ttlMs, 30_000);
-    return new ExecCall(this.client.nc, this.client.subjects.leaseExec(this.nodeId), { leaseId: this.id, op, args, timeoutMs: serverDeadline(timeoutMs) }, timeoutMs);
+    return new ExecCall(this.client.nc, this.client.subjects.leaseExec(this.nodeId), { leaseId: this.id, secret: this.info.secret, op, args, timeoutMs: serverDeadline(timeoutMs) }, timeoutMs);
   }
 
   /** Extend the lease; a new `ttlMs` also changes how often the background renew runs. */
   async renew(ttlMs?: number): Promise<{ expiresAt: number; ttlMs: number }> {
     let r: { expiresAt: number; ttlMs: number };
     try {
-      r = await call(this.client.nc, this.client.subjects.leaseRenew(this.nodeId), { leaseId: this.id, ttlMs }, 5000);
+      r = await call(this.client.nc, this.client.subjects.leaseRenew(this.nodeId), { leaseId: this.id, secret: this.info.secret, ttlMs }, 5000);
     } catch (err) {
       throw typed(err);
     }
@@ -88,7 +88,7 @@ export class Lease {
     clearTimeout(this.renewTimer);
     this.client.forget(this);
     try {
-      await call(this.client.nc, this.client.subjects.leaseRelease(this.nodeId), { leaseId: this.id, ...opts }, 5000);
+      await call(this.client.nc, this.client.subjects.leaseRelease(this.nodeId), { leaseId: this.id, secret: this.info.secret, ...opts }, 5000);
     } catch (err) {
       throw typed(err);
     }
@@ -155,7 +155,7 @@ export class Client {
   private returnLate(data: Uint8Array): void {
     try {
       const info = readReply<LeaseInfo>(data);
-      this.nc.publish(this.subjects.leaseRelease(info.nodeId), encode({ v: PROTOCOL_VERSION, leaseId: info.leaseId }));
+      this.nc.publish(this.subjects.leaseRelease(info.nodeId), encode({ v: PROTOCOL_VERSION, leaseId: info.leaseId, secret: info.secret }));
     } catch {
       // An error reply, or not a lease: nothing to give back.
     }

@@ -7,3 +7,5 @@ export * from './validate.js';
 export * from './messages.js';
 export * from './metrics.js';
 export * from './vector-store-stats.js';
+export * from './lease-secret.js';
+export * from './roles.js';
