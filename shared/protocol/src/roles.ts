@@ -75,6 +75,9 @@ function kvRead(bucket: string): string[] {
   ];
 }
 
+/** A KV watcher also hears the bucket's stream advisories (to notice the bucket deleted and recreate its watch). */
+const kvAdvisories = (bucket: string) => `$JS.EVENT.ADVISORY.STREAM.*.${kvStream(bucket)}`;
+
 /** Write some keys of a KV bucket (and create the bucket if it is missing). */
 function kvWrite(bucket: string, keys: string[]): string[] {
   return [`$JS.API.STREAM.CREATE.${kvStream(bucket)}`, ...keys.map((k) => `$KV.${bucket}.${k}`)];
@@ -122,7 +125,7 @@ export function permissionsFor(role: Role, inbox: string, prefix: string = DEFAU
             ...kvRead(bucket), ...kvWrite(bucket, ['strategy', 'weight.>']),
           ],
         },
-        subscribe: { allow: [myInbox, `${p}.*.acquire`, `${p}.*.exec`, `${p}.hb.*`, `${p}.admin.>`, `${p}.health.>`, `${p}.events.>`] },
+        subscribe: { allow: [myInbox, `${p}.*.acquire`, `${p}.*.exec`, `${p}.hb.*`, `${p}.admin.>`, `${p}.health.>`, `${p}.events.>`, kvAdvisories(bucket)] },
       };
     case 'autoscaler':
       return {
@@ -131,7 +134,7 @@ export function permissionsFor(role: Role, inbox: string, prefix: string = DEFAU
           // The settings it does not own: those are admin's and the health checker's.
           deny: [`$KV.${bucket}.strategy`, `$KV.${bucket}.weight.>`, `$KV.${bucket}.health.>`],
         },
-        subscribe: { allow: [myInbox, `${p}.hb.*`, `${p}.admin.scale.>`, `${p}.autoscaler.>`, `${p}.health.>`, `${p}.events.>`] },
+        subscribe: { allow: [myInbox, `${p}.hb.*`, `${p}.admin.scale.>`, `${p}.autoscaler.>`, `${p}.health.>`, `${p}.events.>`, '$JS.EVENT.ADVISORY.>'] },
       };
     case 'health-checker':
       return {
@@ -142,13 +145,13 @@ export function permissionsFor(role: Role, inbox: string, prefix: string = DEFAU
             ...kvRead(bucket), ...kvWrite(bucket, ['health.>']),
           ],
         },
-        subscribe: { allow: [myInbox, `${p}.hb.*`, `${p}.health.>`, `${p}.events.>`] },
+        subscribe: { allow: [myInbox, `${p}.hb.*`, `${p}.health.>`, `${p}.events.>`, kvAdvisories(bucket)] },
       };
     case 'admin':
       // The operator: steers everything under the prefix and the KV buckets, reads what a status needs.
       return {
         publish: { allow: [`${p}.>`, ...JS_ALL], deny: [`${p}.hb.>`] },
-        subscribe: { allow: [myInbox, `${p}.hb.*`, `${p}.events.>`, `${p}.health.>`, `${p}.autoscaler.>`] },
+        subscribe: { allow: [myInbox, `${p}.hb.*`, `${p}.events.>`, `${p}.health.>`, `${p}.autoscaler.>`, '$JS.EVENT.ADVISORY.>'] },
       };
   }
 }
