@@ -44,15 +44,15 @@ export function natsServerBin(): string {
 }
 
 /** Start a real nats-server (Debian package) with JetStream (in a new, empty store directory) on a free loopback port, or on `port`. */
-export async function startNatsServer(opts: { jetstream?: boolean; maxPayload?: number; port?: number } = {}): Promise<NatsServer> {
+export async function startNatsServer(opts: { jetstream?: boolean; maxPayload?: number; port?: number; /** Extra nats-server config text (authorization, tls...). */ conf?: string } = {}): Promise<NatsServer> {
   const bin = natsServerBin();
   const port = opts.port ?? await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'shoal-nats-'));
   const args = ['-a', '127.0.0.1', '-p', String(port)];
   if (opts.jetstream !== false) args.push('-js', '-sd', dir);
-  if (opts.maxPayload) {
+  if (opts.maxPayload || opts.conf) {
     const conf = join(dir, 'server.conf');
-    writeFileSync(conf, `max_payload: ${opts.maxPayload}\n`);
+    writeFileSync(conf, `${opts.maxPayload ? `max_payload: ${opts.maxPayload}\n` : ''}${opts.conf ?? ''}\n`);
     args.push('-c', conf);
   }
   const proc = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });

@@ -26,7 +26,9 @@ export class LeaseSecrets {
   /** Does `secret` belong to `leaseId`? Constant time in the secret's content. */
   verify(leaseId: string, secret: unknown): boolean {
     if (typeof secret !== 'string' || secret.length !== 22) return false;
-    const given = Buffer.from(secret, 'base64url');
-    return given.length === 16 && timingSafeEqual(given, this.mac(leaseId));
+    // Compare the text, not decoded bytes: base64url's last character carries
+    // 4 unused bits, and only the one spelling the node handed out is valid.
+    const given = Buffer.from(secret, 'latin1');
+    return given.length === 22 && timingSafeEqual(given, Buffer.from(this.secretOf(leaseId), 'latin1'));
   }
 }
