@@ -7,6 +7,7 @@ import {
 import { Actor, call, createInbox, inboxPrefixOf, isNoResponders, isTimeout, refusalCounter, Requester, type Logger, type Msg, type NatsConnection, type Subscription } from '@shoal/runtime';
 import { CircuitBreaker } from './circuit.js';
 import { Membership } from './membership.js';
+import { DEFAULT_HEARTBEAT_LIMITS, refuseHeartbeat, type HeartbeatLimits } from './heartbeat-guard.js';
 import { BalancerMetrics, NODE_GAUGE_STATES, type NodeGaugeState, type PlacementResult } from './metrics.js';
 import { SettingsStore } from './settings.js';
 import { createStrategy, performanceWeights, type PerformanceWeights, type Strategy, type StrategyName } from './strategies/index.js';
@@ -38,6 +39,8 @@ export interface BalancerSettings {
   sweepIntervalMs?: number;
   /** KV bucket of operator settings. Default SETTINGS_BUCKET. */
   settingsBucket?: string;
+  /** Bounds on heartbeats (heartbeat-guard.ts). */
+  heartbeatLimits?: Partial<HeartbeatLimits>;
 }
 
 /** Below this much time left, no new try is started. */
@@ -124,6 +127,7 @@ export class Balancer extends Actor {
   private inFlight = 0;
   private idle: (() => void) | undefined;
   private stopping = false;
+  private readonly hbLimits: HeartbeatLimits;
 
   constructor(nc: NatsConnection, log: Logger, private readonly cfg: BalancerSettings) {
     const balancerId = cfg.balancerId ?? newId();
@@ -131,6 +135,7 @@ export class Balancer extends Actor {
     this.balancerId = balancerId;
     this.s = subjects(cfg.prefix);
     this.execMode = cfg.execMode ?? 'forward';
+    this.hbLimits = { ...DEFAULT_HEARTBEAT_LIMITS, ...cfg.heartbeatLimits };
     this.requester = new Requester(nc);
     this.membership = new Membership({ suspectAfterIntervals: cfg.suspectAfterIntervals, goneAfterIntervals: cfg.goneAfterIntervals });
     this.circuit = new CircuitBreaker({ failureThreshold: cfg.circuitFailureThreshold, cooldownMs: cfg.circuitCooldownMs });
@@ -227,6 +232,8 @@ export class Balancer extends Actor {
       return;
     }
     const now = Date.now();
+    const refused = refuseHeartbeat(hb, m.subject.slice(m.subject.lastIndexOf('.') + 1), now, { has: this.membership.has(hb.nodeId), count: this.membership.size }, this.hbLimits);
+    if (refused) { this.refusals.refuse(`heartbeat_${refused}`, { subject: m.subject, nodeId: hb.nodeId }); return; }
     const r = this.membership.observe(hb, now);
     if (r.kind === 'stale') return;
     this.lastHb.set(hb.nodeId, hb);

@@ -3,6 +3,9 @@ import type { Candidate } from './strategies/types.js';
 
 export type NodeState = 'alive' | 'suspect' | 'gone';
 
+/** How far back a node's own heartbeat sequence may step and still be a reordering (then it is stale). */
+const REORDER_WINDOW = 64;
+
 export interface MembershipOptions {
   /** Missed heartbeat intervals (the node's own `intervalMs`) before a node is suspect. Default 3. */
   suspectAfterIntervals?: number;
@@ -78,16 +81,27 @@ export class Membership {
     const known = this.nodesById.get(hb.nodeId);
     if (known !== undefined) {
       const prev = known.hb;
-      if (hb.startedAt < prev.startedAt || (hb.startedAt === prev.startedAt && hb.seq <= prev.seq)) {
+      const newInstance = hb.instanceId !== undefined && prev.instanceId !== undefined
+        ? hb.instanceId !== prev.instanceId
+        : hb.startedAt !== prev.startedAt;
+      if (!newInstance) {
+        // One process: only its sequence orders its heartbeats. A jump back by
+        // more than a reordering could explain means the previous one was
+        // bogus (a forged seq), so the real heartbeats are not ignored for ever.
+        if (hb.seq <= prev.seq && prev.seq - hb.seq <= REORDER_WINDOW) return { kind: 'stale', replaced: [] };
+      } else if (hb.instanceId === undefined && hb.startedAt < prev.startedAt) {
+        // Without instance ids (older nodes), the older start is the previous incarnation.
         return { kind: 'stale', replaced: [] };
       }
       known.hb = hb;
       known.lastSeenAt = now;
-      // A newer start under the same id is a restart: placements sent to the old
-      // process will never be answered by it, so stop counting them. inFlight is
-      // otherwise left alone: the heartbeat may not reflect them yet, and the
-      // replies settle them.
-      if (hb.startedAt > prev.startedAt) {
+      // Another process under the same id that started later is a restart:
+      // placements sent to the old process will never be answered by it, so
+      // stop counting them. Another instance that started earlier is taken
+      // too (a real node's heartbeat always wins back its record after a
+      // forged one) but is not a restart. inFlight is otherwise left alone:
+      // the heartbeat may not reflect them yet, and the replies settle them.
+      if (newInstance && hb.startedAt >= prev.startedAt) {
         known.inFlight = 0;
         return { kind: 'restarted', replaced: [] };
       }
@@ -110,6 +124,15 @@ export class Membership {
     for (const id of replaced) this.remove(id);
     this.nodesById.set(hb.nodeId, { hb, lastSeenAt: now, inFlight: 0 });
     return { kind: 'joined', replaced };
+  }
+
+  /** Is this node id known (for the heartbeat guard's cap on nodes)? */
+  has(nodeId: string): boolean {
+    return this.nodesById.has(nodeId);
+  }
+
+  get size(): number {
+    return this.nodesById.size;
   }
 
   state(nodeId: string, now: number): NodeState | undefined {
