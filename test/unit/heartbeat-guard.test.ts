@@ -77,3 +77,30 @@ describe('membership under forged heartbeats (fake clock)', () => {
     expect(m.sweep(5 * DEFAULT_HEARTBEAT_LIMITS.maxIntervalMs)).to.deep.equal(['ghost']);
   });
 });
+
+describe('outage (pure)', () => {
+  it('membership does not age silence while frozen, and the outage does not count after thaw', () => {
+    const m = new Membership();
+    m.observe(hb('a'), 0);
+    m.freeze(500);
+    expect(m.sweep(60_000)).to.deep.equal([]);
+    expect(m.state('a', 60_000)).to.equal('alive');
+    m.thaw(60_000);
+    expect(m.state('a', 60_400)).to.equal('alive');
+    expect(m.state('a', 60_000 + 5000)).to.equal('gone');
+  });
+
+  it('after a reconnect only nodes heard since are placeable, for a bounded time', async () => {
+    const { Rewarm } = await import('../../services/balancer/src/outage.js');
+    const r = new Rewarm(() => 1000);
+    expect(r.allows('a', 0)).to.equal(true);
+    r.reconnected(100);
+    expect(r.active(100)).to.equal(true);
+    expect(r.allows('a', 200)).to.equal(false);
+    r.heardFrom('a');
+    expect(r.allows('a', 300)).to.equal(true);
+    expect(r.allows('b', 300)).to.equal(false);
+    expect(r.active(1100)).to.equal(false);
+    expect(r.allows('b', 1100)).to.equal(true);
+  });
+});

@@ -7,6 +7,7 @@ import {
 import { Actor, call, createInbox, inboxPrefixOf, isNoResponders, isTimeout, refusalCounter, Requester, type Logger, type Msg, type NatsConnection, type Subscription } from '@shoal/runtime';
 import { CircuitBreaker } from './circuit.js';
 import { Membership } from './membership.js';
+import { Rewarm, watchConnection } from './outage.js';
 import { DEFAULT_HEARTBEAT_LIMITS, refuseHeartbeat, type HeartbeatLimits } from './heartbeat-guard.js';
 import { BalancerMetrics, NODE_GAUGE_STATES, type NodeGaugeState, type PlacementResult } from './metrics.js';
 import { SettingsStore } from './settings.js';
@@ -128,6 +129,8 @@ export class Balancer extends Actor {
   private idle: (() => void) | undefined;
   private stopping = false;
   private readonly hbLimits: HeartbeatLimits;
+  /** After our own NATS outage: wait for fresh heartbeats before placing or answering NO_NODES. */
+  private readonly rewarm = new Rewarm(() => Math.min(5000, Math.max(this.cfg.warmupMs ?? 1100, 1.5 * Math.max(0, ...[...this.lastHb.values()].map((hb) => hb.intervalMs)))));
 
   constructor(nc: NatsConnection, log: Logger, private readonly cfg: BalancerSettings) {
     const balancerId = cfg.balancerId ?? newId();
@@ -163,6 +166,10 @@ export class Balancer extends Actor {
     const s = this.s;
     const heard = new Promise<void>((resolve) => { this.firstHeartbeat = resolve; });
     this.listen(s.anyHeartbeat, (m) => this.onHeartbeat(m));
+    watchConnection(this.nc, {
+      disconnect: () => this.membership.freeze(Date.now()),
+      reconnect: () => { const now = Date.now(); this.membership.thaw(now); this.rewarm.reconnected(now); this.log.info('reconnected; waiting for fresh heartbeats before placing'); },
+    });
     await this.flushed();
     await this.settings.start();
     await this.warmup(heard);
@@ -237,6 +244,7 @@ export class Balancer extends Actor {
     const r = this.membership.observe(hb, now);
     if (r.kind === 'stale') return;
     this.lastHb.set(hb.nodeId, hb);
+    this.rewarm.heardFrom(hb.nodeId);
     // The node sent this heartbeat after the replies we already have (one
     // connection, in order), so its numbers include those grants now.
     const unseen = this.unseenGrants.get(hb.nodeId);
@@ -391,8 +399,13 @@ export class Balancer extends Actor {
       if (remaining < MIN_TRY_MS) {
         return this.fail(m, lastErr ?? new ShoalError(ErrorCodes.POOL_TIMEOUT, `pool ${pool}: no node answered within the deadline`));
       }
-      const candidates = this.usable(pool, this.membership.candidates(pool, now, { allow: (id) => !excluded.has(id) && this.circuit.available(id, now) }));
+      const candidates = this.usable(pool, this.membership.candidates(pool, now, { allow: (id) => !excluded.has(id) && this.rewarm.allows(id, now) && this.circuit.available(id, now) }));
       const chosen = candidates.length > 0 ? this.strategyFor(pool).select(candidates) : undefined;
+      if (!chosen && lastErr === undefined && this.rewarm.active(now)) {
+        // Just reconnected: the nodes are coming back; wait for them rather than answer NO_NODES.
+        await sleep(Math.min(25, remaining - MIN_TRY_MS));
+        continue;
+      }
       if (!chosen) {
         if (lastErr === undefined) {
           const err = this.noNodes(pool, now);

@@ -68,6 +68,8 @@ export class Membership {
   // Kept apart from node records: an operator weight may be loaded before the node's first heartbeat.
   private readonly weights = new Map<string, number>();
   private readonly unhealthy = new Set<string>();
+  /** Set while the observer itself is cut off (see freeze). */
+  private frozenAt: number | undefined;
 
   constructor(opts: MembershipOptions = {}) {
     this.suspectAfterIntervals = opts.suspectAfterIntervals ?? 3;
@@ -124,6 +126,22 @@ export class Membership {
     for (const id of replaced) this.remove(id);
     this.nodesById.set(hb.nodeId, { hb, lastSeenAt: now, inFlight: 0 });
     return { kind: 'joined', replaced };
+  }
+
+  /**
+   * The observer lost its own connection: silence from now on is its own, not
+   * the nodes', so time stops counting for them until `thaw`.
+   */
+  freeze(now: number): void {
+    this.frozenAt ??= now;
+  }
+
+  /** Connected again: the outage does not count as silence. */
+  thaw(now: number): void {
+    if (this.frozenAt === undefined) return;
+    const outage = Math.max(0, now - this.frozenAt);
+    this.frozenAt = undefined;
+    for (const rec of this.nodesById.values()) rec.lastSeenAt += outage;
   }
 
   /** Is this node id known (for the heartbeat guard's cap on nodes)? */
@@ -214,7 +232,7 @@ export class Membership {
   }
 
   private stateOf(rec: NodeRecord, now: number): NodeState {
-    const missed = (now - rec.lastSeenAt) / rec.hb.intervalMs;
+    const missed = ((this.frozenAt ?? now) - rec.lastSeenAt) / rec.hb.intervalMs;
     if (missed >= this.goneAfterIntervals) return 'gone';
     if (missed >= this.suspectAfterIntervals) return 'suspect';
     return 'alive';
