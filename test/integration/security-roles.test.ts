@@ -168,6 +168,37 @@ describe('security: roles on NATS (integration, real nats-server with authorizat
     expect((await nodeStatus()).draining).to.equal(false);
     expect((await nodeStatus()).pools[POOL]!.active).to.equal(0);
   });
+
+  it('every exec is bounded: a 5e6-chunk stream stops at its deadline and the node answers meanwhile; huge sleeps and deep args are BAD_REQUEST', async () => {
+    const t0 = Date.now();
+    const streaming = sdkA.exec(POOL, 'stream', { chunks: 5e6 }, { timeoutMs: 500, nodeId: 'n1' }).then(() => 'ok', (e: ShoalError) => e.code ?? String(e));
+    await sleep(150);
+    const health = await fetch(`http://127.0.0.1:${node.httpPort}/healthz`).then((r) => r.status, (e: Error) => e.message);
+    const healthAt = Date.now();
+    const outcome = await streaming;
+    expect(health).to.equal(200);
+    expect(outcome).to.be.oneOf(['POOL_TIMEOUT', 'CANCELLED', 'UNAVAILABLE']);
+    expect(healthAt - t0).to.be.below(5000); // "it did not hang": the node answered while the stream ran
+    expect(((await sdkA.exec(POOL, 'sleep', { ms: 1e12 }, { timeoutMs: 3000 }).catch((e: ShoalError) => e)) as ShoalError).code).to.equal('BAD_REQUEST');
+    // msgpack of args nested 2,000 deep (our own encoder would overflow first, so it is spliced in by hand).
+    const deep = (body: Record<string, unknown>) => {
+      const bytes = encode({ v: PROTOCOL_VERSION, ...body, args: 'PLACEHOLDER' });
+      const at = Buffer.from(bytes).indexOf(Buffer.from([0xab, ...Buffer.from('PLACEHOLDER')]));
+      return Buffer.concat([bytes.subarray(0, at), Buffer.alloc(2000, 0x91), Buffer.from([0xa1, 0x78]), bytes.subarray(at + 12)]);
+    };
+    const codeOf = async (subject: string, data: Uint8Array) => {
+      try { return readReply((await a.request(subject, data, { timeout: 3000 })).data); } catch (e) { return (e as ShoalError).code; }
+    };
+    expect(await codeOf(s.poolExec(POOL), deep({ pool: POOL, op: 'echo', timeoutMs: 2000 }))).to.equal('BAD_REQUEST');
+    const lease = await sdkA.acquire(POOL, { timeoutMs: 5000 });
+    expect(await codeOf(s.leaseExec(lease.nodeId), deep({ leaseId: lease.id, secret: lease.info.secret, op: 'echo' }))).to.equal('BAD_REQUEST');
+    await lease.release();
+    // A client's mistakes are warnings without stack traces, not errors.
+    for (const svc of [node, balancer]) {
+      expect(svc.logs.filter((l) => l.level === 'error').map((l) => l.msg)).to.deep.equal([]);
+      expect(svc.logs.filter((l) => /\n\s+at /.test(JSON.stringify(l)))).to.deep.equal([]);
+    }
+  });
 });
 
 describe('security: roles off (development mode) keeps today\'s open behaviour', function () {
