@@ -171,7 +171,7 @@ describe('security: roles on NATS (integration, real nats-server with authorizat
 
   it('every exec is bounded: a 5e6-chunk stream stops at its deadline and the node answers meanwhile; huge sleeps and deep args are BAD_REQUEST', async () => {
     const t0 = Date.now();
-    const streaming = sdkA.exec(POOL, 'stream', { chunks: 5e6 }, { timeoutMs: 500, nodeId: 'n1' }).then(() => 'ok', (e: ShoalError) => e.code ?? String(e));
+    const streaming = sdkA.exec(POOL, 'stream', { chunks: 5e6 }, { timeoutMs: 500, nodeId: 'n1' }).then(() => 'ok', (e: unknown) => (e as ShoalError).code ?? String(e));
     await sleep(150);
     const health = await fetch(`http://127.0.0.1:${node.httpPort}/healthz`).then((r) => r.status, (e: Error) => e.message);
     const healthAt = Date.now();
@@ -179,7 +179,7 @@ describe('security: roles on NATS (integration, real nats-server with authorizat
     expect(health).to.equal(200);
     expect(outcome).to.be.oneOf(['POOL_TIMEOUT', 'CANCELLED', 'UNAVAILABLE']);
     expect(healthAt - t0).to.be.below(5000); // "it did not hang": the node answered while the stream ran
-    expect(((await sdkA.exec(POOL, 'sleep', { ms: 1e12 }, { timeoutMs: 3000 }).catch((e: ShoalError) => e)) as ShoalError).code).to.equal('BAD_REQUEST');
+    expect(((await sdkA.exec(POOL, 'sleep', { ms: 1e12 }, { timeoutMs: 3000 }).catch((e: unknown) => e)) as ShoalError).code).to.equal('BAD_REQUEST');
     // msgpack of args nested 2,000 deep (our own encoder would overflow first, so it is spliced in by hand).
     const deep = (body: Record<string, unknown>) => {
       const bytes = encode({ v: PROTOCOL_VERSION, ...body, args: 'PLACEHOLDER' });
