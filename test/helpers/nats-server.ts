@@ -44,17 +44,18 @@ export function natsServerBin(): string {
 }
 
 /** Start a real nats-server (Debian package) with JetStream (in a new, empty store directory) on a free loopback port, or on `port`. */
-export async function startNatsServer(opts: { jetstream?: boolean; maxPayload?: number; port?: number; /** JetStream domain of this server. */ domain?: string } = {}): Promise<NatsServer> {
+export async function startNatsServer(opts: { jetstream?: boolean; maxPayload?: number; port?: number; /** JetStream domain of this server. */ domain?: string; /** Extra nats-server config text (authorization, tls...). */ conf?: string } = {}): Promise<NatsServer> {
   const bin = natsServerBin();
   const port = opts.port ?? await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'shoal-nats-'));
   const args = ['-a', '127.0.0.1', '-p', String(port)];
   if (opts.jetstream !== false && !opts.domain) args.push('-js', '-sd', dir);
-  if (opts.maxPayload || opts.domain) {
+  if (opts.maxPayload || opts.domain || opts.conf) {
     const conf = join(dir, 'server.conf');
     writeFileSync(conf, [
       opts.maxPayload ? `max_payload: ${opts.maxPayload}` : '',
       opts.domain ? `jetstream { store_dir: "${join(dir, 'js')}", domain: ${opts.domain} }` : '',
+      opts.conf ?? '',
     ].join('\n') + '\n');
     args.push('-c', conf);
   }

@@ -65,7 +65,7 @@ describe('balancer (integration: 2 balancer and 3 pool-node processes)', functio
   }
 
   async function release(lease: Lease): Promise<void> {
-    readReply(( await nc.request(s.leaseRelease(lease.nodeId), encode({ v: PROTOCOL_VERSION, leaseId: lease.leaseId }), { timeout: 2000 })).data);
+    readReply(( await nc.request(s.leaseRelease(lease.nodeId), encode({ v: PROTOCOL_VERSION, leaseId: lease.leaseId, secret: lease.secret }), { timeout: 2000 })).data);
   }
 
   /**

@@ -126,7 +126,7 @@ describe('health-checker (integration: checker, balancer and pool-node processes
       const r = await acquire();
       if (r.err) throw r.err;
       by.set(r.lease!.nodeId, (by.get(r.lease!.nodeId) ?? 0) + 1);
-      readReply((await nc.request(s.leaseRelease(r.lease!.nodeId), encode({ v: PROTOCOL_VERSION, leaseId: r.lease!.leaseId }), { timeout: 2000 })).data);
+      readReply((await nc.request(s.leaseRelease(r.lease!.nodeId), encode({ v: PROTOCOL_VERSION, leaseId: r.lease!.leaseId, secret: r.lease!.secret }), { timeout: 2000 })).data);
     }
     return by;
   }

@@ -122,7 +122,7 @@ describe('Shoal on a 3-server NATS cluster (server with the settings leader SIGK
           ok++;
           if (killed) okAfterKill++;
           await sleep(2);
-          nc.publish(s.leaseRelease(lease.nodeId), encode({ v: PROTOCOL_VERSION, leaseId: lease.leaseId }));
+          nc.publish(s.leaseRelease(lease.nodeId), encode({ v: PROTOCOL_VERSION, leaseId: lease.leaseId, secret: lease.secret }));
         } catch {
           failed++;
           await sleep(20);

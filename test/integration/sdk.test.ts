@@ -95,7 +95,7 @@ describe('SDK lease life (integration: real nats-server and pool-node)', functio
     const lease = await client.acquire('synthetic', { nodeId: n.nodeId, ttlMs: 300 });
     expect(lease.lost).to.equal(undefined);
     // Released behind the holder's back (as an operator or a revoke would).
-    readReply((await nc.request(s.leaseRelease(n.nodeId), encode({ v: PROTOCOL_VERSION, leaseId: lease.id }), { timeout: 3000 })).data);
+    readReply((await nc.request(s.leaseRelease(n.nodeId), encode({ v: PROTOCOL_VERSION, leaseId: lease.id, secret: lease.info.secret }), { timeout: 3000 })).data);
     const end = Date.now() + 10_000;
     while (!lease.lost && Date.now() < end) await sleep(20);
     expect(lease.lost?.code).to.equal('LEASE_NOT_FOUND');

@@ -4,10 +4,12 @@ import {
   type ErrorCode, type Heartbeat, type WireError, type StrategyRequest, type Subjects,
   aggregateVectorStoreStats, vectorStoreStatsOfNode, type VectorStoreStatsResponse,
 } from '@shoal/protocol';
-import { Actor, call, isNoResponders, isTimeout, Requester, type JetStreamSettings, type Logger, type Msg, type NatsConnection, type Subscription } from '@shoal/runtime';
+import { Actor, call, createInbox, inboxPrefixOf, isNoResponders, isTimeout, refusalCounter, Requester, type JetStreamSettings, type Logger, type Msg, type NatsConnection, type Subscription } from '@shoal/runtime';
 import { CircuitBreaker } from './circuit.js';
 import { HealthView } from './health.js';
 import { Membership } from './membership.js';
+import { Rewarm, watchConnection } from './outage.js';
+import { DEFAULT_HEARTBEAT_LIMITS, refuseHeartbeat, type HeartbeatLimits } from './heartbeat-guard.js';
 import { BalancerMetrics, NODE_GAUGE_STATES, type NodeGaugeState, type PlacementResult } from './metrics.js';
 import { SettingsStore } from './settings.js';
 import { Liveness, retryRound, tryBudgetMs } from './tries.js';
@@ -45,6 +47,8 @@ export interface BalancerSettings {
   jetstream?: JetStreamSettings;
   /** How long start waits to read the stored settings (see SettingsStoreOptions.startWaitMs). */
   settingsStartWaitMs?: number;
+  /** Bounds on heartbeats (heartbeat-guard.ts). */
+  heartbeatLimits?: Partial<HeartbeatLimits>;
 }
 
 /** Below this much time left, no new try is started. */
@@ -138,6 +142,9 @@ export class Balancer extends Actor {
   private inFlight = 0;
   private idle: (() => void) | undefined;
   private stopping = false;
+  private readonly hbLimits: HeartbeatLimits;
+  /** After our own NATS outage: wait for fresh heartbeats before placing or answering NO_NODES. */
+  private readonly rewarm = new Rewarm(() => Math.min(5000, Math.max(this.cfg.warmupMs ?? 1100, 1.5 * Math.max(0, ...[...this.lastHb.values()].map((hb) => hb.intervalMs)))));
 
   constructor(nc: NatsConnection, log: Logger, private readonly cfg: BalancerSettings) {
     const balancerId = cfg.balancerId ?? newId();
@@ -145,6 +152,7 @@ export class Balancer extends Actor {
     this.balancerId = balancerId;
     this.s = subjects(cfg.prefix);
     this.execMode = cfg.execMode ?? 'forward';
+    this.hbLimits = { ...DEFAULT_HEARTBEAT_LIMITS, ...cfg.heartbeatLimits };
     this.requester = new Requester(nc);
     this.liveness = new Liveness(this.requester, (id) => this.s.nodeStatus(id));
     this.membership = new Membership({ suspectAfterIntervals: cfg.suspectAfterIntervals, goneAfterIntervals: cfg.goneAfterIntervals });
@@ -154,6 +162,7 @@ export class Balancer extends Actor {
     this.perfWeights = performanceWeights(cfg.performanceWeights);
     createStrategy(this.strategyName, { performanceWeights: this.perfWeights }); // fail at start on a bad name
     this.metrics = new BalancerMetrics(balancerId, () => this.nodeStateCounts());
+    refusalCounter(this.metrics.registry, this.refusals);
     this.settings = new SettingsStore(nc, this.log, cfg.settingsBucket ?? SETTINGS_BUCKET, {
       strategy: (v, rev) => this.applyStrategy(v, rev),
       weight: (nodeId, w, rev) => this.applyWeight(nodeId, w, rev),
@@ -175,6 +184,10 @@ export class Balancer extends Actor {
     const heard = new Promise<void>((resolve) => { this.firstHeartbeat = resolve; });
     this.listen(s.anyHeartbeat, (m) => this.onHeartbeat(m));
     this.listen(s.anyHealthVerdict, (m) => this.health.onMessage(m.data));
+    watchConnection(this.nc, {
+      disconnect: () => this.membership.freeze(Date.now()),
+      reconnect: () => { const now = Date.now(); this.membership.thaw(now); this.rewarm.reconnected(now); this.log.info('reconnected; waiting for fresh heartbeats before placing'); },
+    });
     await this.flushed();
     await this.settings.start();
     await this.warmup(heard);
@@ -244,9 +257,12 @@ export class Balancer extends Actor {
       return;
     }
     const now = Date.now();
+    const refused = refuseHeartbeat(hb, m.subject.slice(m.subject.lastIndexOf('.') + 1), now, { has: this.membership.has(hb.nodeId), count: this.membership.size }, this.hbLimits);
+    if (refused) { this.refusals.refuse(`heartbeat_${refused}`, { subject: m.subject, nodeId: hb.nodeId }); return; }
     const r = this.membership.observe(hb, now);
     if (r.kind === 'stale') return;
     this.lastHb.set(hb.nodeId, hb);
+    this.rewarm.heardFrom(hb.nodeId);
     if (r.kind === 'joined') {
       this.log.info('node joined', { nodeId: hb.nodeId, host: hb.host, pid: hb.pid, pools: Object.keys(hb.pools) });
       this.health.reapply(hb.nodeId);
@@ -406,8 +422,13 @@ export class Balancer extends Actor {
       if (remaining < MIN_TRY_MS) {
         return this.fail(m, lastErr ?? new ShoalError(ErrorCodes.POOL_TIMEOUT, `pool ${pool}: no node answered within the deadline`));
       }
-      const candidates = this.usable(pool, this.membership.sample(pool, now, { allow: (id) => !excluded.has(id) && (!this.breakerOn(pool, id) || this.circuit.available(id, now)) }));
+      const candidates = this.usable(pool, this.membership.sample(pool, now, { allow: (id) => !excluded.has(id) && this.rewarm.allows(id, now) && (!this.breakerOn(pool, id) || this.circuit.available(id, now)) }));
       const chosen = candidates.length > 0 ? this.strategyFor(pool).select(candidates) : undefined;
+      if (!chosen && lastErr === undefined && this.rewarm.active(now)) {
+        // Just reconnected: the nodes are coming back; wait for them rather than answer NO_NODES.
+        await sleep(Math.min(25, remaining - MIN_TRY_MS));
+        continue;
+      }
       if (!chosen) {
         if (lastErr === undefined) {
           const err = this.noNodes(pool, now);
@@ -529,9 +550,9 @@ export class Balancer extends Actor {
   private returnLateLease(nodeId: string, data: Uint8Array): void {
     try {
       const r = decode(data);
-      const leaseId = (r.data as { leaseId?: unknown } | undefined)?.leaseId;
+      const { leaseId, secret } = (r.data ?? {}) as { leaseId?: unknown; secret?: unknown };
       if (r.ok !== true || typeof leaseId !== 'string') return;
-      this.nc.publish(this.s.leaseRelease(nodeId), encode({ v: PROTOCOL_VERSION, leaseId }));
+      this.nc.publish(this.s.leaseRelease(nodeId), encode({ v: PROTOCOL_VERSION, leaseId, secret }));
       this.log.info('returned a lease granted after the try was abandoned', { nodeId, leaseId });
     } catch {
       // Nothing useful to do: the lease expires on its own.
@@ -653,7 +674,7 @@ export class Balancer extends Actor {
    */
   private tryRelay(m: Msg, raw: Record<string, unknown>, nodeId: string, remaining: number): Promise<Try> {
     const subject = this.s.nodeExec(nodeId);
-    const inbox = `_INBOX.${newId()}`;
+    const inbox = createInbox(inboxPrefixOf(this.nc));
     const { replyTo: _ignored, ...body0 } = raw;
     const body = encode({ ...body0, timeoutMs: Math.max(1, Math.floor(remaining - margin(remaining))) });
     this.membership.placed(nodeId);

@@ -7,6 +7,9 @@ export const SAMPLE_SIZE = 16;
 
 export type NodeState = 'alive' | 'suspect' | 'gone';
 
+/** How far back a node's own heartbeat sequence may step and still be a reordering (then it is stale). */
+const REORDER_WINDOW = 64;
+
 export interface MembershipOptions {
   /** Missed heartbeat intervals (the node's own `intervalMs`) before a node is suspect. Default 3. */
   suspectAfterIntervals?: number;
@@ -81,6 +84,8 @@ export class Membership {
   private readonly poolMembers = new Map<string, number>();
   /** host + pid -> node ids, so a join finds a restarted process without scanning every node. */
   private readonly byProcess = new Map<string, Set<string>>();
+  /** Set while the observer itself is cut off (see freeze). */
+  private frozenAt: number | undefined;
 
   constructor(opts: MembershipOptions = {}) {
     this.suspectAfterIntervals = opts.suspectAfterIntervals ?? 3;
@@ -94,7 +99,16 @@ export class Membership {
     const known = this.nodesById.get(hb.nodeId);
     if (known !== undefined) {
       const prev = known.hb;
-      if (hb.startedAt < prev.startedAt || (hb.startedAt === prev.startedAt && hb.seq <= prev.seq)) {
+      const newInstance = hb.instanceId !== undefined && prev.instanceId !== undefined
+        ? hb.instanceId !== prev.instanceId
+        : hb.startedAt !== prev.startedAt;
+      if (!newInstance) {
+        // One process: only its sequence orders its heartbeats. A jump back by
+        // more than a reordering could explain means the previous one was
+        // bogus (a forged seq), so the real heartbeats are not ignored for ever.
+        if (hb.seq <= prev.seq && prev.seq - hb.seq <= REORDER_WINDOW) return { kind: 'stale', replaced: [] };
+      } else if (hb.instanceId === undefined && hb.startedAt < prev.startedAt) {
+        // Without instance ids (older nodes), the older start is the previous incarnation.
         return { kind: 'stale', replaced: [] };
       }
       this.countPools(prev, -1);
@@ -105,13 +119,16 @@ export class Membership {
       // The node sent this heartbeat after the replies we already have (one
       // connection, in order), so its numbers include those grants now.
       known.unseen = 0;
-      // A newer start under the same id is a restart: placements sent to the old
-      // process will never be answered by it, so stop counting them. inFlight is
-      // otherwise left alone: the heartbeat may not reflect them yet, and the
-      // replies settle them.
-      if (hb.startedAt > prev.startedAt) known.inFlight = 0;
+      // Another process under the same id that started later is a restart:
+      // placements sent to the old process will never be answered by it, so
+      // stop counting them. Another instance that started earlier is taken
+      // too (a real node's heartbeat always wins back its record after a
+      // forged one) but is not a restart. inFlight is otherwise left alone:
+      // the heartbeat may not reflect them yet, and the replies settle them.
+      const restarted = newInstance && hb.startedAt >= prev.startedAt;
+      if (restarted) known.inFlight = 0;
       this.reindex(hb.nodeId, known, prev);
-      return { kind: hb.startedAt > prev.startedAt ? 'restarted' : 'updated', replaced: [] };
+      return { kind: restarted ? 'restarted' : 'updated', replaced: [] };
     }
 
     // A new id from the host+pid of a known node may be that process
@@ -137,6 +154,31 @@ export class Membership {
     this.countPools(hb, +1);
     this.reindex(hb.nodeId, rec, undefined);
     return { kind: 'joined', replaced };
+  }
+
+  /**
+   * The observer lost its own connection: silence from now on is its own, not
+   * the nodes', so time stops counting for them until `thaw`.
+   */
+  freeze(now: number): void {
+    this.frozenAt ??= now;
+  }
+
+  /** Connected again: the outage does not count as silence. */
+  thaw(now: number): void {
+    if (this.frozenAt === undefined) return;
+    const outage = Math.max(0, now - this.frozenAt);
+    this.frozenAt = undefined;
+    for (const rec of this.nodesById.values()) rec.lastSeenAt += outage;
+  }
+
+  /** Is this node id known (for the heartbeat guard's cap on nodes)? */
+  has(nodeId: string): boolean {
+    return this.nodesById.has(nodeId);
+  }
+
+  get size(): number {
+    return this.nodesById.size;
   }
 
   state(nodeId: string, now: number): NodeState | undefined {
@@ -190,10 +232,6 @@ export class Membership {
   /** Does any known node serve the pool? O(1). */
   hasPool(pool: string): boolean {
     return (this.poolMembers.get(pool) ?? 0) > 0;
-  }
-
-  get size(): number {
-    return this.nodesById.size;
   }
 
   /** Every known node, for status displays; gone nodes stay listed until swept. */
@@ -353,7 +391,7 @@ export class Membership {
   }
 
   private stateOf(rec: NodeRecord, now: number): NodeState {
-    const missed = (now - rec.lastSeenAt) / rec.hb.intervalMs;
+    const missed = ((this.frozenAt ?? now) - rec.lastSeenAt) / rec.hb.intervalMs;
     if (missed >= this.goneAfterIntervals) return 'gone';
     if (missed >= this.suspectAfterIntervals) return 'suspect';
     return 'alive';

@@ -1,6 +1,6 @@
 import { connect as netConnect } from 'node:net';
 import { ErrorCodes, parseHeartbeat, ShoalError, type Heartbeat, type Subjects } from '@shoal/protocol';
-import { call, connectNats, type NatsConnection } from '@shoal/runtime';
+import { call, connectNats, type NatsConnection, type NatsSettings } from '@shoal/runtime';
 
 /** Message appended to every "cluster not reachable" error. */
 export const HINT = 'is `npm start` (shoal up) running?';
@@ -45,7 +45,7 @@ export function probeTcp(host: string, port: number, timeoutMs: number): Promise
  * for a service, wrong for a command), so first check that some server
  * accepts a TCP connection, then give the NATS handshake a deadline.
  */
-export async function openNats(url: string, timeoutMs: number): Promise<NatsConnection> {
+export async function openNats(url: string, timeoutMs: number, auth: Omit<NatsSettings, 'servers'> = {}): Promise<NatsConnection> {
   const servers = serverList(url);
   if (servers.length === 0) throw new UnreachableError('no NATS URL given');
   const probes = await Promise.all(servers.map(async (s) => {
@@ -61,7 +61,12 @@ export async function openNats(url: string, timeoutMs: number): Promise<NatsConn
     timer = setTimeout(() => reject(new UnreachableError(`no NATS handshake from ${servers.join(',')} within ${timeoutMs} ms`, { servers })), timeoutMs);
   });
   try {
-    return await Promise.race([connectNats({ servers, name: 'shoal-cli' }), deadline]);
+    return await Promise.race([connectNats({ servers, name: 'shoal-cli', ...auth }), deadline]);
+  } catch (err) {
+    if (/authori[sz]ation/i.test(String((err as Error).message))) {
+      throw new UnreachableError(`NATS at ${servers.join(',')} refused ${auth.nkeySeedFile ? `the key in ${auth.nkeySeedFile}` : 'a connection without credentials'} (authorization violation): with roles on, set SHOAL_CREDS_DIR to \`shoal up\`'s creds directory or SHOAL_NATS_NKEY_SEED_FILE to the admin key (docs/security.md)`, { servers, reason: 'unauthorized' });
+    }
+    throw err;
   } finally {
     clearTimeout(timer);
   }

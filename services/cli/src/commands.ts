@@ -179,7 +179,9 @@ const acquire: Command = {
     }
     const heldMs = elapsed(t0) - acquireMs;
     await lease.release({ reset: flags.reset === true, destroy: flags.destroy === true });
-    if (ctx.json) ctx.emit({ ...info, acquireMs: round(acquireMs), heldMs: round(heldMs), released: true, interrupted });
+    // The lease's secret stays in this process: output ends up in terminals and CI logs.
+    const { secret: _secret, ...shown } = info;
+    if (ctx.json) ctx.emit({ ...shown, acquireMs: round(acquireMs), heldMs: round(heldMs), released: true, interrupted });
     else ctx.out(`released after ${ms(heldMs)}${interrupted ? ' (interrupted)' : ''}`);
     return interrupted ? EXIT.INTERRUPTED : EXIT.OK;
   },

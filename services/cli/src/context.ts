@@ -1,6 +1,6 @@
 import { subjects, type Subjects } from '@shoal/protocol';
 import { connect as connectClient, type Client } from '@shoal/client';
-import type { NatsConnection } from '@shoal/runtime';
+import type { NatsConnection, NatsSettings } from '@shoal/runtime';
 import type { FlagSpecs, FlagValues } from './args.js';
 import { openNats } from './cluster.js';
 
@@ -21,6 +21,8 @@ export class Ctx {
     readonly timeoutMs: number | undefined,
     readonly stdout: NodeJS.WriteStream = process.stdout,
     readonly stderr: NodeJS.WriteStream = process.stderr,
+    /** How the CLI authenticates (nats-auth.ts cliAuth): the admin role under `shoal up`. */
+    readonly auth: Omit<NatsSettings, 'servers'> = {},
   ) {
     this.s = subjects(prefix);
   }
@@ -45,7 +47,7 @@ export class Ctx {
 
   async nats(): Promise<NatsConnection> {
     // The connection gets its own bound: a short --timeout is for the request, not for the TCP handshake.
-    this.nc ??= await openNats(this.natsUrl, Math.max(2000, Math.min(this.timeout(5000), 10_000)));
+    this.nc ??= await openNats(this.natsUrl, Math.max(2000, Math.min(this.timeout(5000), 10_000)), this.auth);
     return this.nc;
   }
 

@@ -5,3 +5,4 @@ export { table, compactLog, ms } from './format.js';
 export { fetchStatus, fromBalancer, nodeRow, openNats, serverList, UnreachableError, type ClusterStatus, type NodeRow, type PoolRow } from './cluster.js';
 export { EXIT } from './context.js';
 export { findExecutable, portFree } from './up.js';
+export { addClient, authConfig, cliAuth, defaultCredsDir, ensureCreds, type Credential } from './nats-auth.js';

@@ -3,7 +3,8 @@ import { flagHelp, intFlag, parseArgs, suggest, UsageError, type FlagSpecs } fro
 import { HINT, isNoResponders, UnreachableError } from './cluster.js';
 import { COMMANDS } from './commands.js';
 import { Ctx, EXIT, type Command } from './context.js';
-import { up } from './up.js';
+import { cliAuth } from './nats-auth.js';
+import { ROOT, up } from './up.js';
 
 export const GLOBAL_FLAGS: FlagSpecs = {
   nats: { type: 'string', arg: 'url', help: 'NATS server(s), comma-separated (default: $SHOAL_NATS_URL or nats://127.0.0.1:4222)' },
@@ -94,7 +95,7 @@ export async function run(argv: readonly string[], io: RunIO = {}): Promise<numb
     if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(prefix)) throw new UsageError(`--prefix '${prefix}' is not valid: subject tokens (A-Z a-z 0-9 _ -) joined by dots`);
     const timeoutMs = flags.timeout === undefined ? undefined : intFlag(flags, 'timeout', 0, 1, 3_600_000);
     const natsUrl = typeof flags.nats === 'string' ? flags.nats : env.SHOAL_NATS_URL || 'nats://127.0.0.1:4222';
-    ctx = new Ctx(natsUrl, prefix, flags.json === true, timeoutMs, stdout, stderr);
+    ctx = new Ctx(natsUrl, prefix, flags.json === true, timeoutMs, stdout, stderr, cliAuth(env, ROOT));
     return await command.run(ctx, positionals, flags);
   } catch (err) {
     return report(err, stderr, command);

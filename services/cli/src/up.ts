@@ -7,6 +7,7 @@ import { ConfigError, loadConfig, type NodeConfig } from '@shoal/config';
 import { DEFAULT_PREFIX, subjects } from '@shoal/protocol';
 import { intFlag, UsageError, type FlagValues } from './args.js';
 import { fetchStatus, openNats } from './cluster.js';
+import { authConfig, defaultCredsDir, ensureCreds, type Credential } from './nats-auth.js';
 import { EXIT, type Command, type Ctx } from './context.js';
 import { compactLog, ms, paint, type Color } from './format.js';
 import { followDesired, type NodeControl } from './follow-desired.js';
@@ -68,6 +69,9 @@ interface UpOptions {
   prefix: string;
   /** Set SHOAL_PREFIX for the children (--prefix given). */
   prefixFlag: boolean;
+  /** Roles on NATS (the default); false with --no-auth (development mode). */
+  auth: boolean;
+  credsDir: string;
   env: NodeJS.ProcessEnv;
 }
 
@@ -92,7 +96,15 @@ class LocalCluster {
   private readonly retired = new Set<Child>();
   private readonly followers: { stop(): Promise<void> }[] = [];
 
+  /** Role credentials, when roles are on. */
+  private creds: Credential[] = [];
+
   constructor(private readonly ctx: Ctx, private readonly o: UpOptions) {}
+
+  private adminAuth(): { nkeySeedFile?: string } {
+    const admin = this.creds.find((c) => c.name === 'admin');
+    return admin ? { nkeySeedFile: admin.seedFile } : {};
+  }
 
   private say(line: string, color: Color = 'gray'): void {
     if (this.ctx.json) return;
@@ -250,8 +262,16 @@ class LocalCluster {
     this.nameWidth = Math.max(4, ...[`balancer-${o.balancers}`, `node-${o.nodes}`, ...extraNames].map((n) => n.length));
 
     this.checkStopping();
+    const natsArgs = ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir, '-n', `shoal-local-${port}`];
+    if (o.auth) {
+      this.creds = ensureCreds(o.credsDir);
+      const conf = join(o.dataDir, 'nats-auth.conf');
+      writeFileSync(conf, authConfig(this.creds, o.prefix));
+      natsArgs.push('-c', conf);
+      this.say(`roles on: one NKey per role in ${shortPath(o.credsDir)} (--no-auth for the open development mode)`);
+    }
     this.say(`starting nats-server on 127.0.0.1:${port} (JetStream in ${shortPath(storeDir)})...`);
-    const nats = new Child('nats', 'nats', natsBin, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir, '-n', `shoal-local-${port}`], o.env, this.onLine);
+    const nats = new Child('nats', 'nats', natsBin, natsArgs, o.env, this.onLine);
     this.nats = nats;
     this.children.push(nats);
     void nats.exited.then((e) => this.onExit(nats, e));
@@ -275,6 +295,11 @@ class LocalCluster {
     // A local cluster stops quickly: leases get 5 s to come back unless the caller says otherwise.
     if (!o.env.SHOAL_DRAIN_GRACE) base.SHOAL_DRAIN_GRACE = '5s';
     delete base.SHOAL_NODE_ID;
+    if (o.auth) for (const k of ['SHOAL_NATS_USER', 'SHOAL_NATS_PASS', 'SHOAL_NATS_TOKEN', 'SHOAL_NATS_CREDS', 'SHOAL_NATS_NKEY_SEED_FILE']) delete base[k];
+    const seedOf = (role: string): NodeJS.ProcessEnv => {
+      const c = this.creds.find((x) => x.name === role);
+      return c ? { SHOAL_NATS_NKEY_SEED_FILE: c.seedFile } : {};
+    };
     const httpHost = o.config.http.host === '0.0.0.0' || o.config.http.host === '::' ? '127.0.0.1' : o.config.http.host;
     const httpPort = async (want: number): Promise<string> => (want <= 0 ? String(o.httpBase < 0 ? -1 : 0) : (await portFree(want, httpHost)) ? String(want) : '0');
 
@@ -288,12 +313,12 @@ class LocalCluster {
     const pick = (i: number, offset: number) => (o.httpBase > 0 ? o.httpBase + offset + i : 0);
     for (let i = 1; i <= o.balancers; i++) {
       // After the nodes' ports: the base port itself (8080) is Weaviate's default, which the weaviate pool dials.
-      const env = { ...base, SHOAL_BALANCER_ID: `balancer-${i}`, SHOAL_HTTP_PORT: await httpPort(pick(i, o.nodes)) };
+      const env = { ...base, ...seedOf('balancer'), SHOAL_BALANCER_ID: `balancer-${i}`, SHOAL_HTTP_PORT: await httpPort(pick(i, o.nodes)) };
       started.push(this.spawnService(`balancer-${i}`, 'balancer', balancerScript, env));
       names.push(`balancer-${i}`);
     }
     for (let i = 1; i <= o.nodes; i++) {
-      const env = { ...base, SHOAL_NODE_ID: `node-${i}`, SHOAL_HTTP_PORT: await httpPort(pick(i, 0)) };
+      const env = { ...base, ...seedOf('pool-node'), SHOAL_NODE_ID: `node-${i}`, SHOAL_HTTP_PORT: await httpPort(pick(i, 0)) };
       started.push(this.spawnService(`node-${i}`, 'node', nodeScript, env));
       names.push(`node-${i}`);
     }
@@ -302,11 +327,11 @@ class LocalCluster {
     for (const k of extraKinds) {
       const script = join(ROOT, 'services', k.svc, 'dist/main.js');
       for (const name of replicaNames(k, o)) {
-        extras.push(this.spawnService(name, 'extra', script, { ...base, SHOAL_HTTP_PORT: o.httpBase < 0 ? '-1' : '0', ...(k.idEnv ? { [k.idEnv]: name } : {}) }));
+        extras.push(this.spawnService(name, 'extra', script, { ...base, ...seedOf(k.svc), SHOAL_HTTP_PORT: o.httpBase < 0 ? '-1' : '0', ...(k.idEnv ? { [k.idEnv]: name } : {}) }));
         names.push(name);
       }
     }
-    this.nodeEnv = async (i: number) => ({ ...base, SHOAL_NODE_ID: `node-${i}`, SHOAL_HTTP_PORT: await httpPort(pick(i, 0)) });
+    this.nodeEnv = async (i: number) => ({ ...base, ...seedOf('pool-node'), SHOAL_NODE_ID: `node-${i}`, SHOAL_HTTP_PORT: await httpPort(pick(i, 0)) });
     this.nextNode = o.nodes + 1;
     this.say(`starting ${names.join(', ')} with ${shortPath(o.configFile)}...`);
     await Promise.all(started.map((c) => c.waitReady(READY_TIMEOUT_MS).then(() => {
@@ -364,7 +389,7 @@ class LocalCluster {
   private async waitForMembership(natsUrl: string, want: number): Promise<void> {
     let nc;
     try {
-      nc = await openNats(natsUrl, 5000);
+      nc = await openNats(natsUrl, 5000, this.adminAuth());
       const s = subjects(this.o.prefix);
       const until = Date.now() + 8000;
       while (Date.now() < until && !this.stopping) {
@@ -404,6 +429,10 @@ class LocalCluster {
       cmd(`acquire ${pool} --hold 2000`),
       cmd(`exec ${pool} echo '{"hello":"world"}'`),
       cmd(`scale ${pool} to 4`),
+      ...(o.auth
+        ? [`  Roles are on: the CLI uses ${shortPath(join(o.credsDir, 'admin.nk'))}${o.credsDir !== defaultCredsDir(ROOT) ? ` (export SHOAL_CREDS_DIR=${o.credsDir})` : ''};`,
+          `  an application connects with SHOAL_NATS_NKEY_SEED_FILE=${shortPath(join(o.credsDir, 'client.nk'))} (docs/security.md).`]
+        : ['  Roles are OFF (--no-auth): any NATS client can do anything. Development only.']),
       `  Ctrl-C stops the cluster.`,
       '',
     ];
@@ -482,7 +511,9 @@ function options(ctx: Ctx, flags: FlagValues, env: NodeJS.ProcessEnv): UpOptions
   const tempDir = dd === 'tmp';
   // The default lives in the repository (ignored by git) wherever the command runs from; a given path is relative to the cwd.
   const dataDir = tempDir ? mkdtempSync(join(tmpdir(), 'shoal-up-')) : flags['data-dir'] === undefined ? join(ROOT, '.shoal') : resolve(dd);
-  return { configFile, config, nodes, balancers, autoscalers, healthCheckers, followDesired, port, dataDir, tempDir, httpBase, rawLogs: flags['raw-logs'] === true, stopTimeoutMs, prefix: prefixFlag ? ctx.prefix : config.prefix, prefixFlag, env };
+  const auth = flags['no-auth'] !== true;
+  const credsDir = typeof flags['creds-dir'] === 'string' ? resolve(flags['creds-dir']) : env.SHOAL_CREDS_DIR ? resolve(env.SHOAL_CREDS_DIR) : defaultCredsDir(ROOT);
+  return { configFile, config, nodes, balancers, autoscalers, healthCheckers, followDesired, port, dataDir, tempDir, httpBase, rawLogs: flags['raw-logs'] === true, stopTimeoutMs, prefix: prefixFlag ? ctx.prefix : config.prefix, prefixFlag, auth, credsDir, env };
 }
 
 export const up: Command = {
@@ -509,6 +540,8 @@ export const up: Command = {
     'http-port': { type: 'number', arg: 'port', help: 'base HTTP port (default $SHOAL_HTTP_PORT or 8080)' },
     'raw-logs': { type: 'boolean', help: 'print the children\'s log lines as they are (JSON), nats-server\'s included' },
     'stop-timeout': { type: 'number', arg: 'ms', help: 'wait this long for a service to stop before SIGKILL (default 15000)' },
+    'no-auth': { type: 'boolean', help: 'development mode: NATS without roles or authentication (anyone can do anything)' },
+    'creds-dir': { type: 'string', arg: 'dir', help: 'role NKeys (default $SHOAL_CREDS_DIR or .shoal/creds in the repository; made if missing)' },
   },
   args: [0, 0],
   async run(ctx, _args, flags) {

@@ -1,9 +1,9 @@
 import { hostname } from 'node:os';
 import {
-  encode, ErrorCodes, newNodeId, parse, PROTOCOL_VERSION, ShoalError, subjects,
+  encode, ErrorCodes, isInboxSubject, LeaseSecrets, newLeaseId, newNodeId, parse, PROTOCOL_VERSION, ShoalError, subjects,
   type AcquireRequest, type Heartbeat, type Lease, type LeaseEvent, type PoolStats, type Subjects,
 } from '@shoal/protocol';
-import { Actor, type Logger, type Msg, type NatsConnection } from '@shoal/runtime';
+import { Actor, refusalCounter, type Logger, type Msg, type NatsConnection } from '@shoal/runtime';
 import { systemClock, type Clock } from './clock.js';
 import type { Driver, DriverFactory } from './driver.js';
 import { NodeMetrics } from './metrics.js';
@@ -54,6 +54,10 @@ export class PoolNode extends Actor {
   readonly health: NodeHealth;
   private readonly s: Subjects;
   private readonly startedAt = Date.now();
+  /** Random per process: balancers tell a restart by it, not by timestamps. */
+  private readonly instanceId = newLeaseId();
+  /** Per-lease secrets: only the holder can exec on, renew or release its lease. */
+  private readonly secrets = new LeaseSecrets();
   private readonly inFlightByPool = new Map<string, number>();
   private inFlight = 0;
   private hbSeq = 0;
@@ -84,6 +88,7 @@ export class PoolNode extends Actor {
     this.s = subjects(cfg.prefix);
     this.metrics = new NodeMetrics(nodeId, () => this.pools.values(), () => this.inFlight);
     this.gates = kvGates(nc, nodeId);
+    refusalCounter(this.metrics.registry, this.refusals);
     for (const [name, pc] of Object.entries(cfg.pools)) {
       const driver = driverFor(pc.driver)({ clock, random: Math.random, options: pc.options, poolName: name, registry: this.metrics.registry, labels: { pool: name, node: nodeId }, log: this.log.child({ pool: name }), gates: this.gates });
       this.drivers.set(name, driver);
@@ -201,6 +206,7 @@ export class PoolNode extends Actor {
     if (lease.reused) this.metrics.reused(pool.name, pool.kind);
     lease.nodeId = this.nodeId;
     lease.nodeStartedAt = this.startedAt;
+    lease.secret = this.secrets.secretOf(lease.leaseId);
     this.reply(m, lease);
   }
 
@@ -224,6 +230,8 @@ export class PoolNode extends Actor {
   /** One-shot: acquire, exec, release, all inside the node; events stream back on the reply subject. */
   private async onExec(m: Msg): Promise<void> {
     const req = parse('exec', m.data);
+    // The stream goes where `replyTo` says: only ever an inbox (no reflection onto, e.g., a drain subject).
+    if (req.replyTo !== undefined && !isInboxSubject(req.replyTo)) { this.refusals.refuse('reply_not_inbox', { subject: m.subject, replyTo: req.replyTo.slice(0, 100) }); return; }
     this.checkDraining();
     const pool = this.pool(req.pool);
     const allowed = this.drivers.get(pool.name)!.oneShotOps;
@@ -258,7 +266,7 @@ export class PoolNode extends Actor {
 
   private async onLeaseExec(m: Msg): Promise<void> {
     const req = parse('leaseExec', m.data);
-    const pool = this.poolOfLease(req.leaseId);
+    const pool = this.poolOfLease(req.leaseId, req.secret);
     const out = new StreamOut(this.nc, m.reply, this.log);
     if (req.keepAliveMs) out.keepAlive(req.keepAliveMs);
     try {
@@ -271,17 +279,18 @@ export class PoolNode extends Actor {
 
   private onRenew(m: Msg): void {
     const req = parse('renew', m.data);
-    this.reply(m, this.poolOfLease(req.leaseId).renew(req.leaseId, req.ttlMs));
+    this.reply(m, this.poolOfLease(req.leaseId, req.secret).renew(req.leaseId, req.ttlMs));
   }
 
   private onRelease(m: Msg): void {
     const req = parse('release', m.data);
-    this.poolOfLease(req.leaseId).release(req.leaseId, req);
+    this.poolOfLease(req.leaseId, req.secret).release(req.leaseId, req);
     this.reply(m, { released: req.leaseId });
   }
 
-  private poolOfLease(leaseId: string): Pool {
-    for (const p of this.pools.values()) if (p.hasLease(leaseId)) return p;
+  /** The pool of a lease its holder names: a wrong secret is answered exactly as an unknown lease. */
+  private poolOfLease(leaseId: string, secret: string | undefined): Pool {
+    if (this.secrets.verify(leaseId, secret)) for (const p of this.pools.values()) if (p.hasLease(leaseId)) return p;
     throw new ShoalError(ErrorCodes.LEASE_NOT_FOUND, `lease ${leaseId} is not held on node ${this.nodeId}`);
   }
 
@@ -346,6 +355,7 @@ export class PoolNode extends Actor {
       nodeId: this.nodeId,
       seq: this.hbSeq++,
       startedAt: this.startedAt,
+      instanceId: this.instanceId,
       intervalMs: this.cfg.heartbeatIntervalMs,
       draining: this.draining,
       host: hostname(),

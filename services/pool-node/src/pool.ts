@@ -1,5 +1,5 @@
 import { defaultMaxConcurrentCreates, type PoolConfig } from '@shoal/config';
-import { BACKEND_DOWN, describePool, ErrorCodes, newId, ShoalError, type Holder, type Lease, type PoolNumbers } from '@shoal/protocol';
+import { BACKEND_DOWN, describePool, ErrorCodes, newId, newLeaseId, ShoalError, type Holder, type Lease, type PoolNumbers } from '@shoal/protocol';
 import type { Clock, Timer } from './clock.js';
 import type { Driver } from './driver.js';
 import { PoolMeter } from './stats.js';
@@ -355,7 +355,7 @@ export class Pool<R = unknown> {
     r.state = 'active';
     const reused = r.useCount > 0;
     r.useCount++;
-    const rec: LeaseRec = { id: newId(), resource: r as Resource<unknown>, holder, grantedAt: now, expiresAt: now + ttlMs, ttlMs, reused, timer: undefined, execs: new Set(), running: new Set() };
+    const rec: LeaseRec = { id: newLeaseId(), resource: r as Resource<unknown>, holder, grantedAt: now, expiresAt: now + ttlMs, ttlMs, reused, timer: undefined, execs: new Set(), running: new Set() };
     rec.timer = this.clock.setTimeout(() => this.expire(rec), ttlMs);
     this.leases.set(rec.id, rec);
     return this.leaseView(rec);

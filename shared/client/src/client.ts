@@ -105,7 +105,7 @@ export class Lease extends EventEmitter<{ lost: [ShoalError] }> {
 
   /** @internal A renew that only asks whether the node still has the lease. */
   check(timeoutMs: number): Promise<unknown> {
-    return call(this.client.nc, this.client.subjects.leaseRenew(this.nodeId), { leaseId: this.id }, timeoutMs);
+    return call(this.client.nc, this.client.subjects.leaseRenew(this.nodeId), { leaseId: this.id, secret: this.info.secret }, timeoutMs);
   }
 
   get id(): string { return this.info.leaseId; }
@@ -120,10 +120,10 @@ export class Lease extends EventEmitter<{ lost: [ShoalError] }> {
     const subject = this.client.subjects.leaseExec(this.nodeId);
     let c: ExecCall;
     if (opts.timeoutMs !== undefined) {
-      c = new ExecCall(this.client.nc, subject, { leaseId: this.id, op, args, timeoutMs: serverDeadline(opts.timeoutMs) }, opts.timeoutMs);
+      c = new ExecCall(this.client.nc, subject, { leaseId: this.id, secret: this.info.secret, op, args, timeoutMs: serverDeadline(opts.timeoutMs) }, opts.timeoutMs);
     } else {
       const ka = this.client.keepAliveMs;
-      c = new ExecCall(this.client.nc, subject, { leaseId: this.id, op, args, keepAliveMs: ka }, ka * KEEPALIVE_MISSES, ka * KEEPALIVE_MISSES);
+      c = new ExecCall(this.client.nc, subject, { leaseId: this.id, secret: this.info.secret, op, args, keepAliveMs: ka }, ka * KEEPALIVE_MISSES, ka * KEEPALIVE_MISSES);
     }
     if (this.lost) { c.fail(this.lost); return c; }
     this.running.add(c);
@@ -151,7 +151,7 @@ export class Lease extends EventEmitter<{ lost: [ShoalError] }> {
     let r: { expiresAt: number; ttlMs: number };
     const sentAt = Date.now();
     try {
-      r = await call(this.client.nc, this.client.subjects.leaseRenew(this.nodeId), { leaseId: this.id, ttlMs }, 5000);
+      r = await call(this.client.nc, this.client.subjects.leaseRenew(this.nodeId), { leaseId: this.id, secret: this.info.secret, ttlMs }, 5000);
     } catch (err) {
       throw typed(err);
     }
@@ -172,7 +172,7 @@ export class Lease extends EventEmitter<{ lost: [ShoalError] }> {
     clearTimeout(this.renewTimer);
     this.client.forget(this);
     try {
-      await call(this.client.nc, this.client.subjects.leaseRelease(this.nodeId), { leaseId: this.id, ...opts }, 5000);
+      await call(this.client.nc, this.client.subjects.leaseRelease(this.nodeId), { leaseId: this.id, secret: this.info.secret, ...opts }, 5000);
     } catch (err) {
       throw typed(err);
     }
@@ -250,7 +250,7 @@ export class Client {
   private returnLate(data: Uint8Array): void {
     try {
       const info = readReply<LeaseInfo>(data);
-      this.nc.publish(this.subjects.leaseRelease(info.nodeId), encode({ v: PROTOCOL_VERSION, leaseId: info.leaseId }));
+      this.nc.publish(this.subjects.leaseRelease(info.nodeId), encode({ v: PROTOCOL_VERSION, leaseId: info.leaseId, secret: info.secret }));
     } catch {
       // An error reply, or not a lease: nothing to give back.
     }

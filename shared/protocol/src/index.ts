@@ -8,3 +8,5 @@ export * from './messages.js';
 export * from './metrics.js';
 export * from './vector-store-stats.js';
 export * from './health.js';
+export * from './lease-secret.js';
+export * from './roles.js';

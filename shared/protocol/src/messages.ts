@@ -69,8 +69,15 @@ const execShape = {
 const exec = obj(execShape);
 export type ExecRequest = Infer<typeof execShape>;
 
+/**
+ * The per-lease secret the grant carried (see LeaseSecrets). Every lease
+ * operation needs it; a missing or wrong one is answered as an unknown lease.
+ */
+const secret = optional(str({ max: 64 }));
+
 const leaseExecShape = {
   leaseId: id,
+  secret,
   op: str({ min: 1, max: 128 }),
   args: optional(any()),
   /** Unset: the pool's per-op default (claude-cli `turn_timeout`), else none. */
@@ -80,11 +87,11 @@ const leaseExecShape = {
 const leaseExec = obj(leaseExecShape);
 export type LeaseExecRequest = Infer<typeof leaseExecShape>;
 
-const renewShape = { leaseId: id, ttlMs: optional(int({ min: 1, max: MAX_TTL_MS })) };
+const renewShape = { leaseId: id, secret, ttlMs: optional(int({ min: 1, max: MAX_TTL_MS })) };
 const renew = obj(renewShape);
 export type RenewRequest = Infer<typeof renewShape>;
 
-const releaseShape = { leaseId: id, reset: optional(bool()), destroy: optional(bool()) };
+const releaseShape = { leaseId: id, secret, reset: optional(bool()), destroy: optional(bool()) };
 const release = obj(releaseShape);
 export type ReleaseRequest = Infer<typeof releaseShape>;
 
@@ -169,6 +176,11 @@ export interface Lease {
   expiresAt: number;
   ttlMs: number;
   reused: boolean;
+  /**
+   * Proof of holding: every lease operation (exec, renew, release) must send
+   * it back. Only the holder receives it; set by the node on grant.
+   */
+  secret?: string;
   /** What the driver tells about the resource, e.g. the Claude CLI's `session_id`. */
   meta?: Record<string, unknown>;
   /** The granting node's incarnation (its heartbeats' `startedAt`): another value means it restarted and the lease is gone. */
@@ -293,6 +305,11 @@ export interface Heartbeat {
   nodeId: string;
   seq: number;
   startedAt: number;
+  /**
+   * Random per process: a restart is a new instance, whatever the clocks say
+   * (startedAt alone let one forged heartbeat with a future time hide a node).
+   */
+  instanceId?: string;
   intervalMs: number;
   draining: boolean;
   host: string;
@@ -310,6 +327,7 @@ const heartbeatCheck = obj({
   nodeId: id,
   seq: int({ min: 0 }),
   startedAt: num(),
+  instanceId: optional(str({ min: 1, max: 64 })),
   intervalMs: int({ min: 1 }),
   draining: bool(),
   host: str({ max: 255 }),

@@ -23,6 +23,8 @@ export const Metrics = {
   NODE_IN_FLIGHT: 'shoal_node_in_flight_requests',
   /** counter {code}: errors answered on the wire */
   ERRORS_TOTAL: 'shoal_errors_total',
+  /** node, balancer: counter {reason}: messages refused unanswered (reply subject not an inbox, forged heartbeat...) */
+  REFUSED_TOTAL: 'shoal_refused_messages_total',
   /** balancer: counter {pool, node, result} */
   PLACEMENTS_TOTAL: 'shoal_balancer_placements_total',
   /** balancer: gauge {state=alive|suspect|draining|open} */

@@ -44,8 +44,31 @@ export const bool = (): Check<boolean> => (v, p) => (typeof v === 'boolean' ? v 
 export const oneOf = <T extends string>(values: readonly T[]): Check<T> => (v, p) =>
   typeof v === 'string' && (values as readonly string[]).includes(v) ? (v as T) : bad(p, `one of ${values.join('|')}`, v);
 
-/** Anything msgpack can carry; the driver validates its own args. */
-export const any = (): Check<unknown> => (v) => v;
+/** Deepest nesting of maps and arrays an argument may have. */
+export const MAX_ARGS_DEPTH = 64;
+/** Most maps, arrays and values in one argument. */
+export const MAX_ARGS_NODES = 100_000;
+
+/**
+ * Anything msgpack can carry, within bounds of depth and size (an argument
+ * nested 2,000 deep overflowed the stack of whoever re-encoded it); the
+ * driver validates its own args. Walked without recursion.
+ */
+export const any = (limits: { depth?: number; nodes?: number } = {}): Check<unknown> => (v, p) => {
+  const maxDepth = limits.depth ?? MAX_ARGS_DEPTH;
+  let budget = limits.nodes ?? MAX_ARGS_NODES;
+  if (v === null || typeof v !== 'object') return v;
+  const stack: [unknown, number][] = [[v, 1]];
+  while (stack.length > 0) {
+    const [x, depth] = stack.pop()!;
+    if (--budget < 0) throw new ShoalError(ErrorCodes.BAD_REQUEST, `field ${p}: more than ${limits.nodes ?? MAX_ARGS_NODES} values`, { details: { field: p, reason: 'too_large' } });
+    if (x === null || typeof x !== 'object' || ArrayBuffer.isView(x)) continue;
+    if (depth > maxDepth) throw new ShoalError(ErrorCodes.BAD_REQUEST, `field ${p}: nested deeper than ${maxDepth} levels`, { details: { field: p, reason: 'too_deep' } });
+    const children = Array.isArray(x) ? x : Object.values(x as Record<string, unknown>);
+    for (const c of children) if (c !== null && typeof c === 'object') stack.push([c, depth + 1]); else if (--budget < 0) throw new ShoalError(ErrorCodes.BAD_REQUEST, `field ${p}: more than ${limits.nodes ?? MAX_ARGS_NODES} values`, { details: { field: p, reason: 'too_large' } });
+  }
+  return v;
+};
 
 export const optional = <T>(check: Check<T>): Check<T | undefined> => (v, p) => (v === undefined || v === null ? undefined : check(v, p));
 

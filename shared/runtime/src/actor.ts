@@ -1,6 +1,7 @@
 import type { Msg, NatsConnection, Subscription } from 'nats';
-import { encode, ErrorCodes, fail, ok, ShoalError } from '@shoal/protocol';
+import { encode, ErrorCodes, fail, isInboxSubject, ok, ShoalError } from '@shoal/protocol';
 import type { Logger } from './log.js';
+import { Refusals } from './refusals.js';
 
 export type Handler = (msg: Msg) => void | Promise<void>;
 
@@ -12,8 +13,12 @@ export type Handler = (msg: Msg) => void | Promise<void>;
  */
 export abstract class Actor {
   protected readonly subs: Subscription[] = [];
+  /** Refused messages by reason (for a `shoal_refused_messages_total` metric) and their rate-limited warnings. */
+  readonly refusals: Refusals;
 
-  constructor(protected readonly nc: NatsConnection, protected readonly log: Logger) {}
+  constructor(protected readonly nc: NatsConnection, protected readonly log: Logger) {
+    this.refusals = new Refusals(log);
+  }
 
   /** Subscribe with a guarded handler. */
   protected listen(subject: string, handler: Handler, opts: { queue?: string } = {}): Subscription {
@@ -22,6 +27,8 @@ export abstract class Actor {
       queue: opts.queue,
       callback: (err, msg) => {
         if (err) { this.log.warn('subscription error', { subject, err: err.message }); return; }
+        // No reflection: whatever the request, an answer only ever goes to an inbox.
+        if (msg.reply && !isInboxSubject(msg.reply)) { this.refusals.refuse('reply_not_inbox', { subject: msg.subject, reply: msg.reply.slice(0, 100) }); return; }
         guarded(msg);
       },
     });
@@ -32,7 +39,9 @@ export abstract class Actor {
   /** Wrap a handler so that nothing thrown inside can escape into nats.js. */
   protected guard(subject: string, handler: Handler): (msg: Msg) => void {
     const onError = (msg: Msg, err: unknown) => {
-      this.log.error('handler failed', { subject, err: err instanceof Error ? err.stack ?? err.message : String(err) });
+      // A caller's mistake (bad request, unknown lease...) is not ours: warn, rate-limited, no stack.
+      if (err instanceof ShoalError && err.code !== ErrorCodes.INTERNAL) this.refusals.warn(`${err.code}:${subject}`, { subject, code: err.code, err: err.message.slice(0, 200) }, 'request refused');
+      else this.log.error('handler failed', { subject, err: err instanceof Error ? err.stack ?? err.message : String(err) });
       this.replyError(msg, err);
     };
     return (msg) => {

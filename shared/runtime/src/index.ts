@@ -6,3 +6,4 @@ export * from './http.js';
 export * from './shutdown.js';
 export * from './requester.js';
 export * from './kv.js';
+export * from './refusals.js';

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { connect, credsAuthenticator, nkeyAuthenticator, type ConnectionOptions, type NatsConnection } from 'nats';
+import { connect, credsAuthenticator, nkeyAuthenticator, nkeys, type ConnectionOptions, type NatsConnection } from 'nats';
+import { inboxPrefixFor } from '@shoal/protocol';
 import type { Logger } from './log.js';
 
 /**
@@ -16,6 +17,12 @@ export interface NatsSettings {
   credsFile?: string;
   tls?: { caFile?: string; certFile?: string; keyFile?: string };
   name?: string;
+  /**
+   * Where replies to this connection's requests arrive. Unset with an NKey:
+   * `_INBOX.<public key>`, the prefix Shoal's roles let that key (and only
+   * it) subscribe to. Unset otherwise: nats.js's `_INBOX`.
+   */
+  inboxPrefix?: string;
   /**
    * Keep trying the first connect until NATS is there (default true: a
    * service may start before NATS). Clients set false to fail fast.
@@ -43,7 +50,12 @@ export function natsOptions(s: NatsSettings): ConnectionOptions {
   if (s.user !== undefined) { opts.user = s.user; opts.pass = s.pass; }
   if (s.token !== undefined) opts.token = s.token;
   if (s.credsFile) opts.authenticator = credsAuthenticator(new Uint8Array(readFileSync(s.credsFile)));
-  else if (s.nkeySeedFile) opts.authenticator = nkeyAuthenticator(new TextEncoder().encode(readFileSync(s.nkeySeedFile, 'utf8').trim()));
+  else if (s.nkeySeedFile) {
+    const seed = new TextEncoder().encode(readFileSync(s.nkeySeedFile, 'utf8').trim());
+    opts.authenticator = nkeyAuthenticator(seed);
+    opts.inboxPrefix = inboxPrefixFor(nkeyPublicKey(seed));
+  }
+  if (s.inboxPrefix) opts.inboxPrefix = s.inboxPrefix;
   if (s.tls) {
     opts.tls = {};
     if (s.tls.caFile) opts.tls.caFile = s.tls.caFile;
@@ -66,4 +78,20 @@ export async function connectNats(s: NatsSettings, log?: Logger): Promise<NatsCo
     })().catch(() => {});
   }
   return nc;
+}
+
+/** A fresh NKey user seed (text, `SU...`) and its public key (`U...`), for `shoal up`'s credentials. */
+export function newUserNkey(): { seed: string; publicKey: string } {
+  const kp = nkeys.createUser();
+  return { seed: new TextDecoder().decode(kp.getSeed()), publicKey: kp.getPublicKey() };
+}
+
+/** The public key of an NKey seed (throws on a malformed seed). */
+export function nkeyPublicKey(seed: Uint8Array | string): string {
+  return nkeys.fromSeed(typeof seed === 'string' ? new TextEncoder().encode(seed.trim()) : seed).getPublicKey();
+}
+
+/** The inbox prefix this connection receives replies on (see NatsSettings.inboxPrefix). */
+export function inboxPrefixOf(nc: NatsConnection): string | undefined {
+  return (nc as unknown as { options?: ConnectionOptions }).options?.inboxPrefix;
 }

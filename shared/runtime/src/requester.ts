@@ -1,5 +1,6 @@
 import { createInbox, type Msg, type NatsConnection, type Subscription } from 'nats';
 import { ErrorCodes, ShoalError } from '@shoal/protocol';
+import { inboxPrefixOf } from './nats.js';
 
 /** How long a timed-out request still listens for its late reply. */
 const LATE_GRACE_MS = 30_000;
@@ -23,14 +24,17 @@ interface Pending {
  * (UNAVAILABLE with `details.reason` no_responders | timeout).
  */
 export class Requester {
-  private readonly prefix = createInbox();
+  private readonly prefix: string;
   private readonly pending = new Map<string, Pending>();
   /** Timed-out requests whose caller wants a reply that comes late (to undo it), by token. */
   private readonly late = new Map<string, (data: Uint8Array) => void>();
   private seq = 0;
   private sub: Subscription | undefined;
 
-  constructor(private readonly nc: NatsConnection) {}
+  constructor(private readonly nc: NatsConnection) {
+    // Under the connection's own inbox prefix: with roles on, the only replies it may receive.
+    this.prefix = createInbox(inboxPrefixOf(nc));
+  }
 
   private listen(): void {
     this.sub = this.nc.subscribe(`${this.prefix}.*`, {

@@ -1,5 +1,5 @@
 import { parseDuration } from '@shoal/config';
-import { ErrorCodes, ShoalError } from '@shoal/protocol';
+import { ErrorCodes, MAX_TIMEOUT_MS, ShoalError } from '@shoal/protocol';
 import type { Driver, DriverContext, ExecContext } from '../driver.js';
 
 /**
@@ -33,6 +33,11 @@ const num = (v: unknown, dflt: number, key: string): number => {
   throw new ShoalError(ErrorCodes.BAD_REQUEST, `synthetic driver option ${key}: expected a non-negative number or duration, got ${JSON.stringify(v)}`);
 };
 
+/** Longest a stream runs without yielding to the event loop. */
+const YIELD_EVERY_MS = 4;
+/** Largest `fill` answer: more than NATS carries by default, small enough to build in a few ms. */
+const MAX_FILL_BYTES = 4 * 1024 * 1024;
+
 export function syntheticDriver(ctx: DriverContext): Driver<Synthetic> {
   const o = ctx.options;
   const createMs = num(o.create_latency, 0, 'create_latency');
@@ -50,6 +55,13 @@ export function syntheticDriver(ctx: DriverContext): Driver<Synthetic> {
     const onAbort = () => { clock.clearTimeout(t); reject(signal!.reason); };
     signal?.addEventListener('abort', onAbort, { once: true });
   });
+
+  /** A wait longer than any deadline is a mistake, not a load test (and over 2^31 ms, setTimeout fires at once). */
+  const waitMs = (v: unknown, key: string): number => {
+    const n = num(v, 0, key);
+    if (n > MAX_TIMEOUT_MS) throw new ShoalError(ErrorCodes.BAD_REQUEST, `synthetic ${key}: at most ${MAX_TIMEOUT_MS} ms, got ${n}`, { details: { field: key } });
+    return n;
+  };
 
   return {
     kind: 'synthetic',
@@ -72,11 +84,20 @@ export function syntheticDriver(ctx: DriverContext): Driver<Synthetic> {
       const a = (args ?? {}) as Record<string, unknown>;
       switch (op) {
         case 'echo': return args ?? null;
-        case 'sleep': await sleep(num(a.ms, 0, 'ms'), signal); return { slept: a.ms ?? 0 };
+        case 'sleep': await sleep(waitMs(a.ms, 'ms'), signal); return { slept: a.ms ?? 0 };
         case 'stream': {
-          const n = num(a.chunks, 3, 'chunks');
+          const n = Math.floor(num(a.chunks, 3, 'chunks'));
+          const interval = waitMs(a.interval_ms, 'interval_ms');
+          // Without an interval, yield to the event loop every few ms: the node
+          // keeps answering (and the deadline's abort can fire) during a long stream.
+          let slice = performance.now();
           for (let i = 0; i < n; i++) {
-            await sleep(num(a.interval_ms, 0, 'interval_ms'), signal);
+            if (signal.aborted) throw signal.reason;
+            if (interval > 0) await sleep(interval, signal);
+            else if ((i & 255) === 255 && performance.now() - slice > YIELD_EVERY_MS) {
+              await new Promise<void>((r) => setImmediate(r));
+              slice = performance.now();
+            }
             emit({ chunk: i });
           }
           return { chunks: n };
@@ -84,7 +105,11 @@ export function syntheticDriver(ctx: DriverContext): Driver<Synthetic> {
         case 'fail': throw new Error(typeof a.message === 'string' ? a.message : 'requested failure');
         case 'kill': r.dead = true; return { dead: true };
         case 'info': return { id: r.id, execs: r.execs, resets: r.resets };
-        case 'fill': return 'x'.repeat(Math.min(num(a.bytes, 0, 'bytes'), 64 * 1024 * 1024));
+        case 'fill': {
+          const bytes = num(a.bytes, 0, 'bytes');
+          if (bytes > MAX_FILL_BYTES) throw new ShoalError(ErrorCodes.BAD_REQUEST, `synthetic fill: at most ${MAX_FILL_BYTES} bytes, got ${bytes}`, { details: { field: 'bytes' } });
+          return 'x'.repeat(bytes);
+        }
         default: throw new ShoalError(ErrorCodes.UNSUPPORTED_OP, `synthetic driver has no op ${op} (echo, sleep, stream, fail, kill, info, fill)`);
       }
     },

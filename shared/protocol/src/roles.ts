@@ -1,0 +1,157 @@
+import { DEFAULT_PREFIX, SETTINGS_BUCKET } from './subjects.js';
+
+/**
+ * Who may publish and subscribe to what on NATS, per role: the one table
+ * `shoal up` turns into nats-server `authorization` blocks and
+ * docs/security.md prints. To give a new service its rights, add a role here
+ * (and its credential is generated like the others).
+ *
+ * Rules of thumb the table follows:
+ * - Everyone receives replies only under its own inbox prefix
+ *   (`_INBOX.<its public key>`), so no one reads another's replies.
+ * - Only services publish to `_INBOX.>` (replies and streamed events);
+ *   a client cannot inject a reply into another client's inbox.
+ * - Steering (admin subjects, scale, drain, settings KV) is admin's, plus
+ *   the autoscaler for scale/targets and the health checker for verdicts.
+ */
+export const ROLES = ['pool-node', 'balancer', 'autoscaler', 'health-checker', 'client', 'admin'] as const;
+export type Role = (typeof ROLES)[number];
+
+export interface Permission {
+  allow: string[];
+  deny?: string[];
+}
+
+export interface RolePermissions {
+  publish: Permission;
+  subscribe: Permission;
+}
+
+/** Every reply subject Shoal sends to starts with this (nats.js's default inbox root). */
+export const INBOX_ROOT = '_INBOX';
+
+/**
+ * A connection's inbox prefix, derived from its NKey public key so that the
+ * server can tie it to the credential: `_INBOX.<public key>`.
+ */
+export function inboxPrefixFor(publicKey: string): string {
+  return `${INBOX_ROOT}.${publicKey}`;
+}
+
+/**
+ * The reply rule: a reply or a streamed event only ever goes to an inbox
+ * (`_INBOX.` followed by at least one token, no wildcards, no spaces). A
+ * request naming anything else as its reply subject gets nothing: a node
+ * must not be made to publish on, e.g., another node's drain subject.
+ */
+export function isInboxSubject(s: string | undefined): boolean {
+  if (!s || s.length > 255 || !s.startsWith(`${INBOX_ROOT}.`) || s.length === INBOX_ROOT.length + 1) return false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    // '*' '>' space, tab, CR, LF; empty tokens ('..' or a trailing '.')
+    if (c === 42 || c === 62 || c <= 32) return false;
+    if (c === 46 && (i === s.length - 1 || s.charCodeAt(i + 1) === 46)) return false;
+  }
+  return true;
+}
+
+/** The JetStream stream behind a KV bucket. */
+const kvStream = (bucket: string) => `KV_${bucket}`;
+
+/** Read a KV bucket (get, watch): stream/consumer info and creation, direct gets, acks and flow control. */
+function kvRead(bucket: string): string[] {
+  const st = kvStream(bucket);
+  return [
+    '$JS.API.INFO',
+    `$JS.API.STREAM.INFO.${st}`,
+    `$JS.API.STREAM.MSG.GET.${st}`,
+    `$JS.API.DIRECT.GET.${st}.>`,
+    `$JS.API.CONSUMER.CREATE.${st}`,
+    `$JS.API.CONSUMER.CREATE.${st}.>`,
+    `$JS.API.CONSUMER.DELETE.${st}.>`,
+    `$JS.API.CONSUMER.INFO.${st}.>`,
+    '$JS.FC.>',
+    '$JS.ACK.>',
+  ];
+}
+
+/** A KV watcher also hears the bucket's stream advisories (to notice the bucket deleted and recreate its watch). */
+const kvAdvisories = (bucket: string) => `$JS.EVENT.ADVISORY.STREAM.*.${kvStream(bucket)}`;
+
+/** Write some keys of a KV bucket (and create the bucket if it is missing). */
+function kvWrite(bucket: string, keys: string[]): string[] {
+  return [`$JS.API.STREAM.CREATE.${kvStream(bucket)}`, ...keys.map((k) => `$KV.${bucket}.${k}`)];
+}
+
+/**
+ * Buckets other than the settings bucket (e.g. an autoscaler's leader bucket)
+ * are named `shoal_<what>`; NATS wildcards cannot match a token prefix, so the
+ * services that own such buckets get the JetStream API as a whole.
+ */
+const JS_ALL = ['$JS.API.>', '$JS.FC.>', '$JS.ACK.>', '$KV.>'];
+
+/**
+ * The permissions of `role` under subject prefix `prefix`, for a connection
+ * whose inbox prefix is `inbox` (see inboxPrefixFor).
+ */
+export function permissionsFor(role: Role, inbox: string, prefix: string = DEFAULT_PREFIX, bucket: string = SETTINGS_BUCKET): RolePermissions {
+  const p = prefix;
+  const myInbox = `${inbox}.>`;
+  // Subjects no client may ever publish on, even when a wildcard below would match them
+  // (a node named `acquire` heartbeats on `<p>.hb.acquire`, which `<p>.*.acquire` matches).
+  const steering = [`${p}.hb.>`, `${p}.admin.>`, `${p}.events.>`, `${p}.health.>`, `${p}.autoscaler.>`, `${p}.node.*.scale`, `${p}.node.*.drain`];
+  switch (role) {
+    case 'client':
+      return {
+        publish: {
+          allow: [`${p}.*.acquire`, `${p}.*.exec`, `${p}.node.*.acquire`, `${p}.node.*.exec`, `${p}.node.*.lease.>`],
+          deny: steering,
+        },
+        // Lost-lease and node-gone announcements are for holders (issue 9); they carry no secrets.
+        subscribe: { allow: [myInbox, `${p}.events.lease.*`, `${p}.events.node.*`] },
+      };
+    case 'pool-node':
+      return {
+        publish: { allow: [`${INBOX_ROOT}.>`, `${p}.hb.*`, `${p}.events.lease.*`] },
+        subscribe: { allow: [myInbox, `${p}.node.*.>`] },
+      };
+    case 'balancer':
+      return {
+        publish: {
+          allow: [
+            `${INBOX_ROOT}.>`,
+            `${p}.node.*.acquire`, `${p}.node.*.exec`, `${p}.node.*.status`, `${p}.node.*.lease.release`,
+            `${p}.events.node.*`,
+            ...kvRead(bucket), ...kvWrite(bucket, ['strategy', 'weight.>']),
+          ],
+        },
+        subscribe: { allow: [myInbox, `${p}.*.acquire`, `${p}.*.exec`, `${p}.hb.*`, `${p}.admin.>`, `${p}.health.>`, `${p}.events.>`, kvAdvisories(bucket)] },
+      };
+    case 'autoscaler':
+      return {
+        publish: {
+          allow: [`${INBOX_ROOT}.>`, `${p}.node.*.scale`, `${p}.node.*.status`, `${p}.autoscaler.>`, ...JS_ALL],
+          // The settings it does not own: those are admin's and the health checker's.
+          deny: [`$KV.${bucket}.strategy`, `$KV.${bucket}.weight.>`, `$KV.${bucket}.health.>`],
+        },
+        subscribe: { allow: [myInbox, `${p}.hb.*`, `${p}.admin.scale.>`, `${p}.autoscaler.>`, `${p}.health.>`, `${p}.events.>`, '$JS.EVENT.ADVISORY.>'] },
+      };
+    case 'health-checker':
+      return {
+        publish: {
+          allow: [
+            `${INBOX_ROOT}.>`, `${p}.node.*.ping`, `${p}.node.*.probe`, `${p}.node.*.status`,
+            `${p}.health.>`, `${p}.events.lease.*`, `${p}.events.node.*`,
+            ...kvRead(bucket), ...kvWrite(bucket, ['health.>']),
+          ],
+        },
+        subscribe: { allow: [myInbox, `${p}.hb.*`, `${p}.health.>`, `${p}.events.>`, kvAdvisories(bucket)] },
+      };
+    case 'admin':
+      // The operator: steers everything under the prefix and the KV buckets, reads what a status needs.
+      return {
+        publish: { allow: [`${p}.>`, ...JS_ALL], deny: [`${p}.hb.>`] },
+        subscribe: { allow: [myInbox, `${p}.hb.*`, `${p}.events.>`, `${p}.health.>`, `${p}.autoscaler.>`, '$JS.EVENT.ADVISORY.>'] },
+      };
+  }
+}
