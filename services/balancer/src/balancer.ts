@@ -8,7 +8,8 @@ import { Actor, call, isNoResponders, isTimeout, Requester, type Logger, type Ms
 import { CircuitBreaker } from './circuit.js';
 import { Membership } from './membership.js';
 import { BalancerMetrics, NODE_GAUGE_STATES, type NodeGaugeState, type PlacementResult } from './metrics.js';
-import { SettingsStore } from './settings.js';
+import { RuntimeSettings, type PoolPolicy, type SettingRow } from './runtime-settings.js';
+import { SettingsStore, type SettingMeta } from './settings.js';
 import { createStrategy, performanceWeights, type PerformanceWeights, type Strategy, type StrategyName } from './strategies/index.js';
 
 /**
@@ -24,7 +25,12 @@ export interface BalancerSettings {
   /** Defaults to a fresh ULID. */
   balancerId?: string;
   prefix: string;
+  /** `balancer.strategy`: for pools whose config sets none (see RuntimeSettings). */
   strategy: StrategyName;
+  /** Where `strategy` came from, for `shoal status`. */
+  strategySource?: string;
+  /** Per-pool strategy and acquire deadline from this balancer's config (the same file the nodes read). */
+  pools?: Record<string, PoolPolicy>;
   performanceWeights: PerformanceWeights;
   suspectAfterIntervals: number;
   goneAfterIntervals: number;
@@ -84,10 +90,12 @@ export interface NodeStatus {
 
 export interface BalancerStatus {
   balancerId: string;
+  /** The runtime override when an operator set one, else `balancer.strategy`; each pool's own is in `settings.values`. */
   strategy: StrategyName;
   performanceWeights: PerformanceWeights;
   execMode: ExecMode;
-  settings: { bucket: string; watched: boolean };
+  /** `values`: every runtime-changeable setting with its value and source (config layer, or `runtime` with by/at). */
+  settings: { bucket: string; watched: boolean; values: SettingRow[] };
   startedAt: number;
   nodes: NodeStatus[];
 }
@@ -109,8 +117,7 @@ export class Balancer extends Actor {
   private readonly execMode: ExecMode;
   /** Requests to nodes, without nats.js's per-request error object (see Requester). */
   private readonly requester: Requester;
-  private strategyName: StrategyName;
-  private perfWeights: PerformanceWeights;
+  private readonly runtime: RuntimeSettings;
   /** One strategy instance per pool: round-robin positions and smooth weights are per pool. */
   private readonly strategies = new Map<string, Strategy>();
   private readonly pending = new Map<string, Set<Pending>>();
@@ -134,18 +141,23 @@ export class Balancer extends Actor {
     this.requester = new Requester(nc);
     this.membership = new Membership({ suspectAfterIntervals: cfg.suspectAfterIntervals, goneAfterIntervals: cfg.goneAfterIntervals });
     this.circuit = new CircuitBreaker({ failureThreshold: cfg.circuitFailureThreshold, cooldownMs: cfg.circuitCooldownMs });
-    this.strategyName = cfg.strategy;
-    this.perfWeights = performanceWeights(cfg.performanceWeights);
-    createStrategy(this.strategyName, { performanceWeights: this.perfWeights }); // fail at start on a bad name
+    this.runtime = new RuntimeSettings({ strategy: cfg.strategy, strategySource: cfg.strategySource, performanceWeights: performanceWeights(cfg.performanceWeights), pools: cfg.pools });
+    createStrategy(cfg.strategy, { performanceWeights: performanceWeights(cfg.performanceWeights) }); // fail at start on a bad name
     this.metrics = new BalancerMetrics(balancerId, () => this.nodeStateCounts());
     this.settings = new SettingsStore(nc, this.log, cfg.settingsBucket ?? SETTINGS_BUCKET, {
-      strategy: (v, rev) => this.applyStrategy(v, rev),
-      weight: (nodeId, w, rev) => this.applyWeight(nodeId, w, rev),
+      strategy: (v, rev, meta) => this.applyStrategy(v, rev, meta),
+      weight: (nodeId, w, rev, meta) => this.applyWeight(nodeId, w, rev, meta),
     });
   }
 
+  /** The runtime override if an operator set one, else `balancer.strategy`. */
   get strategy(): StrategyName {
-    return this.strategyName;
+    return this.runtime.strategyOf('').value;
+  }
+
+  /** The strategy `pool` is placed with now, and where it came from. */
+  strategyOf(pool: string): SettingRow & { value: StrategyName } {
+    return this.runtime.strategyOf(pool);
   }
 
   /**
@@ -165,13 +177,14 @@ export class Balancer extends Actor {
       this.listen(s.anyPoolExec, (m) => this.tracked(() => this.onExec(m)), { queue: BALANCER_QUEUE }),
       this.listen(s.adminStrategy, (m) => this.onStrategy(m), { queue: BALANCER_QUEUE }),
       this.listen(s.adminWeight, (m) => this.onWeight(m), { queue: BALANCER_QUEUE }),
+      this.listen(s.adminSettingsReset, (m) => this.onSettingsReset(m), { queue: BALANCER_QUEUE }),
       this.listen(s.adminStatus, (m) => this.onStatus(m), { queue: BALANCER_QUEUE }),
       this.listen(s.adminStatusOf(this.balancerId), (m) => this.onStatus(m)),
       this.listen(s.adminBalancers, (m) => this.onStatus(m)),
     );
     await this.flushed();
     this.scheduleSweep();
-    this.log.info('balancer ready', { strategy: this.strategyName, execMode: this.execMode, nodes: this.membership.nodes(Date.now()).length });
+    this.log.info('balancer ready', { strategy: this.strategy, execMode: this.execMode, nodes: this.membership.nodes(Date.now()).length });
   }
 
   /**
@@ -299,28 +312,27 @@ export class Balancer extends Actor {
 
   // ---- settings ------------------------------------------------------------
 
-  private applyStrategy(v: StrategyRequest | undefined, revision: number): void {
-    const name = v?.strategy ?? this.cfg.strategy;
-    const weights = performanceWeights(v?.performanceWeights ?? this.cfg.performanceWeights);
-    createStrategy(name, { performanceWeights: weights }); // throws on a bad value before anything changes
-    const changed = name !== this.strategyName || JSON.stringify(weights) !== JSON.stringify(this.perfWeights);
-    this.strategyName = name;
-    this.perfWeights = weights;
-    if (changed) {
+  private applyStrategy(v: StrategyRequest | undefined, revision: number, meta?: SettingMeta): void {
+    if (v) createStrategy(v.strategy, { performanceWeights: performanceWeights(v.performanceWeights ?? this.cfg.performanceWeights) }); // throws on a bad value before anything changes
+    if (this.runtime.setOverride(v, revision, meta)) {
       this.strategies.clear();
-      this.log.info('strategy set', { strategy: name, performanceWeights: weights, revision });
+      if (v) this.log.info('strategy set', { strategy: v.strategy, performanceWeights: v.performanceWeights ?? null, revision, by: meta?.by ?? null });
+      else this.log.info('strategy back to the config', { revision });
     }
   }
 
-  private applyWeight(nodeId: string, weight: number | undefined, revision: number): void {
+  private applyWeight(nodeId: string, weight: number | undefined, revision: number, meta?: SettingMeta): void {
     this.membership.setWeight(nodeId, weight);
-    this.log.info('node weight set', { nodeId, weight: weight ?? null, revision });
+    this.runtime.setWeight(nodeId, weight, revision, meta);
+    this.log.info('node weight set', { nodeId, weight: weight ?? null, revision, by: meta?.by ?? null });
   }
 
+  /** Created once per pool and kept until the override changes (the config does not change at runtime). */
   private strategyFor(pool: string): Strategy {
     let st = this.strategies.get(pool);
     if (!st) {
-      st = createStrategy(this.strategyName, { performanceWeights: this.perfWeights });
+      const eff = this.runtime.strategyOf(pool);
+      st = createStrategy(eff.value, { performanceWeights: eff.performanceWeights });
       this.strategies.set(pool, st);
     }
     return st;
@@ -356,13 +368,14 @@ export class Balancer extends Actor {
     const t0 = performance.now();
     const arrived = Date.now();
     const pool = poolFromSubject(m.subject, this.s.prefix) ?? '';
-    let r: { raw: Record<string, unknown>; req: { timeoutMs: number } };
+    let r: { raw: Record<string, unknown>; req: { timeoutMs?: number } };
     try {
       r = this.read(kind, m, pool);
     } catch (err) {
       return this.rejected(m, pool, kind, t0, err);
     }
-    return run(pool, r.raw, arrived + r.req.timeoutMs).then((result) => {
+    // No deadline from the client: the pool's acquire_timeout (as this balancer's config has it).
+    return run(pool, r.raw, arrived + (r.req.timeoutMs ?? this.runtime.acquireTimeoutOf(pool))).then((result) => {
       this.metrics.done(this.poolLabel(pool), kind, result, performance.now() - t0);
     });
   }
@@ -677,8 +690,8 @@ export class Balancer extends Actor {
       const req = parse('strategy', m.data);
       const value: StrategyRequest = { strategy: req.strategy, ...(req.performanceWeights ? { performanceWeights: req.performanceWeights } : {}) };
       createStrategy(value.strategy, { performanceWeights: value.performanceWeights }); // validate before writing
-      const revision = await this.settings.putStrategy(value);
-      this.reply(m, { strategy: this.strategyName, performanceWeights: this.perfWeights, revision });
+      const revision = await this.settings.putStrategy(value, req.by);
+      this.reply(m, { strategy: this.strategy, performanceWeights: this.runtime.strategyOf('').performanceWeights, revision });
     } catch (err) {
       this.replyError(m, err instanceof RangeError ? new ShoalError(ErrorCodes.BAD_REQUEST, err.message) : err);
     }
@@ -687,8 +700,24 @@ export class Balancer extends Actor {
   private async onWeight(m: Msg): Promise<void> {
     try {
       const req = parse('weight', m.data);
-      const revision = await this.settings.putWeight(req.nodeId, req.weight);
+      // A typo would otherwise sit in the bucket and apply to whatever node takes that id later.
+      if (!this.lastHb.has(req.nodeId)) {
+        const known = [...this.lastHb.keys()].sort();
+        throw new ShoalError(ErrorCodes.BAD_REQUEST, `no node ${req.nodeId} is known to balancer ${this.balancerId} (known: ${known.join(', ') || 'none'}); \`shoal settings reset weight.${req.nodeId}\` removes a weight left by a gone node`, { details: { field: 'nodeId', reason: 'unknown_node', retryable: false } });
+      }
+      const revision = await this.settings.putWeight(req.nodeId, req.weight, req.by);
       this.reply(m, { nodeId: req.nodeId, weight: req.weight, revision });
+    } catch (err) {
+      this.replyError(m, err);
+    }
+  }
+
+  private async onSettingsReset(m: Msg): Promise<void> {
+    try {
+      const req = parse('settingsReset', m.data);
+      const reset = await this.settings.reset(req.key);
+      this.log.info('runtime settings reset to the config', { keys: reset, by: req.by ?? null });
+      this.reply(m, { reset, strategy: this.strategy });
     } catch (err) {
       this.replyError(m, err);
     }
@@ -722,10 +751,10 @@ export class Balancer extends Actor {
   status(now = Date.now()): BalancerStatus {
     return {
       balancerId: this.balancerId,
-      strategy: this.strategyName,
-      performanceWeights: this.perfWeights,
+      strategy: this.strategy,
+      performanceWeights: this.runtime.strategyOf('').performanceWeights,
       execMode: this.execMode,
-      settings: { bucket: this.cfg.settingsBucket ?? SETTINGS_BUCKET, watched: this.settings.ready },
+      settings: { bucket: this.cfg.settingsBucket ?? SETTINGS_BUCKET, watched: this.settings.ready, values: this.runtime.rows(this.knownPools()) },
       startedAt: this.startedAt,
       nodes: this.membership.nodes(now).map((v) => ({
         nodeId: v.nodeId,
@@ -762,6 +791,12 @@ export class Balancer extends Actor {
     } catch (err) {
       this.log.debug('respond failed', { err: (err as Error).message });
     }
+  }
+
+  private knownPools(): Set<string> {
+    const out = new Set<string>();
+    for (const hb of this.lastHb.values()) for (const p of Object.keys(hb.pools)) out.add(p);
+    return out;
   }
 
   /** Pool names come from subjects anyone can publish to: only known pools become metric labels. */

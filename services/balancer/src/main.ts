@@ -29,7 +29,14 @@ async function main(): Promise<void> {
   const log = createLogger({ svc: 'balancer' }, cfg.logLevel);
   installCrashGuards(log);
   const nc = await connectNats({ ...cfg.nats, name: cfg.nats.name ?? `shoal-balancer${balancerId ? '-' + balancerId : ''}` }, log);
-  const balancer = new Balancer(nc, log, { ...cfg.balancer, prefix: cfg.prefix, balancerId, execMode });
+  // The same config as the nodes': each pool's strategy and acquire deadline, with where they came from.
+  const pools = Object.fromEntries(Object.values(cfg.pools).map((p) => [p.name, {
+    strategy: p.loadBalancing.strategy,
+    strategySource: p.sources?.['load_balancing.strategy'],
+    acquireTimeoutMs: p.acquireTimeoutMs,
+    acquireTimeoutSource: p.sources?.acquire_timeout,
+  }]));
+  const balancer = new Balancer(nc, log, { ...cfg.balancer, strategySource: cfg.sources?.['balancer.strategy'], pools, prefix: cfg.prefix, balancerId, execMode });
   let stopping = false;
   // Filled in once started; a signal during start-up stops what exists so far.
   const started: { http?: Awaited<ReturnType<typeof startHttp>> } = {};

@@ -19,7 +19,7 @@ async function main(): Promise<void> {
   let stopping = false;
   onShutdown(async () => {
     stopping = true;
-    await node.drain(cfg.drainGraceMs);
+    await node.drain(cfg.drainGraceMs, true);
     await node.stop();
     await http?.close();
     await nc.drain().catch(() => {});
@@ -34,6 +34,8 @@ async function main(): Promise<void> {
     log,
   });
   await node.start();
+  // Stopped during the warm-up: nothing here is ready or listening any more.
+  if (stopping) return;
   // One machine-readable line for scripts and tests that start nodes.
   log.info('listening', { nodeId: node.nodeId, httpPort: http?.port ?? null });
   nc.closed().then((err) => {

@@ -49,6 +49,13 @@ export interface PoolConfig {
     validateSkipWindowMs: number;
   };
   create: { timeoutMs: number; retryBaseMs: number; retryMaxMs: number };
+  /**
+   * Where each key's value came from, by the key's path in the pool block
+   * (`load_balancing.strategy`): `default`, `file <path>`, `env <NAME>` or
+   * `overrides`. Lets a balancer tell a strategy the config sets from the
+   * built-in one, and `shoal status` say where a value came from.
+   */
+  sources?: Record<string, string>;
   resourceLimits: {
     maxMemoryPerSessionBytes: number;
     maxTotalMemoryBytes: number;
@@ -78,6 +85,8 @@ export interface NodeConfig {
     performanceWeights: { latency: number; throughput: number; errorRate: number; resource: number };
   };
   pools: Record<string, PoolConfig>;
+  /** Where each node-level key's value came from (`balancer.strategy` -> `default`, `file <path>`, `env <NAME>`, `overrides`). */
+  sources?: Record<string, string>;
 }
 
 export interface LoadConfigOptions {

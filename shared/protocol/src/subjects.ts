@@ -54,6 +54,12 @@ export function subjects(prefix: string = DEFAULT_PREFIX) {
     adminStatusOf: (balancerId: string) => `${prefix}.admin.status.${balancerId}`,
     /** Every balancer replica answers (no queue group): collect the replies to list them all. */
     adminBalancers: `${prefix}.admin.balancers`,
+
+    // ---- operator's view (issue 13) ----
+    /** Runtime settings back to the config (any replica answers; all follow the KV bucket). */
+    adminSettingsReset: `${prefix}.admin.settings.reset`,
+    /** Leave draining (admin -> node). */
+    nodeUndrain: (nodeId: string) => `${prefix}.node.${nodeId}.undrain`,
   };
 }
 
