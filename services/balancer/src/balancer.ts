@@ -131,6 +131,8 @@ export class Balancer extends Actor {
   private inFlight = 0;
   private idle: (() => void) | undefined;
   private stopping = false;
+  /** Called after each heartbeat is taken in (the status page's live feed). */
+  onHeartbeatSeen: ((hb: Heartbeat) => void) | undefined;
 
   constructor(nc: NatsConnection, log: Logger, private readonly cfg: BalancerSettings) {
     const balancerId = cfg.balancerId ?? newId();
@@ -261,6 +263,7 @@ export class Balancer extends Actor {
     }
     this.firstHeartbeat?.();
     this.firstHeartbeat = undefined;
+    this.onHeartbeatSeen?.(hb);
   }
 
   /** Sweep at least every `sweepIntervalMs`, and as often as the fastest node beats, so a silent node is noticed within about an interval. */

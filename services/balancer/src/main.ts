@@ -3,6 +3,7 @@ import { loadConfigOrExit } from '@shoal/config';
 import { isToken } from '@shoal/protocol';
 import { connectNats, createLogger, installCrashGuards, onShutdown, startHttp } from '@shoal/runtime';
 import { Balancer, type ExecMode } from './balancer.js';
+import { ClusterView } from './http-api.js';
 
 /**
  * balancer process: config → NATS → heartbeats and settings heard → queue
@@ -39,25 +40,27 @@ async function main(): Promise<void> {
   const balancer = new Balancer(nc, log, { ...cfg.balancer, strategySource: cfg.sources?.['balancer.strategy'], pools, prefix: cfg.prefix, balancerId, execMode });
   let stopping = false;
   // Filled in once started; a signal during start-up stops what exists so far.
-  const started: { http?: Awaited<ReturnType<typeof startHttp>> } = {};
+  const started: { http?: Awaited<ReturnType<typeof startHttp>>; view?: ClusterView } = {};
   onShutdown(async () => {
     stopping = true;
+    started.view?.stop();
     await balancer.stop();
     await started.http?.close();
     await nc.drain().catch(() => {});
     return 0;
   }, log);
   await balancer.start();
+  const view = new ClusterView(balancer, nc, cfg.prefix, log);
+  view.start();
+  started.view = view;
   const http = await startHttp({
     host: cfg.http.host,
     port: cfg.http.port,
     registry: balancer.metrics.registry,
     health: () => ({ ok: !nc.isClosed() && !stopping, balancerId: balancer.balancerId }),
-    routes: {
-      '/api/v1/balancer/status': () => balancer.status(),
-      // The Weaviate pool design's stats, cluster-wide: summed over every node that has a weaviate pool.
-      '/vector-store/pool/stats': (q) => balancer.vectorStoreStats(q.get('pool') ?? undefined),
-    },
+    // The Weaviate pool design's stats, cluster-wide: summed over every node that has a weaviate pool.
+    routes: view.routes((q) => balancer.vectorStoreStats(q.get('pool') ?? undefined)),
+    handlers: view.handlers(),
     log,
   });
   started.http = http;

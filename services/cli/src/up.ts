@@ -489,8 +489,11 @@ class LocalCluster {
     const o = this.o;
     const services = this.children.filter((c) => c.kind !== 'nats' && c.running);
     const summary = services.map((c) => ({ name: c.name, kind: c.kind, pid: c.pid, httpPort: (c.ready?.httpPort as number | null | undefined) ?? null, pools: c.pools }));
+    // Every balancer serves the same live cluster view at `/`.
+    const page = summary.find((c) => c.kind === 'balancer' && c.httpPort);
+    const statusPage = page ? `http://127.0.0.1:${page.httpPort}/` : null;
     if (this.ctx.json) {
-      this.event({ event: 'ready', natsUrl, natsPid: this.nats?.pid, dataDir: o.dataDir, ms: took, children: summary });
+      this.event({ event: 'ready', natsUrl, natsPid: this.nats?.pid, dataDir: o.dataDir, ms: took, statusPage, children: summary });
       return;
     }
     const out = this.ctx.stdout;
@@ -501,6 +504,7 @@ class LocalCluster {
     const lines = [
       '',
       paint(out, 'green', `shoal: local cluster ready in ${ms(took)}`),
+      ...(statusPage ? [`  status page: ${paint(out, 'bold', statusPage)}  (live; any balancer's port shows the same)`] : []),
       `  ${'nats'.padEnd(w)}  pid ${String(this.nats?.pid).padEnd(7)}  ${natsUrl}  (JetStream data in ${shortPath(storeDir)})`,
       ...summary.map((c) => `  ${c.name.padEnd(w)}  pid ${String(c.pid).padEnd(7)}  ${c.httpPort ? `http://127.0.0.1:${c.httpPort}` : '(no http)'}${c.pools.length ? `  pools: ${c.pools.join(', ')}` : ''}`),
       '',
