@@ -44,6 +44,8 @@ export interface BalancerSettings {
   sweepIntervalMs?: number;
   /** KV bucket of operator settings. Default SETTINGS_BUCKET. */
   settingsBucket?: string;
+  /** Register with NATS's services API (`$SRV.*`); default true. */
+  micro?: boolean;
 }
 
 /** Below this much time left, no new try is started. */
@@ -174,16 +176,24 @@ export class Balancer extends Actor {
     await this.flushed();
     await this.settings.start();
     await this.warmup(heard);
+    // Admin endpoints are micro endpoints ($SRV.STATS); acquire/exec stay plain queue subscriptions (hot path).
+    if (this.cfg.micro !== false) {
+      await this.registerMicro({
+        name: 'shoal-balancer',
+        description: 'Shoal balancer: places acquires and one-shot execs on pool-nodes',
+        metadata: { balancerId: this.balancerId, prefix: s.prefix, data_plane: `${s.anyPoolAcquire},${s.anyPoolExec}`, data_plane_queue: BALANCER_QUEUE },
+      });
+    }
     this.requestSubs.push(
       this.listen(s.anyPoolAcquire, (m) => this.tracked(() => this.onAcquire(m)), { queue: BALANCER_QUEUE }),
       this.listen(s.anyPoolExec, (m) => this.tracked(() => this.onExec(m)), { queue: BALANCER_QUEUE }),
-      this.listen(s.adminStrategy, (m) => this.onStrategy(m), { queue: BALANCER_QUEUE }),
-      this.listen(s.adminWeight, (m) => this.onWeight(m), { queue: BALANCER_QUEUE }),
-      this.listen(s.adminSettingsReset, (m) => this.onSettingsReset(m), { queue: BALANCER_QUEUE }),
-      this.listen(s.adminStatus, (m) => this.onStatus(m), { queue: BALANCER_QUEUE }),
       this.listen(s.adminStatusOf(this.balancerId), (m) => this.onStatus(m)),
       this.listen(s.adminBalancers, (m) => this.onStatus(m)),
     );
+    this.endpoint('strategy', s.adminStrategy, (m) => this.onStrategy(m), { queue: BALANCER_QUEUE });
+    this.endpoint('weight', s.adminWeight, (m) => this.onWeight(m), { queue: BALANCER_QUEUE });
+    this.endpoint('settings-reset', s.adminSettingsReset, (m) => this.onSettingsReset(m), { queue: BALANCER_QUEUE });
+    this.endpoint('status', s.adminStatus, (m) => this.onStatus(m), { queue: BALANCER_QUEUE });
     await this.flushed();
     this.scheduleSweep();
     this.log.info('balancer ready', { strategy: this.strategy, execMode: this.execMode, nodes: this.membership.nodes(Date.now()).length });

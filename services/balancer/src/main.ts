@@ -37,7 +37,7 @@ async function main(): Promise<void> {
     acquireTimeoutMs: p.acquireTimeoutMs,
     acquireTimeoutSource: p.sources?.acquire_timeout,
   }]));
-  const balancer = new Balancer(nc, log, { ...cfg.balancer, strategySource: cfg.sources?.['balancer.strategy'], pools, prefix: cfg.prefix, balancerId, execMode });
+  const balancer = new Balancer(nc, log, { ...cfg.balancer, strategySource: cfg.sources?.['balancer.strategy'], pools, prefix: cfg.prefix, balancerId, execMode, micro: env.SHOAL_MICRO !== '0' });
   let stopping = false;
   // Filled in once started; a signal during start-up stops what exists so far.
   const started: { http?: Awaited<ReturnType<typeof startHttp>>; view?: ClusterView } = {};

@@ -15,7 +15,8 @@ async function main(): Promise<void> {
   const log = createLogger({ svc: 'pool-node' }, cfg.logLevel);
   installCrashGuards(log);
   const nc = await connectNats({ ...cfg.nats, name: `shoal-pool-node${cfg.nodeId ? '-' + cfg.nodeId : ''}` }, log);
-  const node = new PoolNode(nc, log, cfg, driverFor);
+  // SHOAL_MICRO=0 leaves the NATS services API out (e.g. to compare benchmarks).
+  const node = new PoolNode(nc, log, { ...cfg, micro: process.env.SHOAL_MICRO !== '0' }, driverFor);
   let stopping = false;
   onShutdown(async () => {
     stopping = true;

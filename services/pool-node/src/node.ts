@@ -23,6 +23,8 @@ export interface NodeSettings {
   drainGraceMs: number;
   maxConcurrentRequests: number;
   pools: Record<string, NodePoolSettings>;
+  /** Register with NATS's services API (`$SRV.*`); default true. */
+  micro?: boolean;
 }
 
 /** Marks renew and release for admission: never refused for load. */
@@ -87,15 +89,25 @@ export class PoolNode extends Actor {
   async start(): Promise<void> {
     const s = this.s;
     const id = this.nodeId;
+    // Control endpoints are micro endpoints (counted in $SRV.STATS); the data
+    // plane stays on plain subscriptions, off the services API's per-message
+    // bookkeeping, and is listed in the metadata.
+    if (this.cfg.micro !== false) {
+      await this.registerMicro({
+        name: 'shoal-pool-node',
+        description: 'Shoal pool-node: pools of leased resources',
+        metadata: { nodeId: id, prefix: s.prefix, pools: [...this.pools.keys()].join(','), data_plane: [s.nodeAcquire(id), s.nodeExec(id), s.leaseExec(id), s.leaseRenew(id), s.leaseRelease(id)].join(',') },
+      });
+    }
     this.listen(s.nodeAcquire(id), (m) => this.request(m, () => this.onAcquire(m)));
     this.listen(s.nodeExec(id), (m) => this.request(m, () => this.onExec(m)));
     this.listen(s.leaseExec(id), (m) => this.request(m, () => this.onLeaseExec(m)));
     this.listen(s.leaseRenew(id), (m) => this.request(m, () => this.onRenew(m), LEASE_OP));
     this.listen(s.leaseRelease(id), (m) => this.request(m, () => this.onRelease(m), LEASE_OP));
-    this.listen(s.nodeScale(id), (m) => this.request(m, () => this.onScale(m)));
-    this.listen(s.nodeDrain(id), (m) => this.onDrain(m));
-    this.listen(s.nodeUndrain(id), (m) => this.onUndrain(m));
-    this.listen(s.nodeStatus(id), (m) => this.reply(m, this.status(parse('status', m.data).leases ?? false)));
+    this.endpoint('scale', s.nodeScale(id), (m) => this.request(m, () => this.onScale(m)));
+    this.endpoint('drain', s.nodeDrain(id), (m) => this.onDrain(m));
+    this.endpoint('undrain', s.nodeUndrain(id), (m) => this.onUndrain(m));
+    this.endpoint('status', s.nodeStatus(id), (m) => this.reply(m, this.status(parse('status', m.data).leases ?? false)));
     await Promise.all([...this.pools.values()].map((p) => p.start()));
     await this.flushed();
     this.startHeartbeats();

@@ -5,3 +5,4 @@ export * from './actor.js';
 export * from './http.js';
 export * from './shutdown.js';
 export * from './requester.js';
+export * from './micro.js';
