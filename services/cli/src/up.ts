@@ -387,7 +387,13 @@ class LocalCluster {
     if (!o.env.SHOAL_DRAIN_GRACE) base.SHOAL_DRAIN_GRACE = '5s';
     delete base.SHOAL_NODE_ID;
     const httpHost = o.config.http.host === '0.0.0.0' || o.config.http.host === '::' ? '127.0.0.1' : o.config.http.host;
-    const httpPort = async (want: number): Promise<string> => (want <= 0 ? String(o.httpBase < 0 ? -1 : 0) : (await portFree(want, httpHost)) ? String(want) : '0');
+    const httpPort = async (want: number, name: string): Promise<string> => {
+      if (want <= 0) return String(o.httpBase < 0 ? -1 : 0);
+      if (await portFree(want, httpHost)) return String(want);
+      // Said, not silent: the README and docs name the usual ports.
+      this.say(`${name}: HTTP port ${want} is taken; using a free port instead (the banner shows it)`);
+      return '0';
+    };
 
     const balancerScript = join(ROOT, 'services/balancer/dist/main.js');
     const nodeScript = join(ROOT, 'services/pool-node/dist/main.js');
@@ -399,12 +405,12 @@ class LocalCluster {
     const pick = (i: number, offset: number) => (o.httpBase > 0 ? o.httpBase + offset + i : 0);
     for (let i = 1; i <= o.balancers; i++) {
       // After the nodes' ports: the base port itself (8080) is Weaviate's default, which the weaviate pool dials.
-      const env = { ...base, SHOAL_BALANCER_ID: `balancer-${i}`, SHOAL_HTTP_PORT: await httpPort(pick(i, o.nodes)) };
+      const env = { ...base, SHOAL_BALANCER_ID: `balancer-${i}`, SHOAL_HTTP_PORT: await httpPort(pick(i, o.nodes), `balancer-${i}`) };
       started.push(this.spawnService(`balancer-${i}`, 'balancer', balancerScript, env));
       names.push(`balancer-${i}`);
     }
     for (let i = 1; i <= o.nodes; i++) {
-      const env = { ...base, SHOAL_NODE_ID: `node-${i}`, SHOAL_HTTP_PORT: await httpPort(pick(i, 0)) };
+      const env = { ...base, SHOAL_NODE_ID: `node-${i}`, SHOAL_HTTP_PORT: await httpPort(pick(i, 0), `node-${i}`) };
       started.push(this.spawnService(`node-${i}`, 'node', nodeScript, env));
       names.push(`node-${i}`);
     }
