@@ -32,6 +32,19 @@ async function until<T>(what: string, fn: () => Promise<T | undefined> | T | und
   }
 }
 
+/** Run one `shoal` command against the cluster to its end. */
+function shoal(args: string[], natsUrl: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [BIN, ...args, '--nats', natsUrl], { env: { ...process.env, NO_COLOR: '1', USER: 'tester' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => { stdout += d; });
+    p.stderr.on('data', (d) => { stderr += d; });
+    const t = setTimeout(() => { p.kill('SIGKILL'); reject(new Error(`shoal ${args.join(' ')} hung; stderr: ${stderr}`)); }, 30_000);
+    p.once('exit', (code) => { clearTimeout(t); resolve({ code, stdout, stderr }); });
+  });
+}
+
 async function getJson<T>(url: string): Promise<T> {
   const r = await fetch(url);
   expect(r.status, url).to.equal(200);
@@ -52,6 +65,7 @@ describe('status page and cluster HTTP API (e2e: `shoal up`, 3 nodes, 2 balancer
   let base: string;
   let other: string;
   let nc: NatsConnection;
+  let natsUrl: string;
 
   before(async function () {
     this.timeout(90_000);
@@ -77,7 +91,8 @@ describe('status page and cluster HTTP API (e2e: `shoal up`, 3 nodes, 2 balancer
     const balancers = ready.children.filter((c) => c.kind === 'balancer' && c.httpPort);
     expect(balancers).to.have.length(2);
     other = `http://127.0.0.1:${balancers.find((b) => !base.endsWith(`:${b.httpPort}`))!.httpPort}`;
-    nc = await natsConnect({ servers: `nats://127.0.0.1:${port}` });
+    natsUrl = `nats://127.0.0.1:${port}`;
+    nc = await natsConnect({ servers: natsUrl });
     await until('3 nodes listed', async () => (await getJson<StatusJson>(`${base}/api/v1/session-pool/status`)).nodes.length === 3 || undefined, 20_000);
   });
 
@@ -125,6 +140,36 @@ describe('status page and cluster HTTP API (e2e: `shoal up`, 3 nodes, 2 balancer
     expect(await m.text()).to.match(/^# HELP shoal_/m);
     const v = await getJson<Record<string, unknown>>(`${base}/vector-store/pool/stats`);
     expect(v).to.be.an('object');
+  });
+
+  it('shoal status shows each setting\'s value and source; strategy, weight, settings reset and undrain work from the CLI', async () => {
+    let st = await shoal(['status'], natsUrl);
+    expect(st.code, st.stderr).to.equal(0);
+    expect(st.stdout).to.match(/SETTING\s+FOR\s+VALUE\s+SOURCE/);
+    expect(st.stdout).to.match(/strategy\s+synthetic\s+p2c\s+balancer\.strategy \(default\)/);
+    expect(st.stdout).to.match(/acquire_timeout\s+synthetic\s+30000ms\s+default/);
+
+    const bad = await shoal(['weight', 'node-9', '5'], natsUrl);
+    expect(bad.code).to.equal(1);
+    expect(bad.stderr).to.match(/no node node-9 is known/);
+
+    expect((await shoal(['strategy', 'round_robin'], natsUrl)).code).to.equal(0);
+    st = await shoal(['status'], natsUrl);
+    expect(st.stdout).to.match(/strategy\s+synthetic\s+round_robin\s+runtime\s+\S+@\S+ at \d{4}-/);
+    const reset = await shoal(['settings', 'reset'], natsUrl);
+    expect(reset.code, reset.stderr).to.equal(0);
+    expect(reset.stdout).to.contain('back to the config: strategy');
+    await until('the strategy back to the config', async () => /synthetic\s+p2c\s+balancer\.strategy/.test((await shoal(['status'], natsUrl)).stdout) || undefined, 10_000);
+
+    // A held lease keeps the drain in its grace period (with none, it would finish at once and undrain would restart the pool).
+    const lease = readReply<{ leaseId: string }>((await nc.request(s.nodeAcquire('node-1'), encode({ v: PROTOCOL_VERSION, pool: 'synthetic', timeoutMs: 3000 }), { timeout: 5000 })).data);
+    expect((await shoal(['drain', 'node-1', '--grace', '60000'], natsUrl)).code).to.equal(0);
+    await until('node-1 draining', async () => (await getJson<StatusJson>(`${base}/api/v1/session-pool/status`)).nodes.find((n) => n.nodeId === 'node-1')!.draining || undefined, 10_000);
+    const un = await shoal(['undrain', 'node-1'], natsUrl);
+    expect(un.code, un.stderr).to.equal(0);
+    expect(un.stdout).to.contain('node-1 takes work again (synthetic: resumed)');
+    readReply((await nc.request(s.leaseRelease('node-1'), encode({ v: PROTOCOL_VERSION, leaseId: lease.leaseId }), { timeout: 5000 })).data);
+    await until('node-1 not draining', async () => !(await getJson<StatusJson>(`${base}/api/v1/session-pool/status`)).nodes.find((n) => n.nodeId === 'node-1')!.draining || undefined, 10_000);
   });
 
   it('the page lists every node and pool, shows a scale change and a SIGKILLed node within 2 s, without console errors', async () => {
