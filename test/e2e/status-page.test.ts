@@ -130,7 +130,7 @@ describe('status page and cluster HTTP API (e2e: `shoal up`, 3 nodes, 2 balancer
     expect(new Set(r.sessions.map((x) => x.node))).to.deep.equal(new Set(st.nodes.map((n) => n.nodeId)));
     for (const x of r.sessions) {
       expect(x).to.include.keys('id', 'status', 'created_at', 'request_count', 'node', 'pool');
-      expect(Date.parse(String(x.created_at))).to.be.a('number').and.not.NaN;
+      expect(Number.isNaN(Date.parse(String(x.created_at)))).to.equal(false);
     }
   });
 

@@ -53,7 +53,7 @@ describe('NATS micro services ($SRV.PING/INFO/STATS) of every process kind', fun
     expect(pings.map((p) => p.name).sort()).to.deep.equal(['shoal-balancer', 'shoal-pool-node']);
     for (const p of pings) {
       expect(p.type).to.equal('io.nats.micro.v1.ping_response');
-      expect(p.id).to.be.a('string').and.not.empty;
+      expect(p.id).to.be.a('string').with.length.above(0);
       expect(p.version).to.match(/^\d+\.\d+\.\d+/);
     }
     // Discovery by name, as `nats micro info shoal-pool-node` asks.
