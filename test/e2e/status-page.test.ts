@@ -172,6 +172,24 @@ describe('status page and cluster HTTP API (e2e: `shoal up`, 3 nodes, 2 balancer
     await until('node-1 not draining', async () => !(await getJson<StatusJson>(`${base}/api/v1/session-pool/status`)).nodes.find((n) => n.nodeId === 'node-1')!.draining || undefined, 10_000);
   });
 
+  it('shows health verdicts (subject and settings bucket) and autoscaler targets from the bucket; an absent autoscaler is "not running"', async () => {
+    const kv = await nc.jetstream().views.kv('shoal_settings');
+    const now = Date.now();
+    await kv.put('health.node-1', JSON.stringify({ v: 1, nodeId: 'node-1', healthy: false, at: now, since: now, checkerId: 'test', reason: 'probe timed out', checks: [], pools: {} }));
+    await kv.put('target.synthetic', JSON.stringify({ target: 3, by: 'test' }));
+    nc.publish('shoal.health.verdict.node-2', encode({ v: 1, nodeId: 'node-2', healthy: true, at: now, since: now, checkerId: 'test', checks: [{ type: 'ping', ok: true }], pools: {} }));
+    const st = await until('verdicts and targets in the status', async () => {
+      const j = await getJson<StatusJson & { autoscaler: { targets: Record<string, unknown> } }>(`${base}/api/v1/session-pool/status`);
+      const h = (id: string) => (j.nodes.find((n) => n.nodeId === id)?.health as { healthy?: boolean } | null)?.healthy;
+      return h('node-1') === false && h('node-2') === true && j.autoscaler.targets.synthetic ? j : undefined;
+    }, 10_000);
+    expect(st.health.running).to.equal(true);
+    expect(st.autoscaler.running).to.equal(false);
+    expect(st.autoscaler.targets).to.deep.equal({ synthetic: { target: 3, by: 'test' } });
+    // The bucket entry reached both replicas (each watches the whole bucket).
+    await until('the other replica too', async () => ((await getJson<StatusJson>(`${other}/api/v1/session-pool/status`)).nodes.find((n) => n.nodeId === 'node-1')?.health as { healthy?: boolean } | null)?.healthy === false || undefined, 10_000);
+  });
+
   it('the page lists every node and pool, shows a scale change and a SIGKILLed node within 2 s, without console errors', async () => {
     expect(existsSync(CHROMIUM), `${CHROMIUM} (apt-get install chromium; scripts/ensure-deps.sh)`).to.equal(true);
     const profile = mkdtempSync(join(tmpdir(), 'shoal-chromium-'));
@@ -194,6 +212,9 @@ describe('status page and cluster HTTP API (e2e: `shoal up`, 3 nodes, 2 balancer
       expect(listed).to.deep.equal(['node-1', 'node-2', 'node-3']);
       expect(await page.$$eval('#nodes tr[data-pool="synthetic"]', (trs) => trs.length)).to.equal(3);
       expect(await page.$eval('#conn', (e) => e.textContent)).to.equal('live');
+      // Verdicts and the autoscaler panel (not running here, but its targets from the bucket are shown).
+      await page.waitForFunction(() => document.querySelector('#nodes td[data-node="node-1"] ~ td .pill')?.textContent === 'unhealthy', undefined, { timeout: 5000 });
+      expect(await page.$eval('#autoscaler', (e) => e.textContent)).to.match(/not running.*synthetic/s);
 
       // A scale change: node-2's target goes to 5; the page shows it within 2 s of the node's answer.
       readReply(( await nc.request(s.nodeScale('node-2'), encode({ v: PROTOCOL_VERSION, pool: 'synthetic', op: 'target', n: 5 }), { timeout: 5000 })).data);

@@ -135,6 +135,8 @@ export class Balancer extends Actor {
   private stopping = false;
   /** Called after each heartbeat is taken in (the status page's live feed). */
   onHeartbeatSeen: ((hb: Heartbeat) => void) | undefined;
+  /** Called with settings-bucket keys other services own (`target.*`, `health.*`), for the status page. */
+  onForeignSetting: ((key: string, value: unknown) => void) | undefined;
 
   constructor(nc: NatsConnection, log: Logger, private readonly cfg: BalancerSettings) {
     const balancerId = cfg.balancerId ?? newId();
@@ -151,6 +153,7 @@ export class Balancer extends Actor {
     this.settings = new SettingsStore(nc, this.log, cfg.settingsBucket ?? SETTINGS_BUCKET, {
       strategy: (v, rev, meta) => this.applyStrategy(v, rev, meta),
       weight: (nodeId, w, rev, meta) => this.applyWeight(nodeId, w, rev, meta),
+      other: (key, value) => this.onForeignSetting?.(key, value),
     });
   }
 

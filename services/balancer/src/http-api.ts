@@ -44,7 +44,8 @@ export interface ClusterStatus extends Omit<BalancerStatus, 'nodes'> {
   nodes: (BalancerStatus['nodes'][number] & { health: Verdict | null })[];
   pools: Record<string, PoolTotals>;
   health: { running: boolean; verdicts: number };
-  autoscaler: { running: boolean; status?: unknown; error?: string; at: number };
+  /** `status`: what `<prefix>.autoscaler.status` answered; `targets`: the `target.<pool>` keys of the settings bucket. */
+  autoscaler: { running: boolean; status?: unknown; error?: string; at: number; targets: Record<string, unknown> };
 }
 
 /** How often the page's feed pushes at most, and at least (state changes without a heartbeat: a silent node). */
@@ -57,7 +58,9 @@ const VERDICT_TTL_MS = 60_000;
 
 export class ClusterView {
   private readonly verdicts = new Map<string, Verdict>();
-  private autoscaler: ClusterStatus['autoscaler'] = { running: false, at: 0 };
+  private autoscaler: Omit<ClusterStatus['autoscaler'], 'targets'> = { running: false, at: 0 };
+  /** `target.<pool>` entries of the settings bucket (the autoscaler's, issue 8). */
+  private readonly targets = new Map<string, unknown>();
   private readonly clients = new Set<ServerResponse>();
   private sub: Subscription | undefined;
   private pushTimer: NodeJS.Timeout | undefined;
@@ -86,6 +89,20 @@ export class ClusterView {
     }
     // Fed by the heartbeats the balancer hears anyway: a change shows within a push period.
     this.balancer.onHeartbeatSeen = () => this.soon();
+    // The settings bucket the balancer watches anyway: `health.<nodeId>` (the last verdict, so a
+    // verdict made before this replica started is shown) and the autoscaler's `target.<pool>`.
+    this.balancer.onForeignSetting = (key, value) => {
+      if (key.startsWith('target.')) {
+        if (value === undefined) this.targets.delete(key.slice(7));
+        else this.targets.set(key.slice(7), value);
+      } else if (key.startsWith('health.')) {
+        const v = value as Verdict | undefined;
+        const nodeId = key.slice(7);
+        if (v === undefined) this.verdicts.delete(nodeId);
+        else if (typeof v.healthy === 'boolean' && !((this.verdicts.get(nodeId)?.at ?? -Infinity) > (v.at ?? 0))) this.verdicts.set(nodeId, { ...v, nodeId });
+      } else return;
+      this.soon();
+    };
   }
 
   stop(): void {
@@ -123,7 +140,7 @@ export class ClusterView {
       nodes: st.nodes.map((n) => ({ ...n, health: this.verdicts.get(n.nodeId) ?? null })),
       pools,
       health: { running: this.verdicts.size > 0, verdicts: this.verdicts.size },
-      autoscaler: this.autoscaler,
+      autoscaler: { ...this.autoscaler, targets: Object.fromEntries(this.targets) },
     };
   }
 

@@ -49,10 +49,11 @@ async function main(): Promise<void> {
     await nc.drain().catch(() => {});
     return 0;
   }, log);
-  await balancer.start();
+  // Before the balancer starts: the settings it reads at start include the health verdicts and targets the page shows.
   const view = new ClusterView(balancer, nc, cfg.prefix, log);
   view.start();
   started.view = view;
+  await balancer.start();
   const http = await startHttp({
     host: cfg.http.host,
     port: cfg.http.port,

@@ -11,6 +11,8 @@ export interface SettingMeta {
 export interface SettingsListener {
   strategy(value: StrategyRequest | undefined, revision: number, meta?: SettingMeta): void;
   weight(nodeId: string, weight: number | undefined, revision: number, meta?: SettingMeta): void;
+  /** Keys other services own (`target.*`, `health.*`, ...): passed on as read, never judged. */
+  other?(key: string, value: unknown, revision: number): void;
 }
 
 /** The keys this store owns: `shoal settings reset` deletes only these. */
@@ -482,8 +484,10 @@ export class SettingsStore {
         const nodeId = key.slice(WEIGHT_KEY_PREFIX.length);
         const w = value === undefined ? undefined : validators.weight({ nodeId, ...(value as object) }, key).weight;
         this.listener.weight(nodeId, w, revision, metaOf(value));
+      } else {
+        // Other keys belong to other services (e.g. the autoscaler's targets): shown, not applied.
+        this.listener.other?.(key, value, revision);
       }
-      // Other keys belong to other services (e.g. the autoscaler's targets).
     } catch (err) {
       this.log.warn('ignoring an invalid setting', { key, revision, err: (err as Error).message });
     }

@@ -110,14 +110,16 @@ function renderStatus(st) {
     "<tr><td>" + esc(r.key) + "</td><td>" + esc(r.pool || r.nodeId || "") + "</td><td>" + esc(r.key === "acquire_timeout" ? ms(r.value) : r.value) + "</td><td>" + esc(r.source) + (r.source === "runtime" ? ' <span class="dim">by ' + esc(r.by || "unknown") + (r.at ? " at " + new Date(r.at).toLocaleString() : "") + "</span>" : "") + "</td></tr>").join("");
 
   const a = st.autoscaler || {};
-  if (!a.running) $("autoscaler").innerHTML = '<span class="dim">not running' + (a.error && a.error !== "not running" ? " (" + esc(a.error) + ")" : "") + "</span>";
+  const targets = Object.entries(a.targets || {});
+  const targetsHtml = targets.length ? '<div class="dim">targets (settings bucket)</div><table id="targets"><tbody>' + targets.map(([p, t]) => "<tr><td>" + esc(p) + "</td><td>" + esc(typeof t === "object" ? JSON.stringify(t) : t) + "</td></tr>").join("") + "</tbody></table>" : "";
+  if (!a.running) $("autoscaler").innerHTML = '<span class="dim">not running' + (a.error && a.error !== "not running" ? " (" + esc(a.error) + ")" : "") + "</span>" + targetsHtml;
   else {
     const s = a.status || {};
     const parts = [];
     if (s.leader !== undefined) parts.push("<div>leader <b>" + esc(typeof s.leader === "object" ? JSON.stringify(s.leader) : s.leader) + "</b>" + (s.epoch !== undefined ? ' <span class="dim">epoch ' + esc(s.epoch) + "</span>" : "") + "</div>");
     for (const key of ["targets", "desired", "decisions", "lastDecisions"]) if (s[key] !== undefined) parts.push('<div class="dim">' + key + '</div><pre style="margin:0;white-space:pre-wrap">' + esc(JSON.stringify(s[key], null, 1)) + "</pre>");
     if (parts.length === 0) parts.push('<pre style="margin:0;white-space:pre-wrap">' + esc(JSON.stringify(s, null, 1)) + "</pre>");
-    $("autoscaler").innerHTML = parts.join("");
+    $("autoscaler").innerHTML = parts.join("") + targetsHtml;
   }
   const verdicts = st.nodes.filter((n) => n.health);
   $("health").innerHTML = !st.health || !st.health.running ? '<span class="dim">not running (no verdicts heard)</span>'
