@@ -220,11 +220,22 @@ describe('status page and cluster HTTP API (e2e: `shoal up`, 3 nodes, 2 balancer
       readReply(( await nc.request(s.nodeScale('node-2'), encode({ v: PROTOCOL_VERSION, pool: 'synthetic', op: 'target', n: 5 }), { timeout: 5000 })).data);
       await page.waitForFunction(() => document.querySelector('#nodes tr[data-of="node-2"] td.target')?.textContent === '5', undefined, { timeout: 2000 });
 
+      // The chart: acquires through the balancer show as a rate above 0 (the nodes' heartbeat figures).
+      for (let i = 0; i < 20; i++) {
+        const l = readReply<{ leaseId: string; nodeId: string }>((await nc.request(s.poolAcquire('synthetic'), encode({ v: PROTOCOL_VERSION, pool: 'synthetic', timeoutMs: 3000 }), { timeout: 5000 })).data);
+        readReply((await nc.request(s.leaseRelease(l.nodeId), encode({ v: PROTOCOL_VERSION, leaseId: l.leaseId }), { timeout: 5000 })).data);
+      }
+      await page.waitForFunction(() => parseFloat(document.getElementById('chartnow')?.textContent ?? '0') > 0, undefined, { timeout: 5000 });
+
       // A SIGKILLed node: no more heartbeats; it turns suspect (3 missed beats of 250 ms) and the page says so within 2 s of that.
       const st = await getJson<StatusJson>(`${base}/api/v1/session-pool/status`);
       const victim = st.nodes.find((n) => n.nodeId === 'node-3')!;
       process.kill(victim.pid, 'SIGKILL');
       await page.waitForFunction(() => document.querySelector('#nodes td[data-node="node-3"] + td')?.getAttribute('data-state') !== 'alive', undefined, { timeout: 750 + 2000 });
+
+      // Leases with their holder, age and TTL (asked from the nodes every 2 s while the page is open).
+      readReply((await nc.request(s.nodeAcquire('node-1'), encode({ v: PROTOCOL_VERSION, pool: 'synthetic', timeoutMs: 3000, ttlMs: 60_000, holder: { client: 'status-page-test', host: 'ci', pid: 1 } }), { timeout: 5000 })).data);
+      await page.waitForFunction(() => document.querySelector('#leases')?.textContent?.includes('status-page-test / ci / 1') === true, undefined, { timeout: 6000 });
 
       const shots = join(ROOT, '.shoal');
       mkdirSync(shots, { recursive: true });

@@ -140,11 +140,12 @@ function draw() {
   const w = c.width = c.clientWidth * (window.devicePixelRatio || 1), h = c.height = 160 * (window.devicePixelRatio || 1);
   g.clearRect(0, 0, w, h);
   if (history.length < 2) return;
-  const t1 = history[history.length - 1].t, t0 = t1 - 120000;
+  // The last two minutes, or less while the page is new: the line spans the whole width either way.
+  const t1 = history[history.length - 1].t, t0 = Math.max(history[0].t, t1 - 120000), span = Math.max(1, t1 - t0);
   const line = (key, color) => {
     const max = Math.max(1, ...history.map((p) => p[key])) * 1.1;
     g.strokeStyle = color; g.lineWidth = 2 * (window.devicePixelRatio || 1); g.beginPath();
-    history.forEach((p, i) => { const x = (p.t - t0) / 120000 * w, y = h - p[key] / max * h; i ? g.lineTo(x, y) : g.moveTo(x, y); });
+    history.forEach((p, i) => { const x = (p.t - t0) / span * w, y = h - p[key] / max * h; i ? g.lineTo(x, y) : g.moveTo(x, y); });
     g.stroke();
   };
   const css = getComputedStyle(document.documentElement);
