@@ -88,10 +88,13 @@ const profileArgs = (what: string): string[] => {
   return ['--cpu-prof', `--cpu-prof-dir=${dir}`];
 };
 
+/** SHOAL_MICRO=0 runs the services without NATS micro registration (compare runs; docs/benchmarks.md). */
+const MICRO_ENV: Record<string, string> = process.env.SHOAL_MICRO ? { SHOAL_MICRO: process.env.SHOAL_MICRO } : {};
+
 async function startNode(config: string, name: string): Promise<Child & { nodeId: string }> {
   // log level info: the 'listening' line is an info line; nothing is logged per request at info.
   const c = spawnNode(name, NODE_SCRIPT, {
-    env: { SHOAL_NATS_URL: nats!.url, SHOAL_CONFIG: config, SHOAL_HTTP_PORT: '0', SHOAL_LOG_LEVEL: 'info' },
+    env: { SHOAL_NATS_URL: nats!.url, SHOAL_CONFIG: config, SHOAL_HTTP_PORT: '0', SHOAL_LOG_LEVEL: 'info', ...MICRO_ENV },
     nodeArgs: profileArgs('pool-node'),
   });
   const line = await c.waitFor((l) => l.msg === 'listening');
@@ -100,11 +103,22 @@ async function startNode(config: string, name: string): Promise<Child & { nodeId
 
 async function startBalancer(config: string, name: string): Promise<Child> {
   const c = spawnNode(name, BALANCER_SCRIPT, {
-    env: { SHOAL_NATS_URL: nats!.url, SHOAL_CONFIG: config, SHOAL_HTTP_PORT: '0', SHOAL_LOG_LEVEL: 'info' },
+    env: { SHOAL_NATS_URL: nats!.url, SHOAL_CONFIG: config, SHOAL_HTTP_PORT: '0', SHOAL_LOG_LEVEL: 'info', ...MICRO_ENV },
     nodeArgs: profileArgs('balancer'),
   });
-  await c.waitFor((l) => l.msg === 'listening');
+  const line = await c.waitFor((l) => l.msg === 'listening');
+  // SHOAL_BENCH_WATCH=1: the status page's live feed is open on every balancer during the run.
+  if (process.env.SHOAL_BENCH_WATCH === '1' && typeof line.httpPort === 'number') void watchFeed(line.httpPort);
   return c;
+}
+
+/** Read the balancer's server-sent events as a status page would, until the process ends. */
+async function watchFeed(port: number): Promise<void> {
+  try {
+    const r = await fetch(`http://127.0.0.1:${port}/api/v1/session-pool/events`);
+    const reader = r.body!.getReader();
+    for (;;) if ((await reader.read()).done) return;
+  } catch { /* the balancer stopped */ }
 }
 
 async function startBare(role: 'responder' | 'relay', name: string): Promise<Child> {

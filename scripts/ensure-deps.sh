@@ -20,3 +20,11 @@ if ! command -v openssl >/dev/null 2>&1; then
   $SUDO apt-get update -qq >&2
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq openssl >&2
 fi
+# Headless Chromium for the status page's browser test (test/e2e/status-page.test.ts).
+# Only when asked (scripts/test.sh does): `npm start` does not need it.
+if [ -n "${SHOAL_ENSURE_CHROMIUM:-}" ] && [ ! -x /usr/bin/chromium ] && [ -z "${SHOAL_CHROMIUM:-}" ]; then
+  echo "shoal: chromium not found, installing the Debian package (for the status page test)..." >&2
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >&2
+fi

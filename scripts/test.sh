@@ -3,7 +3,7 @@
 # unit, integration and e2e suites. Works on a fresh clone of a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/ensure-deps.sh
+SHOAL_ENSURE_CHROMIUM=1 bash scripts/ensure-deps.sh
 npx tsc -b
 npx eslint .
 npx tsc -p test/tsconfig.json

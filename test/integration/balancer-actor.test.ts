@@ -238,7 +238,8 @@ describe('balancer actor (in-process, real nats-server, pretend nodes)', functio
     await start();
     nc.nodes.set('shoal.node.a.acquire', () => lease('a'));
     await nc.heartbeat('a');
-    for (const bad of [new Uint8Array([0xc1]), req({ pool: 'p' }), req({ pool: 'other', timeoutMs: 10 }), req({ pool: 'p', timeoutMs: 1.5 })]) {
+    // (No timeoutMs is not bad: the pool's acquire_timeout applies.)
+    for (const bad of [new Uint8Array([0xc1]), req({ pool: 'p', timeoutMs: 0 }), req({ pool: 'other', timeoutMs: 10 }), req({ pool: 'p', timeoutMs: 1.5 })]) {
       expect(reply((await nc.send('shoal.p.acquire', bad).answer).data).error!.code).to.equal('BAD_REQUEST');
     }
     expect(reply((await nc.send('shoal.p.acquire', req({ pool: 'p', timeoutMs: 100 })).answer).data).ok).to.equal(true);

@@ -11,9 +11,10 @@ import { Membership } from './membership.js';
 import { Rewarm, watchConnection } from './outage.js';
 import { DEFAULT_HEARTBEAT_LIMITS, refuseHeartbeat, type HeartbeatLimits } from './heartbeat-guard.js';
 import { BalancerMetrics, NODE_GAUGE_STATES, type NodeGaugeState, type PlacementResult } from './metrics.js';
-import { SettingsStore } from './settings.js';
+import { RuntimeSettings, type PoolPolicy, type SettingRow } from './runtime-settings.js';
+import { SettingsStore, type SettingMeta } from './settings.js';
 import { Liveness, retryRound, tryBudgetMs } from './tries.js';
-import { page, summarize, type PageInfo, type StatusQuery, type StatusSummary } from './status-page.js';
+import { page, summarize, type PageInfo, type StatusQuery, type StatusSummary } from './status-paging.js';
 import { createStrategy, performanceWeights, type PerformanceWeights, type Strategy, type StrategyName } from './strategies/index.js';
 
 /**
@@ -29,7 +30,12 @@ export interface BalancerSettings {
   /** Defaults to a fresh ULID. */
   balancerId?: string;
   prefix: string;
+  /** `balancer.strategy`: for pools whose config sets none (see RuntimeSettings). */
   strategy: StrategyName;
+  /** Where `strategy` came from, for `shoal status`. */
+  strategySource?: string;
+  /** Per-pool strategy and acquire deadline from this balancer's config (the same file the nodes read). */
+  pools?: Record<string, PoolPolicy>;
   performanceWeights: PerformanceWeights;
   suspectAfterIntervals: number;
   goneAfterIntervals: number;
@@ -49,6 +55,8 @@ export interface BalancerSettings {
   settingsStartWaitMs?: number;
   /** Bounds on heartbeats (heartbeat-guard.ts). */
   heartbeatLimits?: Partial<HeartbeatLimits>;
+  /** Register with NATS's services API (`$SRV.*`); default true. */
+  micro?: boolean;
 }
 
 /** Below this much time left, no new try is started. */
@@ -97,10 +105,12 @@ export interface NodeStatus {
 
 export interface BalancerStatus {
   balancerId: string;
+  /** The runtime override when an operator set one, else `balancer.strategy`; each pool's own is in `settings.values`. */
   strategy: StrategyName;
   performanceWeights: PerformanceWeights;
   execMode: ExecMode;
-  settings: { bucket: string; watched: boolean };
+  /** `values`: every runtime-changeable setting with its value and source (config layer, or `runtime` with by/at). */
+  settings: { bucket: string; watched: boolean; values: SettingRow[] };
   startedAt: number;
   /** Totals over every known node, per pool: the same size at 10 or 10,000 nodes. */
   summary: StatusSummary;
@@ -129,8 +139,7 @@ export class Balancer extends Actor {
   private readonly requester: Requester;
   /** Asks a node that is slow to answer a try whether it is still there. */
   private readonly liveness: Liveness;
-  private strategyName: StrategyName;
-  private perfWeights: PerformanceWeights;
+  private readonly runtime: RuntimeSettings;
   /** One strategy instance per pool: round-robin positions and smooth weights are per pool. */
   private readonly strategies = new Map<string, Strategy>();
   private readonly pending = new Map<string, Set<Pending>>();
@@ -145,6 +154,10 @@ export class Balancer extends Actor {
   private readonly hbLimits: HeartbeatLimits;
   /** After our own NATS outage: wait for fresh heartbeats before placing or answering NO_NODES. */
   private readonly rewarm = new Rewarm(() => Math.min(5000, Math.max(this.cfg.warmupMs ?? 1100, 1.5 * Math.max(0, ...[...this.lastHb.values()].map((hb) => hb.intervalMs)))));
+  /** Called after each heartbeat is taken in (the status page's live feed). */
+  onHeartbeatSeen: ((hb: Heartbeat) => void) | undefined;
+  /** Called with settings-bucket keys other services own (`target.*`, `health.*`), for the status page. */
+  onForeignSetting: ((key: string, value: unknown) => void) | undefined;
 
   constructor(nc: NatsConnection, log: Logger, private readonly cfg: BalancerSettings) {
     const balancerId = cfg.balancerId ?? newId();
@@ -158,20 +171,26 @@ export class Balancer extends Actor {
     this.membership = new Membership({ suspectAfterIntervals: cfg.suspectAfterIntervals, goneAfterIntervals: cfg.goneAfterIntervals });
     this.circuit = new CircuitBreaker({ failureThreshold: cfg.circuitFailureThreshold, cooldownMs: cfg.circuitCooldownMs });
     this.health = new HealthView(this.membership, this.log);
-    this.strategyName = cfg.strategy;
-    this.perfWeights = performanceWeights(cfg.performanceWeights);
-    createStrategy(this.strategyName, { performanceWeights: this.perfWeights }); // fail at start on a bad name
+    this.runtime = new RuntimeSettings({ strategy: cfg.strategy, strategySource: cfg.strategySource, performanceWeights: performanceWeights(cfg.performanceWeights), pools: cfg.pools });
+    createStrategy(cfg.strategy, { performanceWeights: performanceWeights(cfg.performanceWeights) }); // fail at start on a bad name
     this.metrics = new BalancerMetrics(balancerId, () => this.nodeStateCounts());
     refusalCounter(this.metrics.registry, this.refusals);
     this.settings = new SettingsStore(nc, this.log, cfg.settingsBucket ?? SETTINGS_BUCKET, {
-      strategy: (v, rev) => this.applyStrategy(v, rev),
-      weight: (nodeId, w, rev) => this.applyWeight(nodeId, w, rev),
+      strategy: (v, rev, meta) => this.applyStrategy(v, rev, meta),
+      weight: (nodeId, w, rev, meta) => this.applyWeight(nodeId, w, rev, meta),
       health: (nodeId, v) => this.health.apply(nodeId, v),
+      other: (key, value) => this.onForeignSetting?.(key, value),
     }, { bucket: cfg.jetstream, ...(cfg.settingsStartWaitMs !== undefined ? { startWaitMs: cfg.settingsStartWaitMs } : {}) });
   }
 
+  /** The runtime override if an operator set one, else `balancer.strategy`. */
   get strategy(): StrategyName {
-    return this.strategyName;
+    return this.runtime.strategyOf('').value;
+  }
+
+  /** The strategy `pool` is placed with now, and where it came from. */
+  strategyOf(pool: string): SettingRow & { value: StrategyName } {
+    return this.runtime.strategyOf(pool);
   }
 
   /**
@@ -191,18 +210,27 @@ export class Balancer extends Actor {
     await this.flushed();
     await this.settings.start();
     await this.warmup(heard);
+    // Admin endpoints are micro endpoints ($SRV.STATS); acquire/exec stay plain queue subscriptions (hot path).
+    if (this.cfg.micro !== false) {
+      await this.registerMicro({
+        name: 'shoal-balancer',
+        description: 'Shoal balancer: places acquires and one-shot execs on pool-nodes',
+        metadata: { balancerId: this.balancerId, prefix: s.prefix, data_plane: `${s.anyPoolAcquire},${s.anyPoolExec}`, data_plane_queue: BALANCER_QUEUE },
+      });
+    }
     this.requestSubs.push(
       this.listen(s.anyPoolAcquire, (m) => this.tracked(() => this.onAcquire(m)), { queue: BALANCER_QUEUE }),
       this.listen(s.anyPoolExec, (m) => this.tracked(() => this.onExec(m)), { queue: BALANCER_QUEUE }),
-      this.listen(s.adminStrategy, (m) => this.onStrategy(m), { queue: BALANCER_QUEUE }),
-      this.listen(s.adminWeight, (m) => this.onWeight(m), { queue: BALANCER_QUEUE }),
-      this.listen(s.adminStatus, (m) => this.onStatus(m), { queue: BALANCER_QUEUE }),
       this.listen(s.adminStatusOf(this.balancerId), (m) => this.onStatus(m)),
       this.listen(s.adminBalancers, (m) => this.onStatus(m)),
     );
+    this.endpoint('strategy', s.adminStrategy, (m) => this.onStrategy(m), { queue: BALANCER_QUEUE });
+    this.endpoint('weight', s.adminWeight, (m) => this.onWeight(m), { queue: BALANCER_QUEUE });
+    this.endpoint('settings-reset', s.adminSettingsReset, (m) => this.onSettingsReset(m), { queue: BALANCER_QUEUE });
+    this.endpoint('status', s.adminStatus, (m) => this.onStatus(m), { queue: BALANCER_QUEUE });
     await this.flushed();
     this.scheduleSweep();
-    this.log.info('balancer ready', { strategy: this.strategyName, execMode: this.execMode, nodes: this.membership.nodes(Date.now()).length });
+    this.log.info('balancer ready', { strategy: this.strategy, execMode: this.execMode, nodes: this.membership.nodes(Date.now()).length });
   }
 
   /**
@@ -278,6 +306,7 @@ export class Balancer extends Actor {
     }
     this.firstHeartbeat?.();
     this.firstHeartbeat = undefined;
+    this.onHeartbeatSeen?.(hb);
   }
 
   /** Sweep at least every `sweepIntervalMs`, and as often as the fastest node beats, so a silent node is noticed within about an interval. */
@@ -338,28 +367,27 @@ export class Balancer extends Actor {
 
   // ---- settings ------------------------------------------------------------
 
-  private applyStrategy(v: StrategyRequest | undefined, revision: number): void {
-    const name = v?.strategy ?? this.cfg.strategy;
-    const weights = performanceWeights(v?.performanceWeights ?? this.cfg.performanceWeights);
-    createStrategy(name, { performanceWeights: weights }); // throws on a bad value before anything changes
-    const changed = name !== this.strategyName || JSON.stringify(weights) !== JSON.stringify(this.perfWeights);
-    this.strategyName = name;
-    this.perfWeights = weights;
-    if (changed) {
+  private applyStrategy(v: StrategyRequest | undefined, revision: number, meta?: SettingMeta): void {
+    if (v) createStrategy(v.strategy, { performanceWeights: performanceWeights(v.performanceWeights ?? this.cfg.performanceWeights) }); // throws on a bad value before anything changes
+    if (this.runtime.setOverride(v, revision, meta)) {
       this.strategies.clear();
-      this.log.info('strategy set', { strategy: name, performanceWeights: weights, revision });
+      if (v) this.log.info('strategy set', { strategy: v.strategy, performanceWeights: v.performanceWeights ?? null, revision, by: meta?.by ?? null });
+      else this.log.info('strategy back to the config', { revision });
     }
   }
 
-  private applyWeight(nodeId: string, weight: number | undefined, revision: number): void {
+  private applyWeight(nodeId: string, weight: number | undefined, revision: number, meta?: SettingMeta): void {
     this.membership.setWeight(nodeId, weight);
-    this.log.info('node weight set', { nodeId, weight: weight ?? null, revision });
+    this.runtime.setWeight(nodeId, weight, revision, meta);
+    this.log.info('node weight set', { nodeId, weight: weight ?? null, revision, by: meta?.by ?? null });
   }
 
+  /** Created once per pool and kept until the override changes (the config does not change at runtime). */
   private strategyFor(pool: string): Strategy {
     let st = this.strategies.get(pool);
     if (!st) {
-      st = createStrategy(this.strategyName, { performanceWeights: this.perfWeights });
+      const eff = this.runtime.strategyOf(pool);
+      st = createStrategy(eff.value, { performanceWeights: eff.performanceWeights });
       this.strategies.set(pool, st);
     }
     return st;
@@ -395,13 +423,14 @@ export class Balancer extends Actor {
     const t0 = performance.now();
     const arrived = Date.now();
     const pool = poolFromSubject(m.subject, this.s.prefix) ?? '';
-    let r: { raw: Record<string, unknown>; req: { timeoutMs: number } };
+    let r: { raw: Record<string, unknown>; req: { timeoutMs?: number } };
     try {
       r = this.read(kind, m, pool);
     } catch (err) {
       return this.rejected(m, pool, kind, t0, err);
     }
-    return run(pool, r.raw, arrived + r.req.timeoutMs).then((result) => {
+    // No deadline from the client: the pool's acquire_timeout (as this balancer's config has it).
+    return run(pool, r.raw, arrived + (r.req.timeoutMs ?? this.runtime.acquireTimeoutOf(pool))).then((result) => {
       this.metrics.done(this.poolLabel(pool), kind, result, performance.now() - t0);
     });
   }
@@ -738,8 +767,8 @@ export class Balancer extends Actor {
       const req = parse('strategy', m.data);
       const value: StrategyRequest = { strategy: req.strategy, ...(req.performanceWeights ? { performanceWeights: req.performanceWeights } : {}) };
       createStrategy(value.strategy, { performanceWeights: value.performanceWeights }); // validate before writing
-      const revision = await this.settings.putStrategy(value);
-      this.reply(m, { strategy: this.strategyName, performanceWeights: this.perfWeights, revision });
+      const revision = await this.settings.putStrategy(value, req.by);
+      this.reply(m, { strategy: this.strategy, performanceWeights: this.runtime.strategyOf('').performanceWeights, revision });
     } catch (err) {
       this.replyError(m, err instanceof RangeError ? new ShoalError(ErrorCodes.BAD_REQUEST, err.message) : err);
     }
@@ -748,8 +777,24 @@ export class Balancer extends Actor {
   private async onWeight(m: Msg): Promise<void> {
     try {
       const req = parse('weight', m.data);
-      const revision = await this.settings.putWeight(req.nodeId, req.weight);
+      // A typo would otherwise sit in the bucket and apply to whatever node takes that id later.
+      if (!this.lastHb.has(req.nodeId)) {
+        const known = [...this.lastHb.keys()].sort();
+        throw new ShoalError(ErrorCodes.BAD_REQUEST, `no node ${req.nodeId} is known to balancer ${this.balancerId} (known: ${known.join(', ') || 'none'}); \`shoal settings reset weight.${req.nodeId}\` removes a weight left by a gone node`, { details: { field: 'nodeId', reason: 'unknown_node', retryable: false } });
+      }
+      const revision = await this.settings.putWeight(req.nodeId, req.weight, req.by);
       this.reply(m, { nodeId: req.nodeId, weight: req.weight, revision });
+    } catch (err) {
+      this.replyError(m, err);
+    }
+  }
+
+  private async onSettingsReset(m: Msg): Promise<void> {
+    try {
+      const req = parse('settingsReset', m.data);
+      const reset = await this.settings.reset(req.key);
+      this.log.info('runtime settings reset to the config', { keys: reset, by: req.by ?? null });
+      this.reply(m, { reset, strategy: this.strategy });
     } catch (err) {
       this.replyError(m, err);
     }
@@ -794,10 +839,10 @@ export class Balancer extends Actor {
     const p = page(all, q);
     return {
       balancerId: this.balancerId,
-      strategy: this.strategyName,
-      performanceWeights: this.perfWeights,
+      strategy: this.strategy,
+      performanceWeights: this.runtime.strategyOf('').performanceWeights,
       execMode: this.execMode,
-      settings: { bucket: this.cfg.settingsBucket ?? SETTINGS_BUCKET, watched: this.settings.ready },
+      settings: { bucket: this.cfg.settingsBucket ?? SETTINGS_BUCKET, watched: this.settings.ready, values: this.runtime.rows(this.knownPools()) },
       startedAt: this.startedAt,
       summary: summarize(all, (pool) => this.membership.tiers(pool)),
       page: p.page,
@@ -837,6 +882,12 @@ export class Balancer extends Actor {
     } catch (err) {
       this.log.debug('respond failed', { err: (err as Error).message });
     }
+  }
+
+  private knownPools(): Set<string> {
+    const out = new Set<string>();
+    for (const hb of this.lastHb.values()) for (const p of Object.keys(hb.pools)) out.add(p);
+    return out;
   }
 
   /** Pool names come from subjects anyone can publish to: only known pools become metric labels. */

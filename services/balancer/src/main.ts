@@ -3,7 +3,8 @@ import { loadConfigOrExit } from '@shoal/config';
 import { isToken, validators } from '@shoal/protocol';
 import { connectNats, createLogger, installCrashGuards, onShutdown, startHttp } from '@shoal/runtime';
 import { Balancer, type ExecMode } from './balancer.js';
-import type { StatusQuery } from './status-page.js';
+import type { StatusQuery } from './status-paging.js';
+import { ClusterView } from './http-api.js';
 
 /**
  * balancer process: config → NATS → heartbeats and settings heard → queue
@@ -30,17 +31,29 @@ async function main(): Promise<void> {
   const log = createLogger({ svc: 'balancer' }, cfg.logLevel);
   installCrashGuards(log);
   const nc = await connectNats({ ...cfg.nats, name: cfg.nats.name ?? `shoal-balancer${balancerId ? '-' + balancerId : ''}` }, log);
-  const balancer = new Balancer(nc, log, { ...cfg.balancer, prefix: cfg.prefix, balancerId, execMode, jetstream: cfg.jetstream });
+  // The same config as the nodes': each pool's strategy and acquire deadline, with where they came from.
+  const pools = Object.fromEntries(Object.values(cfg.pools).map((p) => [p.name, {
+    strategy: p.loadBalancing.strategy,
+    strategySource: p.sources?.['load_balancing.strategy'],
+    acquireTimeoutMs: p.acquireTimeoutMs,
+    acquireTimeoutSource: p.sources?.acquire_timeout,
+  }]));
+  const balancer = new Balancer(nc, log, { ...cfg.balancer, strategySource: cfg.sources?.['balancer.strategy'], pools, prefix: cfg.prefix, balancerId, execMode, jetstream: cfg.jetstream, micro: env.SHOAL_MICRO !== '0' });
   let stopping = false;
   // Filled in once started; a signal during start-up stops what exists so far.
-  const started: { http?: Awaited<ReturnType<typeof startHttp>> } = {};
+  const started: { http?: Awaited<ReturnType<typeof startHttp>>; view?: ClusterView } = {};
   onShutdown(async () => {
     stopping = true;
+    started.view?.stop();
     await balancer.stop();
     await started.http?.close();
     await nc.drain().catch(() => {});
     return 0;
   }, log);
+  // Before the balancer starts: the settings it reads at start include the health verdicts and targets the page shows.
+  const view = new ClusterView(balancer, nc, cfg.prefix, log);
+  view.start();
+  started.view = view;
   await balancer.start();
   const http = await startHttp({
     host: cfg.http.host,
@@ -48,11 +61,12 @@ async function main(): Promise<void> {
     registry: balancer.metrics.registry,
     health: () => ({ ok: !nc.isClosed() && !stopping, balancerId: balancer.balancerId }),
     routes: {
+      // The Weaviate pool design's stats, cluster-wide: summed over every node that has a weaviate pool.
+      ...view.routes((q) => balancer.vectorStoreStats(q.get('pool') ?? undefined)),
       // Paged as the status subject: ?pool=&node=&limit=&cursor= (see docs/protocol.md).
       '/api/v1/balancer/status': (q) => balancer.status(Date.now(), statusQuery(q)),
-      // The Weaviate pool design's stats, cluster-wide: summed over every node that has a weaviate pool.
-      '/vector-store/pool/stats': (q) => balancer.vectorStoreStats(q.get('pool') ?? undefined),
     },
+    handlers: view.handlers(),
     log,
   });
   started.http = http;

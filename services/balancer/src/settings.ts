@@ -1,12 +1,33 @@
 import { ErrorCodes, HEALTH_KEY_PREFIX, isToken, ShoalError, validateHealthVerdict, validators, type HealthVerdict, type StrategyRequest } from '@shoal/protocol';
 import { isJetStreamUnavailable, isStreamNotFound, openBucket, type BucketOptions, type KV, type Logger, type NatsConnection } from '@shoal/runtime';
 
+/** Who set a runtime setting and when (epoch ms), stored in the entry's JSON next to the value. */
+export interface SettingMeta {
+  by?: string;
+  at?: number;
+}
+
 /** What an operator set at runtime; `undefined` means "back to the config file's value". */
 export interface SettingsListener {
-  strategy(value: StrategyRequest | undefined, revision: number): void;
-  weight(nodeId: string, weight: number | undefined, revision: number): void;
+  strategy(value: StrategyRequest | undefined, revision: number, meta?: SettingMeta): void;
+  weight(nodeId: string, weight: number | undefined, revision: number, meta?: SettingMeta): void;
   /** A health-checker's verdict about a node (`health.<nodeId>`); undefined when deleted. */
   health?(nodeId: string, verdict: HealthVerdict | undefined, revision: number): void;
+  /** Keys other services own (`target.*`, `health.*`, ...): passed on as read, never judged (the status page shows them). */
+  other?(key: string, value: unknown, revision: number): void;
+}
+
+/** The keys this store owns: `shoal settings reset` deletes only these. */
+export function ownedKey(key: string): boolean {
+  return key === STRATEGY_KEY || key.startsWith(WEIGHT_KEY_PREFIX);
+}
+
+function metaOf(value: unknown): SettingMeta {
+  const v = (value ?? {}) as { by?: unknown; at?: unknown };
+  return {
+    ...(typeof v.by === 'string' ? { by: v.by.slice(0, 128) } : {}),
+    ...(typeof v.at === 'number' && Number.isFinite(v.at) ? { at: v.at } : {}),
+  };
 }
 
 export const STRATEGY_KEY = 'strategy';
@@ -161,20 +182,53 @@ export class SettingsStore {
     this.statusEvents = undefined;
   }
 
-  async putStrategy(value: StrategyRequest): Promise<number> {
-    const raw = JSON.stringify(value);
+  async putStrategy(value: StrategyRequest, by?: string): Promise<number> {
+    const entry = { ...value, ...(by ? { by } : {}), at: Date.now() };
+    const raw = JSON.stringify(entry);
     const rev = await this.put(STRATEGY_KEY, raw);
-    this.apply(STRATEGY_KEY, value, raw, rev);
+    this.apply(STRATEGY_KEY, entry, raw, rev);
     return rev;
   }
 
-  async putWeight(nodeId: string, weight: number): Promise<number> {
+  async putWeight(nodeId: string, weight: number, by?: string): Promise<number> {
     if (!isToken(nodeId)) throw new ShoalError(ErrorCodes.BAD_REQUEST, `field nodeId: expected a node id (1-64 of A-Z a-z 0-9 _ -), got ${JSON.stringify(nodeId).slice(0, 80)}`, { details: { field: 'nodeId' } });
     const key = WEIGHT_KEY_PREFIX + nodeId;
-    const raw = JSON.stringify({ weight });
+    const entry = { weight, ...(by ? { by } : {}), at: Date.now() };
+    const raw = JSON.stringify(entry);
     const rev = await this.put(key, raw);
-    this.apply(key, { weight }, raw, rev);
+    this.apply(key, entry, raw, rev);
     return rev;
+  }
+
+  /** The runtime settings in force (owned keys with a value), e.g. `['strategy', 'weight.node-1']`. */
+  keys(): string[] {
+    return [...this.applied].filter(([k, rec]) => rec.raw !== undefined && ownedKey(k)).map(([k]) => k).sort();
+  }
+
+  /**
+   * Delete runtime settings so that the config's values are in force again:
+   * `key`, or every key this store owns. The deletes reach every replica
+   * through the watch (this one applies them at once). Returns the keys deleted.
+   */
+  async reset(key?: string): Promise<string[]> {
+    if (key !== undefined && !ownedKey(key)) {
+      throw new ShoalError(ErrorCodes.BAD_REQUEST, `field key: ${JSON.stringify(key).slice(0, 80)} is not a runtime setting (strategy, weight.<node>)`, { details: { field: 'key' } });
+    }
+    const keys = key !== undefined ? (this.keys().includes(key) ? [key] : []) : this.keys();
+    if (keys.length === 0) return [];
+    const kv = await this.openForWrite();
+    for (const k of keys) {
+      try {
+        await kv.delete(k);
+      } catch (err) {
+        throw new ShoalError(ErrorCodes.UNAVAILABLE, `deleting ${k} from ${this.bucket} failed: ${(err as Error).message}`);
+      }
+      const rec = this.applied.get(k);
+      // The delete's revision is not returned; the watch's echo has a higher one than the value deleted.
+      if (rec !== undefined && rec.generation === this.generation) this.applied.set(k, { ...rec, raw: undefined });
+      this.deliver(k, undefined, rec?.revision ?? 0);
+    }
+    return keys;
   }
 
   /**
@@ -510,18 +564,23 @@ export class SettingsStore {
   private deliver(key: string, value: unknown, revision: number): void {
     try {
       if (key === STRATEGY_KEY) {
-        this.listener.strategy(value === undefined ? undefined : validators.strategy(value, STRATEGY_KEY), revision);
+        const v = value === undefined ? undefined : validators.strategy(value, STRATEGY_KEY);
+        if (v) delete v.by;
+        this.listener.strategy(v, revision, metaOf(value));
       } else if (key.startsWith(WEIGHT_KEY_PREFIX)) {
         const nodeId = key.slice(WEIGHT_KEY_PREFIX.length);
         const w = value === undefined ? undefined : validators.weight({ nodeId, ...(value as object) }, key).weight;
-        this.listener.weight(nodeId, w, revision);
+        this.listener.weight(nodeId, w, revision, metaOf(value));
       } else if (key.startsWith(HEALTH_KEY_PREFIX)) {
         const nodeId = key.slice(HEALTH_KEY_PREFIX.length);
         const v = value === undefined ? undefined : validateHealthVerdict(value);
         if (v !== undefined && v.nodeId !== nodeId) throw new Error(`verdict for ${v.nodeId} stored under ${key}`);
         this.listener.health?.(nodeId, v, revision);
+        this.listener.other?.(key, value, revision);
+      } else {
+        // Other keys belong to other services (e.g. the autoscaler's targets): shown, not applied.
+        this.listener.other?.(key, value, revision);
       }
-      // Other keys belong to other services (e.g. the autoscaler's targets).
     } catch (err) {
       this.log.warn('ignoring an invalid setting', { key, revision, err: (err as Error).message });
     }

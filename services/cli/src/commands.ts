@@ -4,6 +4,7 @@ import { intFlag, UsageError, type FlagValues } from './args.js';
 import { fetchClaudeCosts, fetchStatus, HINT, isNoResponders, UnreachableError, type ClientCostRow, type ClusterStatus, type StatusQuery } from './cluster.js';
 import { EXIT, type Command, type Ctx } from './context.js';
 import { ms, paint, table } from './format.js';
+import { operatorName, printSettings } from './operator-commands.js';
 
 export const STRATEGY_NAMES = ['round_robin', 'least_connections', 'weighted_round_robin', 'performance_based', 'p2c'] as const;
 const DEFAULT_PERFORMANCE_WEIGHTS = { latency: 0.4, throughput: 0.3, errorRate: 0.2, resource: 0.1 };
@@ -66,6 +67,7 @@ function printStatus(ctx: Ctx, st: ClusterStatus): void {
   }
   ctx.out(table(['NODE', 'STATE', 'PID', 'INFLIGHT', 'WEIGHT', 'POOL', 'TOTAL', 'IDLE', 'ACTIVE', 'WAITING', 'TARGET', 'MAX', 'NOTE'], rows, new Set([2, 3, 4, 6, 7, 8, 9, 10, 11])));
   if (pg && pg.next) ctx.out(paint(ctx.stdout, 'gray', `${pg.returned} of ${pg.matched} nodes shown; next page: --cursor ${pg.next} (or --all)`));
+  printSettings(ctx, (st.settings as { values?: unknown } | undefined)?.values);
 }
 
 /** Claude pools: tokens and USD by client name, summed over the nodes. */
@@ -156,9 +158,10 @@ const acquire: Command = {
     const priority = flags.priority === undefined ? undefined : intFlag(flags, 'priority', 0, -1000, 1000);
     const ttlMs = flags.ttl === undefined ? undefined : intFlag(flags, 'ttl', 0, 1, 86_400_000);
     const nodeId = typeof flags.node === 'string' ? token('node id', flags.node) : undefined;
-    const timeoutMs = ctx.timeout(30_000);
+    // No --timeout: the pool's acquire_timeout applies.
+    const timeoutMs = ctx.timeoutMs;
     const client = await ctx.sdk();
-    ctx.note(paint(ctx.stderr, 'gray', `acquiring from pool ${pool}${nodeId ? ` on ${nodeId}` : ''} (deadline ${ms(timeoutMs)})...`));
+    ctx.note(paint(ctx.stderr, 'gray', `acquiring from pool ${pool}${nodeId ? ` on ${nodeId}` : ''} (deadline ${timeoutMs === undefined ? 'the pool\'s acquire_timeout' : ms(timeoutMs)})...`));
     const t0 = process.hrtime.bigint();
     const lease = await placed(ctx, pool, 'acquire', nodeId, () => client.acquire(pool, { timeoutMs, priority, ttlMs, nodeId }));
     const acquireMs = elapsed(t0);
@@ -283,7 +286,7 @@ const weightFlag = (flags: FlagValues, name: string): number | undefined => {
 const strategy: Command = {
   name: 'strategy',
   usage: `<${STRATEGY_NAMES.join('|')}>`,
-  summary: 'set the placement strategy of every balancer (kept in the settings KV bucket)',
+  summary: 'override the placement strategy of every pool on every balancer (kept in the settings KV bucket)',
   details: 'The weights apply to performance_based only; unset ones keep the defaults 0.4/0.3/0.2/0.1.',
   flags: {
     latency: { type: 'number', arg: 'w', help: 'performance_based: weight of latency' },
@@ -297,7 +300,7 @@ const strategy: Command = {
     const given = { latency: weightFlag(flags, 'latency'), throughput: weightFlag(flags, 'throughput'), errorRate: weightFlag(flags, 'error-rate'), resource: weightFlag(flags, 'resource') };
     const anyWeight = Object.values(given).some((v) => v !== undefined);
     if (anyWeight && name !== 'performance_based') throw new UsageError('--latency, --throughput, --error-rate and --resource apply to performance_based only');
-    const body: Record<string, unknown> = { strategy: name };
+    const body: Record<string, unknown> = { strategy: name, by: operatorName() };
     if (anyWeight) {
       body.performanceWeights = Object.fromEntries(Object.entries(DEFAULT_PERFORMANCE_WEIGHTS).map(([k, d]) => [k, given[k as keyof typeof given] ?? d]));
     }
@@ -311,14 +314,14 @@ const strategy: Command = {
 const weight: Command = {
   name: 'weight',
   usage: '<node> <weight>',
-  summary: 'set a node\'s placement weight (weighted_round_robin), 0..1000',
+  summary: 'set a known node\'s placement weight (weighted_round_robin), 0..1000',
   flags: {},
   args: [2, 2],
   async run(ctx, [nodeArg, w]) {
     const nodeId = token('node id', nodeArg!);
     const value = Number(w);
     if (w!.trim() === '' || !Number.isFinite(value) || value < 0 || value > 1000) throw new UsageError(`weight must be a number from 0 to 1000, got '${w}'`);
-    const reply = await admin<Record<string, unknown>>(ctx, ctx.s.adminWeight, { nodeId, weight: value });
+    const reply = await admin<Record<string, unknown>>(ctx, ctx.s.adminWeight, { nodeId, weight: value, by: operatorName() });
     if (ctx.json) ctx.emit({ nodeId, weight: value, reply: reply ?? null });
     else ctx.out(`weight of ${nodeId} set to ${value}`);
     return EXIT.OK;

@@ -2,6 +2,7 @@ import { DEFAULT_PREFIX, ErrorCodes, ShoalError } from '@shoal/protocol';
 import { flagHelp, intFlag, parseArgs, suggest, UsageError, type FlagSpecs } from './args.js';
 import { HINT, isNoResponders, UnreachableError } from './cluster.js';
 import { COMMANDS } from './commands.js';
+import { OPERATOR_COMMANDS } from './operator-commands.js';
 import { Ctx, EXIT, type Command } from './context.js';
 import { cliAuth } from './nats-auth.js';
 import { ROOT, up } from './up.js';
@@ -14,7 +15,7 @@ export const GLOBAL_FLAGS: FlagSpecs = {
   help: { type: 'boolean', short: 'h', help: 'help for the command' },
 };
 
-export const ALL_COMMANDS: Command[] = [up, ...COMMANDS];
+export const ALL_COMMANDS: Command[] = [up, ...COMMANDS, ...OPERATOR_COMMANDS];
 
 function generalHelp(): string {
   const w = Math.max(...ALL_COMMANDS.map((c) => c.name.length));

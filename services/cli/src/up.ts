@@ -301,7 +301,13 @@ class LocalCluster {
       return c ? { SHOAL_NATS_NKEY_SEED_FILE: c.seedFile } : {};
     };
     const httpHost = o.config.http.host === '0.0.0.0' || o.config.http.host === '::' ? '127.0.0.1' : o.config.http.host;
-    const httpPort = async (want: number): Promise<string> => (want <= 0 ? String(o.httpBase < 0 ? -1 : 0) : (await portFree(want, httpHost)) ? String(want) : '0');
+    const httpPort = async (want: number, name: string): Promise<string> => {
+      if (want <= 0) return String(o.httpBase < 0 ? -1 : 0);
+      if (await portFree(want, httpHost)) return String(want);
+      // Said, not silent: the README and docs name the usual ports.
+      this.say(`${name}: HTTP port ${want} is taken; using a free port instead (the banner shows it)`);
+      return '0';
+    };
 
     const balancerScript = join(ROOT, 'services/balancer/dist/main.js');
     const nodeScript = join(ROOT, 'services/pool-node/dist/main.js');
@@ -313,12 +319,12 @@ class LocalCluster {
     const pick = (i: number, offset: number) => (o.httpBase > 0 ? o.httpBase + offset + i : 0);
     for (let i = 1; i <= o.balancers; i++) {
       // After the nodes' ports: the base port itself (8080) is Weaviate's default, which the weaviate pool dials.
-      const env = { ...base, ...seedOf('balancer'), SHOAL_BALANCER_ID: `balancer-${i}`, SHOAL_HTTP_PORT: await httpPort(pick(i, o.nodes)) };
+      const env = { ...base, ...seedOf('balancer'), SHOAL_BALANCER_ID: `balancer-${i}`, SHOAL_HTTP_PORT: await httpPort(pick(i, o.nodes), `balancer-${i}`) };
       started.push(this.spawnService(`balancer-${i}`, 'balancer', balancerScript, env));
       names.push(`balancer-${i}`);
     }
     for (let i = 1; i <= o.nodes; i++) {
-      const env = { ...base, ...seedOf('pool-node'), SHOAL_NODE_ID: `node-${i}`, SHOAL_HTTP_PORT: await httpPort(pick(i, 0)) };
+      const env = { ...base, ...seedOf('pool-node'), SHOAL_NODE_ID: `node-${i}`, SHOAL_HTTP_PORT: await httpPort(pick(i, 0), `node-${i}`) };
       started.push(this.spawnService(`node-${i}`, 'node', nodeScript, env));
       names.push(`node-${i}`);
     }
@@ -331,7 +337,7 @@ class LocalCluster {
         names.push(name);
       }
     }
-    this.nodeEnv = async (i: number) => ({ ...base, ...seedOf('pool-node'), SHOAL_NODE_ID: `node-${i}`, SHOAL_HTTP_PORT: await httpPort(pick(i, 0)) });
+    this.nodeEnv = async (i: number) => ({ ...base, ...seedOf('pool-node'), SHOAL_NODE_ID: `node-${i}`, SHOAL_HTTP_PORT: await httpPort(pick(i, 0), `node-${i}`) });
     this.nextNode = o.nodes + 1;
     this.say(`starting ${names.join(', ')} with ${shortPath(o.configFile)}...`);
     await Promise.all(started.map((c) => c.waitReady(READY_TIMEOUT_MS).then(() => {
@@ -409,8 +415,11 @@ class LocalCluster {
     const o = this.o;
     const services = this.children.filter((c) => c.kind !== 'nats' && c.running);
     const summary = services.map((c) => ({ name: c.name, kind: c.kind, pid: c.pid, httpPort: (c.ready?.httpPort as number | null | undefined) ?? null, pools: c.pools }));
+    // Every balancer serves the same live cluster view at `/`.
+    const page = summary.find((c) => c.kind === 'balancer' && c.httpPort);
+    const statusPage = page ? `http://127.0.0.1:${page.httpPort}/` : null;
     if (this.ctx.json) {
-      this.event({ event: 'ready', natsUrl, natsPid: this.nats?.pid, dataDir: o.dataDir, ms: took, children: summary });
+      this.event({ event: 'ready', natsUrl, natsPid: this.nats?.pid, dataDir: o.dataDir, ms: took, statusPage, children: summary });
       return;
     }
     const out = this.ctx.stdout;
@@ -421,6 +430,7 @@ class LocalCluster {
     const lines = [
       '',
       paint(out, 'green', `shoal: local cluster ready in ${ms(took)}`),
+      ...(statusPage ? [`  status page: ${paint(out, 'bold', statusPage)}  (live; any balancer's port shows the same)`] : []),
       `  ${'nats'.padEnd(w)}  pid ${String(this.nats?.pid).padEnd(7)}  ${natsUrl}  (JetStream data in ${shortPath(storeDir)})`,
       ...summary.map((c) => `  ${c.name.padEnd(w)}  pid ${String(c.pid).padEnd(7)}  ${c.httpPort ? `http://127.0.0.1:${c.httpPort}` : '(no http)'}${c.pools.length ? `  pools: ${c.pools.join(', ')}` : ''}`),
       '',

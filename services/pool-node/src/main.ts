@@ -15,11 +15,12 @@ async function main(): Promise<void> {
   const log = createLogger({ svc: 'pool-node' }, cfg.logLevel);
   installCrashGuards(log);
   const nc = await connectNats({ ...cfg.nats, name: `shoal-pool-node${cfg.nodeId ? '-' + cfg.nodeId : ''}` }, log);
-  const node = new PoolNode(nc, log, cfg, driverFor);
+  // SHOAL_MICRO=0 leaves the NATS services API out (e.g. to compare benchmarks).
+  const node = new PoolNode(nc, log, { ...cfg, micro: process.env.SHOAL_MICRO !== '0' }, driverFor);
   let stopping = false;
   onShutdown(async () => {
     stopping = true;
-    await node.drain(cfg.drainGraceMs);
+    await node.drain(cfg.drainGraceMs, true);
     await node.stop();
     await http?.close();
     await nc.drain().catch(() => {});
@@ -34,6 +35,8 @@ async function main(): Promise<void> {
     log,
   });
   await node.start();
+  // Stopped during the warm-up: nothing here is ready or listening any more.
+  if (stopping) return;
   // One machine-readable line for scripts and tests that start nodes.
   log.info('listening', { nodeId: node.nodeId, httpPort: http?.port ?? null });
   nc.closed().then((err) => {

@@ -31,6 +31,8 @@ export interface NodeSettings {
   /** A node unhealthy this long drains itself (0 = never). Default 0. */
   healthCheck?: { drainAfterMs: number };
   pools: Record<string, NodePoolSettings>;
+  /** Register with NATS's services API (`$SRV.*`); default true. */
+  micro?: boolean;
 }
 
 /** Marks renew and release for admission: never refused for load. */
@@ -70,6 +72,8 @@ export class PoolNode extends Actor {
   private scaleEpoch = 0;
   /** Cluster-wide caps (claude-cli `account.max_concurrent_turns`), opened on first use only. */
   private readonly gates: GateProvider;
+  /** A drain for exit (SIGTERM) cannot be undone. */
+  private finalDrain = false;
   /** Largest payload any pool accepts; checked before decoding anything. */
   private readonly maxPayload: number;
   /** Leases ended without their holders asking, announced together at the end of the tick. */
@@ -112,22 +116,34 @@ export class PoolNode extends Actor {
   async start(): Promise<void> {
     const s = this.s;
     const id = this.nodeId;
+    // Control endpoints are micro endpoints (counted in $SRV.STATS); the data
+    // plane stays on plain subscriptions, off the services API's per-message
+    // bookkeeping, and is listed in the metadata.
+    if (this.cfg.micro !== false) {
+      await this.registerMicro({
+        name: 'shoal-pool-node',
+        description: 'Shoal pool-node: pools of leased resources',
+        metadata: { nodeId: id, prefix: s.prefix, pools: [...this.pools.keys()].join(','), data_plane: [s.nodeAcquire(id), s.nodeExec(id), s.leaseExec(id), s.leaseRenew(id), s.leaseRelease(id)].join(',') },
+      });
+    }
     this.listen(s.nodeAcquire(id), (m) => this.request(m, () => this.onAcquire(m)));
     this.listen(s.nodeExec(id), (m) => this.request(m, () => this.onExec(m)));
     this.listen(s.leaseExec(id), (m) => this.request(m, () => this.onLeaseExec(m)));
     this.listen(s.leaseRenew(id), (m) => this.request(m, () => this.onRenew(m), LEASE_OP));
     this.listen(s.leaseRelease(id), (m) => this.request(m, () => this.onRelease(m), LEASE_OP));
-    this.listen(s.nodeScale(id), (m) => this.request(m, () => this.onScale(m)));
-    this.listen(s.nodeDrain(id), (m) => this.onDrain(m));
-    this.listen(s.nodeStatus(id), (m) => this.reply(m, this.status(parse('status', m.data).leases ?? false)));
+    this.endpoint('scale', s.nodeScale(id), (m) => this.request(m, () => this.onScale(m)));
+    this.endpoint('drain', s.nodeDrain(id), (m) => this.onDrain(m));
+    this.endpoint('undrain', s.nodeUndrain(id), (m) => this.onUndrain(m));
+    this.endpoint('status', s.nodeStatus(id), (m) => this.reply(m, this.status(parse('status', m.data).leases ?? false)));
     // Answered right here, on the event loop: a hung node fails the ping.
     this.listen(s.nodePing(id), (m) => this.reply(m, { nodeId: id }));
     this.listen(s.nodeProbe(id), async (m) => this.reply(m, await this.health.probe()));
     this.listen(s.healthVerdict(id), (m) => this.health.onVerdict(m.data));
     await Promise.all([...this.pools.values()].map((p) => p.start()));
     await this.flushed();
-    this.heartbeat();
-    this.hbTimer = setInterval(() => this.heartbeat(), this.cfg.heartbeatIntervalMs);
+    this.startHeartbeats();
+    // A drain (SIGTERM, or an operator) that came during the warm-up: this node is not ready.
+    if (this.draining) return;
     this.log.info('pool-node ready', { pools: [...this.pools.keys()], subjects: s.nodeAll(id) });
   }
 
@@ -237,13 +253,14 @@ export class PoolNode extends Actor {
     const allowed = this.drivers.get(pool.name)!.oneShotOps;
     if (allowed && !allowed.has(req.op)) throw new ShoalError(ErrorCodes.UNSUPPORTED_OP, `op ${req.op} cannot run one-shot on pool ${pool.name} (one-shot ops: ${[...allowed].join(', ')}); acquire a lease for it`);
     await this.withPoolSlot(pool, async () => {
-      const deadline = Date.now() + req.timeoutMs;
+      const timeoutMs = req.timeoutMs ?? this.cfg.pools[pool.name]!.acquireTimeoutMs;
+      const deadline = Date.now() + timeoutMs;
       // The exec's own deadline (a long turn) when the caller or the pool's driver sets one, else what is left of the call's.
       const fixedMs = req.execTimeoutMs ?? pool.defaultExecTimeoutMs(req.op);
       // Refusals up to here answer `m`: a balancer that handed the call over can still try another node.
       // The lease lives inside this call: its TTL must outlast the exec's deadline (no one renews it).
       if (req.options !== undefined) pool.checkLeaseOptions(req.options);
-      let lease = await pool.acquire({ ...req, ttlMs: (fixedMs ?? req.timeoutMs) + ONE_SHOT_TTL_MARGIN_MS });
+      let lease = await pool.acquire({ ...req, timeoutMs, ttlMs: (fixedMs ?? timeoutMs) + ONE_SHOT_TTL_MARGIN_MS });
       if (req.options !== undefined) lease = await pool.prepare(lease.leaseId, req.options as Record<string, unknown>);
       if (lease.reused) this.metrics.reused(pool.name, pool.kind);
       const out = new StreamOut(this.nc, req.replyTo ?? m.reply, this.log);
@@ -308,6 +325,38 @@ export class PoolNode extends Actor {
     this.reply(m, { pool: pool.name, ...r, min: pool.limits.min, max: pool.limits.max });
   }
 
+  private startHeartbeats(): void {
+    if (this.hbTimer || this.finalDrain) return;
+    this.heartbeat();
+    this.hbTimer = setInterval(() => this.heartbeat(), this.cfg.heartbeatIntervalMs);
+  }
+
+  /**
+   * `shoal undrain`: leave draining. Within the grace period the drain
+   * stops and leases and resources stay; once it has destroyed everything,
+   * the pools start again and warm up to their targets. Refused, retryable,
+   * while the drain is destroying resources (try again in a moment), and
+   * always when the node drains to exit.
+   */
+  private onUndrain(m: Msg): void {
+    try {
+      if (m.data.length > 0) parse('status', m.data);
+      if (!this.draining) return this.reply(m, { nodeId: this.nodeId, draining: false, already: true });
+      if (this.finalDrain) throw new ShoalError(ErrorCodes.NODE_DRAINING, `node ${this.nodeId} is draining to exit; it cannot be undrained`, { details: { reason: 'exiting', retryable: false } });
+      const busy = [...this.pools.values()].filter((p) => !p.undrainable).map((p) => p.name);
+      if (busy.length > 0) throw new ShoalError(ErrorCodes.NODE_DRAINING, `node ${this.nodeId} is still destroying the resources of ${busy.join(', ')}; undrain again in a moment`, { details: { reason: 'destroying', pools: busy, retryable: true } });
+      const result: Record<string, string> = {};
+      for (const p of this.pools.values()) result[p.name] = String(p.undrain());
+      this.drainPromise = undefined;
+      this.log.info('undrained', { pools: result });
+      this.heartbeat();
+      this.startHeartbeats();
+      this.reply(m, { nodeId: this.nodeId, draining: false, already: false, pools: result });
+    } catch (err) {
+      this.replyError(m, err);
+    }
+  }
+
   private onDrain(m: Msg): void {
     const req = parse('drain', m.data);
     const already = this.draining;
@@ -320,14 +369,17 @@ export class PoolNode extends Actor {
    * everything. Heartbeats keep going (with draining=true) so balancers stop
    * placing here at once. Idempotent.
    */
-  drain(graceMs: number): Promise<{ revoked: number }> {
+  drain(graceMs: number, final = false): Promise<{ revoked: number }> {
+    if (final) this.finalDrain = true;
     if (!this.drainPromise) {
       this.log.info('draining', { graceMs });
-      this.drainPromise = Promise.all([...this.pools.values()].map((p) => p.drain(graceMs))).then((rs) => {
+      const p: Promise<{ revoked: number }> = Promise.all([...this.pools.values()].map((pool) => pool.drain(graceMs))).then((rs) => {
         const revoked = rs.reduce((a, r) => a + r.revoked, 0);
-        this.log.info('drained', { revoked });
+        if (rs.some((r) => r.cancelled)) this.log.info('drain cancelled (undrained)', {});
+        else this.log.info('drained', { revoked });
         return { revoked };
       });
+      this.drainPromise = p;
       // After drainPromise is set, so that this heartbeat already says draining: balancers stop at once.
       this.heartbeat();
     }

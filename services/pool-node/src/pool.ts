@@ -150,6 +150,10 @@ export class Pool<R = unknown> {
   private probing = false;
   /** Probes since the pool went down: they come sooner than the interval at first (retry_base, doubling up to it). */
   private downProbes = 0;
+  /** Where a drain is: leases may still come back (`grace`), resources being destroyed, all gone (`drained`), or closed for good. */
+  private drainPhase: 'grace' | 'destroying' | 'drained' | 'closed' | undefined;
+  /** Bumped by `undrain`, so that a drain waiting out its grace period stops there. */
+  private drainGen = 0;
 
   constructor(
     private readonly cfg: PoolSettings,
@@ -200,13 +204,17 @@ export class Pool<R = unknown> {
    * Stop taking acquires, let leases finish until `graceMs`, then revoke what
    * is left and destroy everything. Resolves when no resource is left.
    */
-  async drain(graceMs: number): Promise<{ revoked: number }> {
+  async drain(graceMs: number): Promise<{ revoked: number; cancelled?: boolean }> {
     this.draining = true;
+    this.drainPhase = 'grace';
+    const gen = ++this.drainGen;
     this.rejectAllWaiters(() => new ShoalError(ErrorCodes.NODE_DRAINING, `pool ${this.name} is draining`));
     const deadline = this.clock.now() + graceMs;
-    while (this.leases.size > 0 && this.clock.now() < deadline) {
+    while (this.leases.size > 0 && this.clock.now() < deadline && gen === this.drainGen) {
       await new Promise<void>((r) => this.clock.setTimeout(r, Math.min(50, deadline - this.clock.now())));
     }
+    if (gen !== this.drainGen) return { revoked: 0, cancelled: true };
+    this.drainPhase = 'destroying';
     let revoked = 0;
     for (const lease of [...this.leases.values()]) {
       revoked++;
@@ -214,11 +222,44 @@ export class Pool<R = unknown> {
       void this.destroy(lease.resource as Resource<R>, 'drain'); // tracked: close() below waits for it
     }
     await this.close();
+    this.drainPhase = 'drained';
     return { revoked };
+  }
+
+  /** Whether `undrain` would work now: not while a drain is destroying, nor after `close`. */
+  get undrainable(): boolean {
+    return !this.draining || this.drainPhase === 'grace' || this.drainPhase === 'drained';
+  }
+
+  /**
+   * Leave draining. Within the grace period the drain just stops: leases
+   * and resources are kept. After the drain has destroyed everything, the
+   * pool starts again and warms up to its target. Refused (false) while the
+   * drain is destroying, or after `close` (the process is stopping).
+   */
+  undrain(): 'resumed' | 'restarted' | 'not_draining' | false {
+    if (!this.draining) return 'not_draining';
+    if (this.drainPhase === 'grace') {
+      this.drainGen++;
+      this.draining = false;
+      this.drainPhase = undefined;
+      this.replenish();
+      return 'resumed';
+    }
+    if (this.drainPhase === 'drained') {
+      this.closed = false;
+      this.draining = false;
+      this.drainPhase = undefined;
+      this.scheduleCleanup();
+      this.replenish();
+      return 'restarted';
+    }
+    return false;
   }
 
   /** Destroy every resource now and cancel every timer. */
   async close(): Promise<void> {
+    if (this.drainPhase !== 'destroying') this.drainPhase = 'closed';
     this.draining = true;
     this.closed = true;
     this.clock.clearTimeout(this.cleanupTimer);

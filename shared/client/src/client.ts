@@ -14,8 +14,17 @@ export interface ConnectOptions {
   prefix?: string;
   /** Recorded in every lease as its holder, for leak reports. */
   name?: string;
-  /** Default acquire deadline. */
+  /**
+   * Default acquire deadline. Unset (the default): the request carries none
+   * and the pool's `acquire_timeout` applies, as the balancer (or node) has it.
+   */
   timeoutMs?: number;
+  /**
+   * With no deadline given, how long to wait for any answer before giving up
+   * with UNAVAILABLE (the balancer answers POOL_TIMEOUT at the pool's
+   * `acquire_timeout`; this only bounds a lost request). Default 300000.
+   */
+  maxWaitMs?: number;
   /** Renew held leases in the background (default true). Off, a lease is still renewed while an exec runs on it. */
   autoRenew?: boolean;
   /**
@@ -225,9 +234,10 @@ export class Client {
    * or straight from one node with `nodeId`. Rejects with a typed error.
    */
   async acquire(pool: string, opts: AcquireOptions = {}): Promise<Lease> {
-    const timeoutMs = opts.timeoutMs ?? this.opts.timeoutMs ?? 30_000;
+    const given = opts.timeoutMs ?? this.opts.timeoutMs;
+    const timeoutMs = given ?? this.opts.maxWaitMs ?? 300_000;
     const subject = opts.nodeId ? this.subjects.nodeAcquire(opts.nodeId) : this.subjects.poolAcquire(pool);
-    const body = { pool, timeoutMs: serverDeadline(timeoutMs), priority: opts.priority, ttlMs: opts.ttlMs, holder: this.holder, options: opts.options };
+    const body = { pool, timeoutMs: given === undefined ? undefined : serverDeadline(given), priority: opts.priority, ttlMs: opts.ttlMs, holder: this.holder, options: opts.options };
     if (opts.signal?.aborted) throw new CancelledError(ErrorCodes.CANCELLED, 'acquire aborted before it was sent');
     const pending = call<LeaseInfo>(this.nc, subject, body, timeoutMs, (late) => this.returnLate(late)).then((info) => this.adopt(info));
     if (!opts.signal) return pending.catch((e) => { throw typed(e); });

@@ -33,7 +33,8 @@ export function loadConfig(opts: LoadConfigOptions = {}): NodeConfig {
   // An empty variable (`SHOAL_NATS_USER=` in a compose file) means unset.
   const env = Object.fromEntries(Object.entries(opts.env ?? process.env).filter(([, v]) => v !== undefined && v !== '')) as Record<string, string>;
   const file = opts.file ?? env.SHOAL_CONFIG;
-  const fileSource = file ? `file ${resolve(file)}` : 'default';
+  // A file named by SHOAL_CONFIG says so: the reader may not know the variable is set.
+  const fileSource = !file ? 'default' : opts.file !== undefined ? `file ${resolve(file)}` : `file ${resolve(file)} (from env SHOAL_CONFIG)`;
   const doc = file ? readYaml(file, opts.file !== undefined ? 'argument' : 'env SHOAL_CONFIG') : {};
   const over = expand(opts.overrides ?? {});
   for (const [d, source] of [[doc, fileSource], [over, 'overrides']] as const) {
@@ -133,7 +134,8 @@ function build(schema: Section, entries: Entry[], keyBase: string) {
     const elsewhere = origin(other).source === origin(bad).source ? '' : `; ${other} is from ${origin(other).source}`;
     throw fail(bad, `${low} (${a}) must be ${orEqual ? '<=' : '<'} ${high} (${b})${elsewhere}`);
   };
-  return { props: cfg.getProperties() as any, origin, fail, ordered };
+  const sources = () => Object.fromEntries(leaves(schema).filter(([, l]) => l.format !== Object).map(([path]) => [path, origin(path).source]));
+  return { props: cfg.getProperties() as any, origin, fail, ordered, sources };
 }
 
 function envEntries(vars: [name: string, path: string][], env: Record<string, string>, keyBase: string, rank: number): Entry[] {
@@ -143,7 +145,7 @@ function envEntries(vars: [name: string, path: string][], env: Record<string, st
 function loadNode(doc: Mapping, over: Mapping, env: Record<string, string>, fileSource: string): Omit<NodeConfig, 'pools'> {
   const nodeOnly = (d: Mapping) => ({ nats: d.nats, jetstream: d.jetstream, node: d.node, balancer: d.balancer, autoscaler: d.autoscaler, health_check: d.health_check });
   const vars = leaves(NODE_SCHEMA).flatMap(([path, leaf]): [string, string][] => (leaf.env ? [[leaf.env, path]] : []));
-  const { props: p, ordered } = build(NODE_SCHEMA, [
+  const { props: p, ordered, sources } = build(NODE_SCHEMA, [
     ...walk(nodeOnly(doc), NODE_SCHEMA, { key: '', source: fileSource, rank: 1 }),
     ...envEntries(vars, env, '', 2),
     ...walk(nodeOnly(over), NODE_SCHEMA, { key: '', source: 'overrides', rank: 3 }),
@@ -179,6 +181,7 @@ function loadNode(doc: Mapping, over: Mapping, env: Record<string, string>, file
       circuitCooldownMs: b.circuit_cooldown,
       performanceWeights: { latency: b.performance_weights.latency, throughput: b.performance_weights.throughput, errorRate: b.performance_weights.error_rate, resource: b.performance_weights.resource },
     },
+    sources: sources(),
   };
 }
 
@@ -277,7 +280,7 @@ function weaviateEntries(env: Record<string, string>, keyBase: string): Entry[] 
   return out;
 }
 
-function toPool(name: string, { props: p, origin, fail, ordered }: ReturnType<typeof build>): PoolConfig {
+function toPool(name: string, { props: p, origin, fail, ordered, sources }: ReturnType<typeof build>): PoolConfig {
   ordered('min_size', 'max_size', true);
   ordered('auto_scaling.scale_down_threshold', 'auto_scaling.scale_up_threshold', false);
   ordered('create.retry_base', 'create.retry_max', true);
@@ -328,6 +331,7 @@ function toPool(name: string, { props: p, origin, fail, ordered }: ReturnType<ty
     },
     create: { timeoutMs: c.timeout, retryBaseMs: c.retry_base, retryMaxMs: c.retry_max },
     maxConcurrentCreates: p.max_concurrent_creates ?? defaultMaxConcurrentCreates(p.driver),
+    sources: sources(),
     resourceLimits: {
       maxMemoryPerSessionBytes: rl.max_memory_per_session,
       maxTotalMemoryBytes: rl.max_total_memory,

@@ -69,6 +69,13 @@ export interface PoolConfig {
   create: { timeoutMs: number; retryBaseMs: number; retryMaxMs: number };
   /** Creates in flight on this node for this pool, whatever the target (the driver's default when not set). */
   maxConcurrentCreates: number;
+  /**
+   * Where each key's value came from, by the key's path in the pool block
+   * (`load_balancing.strategy`): `default`, `file <path>`, `env <NAME>` or
+   * `overrides`. Lets a balancer tell a strategy the config sets from the
+   * built-in one, and `shoal status` say where a value came from.
+   */
+  sources?: Record<string, string>;
   resourceLimits: {
     maxMemoryPerSessionBytes: number;
     maxTotalMemoryBytes: number;
@@ -129,6 +136,8 @@ export interface NodeConfig {
     performanceWeights: { latency: number; throughput: number; errorRate: number; resource: number };
   };
   pools: Record<string, PoolConfig>;
+  /** Where each node-level key's value came from (`balancer.strategy` -> `default`, `file <path>`, `env <NAME>`, `overrides`). */
+  sources?: Record<string, string>;
 }
 
 export interface LoadConfigOptions {

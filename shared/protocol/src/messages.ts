@@ -23,7 +23,8 @@ export type Holder = Infer<typeof holderShape>;
 
 const acquireShape = {
   pool: name,
-  timeoutMs,
+  /** Absent: the pool's `acquire_timeout` (the balancer's config for the pool, else the node's). */
+  timeoutMs: optional(timeoutMs),
   /** Higher is served first; FIFO within one priority. */
   priority: optional(int({ min: -1000, max: 1000 })),
   ttlMs: optional(int({ min: 1, max: MAX_TTL_MS })),
@@ -122,7 +123,11 @@ const statusShape = {
 const status = obj(statusShape);
 export type StatusRequest = Infer<typeof statusShape>;
 
+/** Who made an operator change, as the CLI says (`user@host`); kept with the setting for `shoal status`. */
+const by = optional(str({ max: 128 }));
+
 const strategyShape = {
+  by,
   strategy: oneOf(['round_robin', 'least_connections', 'weighted_round_robin', 'performance_based', 'p2c'] as const),
   performanceWeights: optional(obj({ latency: num({ min: 0 }), throughput: num({ min: 0 }), errorRate: num({ min: 0 }), resource: num({ min: 0 }) })),
 };
@@ -130,9 +135,14 @@ const strategy = obj(strategyShape);
 export type StrategyRequest = Infer<typeof strategyShape>;
 
 // The node id becomes a KV key and a subject token: no dots, spaces or wildcards.
-const weightShape = { nodeId: name, weight: num({ min: 0, max: 1000 }) };
+const weightShape = { nodeId: name, weight: num({ min: 0, max: 1000 }), by };
 const weight = obj(weightShape);
 export type WeightRequest = Infer<typeof weightShape>;
+
+/** Back to the config: one runtime setting (`strategy`, `weight.<node>`), or every one when `key` is absent. */
+const settingsResetShape = { key: optional(str({ min: 1, max: 128, pattern: /^[A-Za-z0-9_.-]+$/ })), by };
+const settingsReset = obj(settingsResetShape);
+export type SettingsResetRequest = Infer<typeof settingsResetShape>;
 
 /** Validators by message kind. Each returns the typed message or throws BAD_REQUEST. */
 export const validators = {
@@ -146,6 +156,7 @@ export const validators = {
   status,
   strategy,
   weight,
+  settingsReset,
 } as const;
 export type MessageKind = keyof typeof validators;
 export type MessageOf<K extends MessageKind> = ReturnType<(typeof validators)[K]>;

@@ -86,6 +86,11 @@ export function subjects(prefix: string = DEFAULT_PREFIX) {
     healthVerdict: (nodeId: string) => `${prefix}.health.verdict.${nodeId}`,
     /** Every node's verdict: balancers skip unhealthy nodes, the autoscaler counts their capacity out. */
     anyHealthVerdict: `${prefix}.health.verdict.*`,
+    // ---- operator's view (issue 13) ----
+    /** Runtime settings back to the config (any replica answers; all follow the KV bucket). */
+    adminSettingsReset: `${prefix}.admin.settings.reset`,
+    /** Leave draining (admin -> node). */
+    nodeUndrain: (nodeId: string) => `${prefix}.node.${nodeId}.undrain`,
   };
 }
 

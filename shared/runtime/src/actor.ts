@@ -1,6 +1,7 @@
-import type { Msg, NatsConnection, Subscription } from 'nats';
+import type { Msg, NatsConnection, Service, ServiceMsg, Subscription } from 'nats';
 import { encode, ErrorCodes, fail, isInboxSubject, ok, ShoalError } from '@shoal/protocol';
 import type { Logger } from './log.js';
+import { addMeasuredEndpoint, countServiceError, registerService, type ServiceSpec } from './micro.js';
 import { Refusals } from './refusals.js';
 
 export type Handler = (msg: Msg) => void | Promise<void>;
@@ -15,9 +16,43 @@ export abstract class Actor {
   protected readonly subs: Subscription[] = [];
   /** Refused messages by reason (for a `shoal_refused_messages_total` metric) and their rate-limited warnings. */
   readonly refusals: Refusals;
+  /** This process as a NATS micro service, once `registerMicro` ran. */
+  protected micro: Service | undefined;
 
   constructor(protected readonly nc: NatsConnection, protected readonly log: Logger) {
     this.refusals = new Refusals(log);
+  }
+
+  /** Register with NATS's services API; endpoints added later with `endpoint` are listed and measured there. */
+  protected async registerMicro(spec: ServiceSpec): Promise<void> {
+    this.micro = await registerService(this.nc, spec);
+  }
+
+  /**
+   * A request endpoint: a NATS micro endpoint (counted in `$SRV.STATS`) when
+   * the service is registered, a plain subscription otherwise. A queue group
+   * is always set for micro endpoints (`opts.queue`, else nats.js's `q`), so
+   * subjects every replica must answer stay on `listen`.
+   */
+  protected endpoint(name: string, subject: string, handler: Handler, opts: { queue?: string } = {}): void {
+    if (!this.micro) { this.listen(subject, handler, opts); return; }
+    addMeasuredEndpoint(this.micro, name, { subject, queue: opts.queue }, this.guardAsync(subject, handler));
+  }
+
+  /** Like `guard`, and hands back the handler's promise (settled, never rejected) so that its time can be measured. */
+  private guardAsync(subject: string, handler: Handler): (msg: Msg) => Promise<void> | void {
+    const onError = (msg: Msg, err: unknown) => {
+      this.log.error('handler failed', { subject, err: err instanceof Error ? err.stack ?? err.message : String(err) });
+      this.replyError(msg, err);
+    };
+    return (msg) => {
+      try {
+        const r = handler(msg);
+        if (r && typeof (r as Promise<void>).then === 'function') return (r as Promise<void>).catch((err) => onError(msg, err));
+      } catch (err) {
+        onError(msg, err);
+      }
+    };
   }
 
   /** Subscribe with a guarded handler. */
@@ -72,7 +107,18 @@ export abstract class Actor {
   }
 
   protected replyError(msg: Msg, err: unknown): void {
-    if (msg.reply) this.safeRespond(msg, encode(fail(err)));
+    if (!msg.reply) return;
+    const bytes = encode(fail(err));
+    countServiceError(msg, err);
+    const sm = msg as Partial<ServiceMsg>;
+    // A micro endpoint counts it in `$SRV.STATS` as an error; the body is the usual error reply.
+    if (typeof sm.respondError === 'function') {
+      try {
+        sm.respondError(500, ShoalError.from(err).code, bytes);
+        return;
+      } catch { /* closed: as below */ }
+    }
+    this.safeRespond(msg, bytes);
   }
 
   private safeRespond(msg: Msg, data: Uint8Array): void {
@@ -86,6 +132,8 @@ export abstract class Actor {
 
   /** Stop listening; messages already delivered are still handled. */
   protected async unlisten(): Promise<void> {
-    await Promise.allSettled(this.subs.splice(0).map((s) => s.drain()));
+    const micro = this.micro;
+    this.micro = undefined;
+    await Promise.allSettled([...this.subs.splice(0).map((s) => s.drain()), ...(micro ? [micro.stop()] : [])]);
   }
 }

@@ -1,10 +1,12 @@
 import { ErrorCodes, ShoalError } from '@shoal/protocol';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import type { Logger } from './log.js';
 
 export type Route = (query: URLSearchParams) => unknown | Promise<unknown>;
+/** A path that writes its own answer (an HTML page, a server-sent event stream). */
+export type HttpHandler = (req: IncomingMessage, res: ServerResponse, query: URLSearchParams) => void;
 
 export interface HttpOptions {
   host: string;
@@ -15,6 +17,8 @@ export interface HttpOptions {
   health: () => { ok: boolean; [k: string]: unknown };
   /** Extra JSON routes by exact path, e.g. /api/v1/session-pool/status. */
   routes?: Record<string, Route>;
+  /** Paths that answer GET themselves, by exact path. */
+  handlers?: Record<string, HttpHandler>;
   log: Logger;
 }
 
@@ -33,7 +37,17 @@ export async function startHttp(o: HttpOptions): Promise<HttpServer | undefined>
   };
   const server: Server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
-    const route = routes[url.pathname];
+    const handler = req.method === 'GET' && o.handlers && Object.hasOwn(o.handlers, url.pathname) ? o.handlers[url.pathname] : undefined;
+    if (handler) {
+      try {
+        return handler(req, res, url.searchParams);
+      } catch (err) {
+        o.log.warn('http handler failed', { path: url.pathname, err: (err as Error).message });
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
+        return void res.end(JSON.stringify({ error: (err as Error).message }));
+      }
+    }
+    const route = Object.hasOwn(routes, url.pathname) ? routes[url.pathname] : undefined;
     const send = (code: number, type: string, body: string) => {
       res.writeHead(code, { 'content-type': type });
       res.end(body);

@@ -7,3 +7,4 @@ export * from './shutdown.js';
 export * from './requester.js';
 export * from './kv.js';
 export * from './refusals.js';
+export * from './micro.js';

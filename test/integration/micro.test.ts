@@ -1,0 +1,97 @@
+import { expect } from 'chai';
+import { connect as natsConnect, createInbox, type NatsConnection } from 'nats';
+import { encode, PROTOCOL_VERSION, subjects } from '@shoal/protocol';
+import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
+import { sleep, startPoolNode, startService, type Service } from '../helpers/procs.js';
+
+/**
+ * NATS micro discovery: every Shoal process kind (pool-node, balancer)
+ * answers `$SRV.PING`, `$SRV.INFO` and `$SRV.STATS` — asked here with plain
+ * NATS requests, as `nats micro ls` does — with its name, version, id,
+ * endpoints (subject, queue group) and per-endpoint counts measured by the
+ * process.
+ */
+const s = subjects('shoal');
+
+interface Info { type: string; name: string; id: string; version: string; metadata?: Record<string, string>; endpoints: { name: string; subject: string; queue_group?: string }[] }
+interface Stats { type: string; name: string; id: string; endpoints: { name: string; subject: string; num_requests: number; num_errors: number; processing_time: number; average_processing_time: number }[] }
+
+describe('NATS micro services ($SRV.PING/INFO/STATS) of every process kind', function () {
+  this.timeout(30_000);
+  let nats: NatsServer;
+  let nc: NatsConnection;
+  const procs: Service[] = [];
+
+  /** Every answer to one request within `ms` (several services answer one subject). */
+  async function gather<T>(subject: string, ms = 1000): Promise<T[]> {
+    const inbox = createInbox();
+    const out: T[] = [];
+    const sub = nc.subscribe(inbox, { callback: (_e, m) => { out.push(JSON.parse(new TextDecoder().decode(m.data)) as T); } });
+    nc.publish(subject, new Uint8Array(), { reply: inbox });
+    await sleep(ms);
+    sub.unsubscribe();
+    return out;
+  }
+
+  before(async () => {
+    nats = await startNatsServer();
+    nc = await natsConnect({ servers: nats.url });
+    procs.push(await startPoolNode({ SHOAL_NATS_URL: nats.url, SHOAL_NODE_ID: 'node-m', SHOAL_HEARTBEAT_INTERVAL: '200ms' }));
+    const b = startService('services/balancer/dist/main.js', { SHOAL_NATS_URL: nats.url, SHOAL_HTTP_PORT: '-1', SHOAL_LOG_LEVEL: 'info', SHOAL_BALANCER_ID: 'bal-m' });
+    procs.push(b);
+    await b.waitFor((l) => l.msg === 'listening');
+  });
+
+  after(async () => {
+    await Promise.all(procs.map((p) => p.kill('SIGKILL')));
+    await nc?.close();
+    await nats?.stop();
+  });
+
+  it('$SRV.PING: both kinds answer with name, id and version', async () => {
+    const pings = await gather<{ type: string; name: string; id: string; version: string }>('$SRV.PING');
+    expect(pings.map((p) => p.name).sort()).to.deep.equal(['shoal-balancer', 'shoal-pool-node']);
+    for (const p of pings) {
+      expect(p.type).to.equal('io.nats.micro.v1.ping_response');
+      expect(p.id).to.be.a('string').with.length.above(0);
+      expect(p.version).to.match(/^\d+\.\d+\.\d+/);
+    }
+    // Discovery by name, as `nats micro info shoal-pool-node` asks.
+    expect((await gather<{ name: string }>('$SRV.PING.shoal-pool-node')).map((p) => p.name)).to.deep.equal(['shoal-pool-node']);
+  });
+
+  it('$SRV.INFO: endpoints with subjects and queue groups; the data plane named in the metadata', async () => {
+    const infos = await gather<Info>('$SRV.INFO');
+    const node = infos.find((i) => i.name === 'shoal-pool-node')!;
+    const bal = infos.find((i) => i.name === 'shoal-balancer')!;
+    expect(node.metadata).to.include({ nodeId: 'node-m', prefix: 'shoal' });
+    expect(node.metadata!.data_plane).to.include(s.nodeAcquire('node-m'));
+    expect(node.endpoints.map((e) => [e.name, e.subject]).sort()).to.deep.equal([
+      ['drain', s.nodeDrain('node-m')], ['scale', s.nodeScale('node-m')], ['status', s.nodeStatus('node-m')], ['undrain', s.nodeUndrain('node-m')],
+    ]);
+    expect(bal.metadata).to.include({ balancerId: 'bal-m', data_plane_queue: 'shoal-balancers' });
+    const byName = Object.fromEntries(bal.endpoints.map((e) => [e.name, e]));
+    expect(byName.status).to.include({ subject: s.adminStatus, queue_group: 'shoal-balancers' });
+    expect(byName.strategy).to.include({ subject: s.adminStrategy, queue_group: 'shoal-balancers' });
+    expect(byName['settings-reset']).to.include({ subject: s.adminSettingsReset });
+  });
+
+  it('$SRV.STATS: requests, errors and processing time counted per endpoint', async () => {
+    const before = (await gather<Stats>('$SRV.STATS.shoal-pool-node'))[0]!.endpoints.find((e) => e.name === 'status')!;
+    for (let i = 0; i < 3; i++) await nc.request(s.nodeStatus('node-m'), encode({ v: PROTOCOL_VERSION }), { timeout: 3000 });
+    // A bad scale request: a typed error reply, counted as an error.
+    await nc.request(s.nodeScale('node-m'), encode({ v: PROTOCOL_VERSION, pool: 'synthetic', op: 'sideways', n: 1 }), { timeout: 3000 });
+    const stats = (await gather<Stats>('$SRV.STATS.shoal-pool-node'))[0]!;
+    expect(stats.type).to.equal('io.nats.micro.v1.stats_response');
+    const status = stats.endpoints.find((e) => e.name === 'status')!;
+    expect(status.num_requests - before.num_requests).to.equal(3);
+    expect(status.processing_time).to.be.greaterThan(0);
+    const scale = stats.endpoints.find((e) => e.name === 'scale')!;
+    expect(scale.num_requests).to.equal(1);
+    expect(scale.num_errors).to.equal(1);
+
+    await nc.request(s.adminStatus, encode({ v: PROTOCOL_VERSION }), { timeout: 3000 });
+    const b = (await gather<Stats>('$SRV.STATS.shoal-balancer'))[0]!;
+    expect(b.endpoints.find((e) => e.name === 'status')!.num_requests).to.be.at.least(1);
+  });
+});

@@ -1,0 +1,135 @@
+import { expect } from 'chai';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse } from 'yaml';
+import { EXAMPLE } from '../helpers/config.js';
+import { ROOT } from '../helpers/procs.js';
+
+/**
+ * "A setting that does nothing is a bug": every key of the example config
+ * (config/session-pool.yaml) must name the test that proves it changes
+ * behaviour, or be listed as pending with the issue that makes it live. A
+ * key without an entry fails here, and so does an entry whose test is not
+ * in the named file (a renamed test would otherwise leave the table lying).
+ *
+ * Keys are normalised: `session_pool.X` and `pools.<name>.X` are the pool
+ * key `pool.X`; `pools.<name>.options.Y` is `options.<driver>.Y`.
+ */
+type Proof = { file: string; test: string } | { pending: string };
+
+const PROOFS: Record<string, Proof[]> = {
+  'nats.url': [{ file: 'test/integration/runtime-nats.test.ts', test: 'connects with user and password' }],
+  'node.prefix': [{ pending: 'issue 15 (tests): no test runs a non-default prefix end to end yet' }],
+  'node.http_host': [{ pending: 'issue 15 (tests): only the default 127.0.0.1 is exercised' }],
+  'node.http_port': [{ file: 'test/integration/pool-node.test.ts', test: 'publishes heartbeats with the pool numbers, serves /metrics and /healthz' }],
+  'node.heartbeat_interval': [{ file: 'test/unit/membership.test.ts', test: 'is suspect after 3 silent intervals and gone after 5' }],
+  'node.drain_grace': [{ file: 'test/integration/pool-node.test.ts', test: 'drains on SIGTERM: new acquires refused, the held lease finishes' }],
+  'node.max_concurrent_requests': [{ pending: 'issue 15 (tests): the pool-level limit is proven, the node-wide one is not' }],
+  'node.log_level': [{ pending: 'issue 15 (tests)' }],
+  'balancer.suspect_after': [{ file: 'test/unit/membership.test.ts', test: 'is suspect after 3 silent intervals and gone after 5' }],
+  'balancer.gone_after': [{ file: 'test/unit/membership.test.ts', test: 'is suspect after 3 silent intervals and gone after 5' }],
+  'balancer.circuit_failure_threshold': [{ file: 'test/integration/balancer-actor.test.ts', test: 'opens the circuit of a node that keeps failing and stops trying it' }],
+  'balancer.circuit_cooldown': [{ file: 'test/unit/circuit.test.ts', test: 'refuses while open, then lets exactly one probe through after the cooldown' }],
+  'balancer.performance_weights.latency': [{ file: 'test/unit/strategies.test.ts', test: 'honours its weights: with only resource weighted, latency does not matter' }],
+  'balancer.performance_weights.throughput': [{ file: 'test/unit/strategies.test.ts', test: 'uses the design weights by default and accepts overrides' }],
+  'balancer.performance_weights.error_rate': [{ file: 'test/unit/strategies.test.ts', test: 'prefers low latency and low error rate' }],
+  'balancer.performance_weights.resource': [{ file: 'test/unit/strategies.test.ts', test: 'honours its weights: with only resource weighted, latency does not matter' }],
+
+  'pool.driver': [{ file: 'test/integration/claude.test.ts', test: 'with its command not found, the pool reports itself unavailable' }],
+  'pool.min_size': [{ file: 'test/unit/pool.test.ts', test: 'scales up, down and to a target within min and max' }],
+  'pool.max_size': [{ file: 'test/integration/pool-node.test.ts', test: 'serves acquires beyond max in FIFO order' }],
+  'pool.initial_size': [{ file: 'test/unit/pool.test.ts', test: 'warms up to the initial size in parallel' }],
+  'pool.max_waiting_clients': [{ file: 'test/unit/pool.test.ts', test: 'refuses beyond max_waiting_clients with POOL_EXHAUSTED' }],
+  'pool.acquire_timeout': [{ file: 'test/integration/operator-settings.test.ts', test: 'acquire_timeout applies when the client gives no deadline' }],
+  'pool.lease_ttl': [{ file: 'test/integration/pool-node.test.ts', test: 'reclaims the lease of a client process SIGKILLed while holding it, after the TTL' }],
+  'pool.weight': [{ file: 'test/integration/operator-settings.test.ts', test: 'a runtime override wins, is shown with who and when' }],
+  'pool.auto_scaling.enabled': [{ pending: 'issue 8 (autoscaler)' }],
+  'pool.auto_scaling.scale_up_threshold': [{ pending: 'issue 8 (autoscaler)' }],
+  'pool.auto_scaling.scale_down_threshold': [{ pending: 'issue 8 (autoscaler)' }],
+  'pool.auto_scaling.scale_up_increment': [{ pending: 'issue 8 (autoscaler)' }],
+  'pool.auto_scaling.scale_down_increment': [{ pending: 'issue 8 (autoscaler)' }],
+  'pool.auto_scaling.cooldown_period': [{ pending: 'issue 8 (autoscaler)' }],
+  'pool.load_balancing.strategy': [
+    { file: 'test/integration/operator-settings.test.ts', test: 'strategy from AICLI_SESSION_POOL_LOAD_BALANCING, not balancer.strategy' },
+    { file: 'test/integration/operator-settings.test.ts', test: '`settings reset` returns to the config' },
+  ],
+  'pool.load_balancing.health_check_interval': [{ pending: 'issue 9 (health checker)' }],
+  'pool.load_balancing.circuit_breaker_enabled': [{ pending: 'issue 9 (health checker and circuit_breaker_enabled)' }],
+  'pool.session_management.enable_reuse': [{ file: 'test/unit/pool.test.ts', test: 'destroys on release with destroy, on reuse disabled, and after max reuse count' }],
+  'pool.session_management.idle_timeout': [{ file: 'test/unit/pool.test.ts', test: 'shrinks idle resources after the idle timeout' }],
+  'pool.session_management.max_lifetime': [{ file: 'test/unit/pool.test.ts', test: 'expires resources at max lifetime with jitter' }],
+  'pool.session_management.cleanup_interval': [{ file: 'test/unit/pool.test.ts', test: 'validates idle resources in the cleanup' }],
+  'pool.session_management.lifetime_jitter': [{ file: 'test/unit/pool.test.ts', test: 'expires resources at max lifetime with jitter, so they do not all go at once' }],
+  'pool.session_management.max_reuse_count': [{ file: 'test/integration/pool-node.test.ts', test: 'replaces a resource after max reuse' }],
+  'pool.session_management.context_reset': [{ file: 'test/unit/pool.test.ts', test: 'resets on return when context_reset is on' }],
+  'pool.session_management.validate_on_return': [{ file: 'test/unit/pool.test.ts', test: 'validates unless validated within the skip window' }],
+  'pool.session_management.validate_skip_window': [{ file: 'test/unit/pool.test.ts', test: 'validates unless validated within the skip window' }],
+  'pool.resource_limits.max_memory_per_session': [{ file: 'test/unit/pool.test.ts', test: 'destroys a resource over max_memory_per_session on return' }],
+  'pool.resource_limits.max_total_memory': [{ file: 'test/unit/claude-total-memory.test.ts', test: 'destroys the largest idle resources until the total is under the limit' }],
+  'pool.resource_limits.max_concurrent_requests': [{ file: 'test/integration/pool-node.test.ts', test: 'refuses work beyond max_concurrent_requests with POOL_BUSY' }],
+  'pool.resource_limits.max_payload': [{ file: 'test/integration/pool-node.test.ts', test: 'answers bad input with typed errors and keeps serving' }],
+  'pool.create.timeout': [{ file: 'test/unit/pool.test.ts', test: 'times out a create that hangs' }],
+  'pool.create.retry_base': [{ file: 'test/integration/pool-node.test.ts', test: 'hands failing creates to the waiters as DRIVER_ERROR and backs off' }],
+  'pool.create.retry_max': [{ file: 'test/integration/pool-node.test.ts', test: 'hands failing creates to the waiters as DRIVER_ERROR and backs off' }],
+
+  'options.synthetic.failure_rate': [{ file: 'test/integration/pool-node.test.ts', test: 'hands failing creates to the waiters as DRIVER_ERROR and backs off' }],
+  'options.synthetic.create_latency': [{ pending: 'issue 15 (tests): used by the benchmarks, not asserted by a test' }],
+  'options.synthetic.exec_latency': [{ pending: 'issue 15 (tests): used by the benchmarks, not asserted by a test' }],
+  'options.claude-cli.command': [{ file: 'test/integration/claude.test.ts', test: 'with its command not found, the pool reports itself unavailable' }],
+  'options.claude-cli.include_partial_messages': [{ file: 'test/unit/claude-options.test.ts', test: 'maps every typed option to its flag, in a stable order' }],
+  'options.claude-cli.permission_mode': [{ file: 'test/unit/claude-options.test.ts', test: 'maps every typed option to its flag, in a stable order' }],
+  'options.weaviate.host': [{ file: 'test/integration/weaviate.test.ts', test: 'Weaviate stopped then restarted' }],
+  'options.weaviate.port': [{ file: 'test/integration/weaviate.test.ts', test: 'Weaviate stopped then restarted' }],
+  'options.weaviate.grpc_port': [{ file: 'test/integration/weaviate.test.ts', test: 'Weaviate stopped then restarted' }],
+  'options.weaviate.use_pool': [{ file: 'test/integration/weaviate.test.ts', test: 'VECTOR_STORE_USE_POOL=false: the same ops on a fresh client per call' }],
+  'options.weaviate.health_check_interval': [{ file: 'test/unit/weaviate-driver.test.ts', test: 'health check: a failing probe is counted, logged and the connection replaced' }],
+};
+
+/** Every leaf key of the example config, normalised as above. */
+export function exampleKeys(file = EXAMPLE): string[] {
+  const doc = parse(readFileSync(file, 'utf8'), { merge: true }) as Record<string, unknown>;
+  const pools = (doc.pools ?? {}) as Record<string, { driver?: string }>;
+  const out = new Set<string>();
+  const walk = (o: Record<string, unknown>, path: string): void => {
+    for (const [k, v] of Object.entries(o)) {
+      const p = path ? `${path}.${k}` : k;
+      if (v !== null && typeof v === 'object' && !Array.isArray(v)) walk(v as Record<string, unknown>, p);
+      else out.add(p);
+    }
+  };
+  walk(doc, '');
+  return [...new Set([...out].map((k) => {
+    let m = /^pools\.([^.]+)\.options\.(.+)$/.exec(k);
+    if (m) return `options.${pools[m[1]!]?.driver}.${m[2]}`;
+    m = /^(?:pools\.[^.]+|session_pool)\.(.+)$/.exec(k);
+    return m ? `pool.${m[1]}` : k;
+  }))].sort();
+}
+
+describe('every key of config/session-pool.yaml names the test that proves it', () => {
+  const keys = exampleKeys();
+
+  it('has an entry for every key of the example (proof, or pending with its issue)', () => {
+    expect(keys.length).to.be.greaterThan(40);
+    const missing = keys.filter((k) => !Object.hasOwn(PROOFS, k));
+    expect(missing, 'keys of config/session-pool.yaml with no proof and no pending entry').to.deep.equal([]);
+  });
+
+  it('every named test exists in its file', () => {
+    const wrong: string[] = [];
+    for (const [key, proofs] of Object.entries(PROOFS)) {
+      for (const p of proofs) {
+        if ('pending' in p) continue;
+        const path = join(ROOT, p.file);
+        if (!existsSync(path) || !readFileSync(path, 'utf8').includes(p.test)) wrong.push(`${key}: ${p.file}: "${p.test}"`);
+      }
+    }
+    expect(wrong).to.deep.equal([]);
+  });
+
+  it('lists what is still pending (printed, so the gap stays visible)', () => {
+    const pending = Object.entries(PROOFS).filter(([k, ps]) => keys.includes(k) && ps.some((p) => 'pending' in p));
+    for (const [k, ps] of pending) process.stdout.write(`      pending: ${k} — ${ps.map((p) => ('pending' in p ? p.pending : '')).join('; ')}\n`);
+    expect(pending.length).to.be.below(keys.length);
+  });
+});
