@@ -57,6 +57,10 @@ export class NodeMetrics {
         }
       },
     });
+    new Gauge({
+      name: Metrics.POOL_AVAILABLE, help: 'Whether the pool can make resources (0 while its backend is down)', labelNames: labels, registers: [r],
+      collect() { for (const p of pools()) this.set({ pool: p.name, kind: p.kind, node: nodeId }, p.availability().available ? 1 : 0); },
+    });
     new Gauge({ name: Metrics.NODE_IN_FLIGHT, help: 'Requests in flight on the node', labelNames: ['node'], registers: [r], collect() { this.set({ node: nodeId }, inFlight()); } });
   }
 

@@ -60,6 +60,8 @@ export interface PoolConfig {
 export interface NodeConfig {
   /** Undefined: the node generates a ULID. */
   nodeId?: string;
+  /** `node.pools`: the pools a pool-node serves; undefined = every pool of the config. Other services read them all. */
+  nodePools?: string[];
   prefix: string;
   nats: NatsConfig;
   /** port 0 = ephemeral, -1 = no HTTP server. */
