@@ -11,7 +11,9 @@ import { statusRoutes } from './routes.js';
  * period, everything destroyed) and exit 0.
  */
 async function main(): Promise<void> {
-  const cfg = loadConfigOrExit('pool-node');
+  const all = loadConfigOrExit('pool-node');
+  // `node.pools` (SHOAL_NODE_POOLS): one config file for a cluster whose pool-nodes each serve some pools.
+  const cfg = all.nodePools ? { ...all, pools: Object.fromEntries(all.nodePools.map((name) => [name, all.pools[name]!])) } : all;
   const log = createLogger({ svc: 'pool-node' }, cfg.logLevel);
   installCrashGuards(log);
   const nc = await connectNats({ ...cfg.nats, name: `shoal-pool-node${cfg.nodeId ? '-' + cfg.nodeId : ''}` }, log);

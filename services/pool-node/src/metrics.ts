@@ -57,6 +57,10 @@ export class NodeMetrics {
         }
       },
     });
+    new Gauge({
+      name: Metrics.POOL_AVAILABLE, help: 'Whether the pool can make resources (0 while its backend is down)', labelNames: labels, registers: [r],
+      collect() { for (const p of pools()) this.set({ pool: p.name, kind: p.kind, node: nodeId }, p.availability().available ? 1 : 0); },
+    });
     new Gauge({ name: Metrics.NODE_IN_FLIGHT, help: 'Requests in flight on the node', labelNames: ['node'], registers: [r], collect() { this.set({ node: nodeId }, inFlight()); } });
   }
 
@@ -70,6 +74,8 @@ export class NodeMetrics {
     const counters = new Map<string, { inc(): void }>();
     const histograms = new Map<string, { observe(v: number): void }>();
     const expired = this.expired.labels(l);
+    // Exported at 0 from the start: `increase()` over a series that appears only at its first leak misses that leak.
+    expired.inc(0);
     return {
       op: (operation, result, ms) => {
         const key = operation + '|' + result;

@@ -42,7 +42,11 @@ export function loadConfig(opts: LoadConfigOptions = {}): NodeConfig {
     const bad = Object.keys(d).find((k) => !TOP.includes(k) && !k.startsWith('x-'));
     if (bad) throw new ConfigError(bad, d[bad], source, `unknown key; expected one of ${TOP.join(', ')}`);
   }
-  return { ...loadNode(doc, over, env, fileSource), pools: loadPools(doc, over, env, fileSource) };
+  const node = loadNode(doc, over, env, fileSource);
+  const pools = loadPools(doc, over, env, fileSource);
+  const unknown = node.nodePools?.find((name) => !Object.hasOwn(pools, name));
+  if (unknown !== undefined) throw new ConfigError('node.pools', node.nodePools, env.SHOAL_NODE_POOLS !== undefined ? 'env SHOAL_NODE_POOLS' : fileSource, `names no pool of the config: ${unknown} (pools: ${Object.keys(pools).join(', ') || 'none'})`);
+  return { ...node, pools };
 }
 
 function readYaml(file: string, via: string): Mapping {
@@ -161,7 +165,7 @@ function loadNode(doc: Mapping, over: Mapping, env: Record<string, string>, file
   };
   const b = p.balancer;
   return {
-    ...defined({ nodeId: p.node.id }),
+    ...defined({ nodeId: p.node.id, nodePools: p.node.pools }),
     prefix: p.node.prefix,
     nats,
     jetstream: { ...defined({ replicas: p.jetstream.replicas, domain: p.jetstream.domain }), storage: p.jetstream.storage },

@@ -61,6 +61,10 @@ convict.addFormats({
     coerce: attempt((v: string) => JSON.parse(v) as unknown),
     validate: (v) => { readPolicies(v); },
   },
+  'shoal-names': {
+    coerce: (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean),
+    validate: (v) => must(v === null || (Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'string' && TOKEN.test(x))), 'must be a non-empty list of pool names (A-Z a-z 0-9 _ -)'),
+  },
   'shoal-list': {
     coerce: (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean),
     validate: (v) => must(Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'string' && x !== ''), 'must be a URL or a non-empty list of URLs'),
@@ -197,6 +201,7 @@ export const NODE_SCHEMA: Section = {
   },
   node: {
     id: { default: null, nullable: true, format: matches(TOKEN, '1-64 of A-Z a-z 0-9 _ -'), env: 'SHOAL_NODE_ID', doc: 'node id; unset = a fresh ULID' },
+    pools: { default: null, nullable: true, format: 'shoal-names', env: 'SHOAL_NODE_POOLS', doc: 'the pools of this file a pool-node serves; unset = all' },
     prefix: { default: 'shoal', format: matches(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, 'NATS subject tokens joined by dots'), env: 'SHOAL_PREFIX', doc: 'subject prefix' },
     http_host: { default: '127.0.0.1', format: matches(/./, 'a host name or address'), env: 'SHOAL_HTTP_HOST', doc: 'HTTP bind address' },
     http_port: { ...int(8080, 'HTTP port; 0 = ephemeral, -1 = no HTTP server', -1, 65535), env: 'SHOAL_HTTP_PORT' },

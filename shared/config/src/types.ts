@@ -112,6 +112,8 @@ export interface JetStreamConfig {
 export interface NodeConfig {
   /** Undefined: the node generates a ULID. */
   nodeId?: string;
+  /** `node.pools`: the pools a pool-node serves; undefined = every pool of the config. Other services read them all. */
+  nodePools?: string[];
   prefix: string;
   nats: NatsConfig;
   /** The KV buckets Shoal creates (settings, and others' `shoal_<what>`). */

@@ -21,6 +21,8 @@ export const Metrics = {
   LEASES_EXPIRED_TOTAL: 'shoal_leases_expired_total',
   /** gauge: requests being processed by the node */
   NODE_IN_FLIGHT: 'shoal_node_in_flight_requests',
+  /** gauge {pool, kind, node}: 1 while the pool can make resources, 0 while its backend is down (reason in `shoal status`) */
+  POOL_AVAILABLE: 'shoal_pool_available',
   /** counter {code}: errors answered on the wire */
   ERRORS_TOTAL: 'shoal_errors_total',
   /** node, balancer: counter {reason}: messages refused unanswered (reply subject not an inbox, forged heartbeat...) */

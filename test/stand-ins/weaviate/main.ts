@@ -23,6 +23,7 @@ function arg(name: string): string | undefined {
 }
 
 const standIn = await startWeaviateStandIn({
+  host: arg('host'),
   httpPort: Number(arg('http-port') ?? 0),
   grpcPort: Number(arg('grpc-port') ?? 0),
   version: arg('version'),
@@ -52,7 +53,7 @@ const control = createServer((req, res) => {
     );
   });
 });
-await new Promise<void>((r) => control.listen(Number(arg('control-port') ?? 0), '127.0.0.1', () => r()));
+await new Promise<void>((r) => control.listen(Number(arg('control-port') ?? 0), arg('host') ?? '127.0.0.1', () => r()));
 const controlPort = (control.address() as { port: number }).port;
 process.stdout.write(`${JSON.stringify({ msg: 'listening', httpPort: standIn.httpPort, grpcPort: standIn.grpcPort, controlPort, pid: process.pid })}\n`);
 
