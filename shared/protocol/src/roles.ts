@@ -90,6 +90,11 @@ function kvWrite(bucket: string, keys: string[]): string[] {
  */
 const JS_ALL = ['$JS.API.>', '$JS.FC.>', '$JS.ACK.>', '$KV.>'];
 
+/** NATS micro discovery (`$SRV.PING|INFO|STATS[.<name>[.<id>]]`): every service answers it. */
+const MICRO = '$SRV.>';
+/** The Claude drivers' cluster-wide turn slots (services/pool-node/src/turn-gate.ts). */
+const TURNS_BUCKET = 'shoal_turns';
+
 /**
  * The permissions of `role` under subject prefix `prefix`, for a connection
  * whose inbox prefix is `inbox` (see inboxPrefixFor).
@@ -112,8 +117,9 @@ export function permissionsFor(role: Role, inbox: string, prefix: string = DEFAU
       };
     case 'pool-node':
       return {
-        publish: { allow: [`${INBOX_ROOT}.>`, `${p}.hb.*`, `${p}.events.lease.*`] },
-        subscribe: { allow: [myInbox, `${p}.node.*.>`] },
+        publish: { allow: [`${INBOX_ROOT}.>`, `${p}.hb.*`, `${p}.events.lease.*`, ...kvRead(TURNS_BUCKET), ...kvWrite(TURNS_BUCKET, ['>'])] },
+        // Its own verdicts (a node unhealthy for long drains itself); the role is shared by every node.
+        subscribe: { allow: [myInbox, `${p}.node.*.>`, `${p}.health.verdict.*`, MICRO] },
       };
     case 'balancer':
       return {
@@ -121,11 +127,11 @@ export function permissionsFor(role: Role, inbox: string, prefix: string = DEFAU
           allow: [
             `${INBOX_ROOT}.>`,
             `${p}.node.*.acquire`, `${p}.node.*.exec`, `${p}.node.*.status`, `${p}.node.*.lease.release`,
-            `${p}.events.node.*`,
+            `${p}.events.node.*`, `${p}.autoscaler.status`,
             ...kvRead(bucket), ...kvWrite(bucket, ['strategy', 'weight.>']),
           ],
         },
-        subscribe: { allow: [myInbox, `${p}.*.acquire`, `${p}.*.exec`, `${p}.hb.*`, `${p}.admin.>`, `${p}.health.>`, `${p}.events.>`, kvAdvisories(bucket)] },
+        subscribe: { allow: [myInbox, `${p}.*.acquire`, `${p}.*.exec`, `${p}.hb.*`, `${p}.admin.>`, `${p}.health.>`, `${p}.events.>`, kvAdvisories(bucket), MICRO] },
       };
     case 'autoscaler':
       return {
@@ -134,7 +140,7 @@ export function permissionsFor(role: Role, inbox: string, prefix: string = DEFAU
           // The settings it does not own: those are admin's and the health checker's.
           deny: [`$KV.${bucket}.strategy`, `$KV.${bucket}.weight.>`, `$KV.${bucket}.health.>`],
         },
-        subscribe: { allow: [myInbox, `${p}.hb.*`, `${p}.admin.scale.>`, `${p}.autoscaler.>`, `${p}.health.>`, `${p}.events.>`, '$JS.EVENT.ADVISORY.>'] },
+        subscribe: { allow: [myInbox, `${p}.hb.*`, `${p}.admin.scale.>`, `${p}.autoscaler.>`, `${p}.health.>`, `${p}.events.>`, '$JS.EVENT.ADVISORY.>', MICRO] },
       };
     case 'health-checker':
       return {
@@ -145,12 +151,12 @@ export function permissionsFor(role: Role, inbox: string, prefix: string = DEFAU
             ...kvRead(bucket), ...kvWrite(bucket, ['health.>']),
           ],
         },
-        subscribe: { allow: [myInbox, `${p}.hb.*`, `${p}.health.>`, `${p}.events.>`, kvAdvisories(bucket)] },
+        subscribe: { allow: [myInbox, `${p}.hb.*`, `${p}.health.>`, `${p}.events.>`, kvAdvisories(bucket), MICRO] },
       };
     case 'admin':
       // The operator: steers everything under the prefix and the KV buckets, reads what a status needs.
       return {
-        publish: { allow: [`${p}.>`, ...JS_ALL], deny: [`${p}.hb.>`] },
+        publish: { allow: [`${p}.>`, ...JS_ALL, MICRO], deny: [`${p}.hb.>`] },
         subscribe: { allow: [myInbox, `${p}.hb.*`, `${p}.events.>`, `${p}.health.>`, `${p}.autoscaler.>`, '$JS.EVENT.ADVISORY.>'] },
       };
   }
