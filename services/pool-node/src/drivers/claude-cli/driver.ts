@@ -1,5 +1,6 @@
 import { ErrorCodes, ShoalError } from '@shoal/protocol';
 import type { Driver, DriverContext, ExecContext } from '../../driver.js';
+import { ClaudeBackend } from './backend.js';
 import { claudeMetrics } from './metrics.js';
 import { isExecutable, parseOptions, resolveCommand, UUID } from './options.js';
 import { ClaudeSession } from './session.js';
@@ -23,6 +24,7 @@ export function claudeCliDriver(ctx: DriverContext): Driver<ClaudeSession> {
   const opts = parseOptions(ctx.options);
   const sessions = new Set<ClaudeSession>();
   let command: string | undefined;
+  const account = new ClaudeBackend();
   const metrics = claudeMetrics(ctx.registry, ctx.labels ?? { pool: ctx.poolName }, function* () { for (const s of sessions) yield s.state; });
   const log = (level: 'debug' | 'info' | 'warn', msg: string, fields?: Record<string, unknown>) => ctx.log?.[level](msg, { pool: ctx.poolName, ...fields });
 
@@ -40,6 +42,7 @@ export function claudeCliDriver(ctx: DriverContext): Driver<ClaudeSession> {
   return {
     kind: 'claude-cli',
     oneShotOps: new Set(['send']),
+    backend: () => account.state(),
 
     async create({ resourceId, signal }) {
       // Looked up again only while not found (installing the CLI later heals the pool) or once the found file is gone.
@@ -49,7 +52,7 @@ export function claudeCliDriver(ctx: DriverContext): Driver<ClaudeSession> {
         throw new ShoalError(ErrorCodes.DRIVER_ERROR, `claude command not found: ${opts.command} (looked in PATH and node_modules/.bin; set the pool's options.command)`, { details: { command: opts.command, looked: found.looked.slice(0, 20) } });
       }
       const s = new ClaudeSession(resourceId, opts, found.path, {
-        turnEnded: (outcome, ms, result) => metrics.turn(outcome, ms, result),
+        turnEnded: (outcome, ms, result) => { metrics.turn(outcome, ms, result); account.turn(outcome, result); },
         stateChanged: () => {},
         skipped: () => metrics.skipped(),
         log,
