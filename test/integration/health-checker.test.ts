@@ -244,6 +244,7 @@ describe('health-checker (integration: checker, balancer and pool-node processes
     a.proc.kill('SIGSTOP');
     const down = await waitVerdict((x) => x.nodeId === ids.a && !x.healthy, INTERVAL * FAILURES + TIMEOUT + SLACK, mark);
     const tookMs = Date.now() - stoppedAt;
+    if (process.env.SHOAL_TEST_FIGURES) console.log(JSON.stringify({ figure: 'unhealthy_after_sigstop_ms', ms: tookMs, bound: INTERVAL * FAILURES + TIMEOUT }));
     expect(tookMs, 'time to the unhealthy verdict').to.be.below(INTERVAL * FAILURES + TIMEOUT + SLACK);
     expect(down.checks.find((c) => c.type === 'ping')).to.deep.include({ ok: false });
     expect(down.reason).to.match(/ping: /);
@@ -255,6 +256,7 @@ describe('health-checker (integration: checker, balancer and pool-node processes
     const contAt = Date.now();
     a.proc.kill('SIGCONT');
     const up = await waitVerdict((x) => x.nodeId === ids.a && x.healthy, 15_000, mark2);
+    if (process.env.SHOAL_TEST_FIGURES) console.log(JSON.stringify({ figure: 'healthy_after_sigcont_ms', ms: Date.now() - contAt }));
     expect(up.since).to.be.at.least(contAt - 1000);
     // Before it: at least one round where the ping answered yet the node stayed unhealthy (recovery_threshold 2).
     const between = verdicts.slice(mark2, verdicts.indexOf(up)).filter((x) => x.nodeId === ids.a);
