@@ -176,9 +176,11 @@ export class HealthChecker extends Actor {
   // ---- decide and act --------------------------------------------------------
 
   /**
-   * Rounds start at a fixed rate (one per interval), not one after the other:
-   * a hung node's probes time out in parallel, so it is judged within
-   * `interval × failure_threshold + timeout` of hanging.
+   * While a node is healthy, rounds start at a fixed rate (one per interval),
+   * not one after the other: a hung node's probes time out in parallel, so it
+   * is judged within `interval × failure_threshold + timeout` of hanging.
+   * While it is unhealthy, one round at a time: answers to probes that piled
+   * up while it hung must not count as that many good rounds at once.
    */
   private schedule(nodeId: string, n: NodeEntry): void {
     if (this.stopping) return;
@@ -192,7 +194,7 @@ export class HealthChecker extends Actor {
         return;
       }
       this.schedule(nodeId, n);
-      if (n.rounds >= MAX_OVERLAPPING_ROUNDS) return;
+      if (n.rounds >= (n.state.healthy ? MAX_OVERLAPPING_ROUNDS : 1)) return;
       n.rounds++;
       void this.round(nodeId, n)
         .catch((err) => this.log.error('health round failed', { nodeId, err: (err as Error).stack }))
@@ -204,6 +206,7 @@ export class HealthChecker extends Actor {
   /** One round: observe (ping, probe), decide (pure), act (write and publish when needed). */
   private async round(nodeId: string, n: NodeEntry): Promise<void> {
     const hc = this.cfg.healthCheck;
+    const startedAt = Date.now();
     const obs = await this.observe(nodeId, hc);
     const results = judge(hc.checks, obs, hc.timeoutMs);
     for (const c of results.checks) this.metrics.check(c.type, c.ok);
@@ -215,6 +218,8 @@ export class HealthChecker extends Actor {
     await prev;
     try {
       if (this.nodes.get(nodeId) !== n) return;
+      // Sent before the node was judged unhealthy: it says nothing about a recovery.
+      if (!n.state.healthy && startedAt < n.state.since) return;
       const now = Date.now();
       const before = n.state;
       n.state = step(n.state, results, { failureThreshold: hc.failureThreshold, recoveryThreshold: hc.recoveryThreshold }, now);

@@ -1,6 +1,7 @@
 import { ErrorCodes, ShoalError } from '@shoal/protocol';
 import type { Driver, DriverContext, ExecContext } from '../../driver.js';
 import { authChecker, turnError } from './auth.js';
+import { ClaudeBackend } from './backend.js';
 import { claudeMetrics } from './metrics.js';
 import { buildEnv, checkLeaseChoice, isExecutable, parseOptions, resolveCommand, UUID } from './options.js';
 import { ClaudeSession } from './session.js';
@@ -37,6 +38,7 @@ export function claudeCliDriver(ctx: DriverContext): Driver<ClaudeSession> {
   const opts = parseOptions(ctx.options);
   const sessions = new Set<ClaudeSession>();
   let command: string | undefined;
+  const backendState = new ClaudeBackend();
   const metrics = claudeMetrics(ctx.registry, ctx.labels ?? { pool: ctx.poolName }, function* () { for (const s of sessions) yield s.state; });
   // The account's cap on turns at once across the cluster, and the spacing of session starts on this node.
   const gate = opts.account && opts.account.maxConcurrentTurns > 0 ? (ctx.gates ?? localGates()).gate(opts.account.key, opts.account.maxConcurrentTurns) : undefined;
@@ -61,6 +63,7 @@ export function claudeCliDriver(ctx: DriverContext): Driver<ClaudeSession> {
     oneShotOps: new Set(['send']),
     ownsExecDeadline: true,
     defaultExecTimeoutMs: (op) => (op === 'send' ? opts.turnTimeoutMs : undefined),
+    backend: () => backendState.state(),
 
     async create({ resourceId, signal }) {
       // Looked up again only while not found (installing the CLI later heals the pool) or once the found file is gone.
@@ -72,7 +75,7 @@ export function claudeCliDriver(ctx: DriverContext): Driver<ClaudeSession> {
       const auth = await authOk();
       if (!auth.ok) throw auth.error!;
       const s = new ClaudeSession(resourceId, opts, found.path, {
-        turnEnded: (outcome, ms, result, client, costUsd) => metrics.turn(outcome, ms, result, client, costUsd),
+        turnEnded: (outcome, ms, result, client, costUsd) => { metrics.turn(outcome, ms, result, client, costUsd); backendState.turn(outcome, result); },
         apiRetry: (status, delayMs) => {
           metrics.apiRetry(status);
           // Rate limited or overloaded: hold new turns of this account on this node for the CLI's own delay.
