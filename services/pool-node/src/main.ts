@@ -36,7 +36,7 @@ async function main(): Promise<void> {
   await node.start();
   // One machine-readable line for scripts and tests that start nodes.
   log.info('listening', { nodeId: node.nodeId, httpPort: http?.port ?? null });
-  nc.closed().then((err) => {
+  void nc.closed().then((err) => {
     if (!stopping) {
       log.error('nats connection closed', { err: err?.message });
       process.exit(1);
