@@ -34,6 +34,6 @@ nc.subscribe(`${prefix}.relay.acquire`, {
 await nc.flush();
 process.stdout.write(JSON.stringify({ msg: 'listening', role: 'relay', mode }) + '\n');
 
-const stop = () => { nc.close().finally(() => process.exit(0)); };
+const stop = () => { void nc.close().finally(() => process.exit(0)); };
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);

@@ -25,6 +25,6 @@ nc.subscribe(`${prefix}.release`, { callback: (err, m) => { if (!err) m.respond(
 await nc.flush();
 process.stdout.write(JSON.stringify({ msg: 'listening', role: 'responder', replyBytes: { acquire: lease.length, release: released.length } }) + '\n');
 
-const stop = () => { nc.close().finally(() => process.exit(0)); };
+const stop = () => { void nc.close().finally(() => process.exit(0)); };
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);

@@ -172,7 +172,8 @@ describe('claude-cli driver (in-process, stand-in CLI)', function () {
 
   it('fails reset when the process is gone (the pool replaces it); respawns with reset_mode respawn', async () => {
     const { d, s } = await session();
-    await send(d, s, 'x [[crash]] [[tokens=10]]').result.catch(() => {});
+    const crashed = await send(d, s, 'x [[crash]] [[tokens=10]]').result.then(() => null, (e: any) => e);
+    expect(crashed?.code, 'the crashed turn fails').to.equal('DRIVER_ERROR');
     const err = await d.reset(s).catch((e: any) => e);
     expect(err.code).to.equal('DRIVER_ERROR');
     expect(err.message).to.contain('mid-turn');

@@ -231,8 +231,10 @@ describe('claude-cli pool (integration: pool-node process, stand-in CLI, SDK, ba
     const y = await client.acquire('claude_total', { nodeId: n.nodeId });
     await turn(x, 'eat [[grow=100]]');
     await turn(y, 'eat more [[grow=220]]');
-    await x.release();
+    // y first: a cleanup between the two releases must find y idle (with x still active it would recycle
+    // x, the only idle one then — a race of the test's, seen on a loaded machine).
     await y.release();
+    await x.release();
     // The cleanup (every 300 ms) destroys the largest idle session (y) and the pool refills under the limit.
     const deadline = Date.now() + 6000;
     let total = await status(n.nodeId, 'claude_total');

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { connect as natsConnect, type NatsConnection } from 'nats';
 import { CancelledError, connect, LeaseNotFoundError, type Client } from '@shoal/client';
-import { encode, PROTOCOL_VERSION, readReply, subjects } from '@shoal/protocol';
+import { encode, fail, ok, PROTOCOL_VERSION, readReply, ShoalError, subjects } from '@shoal/protocol';
 import { call } from '@shoal/runtime';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { sleep, startPoolNode, type Service } from '../helpers/procs.js';
@@ -100,6 +100,34 @@ describe('SDK lease life (integration: real nats-server and pool-node)', functio
     while (!lease.lost && Date.now() < end) await sleep(20);
     expect(lease.lost?.code).to.equal('LEASE_NOT_FOUND');
     expect(client.leases).to.not.include(lease);
+  });
+
+  it('keeps renewing through transient renew failures, and marks the lease lost only on LEASE_EXPIRED', async () => {
+    // A pretend node on the wire, so that each renew answer is chosen: two transient failures, a success, then expired.
+    const answers = [fail(new ShoalError('UNAVAILABLE', 'node busy')), fail(new ShoalError('UNAVAILABLE', 'node busy')), ok({ expiresAt: Date.now() + 300, ttlMs: 300 }), fail(new ShoalError('LEASE_EXPIRED', 'too late'))];
+    const renews: unknown[] = [];
+    const subs = [
+      nc.subscribe(s.nodeAcquire('pretend'), { callback: (_e, m) => { m.respond(encode(ok({ leaseId: 'L1', nodeId: 'pretend', pool: 'synthetic', resourceId: 'r1', expiresAt: Date.now() + 300, ttlMs: 300, reused: false }))); } }),
+      nc.subscribe(s.leaseRenew('pretend'), { callback: (_e, m) => { renews.push(1); m.respond(encode(answers[Math.min(renews.length - 1, answers.length - 1)]!)); } }),
+    ];
+    await nc.flush();
+    try {
+      const lease = await client.acquire('synthetic', { nodeId: 'pretend', ttlMs: 300 });
+      const end = Date.now() + 10_000;
+      while (!lease.lost && Date.now() < end) {
+        // Not lost while only transient failures (and a success) have come back.
+        if (renews.length < 4) expect(lease.lost).to.equal(undefined);
+        await sleep(5);
+      }
+      expect(renews.length).to.equal(4);
+      expect(lease.lost?.code).to.equal('LEASE_EXPIRED');
+      expect(client.leases).to.not.include(lease);
+      // And it stops renewing once lost.
+      await sleep(300);
+      expect(renews.length).to.equal(4);
+    } finally {
+      for (const sub of subs) sub.unsubscribe();
+    }
   });
 
   it('withLease returns the result and releases; when its function throws, rethrows and releases with a reset', async () => {

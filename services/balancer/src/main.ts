@@ -72,7 +72,7 @@ async function main(): Promise<void> {
   started.http = http;
   // One machine-readable line for scripts and tests that start balancers.
   log.info('listening', { balancerId: balancer.balancerId, httpPort: http?.port ?? null });
-  nc.closed().then((err) => {
+  void nc.closed().then((err) => {
     if (!stopping) {
       log.error('nats connection closed', { err: err?.message });
       process.exit(1);

@@ -41,7 +41,7 @@ async function main(): Promise<void> {
   if (stopping) return;
   // One machine-readable line for scripts and tests that start nodes.
   log.info('listening', { nodeId: node.nodeId, httpPort: http?.port ?? null });
-  nc.closed().then((err) => {
+  void nc.closed().then((err) => {
     if (!stopping) {
       log.error('nats connection closed', { err: err?.message });
       process.exit(1);
