@@ -140,4 +140,24 @@ describe('balancer settings store (real nats-server)', function () {
     await until('a to take weight 2', () => a.weights.get('n1') === 2, 3000);
     expect(b.weights.get('n1')).to.equal(2);
   });
+
+  it('without JetStream: start does not wait, and a write fails at once as UNAVAILABLE (no_jetstream), not after retries', async () => {
+    const plain = await startNatsServer({ jetstream: false });
+    try {
+      const c = await connect({ servers: plain.url });
+      conns.push(c);
+      const r = new Replica(c, 'settings_none', { startWaitMs: 10_000 });
+      stores.push(r.store);
+      const t0 = Date.now();
+      expect(await r.store.start()).to.equal(false);
+      let err: unknown;
+      try { await r.store.putStrategy(set('p2c')); } catch (e) { err = e; }
+      // Well under the 10 s start wait plus the 2 s write budget of this replica.
+      expect(Date.now() - t0).to.be.below(5000);
+      expect(err).to.have.property('code', 'UNAVAILABLE');
+      expect((err as { details?: { reason?: string } }).details?.reason).to.equal('no_jetstream');
+    } finally {
+      await plain.stop();
+    }
+  });
 });

@@ -188,20 +188,24 @@ export class SettingsStore {
     let recreated = false;
     let rev: number;
     for (;;) {
-      const kv = await this.openForWrite();
+      let kv: KV | undefined;
       try {
+        kv = await this.open();
         rev = await kv.put(key, data);
         break;
       } catch (err) {
-        if (!recreated && await this.gone(err)) {
+        if (kv !== undefined && !recreated && await this.gone(err)) {
           // The bucket was deleted (or NATS restarted with an ephemeral store): create it again and write there.
           this.log.warn('settings bucket is gone; creating it again', { bucket: this.bucket, key });
           this.forget(kv);
           recreated = true;
           continue;
         }
-        if (!isJetStreamUnavailable(err) || Date.now() + delay >= deadline) {
-          throw new ShoalError(ErrorCodes.UNAVAILABLE, `writing ${key} to ${this.bucket} failed: ${(err as Error).message}`);
+        // No responders on the JetStream API itself: no JetStream here at all, waiting will not help.
+        const noJetStream = kv === undefined && (err as { code?: unknown }).code === '503';
+        if (noJetStream || !isJetStreamUnavailable(err) || Date.now() + delay >= deadline) {
+          const what = kv === undefined ? `settings bucket ${this.bucket} is not available (JetStream enabled?)` : `writing ${key} to ${this.bucket} failed`;
+          throw new ShoalError(ErrorCodes.UNAVAILABLE, `${what}: ${(err as Error).message}`, noJetStream ? { details: { reason: 'no_jetstream' } } : {});
         }
         this.log.debug('settings write not taken; retrying', { bucket: this.bucket, key, err: (err as Error).message });
         await sleep(delay);
@@ -235,14 +239,6 @@ export class SettingsStore {
       return false;
     } catch (e) {
       return isStreamNotFound(e);
-    }
-  }
-
-  private async openForWrite(): Promise<KV> {
-    try {
-      return await this.open();
-    } catch (err) {
-      throw new ShoalError(ErrorCodes.UNAVAILABLE, `settings bucket ${this.bucket} is not available (JetStream enabled?): ${(err as Error).message}`);
     }
   }
 

@@ -217,7 +217,8 @@ async function admin<T>(ctx: Ctx, subject: string, body: Record<string, unknown>
       return await call<T>(await ctx.nats(), subject, body, Math.max(1, Math.min(left, STEER_TRY_MS)));
     } catch (err) {
       const code = (err as { code?: unknown }).code;
-      const retry = isNoResponders(err) ? Date.now() - t0 < STEER_NO_RESPONDERS_MS : code === ErrorCodes.UNAVAILABLE;
+      const reason = (err as { details?: { reason?: unknown } }).details?.reason;
+      const retry = isNoResponders(err) ? Date.now() - t0 < STEER_NO_RESPONDERS_MS : code === ErrorCodes.UNAVAILABLE && reason !== 'no_jetstream';
       if (!retry || deadline - Date.now() <= pause) {
         if (isNoResponders(err)) throw new UnreachableError(`no balancer answers on ${subject}; ${HINT}`);
         throw err;
