@@ -195,8 +195,8 @@ const exec: Command = {
 
 /** Default deadline of a steering command: long enough to ride out a NATS server loss (leader election, reconnects). */
 const STEER_TIMEOUT_MS = 15_000;
-/** One try's share: a little over the balancer's own write retries (5 s), so its answer is heard. */
-const STEER_TRY_MS = 6000;
+/** One try's share: a request lost with a dying server is sent again after this (a slow answer to an earlier try is harmless: the write is idempotent). */
+const STEER_TRY_MS = 3000;
 /** No responders is retried this long only: balancers reconnecting after a server loss, not "none running". */
 const STEER_NO_RESPONDERS_MS = 3000;
 
