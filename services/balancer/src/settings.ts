@@ -86,6 +86,12 @@ export class SettingsStore {
   private streamCreated: string | undefined;
   /** The stream's leader when the current watch started (clustered JetStream only). */
   private streamLeader: string | undefined;
+  /** The highest stream sequence the current watch delivered. */
+  private seenSeq = 0;
+  /** At the previous check: the watch lagged the stream, and had delivered up to this sequence. */
+  private lagging: { seen: number } | undefined;
+  /** Checks run every second until then (after a reconnect or a leader change), else every `checkMs`. */
+  private fastChecksUntil = 0;
   private advisories: { unsubscribe(): void } | undefined;
   private statusEvents: AsyncIterable<unknown> | undefined;
   private readonly applied = new Map<string, Applied>();
@@ -302,11 +308,17 @@ export class SettingsStore {
     const every = this.opts.checkMs ?? 5000;
     if (this.stopped || !(every > 0)) return;
     clearTimeout(this.checkTimer);
-    this.checkTimer = setTimeout(() => { void this.check().finally(() => this.scheduleCheck()); }, every);
+    const next = Date.now() < this.fastChecksUntil ? Math.min(every, FAST_CHECK_MS) : every;
+    this.checkTimer = setTimeout(() => { void this.check().finally(() => this.scheduleCheck()); }, next);
     this.checkTimer.unref?.();
   }
 
-  /** Restart the watch if the bucket's stream is gone, is not the one watched, or has another leader. */
+  /**
+   * Restart the watch if the bucket's stream is gone, is not the one
+   * watched, has another leader, or holds entries the watch has not
+   * delivered while it delivered nothing since the previous check (its
+   * consumer stalled: seen after a stream leader's server was killed).
+   */
   private async check(): Promise<void> {
     const gen = this.generation;
     const kv = this.kv;
@@ -315,8 +327,12 @@ export class SettingsStore {
     try {
       const info = (await kv.status()).streamInfo;
       if (gen !== this.generation) return;
+      const behind = info.state.last_seq > this.seenSeq;
+      const stalled = behind && this.lagging !== undefined && this.lagging.seen === this.seenSeq;
+      this.lagging = behind ? { seen: this.seenSeq } : undefined;
       if (info.created !== watched) this.restartSoon('settings bucket was created anew');
       else if (info.cluster?.leader !== this.streamLeader) this.restartSoon('settings bucket has a new leader');
+      else if (stalled) this.restartSoon('settings watch stalled behind the bucket');
     } catch (err) {
       if (gen === this.generation && isStreamNotFound(err)) this.restartSoon('settings bucket is gone');
     }
@@ -325,6 +341,7 @@ export class SettingsStore {
   /** Coalesces bursts (a delete followed by a create). */
   private restartSoon(why: string): void {
     if (this.stopped) return;
+    this.checkFast();
     clearTimeout(this.restartTimer);
     this.restartTimer = setTimeout(() => { void this.restartNow(why); }, 50);
     this.restartTimer.unref?.();
@@ -401,6 +418,8 @@ export class SettingsStore {
     this.watcher = it;
     this.streamCreated = created;
     this.streamLeader = leader;
+    this.seenSeq = 0;
+    this.lagging = undefined;
     const target = early ? it.getReceived() : undefined;
     if (target === 0) finish();
 
@@ -409,6 +428,7 @@ export class SettingsStore {
       for await (const e of it) {
         if (gen !== this.generation) break;
         processed++;
+        if (e.revision > this.seenSeq) this.seenSeq = e.revision;
         const deleted = e.operation === 'DEL' || e.operation === 'PURGE';
         const raw = deleted ? undefined : dec.decode(e.value);
         let value: unknown;
@@ -447,8 +467,16 @@ export class SettingsStore {
     throw failure ?? new Error('settings watch ended before its initial values were read');
   }
 
+  /** Check every second for a while: the watch just restarted after a disturbance, and may stall. */
+  private checkFast(): void {
+    const wasFast = Date.now() < this.fastChecksUntil;
+    this.fastChecksUntil = Date.now() + FAST_CHECKS_FOR_MS;
+    if (!wasFast && this.statusEvents) this.scheduleCheck();
+  }
+
   private rewatch(gen: number, why: string): void {
     if (this.stopped || gen !== this.generation) return;
+    this.checkFast();
     this.watcher = undefined;
     this.log.warn('settings watch stopped; restarting', { why });
     this.scheduleRetry();
@@ -518,5 +546,7 @@ export class SettingsStore {
 }
 
 const RETRY_MIN_MS = 100;
+const FAST_CHECK_MS = 1000;
+const FAST_CHECKS_FOR_MS = 30_000;
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
