@@ -140,4 +140,41 @@ describe('balancer settings store (real nats-server)', function () {
     await until('a to take weight 2', () => a.weights.get('n1') === 2, 3000);
     expect(b.weights.get('n1')).to.equal(2);
   });
+
+  it('without JetStream: start does not wait, and a write fails at once as UNAVAILABLE (no_jetstream), not after retries', async () => {
+    const plain = await startNatsServer({ jetstream: false });
+    try {
+      const c = await connect({ servers: plain.url });
+      conns.push(c);
+      const r = new Replica(c, 'settings_none', { startWaitMs: 10_000 });
+      stores.push(r.store);
+      const t0 = Date.now();
+      expect(await r.store.start()).to.equal(false);
+      let err: unknown;
+      try { await r.store.putStrategy(set('p2c')); } catch (e) { err = e; }
+      // Well under the 10 s start wait plus the 2 s write budget of this replica.
+      expect(Date.now() - t0).to.be.below(5000);
+      expect(err).to.have.property('code', 'UNAVAILABLE');
+      expect((err as { details?: { reason?: string } }).details?.reason).to.equal('no_jetstream');
+    } finally {
+      await plain.stop();
+    }
+  });
+
+  it('a watch whose consumer stopped delivering is restarted by the check (entries in the stream it has not delivered, none delivered since)', async () => {
+    const bucket = `settings_${process.pid}_${n++}`;
+    const [a, , admin] = await replicas(bucket, { checkMs: 300 });
+    await a.store.putStrategy(set('p2c'));
+    await until('a to apply p2c', () => a.strategy === 'p2c', 3000);
+    // Stall a's watch: remove its consumer behind its back.
+    const jsm = await admin.jetstreamManager();
+    const consumers = await jsm.consumers.list(`KV_${bucket}`).next();
+    expect(consumers.length).to.be.greaterThan(0);
+    for (const c of consumers) await jsm.consumers.delete(`KV_${bucket}`, c.name);
+    // Another writer (as another replica would) sets a value.
+    const kv = await admin.jetstream().views.kv(bucket);
+    await kv.put('strategy', new TextEncoder().encode(JSON.stringify({ strategy: 'round_robin' })));
+    // Two checks (0.3 s apart) see it behind and idle; nats.js alone would take two missed 5 s heartbeats.
+    await until('a to apply the other write', () => a.strategy === 'round_robin', 4000);
+  });
 });

@@ -99,6 +99,11 @@ describe('Shoal on a 3-server NATS cluster (server with the settings leader SIGK
     const jsm = await nc.jetstreamManager();
     const info = await eventually('the settings stream', async () => (await jsm.streams.info(STREAM)), 10_000);
     expect(info.config.num_replicas).to.equal(3);
+    // A bucket made with 1 replica (before the cluster grew) is scaled up when opened without a count.
+    await openBucket(nc, 'shoal_older', { replicas: 1 });
+    expect((await jsm.streams.info('KV_shoal_older')).config.num_replicas).to.equal(1);
+    await openBucket(nc, 'shoal_older');
+    expect((await jsm.streams.info('KV_shoal_older')).config.num_replicas).to.equal(3);
 
     // The operator's strategy, through the CLI; a target the autoscaler would own; a health entry.
     const set = await shoal(['strategy', 'round_robin', '--nats', urlsFrom(2)]);
@@ -151,7 +156,10 @@ describe('Shoal on a 3-server NATS cluster (server with the settings leader SIGK
 
     const appliedMs = Date.now() - killedAt;
     // SHOAL_TEST_FIGURES=1 prints what docs/scaling.md quotes.
-    if (process.env.SHOAL_TEST_FIGURES) console.log(JSON.stringify({ killed: leader, steerMs: steer.ms, bothAppliedMs: appliedMs, failedSoFar: failed, okSoFar: ok }));
+    if (process.env.SHOAL_TEST_FIGURES) {
+      console.log(JSON.stringify({ killed: leader, steerMs: steer.ms, bothAppliedMs: appliedMs, failedSoFar: failed, okSoFar: ok }));
+      for (const [id, b] of balancers) for (const l of b.logs) if (/setting|strategy|nats status/.test(String(l.msg)) && String(l.ts) >= new Date(killedAt - 100).toISOString()) console.log(id, JSON.stringify(l));
+    }
 
     // The target and the health entry survived, as stored.
     const target = await eventually('target readable', async () => (await kv.get(`target.${POOL}`)) ?? undefined, 10_000);

@@ -1,9 +1,13 @@
 import { expect } from 'chai';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { connect, type NatsConnection } from 'nats';
 import { decode, encode, PROTOCOL_VERSION, type Heartbeat, type PoolStats } from '@shoal/protocol';
 import { silentLogger } from '@shoal/runtime';
 import { Balancer } from '../../services/balancer/src/balancer.js';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
+import { ROOT } from '../helpers/procs.js';
 
 /**
  * The balancer's status at 10,000 nodes (heartbeats fed straight into its
@@ -42,7 +46,7 @@ describe('balancer status at 10,000 nodes (paged, real nats-server)', function (
     await Promise.all(servers.map((s) => s.stop()));
   });
 
-  async function setup(maxPayload?: number): Promise<{ nc: NatsConnection; max: number }> {
+  async function setup(maxPayload?: number): Promise<{ nc: NatsConnection; max: number; url: string }> {
     const server = await startNatsServer(maxPayload ? { maxPayload } : {});
     servers.push(server);
     const [bnc, nc] = await Promise.all([connect({ servers: server.url }), connect({ servers: server.url })]);
@@ -56,7 +60,7 @@ describe('balancer status at 10,000 nodes (paged, real nats-server)', function (
     await b.start();
     const now = Date.now();
     for (let i = 0; i < N; i++) b.membership.observe(hb(i), now);
-    return { nc, max: nc.info!.max_payload };
+    return { nc, max: nc.info!.max_payload, url: server.url };
   }
 
   async function ask(nc: NatsConnection, body: Record<string, unknown>): Promise<{ r: Reply; bytes: number }> {
@@ -65,7 +69,7 @@ describe('balancer status at 10,000 nodes (paged, real nats-server)', function (
   }
 
   it('summarises every node per pool, pages by id with cursors, filters by pool and node, and stays under max_payload', async () => {
-    const { nc, max } = await setup();
+    const { nc, max, url } = await setup();
     const first = await ask(nc, {});
     expect(first.r.ok).to.equal(true);
     expect(first.bytes).to.be.below(max);
@@ -102,6 +106,15 @@ describe('balancer status at 10,000 nodes (paged, real nats-server)', function (
     const bad = await ask(nc, { limit: 100_000 });
     expect(bad.r.ok).to.equal(false);
     expect(bad.r.error!.code).to.equal('BAD_REQUEST');
+
+    // The CLI: filters and a page, then the next page from the printed cursor.
+    const cli = async (...args: string[]) => (await promisify(execFile)(process.execPath, [join(ROOT, 'bin/shoal.js'), 'status', '--nats', url, ...args], { env: { ...process.env, NO_COLOR: '1' }, maxBuffer: 64 << 20 })).stdout;
+    const j = JSON.parse(await cli('--json', '--pool', 'q', '--limit', '3')) as { nodes: { nodeId: string }[]; page: { next: string } };
+    expect(j.nodes.map((x) => x.nodeId)).to.deep.equal(['node-00000', 'node-00002', 'node-00004']);
+    const text = await cli('--pool', 'q', '--limit', '2', '--cursor', j.page.next);
+    expect(text).to.contain('node-00006').and.to.contain('node-00008').and.not.to.contain('node-00004');
+    expect(text).to.match(/2 of 5000 nodes shown; next page: --cursor node-00008/);
+    expect(text).to.match(/^q +5000 +5000 /m);
   });
 
   it('shrinks a page that would not fit a small max_payload, and its cursor still leads on', async () => {

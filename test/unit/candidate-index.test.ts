@@ -120,15 +120,16 @@ describe('candidate index', () => {
           for (const g of gone) { model.delete(g); unhealthy.delete(g); }
         }
         for (const pool of ['p', 'q']) {
-          expect(m.tiers(pool), `step ${step}, pool ${pool}`).to.deep.equal(expected(pool));
+          const exp = expected(pool);
+          expect(m.tiers(pool), `step ${step}, pool ${pool}`).to.deep.equal(exp);
           // A sample comes from the best tier holding an alive node, and is bounded.
           const sample = m.sample(pool, now, {}, 4);
-          const alive = [...expected(pool)].filter(([nid]) => m.state(nid, now) === 'alive');
+          const alive = [...exp].filter(([nid]) => m.state(nid, now) === 'alive');
           const best = Math.min(...alive.map(([, t]) => t));
           expect(sample.length).to.be.at.most(4);
           expect(sample.length > 0).to.equal(alive.length > 0);
           for (const c of sample) {
-            expect(expected(pool).get(c.nodeId)).to.equal(best);
+            expect(exp.get(c.nodeId)).to.equal(best);
             // Strategies see grants not yet in a heartbeat as load.
             expect(c.inFlight).to.equal(model.get(c.nodeId)!.inFlight + model.get(c.nodeId)!.unseen);
           }

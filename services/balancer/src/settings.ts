@@ -109,6 +109,12 @@ export class SettingsStore {
   private streamCreated: string | undefined;
   /** The stream's leader when the current watch started (clustered JetStream only). */
   private streamLeader: string | undefined;
+  /** The highest stream sequence the current watch delivered. */
+  private seenSeq = 0;
+  /** At the previous check: the watch lagged the stream, and had delivered up to this sequence. */
+  private lagging: { seen: number } | undefined;
+  /** Checks run every second until then (after a reconnect or a leader change), else every `checkMs`. */
+  private fastChecksUntil = 0;
   private advisories: { unsubscribe(): void } | undefined;
   private statusEvents: AsyncIterable<unknown> | undefined;
   private readonly applied = new Map<string, Applied>();
@@ -244,20 +250,24 @@ export class SettingsStore {
     let recreated = false;
     let rev: number;
     for (;;) {
-      const kv = await this.openForWrite();
+      let kv: KV | undefined;
       try {
+        kv = await this.open();
         rev = await kv.put(key, data);
         break;
       } catch (err) {
-        if (!recreated && await this.gone(err)) {
+        if (kv !== undefined && !recreated && await this.gone(err)) {
           // The bucket was deleted (or NATS restarted with an ephemeral store): create it again and write there.
           this.log.warn('settings bucket is gone; creating it again', { bucket: this.bucket, key });
           this.forget(kv);
           recreated = true;
           continue;
         }
-        if (!isJetStreamUnavailable(err) || Date.now() + delay >= deadline) {
-          throw new ShoalError(ErrorCodes.UNAVAILABLE, `writing ${key} to ${this.bucket} failed: ${(err as Error).message}`);
+        // No responders on the JetStream API itself: no JetStream here at all, waiting will not help.
+        const noJetStream = kv === undefined && (err as { code?: unknown }).code === '503';
+        if (noJetStream || !isJetStreamUnavailable(err) || Date.now() + delay >= deadline) {
+          const what = kv === undefined ? `settings bucket ${this.bucket} is not available (JetStream enabled?)` : `writing ${key} to ${this.bucket} failed`;
+          throw new ShoalError(ErrorCodes.UNAVAILABLE, `${what}: ${(err as Error).message}`, noJetStream ? { details: { reason: 'no_jetstream' } } : {});
         }
         this.log.debug('settings write not taken; retrying', { bucket: this.bucket, key, err: (err as Error).message });
         await sleep(delay);
@@ -291,14 +301,6 @@ export class SettingsStore {
       return false;
     } catch (e) {
       return isStreamNotFound(e);
-    }
-  }
-
-  private async openForWrite(): Promise<KV> {
-    try {
-      return await this.open();
-    } catch (err) {
-      throw new ShoalError(ErrorCodes.UNAVAILABLE, `settings bucket ${this.bucket} is not available (JetStream enabled?): ${(err as Error).message}`);
     }
   }
 
@@ -362,11 +364,17 @@ export class SettingsStore {
     const every = this.opts.checkMs ?? 5000;
     if (this.stopped || !(every > 0)) return;
     clearTimeout(this.checkTimer);
-    this.checkTimer = setTimeout(() => { void this.check().finally(() => this.scheduleCheck()); }, every);
+    const next = Date.now() < this.fastChecksUntil ? Math.min(every, FAST_CHECK_MS) : every;
+    this.checkTimer = setTimeout(() => { void this.check().finally(() => this.scheduleCheck()); }, next);
     this.checkTimer.unref?.();
   }
 
-  /** Restart the watch if the bucket's stream is gone, is not the one watched, or has another leader. */
+  /**
+   * Restart the watch if the bucket's stream is gone, is not the one
+   * watched, has another leader, or holds entries the watch has not
+   * delivered while it delivered nothing since the previous check (its
+   * consumer stalled: seen after a stream leader's server was killed).
+   */
   private async check(): Promise<void> {
     const gen = this.generation;
     const kv = this.kv;
@@ -375,8 +383,12 @@ export class SettingsStore {
     try {
       const info = (await kv.status()).streamInfo;
       if (gen !== this.generation) return;
+      const behind = info.state.last_seq > this.seenSeq;
+      const stalled = behind && this.lagging !== undefined && this.lagging.seen === this.seenSeq;
+      this.lagging = behind ? { seen: this.seenSeq } : undefined;
       if (info.created !== watched) this.restartSoon('settings bucket was created anew');
       else if (info.cluster?.leader !== this.streamLeader) this.restartSoon('settings bucket has a new leader');
+      else if (stalled) this.restartSoon('settings watch stalled behind the bucket');
     } catch (err) {
       if (gen === this.generation && isStreamNotFound(err)) this.restartSoon('settings bucket is gone');
     }
@@ -385,6 +397,7 @@ export class SettingsStore {
   /** Coalesces bursts (a delete followed by a create). */
   private restartSoon(why: string): void {
     if (this.stopped) return;
+    this.checkFast();
     clearTimeout(this.restartTimer);
     this.restartTimer = setTimeout(() => { void this.restartNow(why); }, 50);
     this.restartTimer.unref?.();
@@ -461,6 +474,8 @@ export class SettingsStore {
     this.watcher = it;
     this.streamCreated = created;
     this.streamLeader = leader;
+    this.seenSeq = 0;
+    this.lagging = undefined;
     const target = early ? it.getReceived() : undefined;
     if (target === 0) finish();
 
@@ -469,6 +484,7 @@ export class SettingsStore {
       for await (const e of it) {
         if (gen !== this.generation) break;
         processed++;
+        if (e.revision > this.seenSeq) this.seenSeq = e.revision;
         const deleted = e.operation === 'DEL' || e.operation === 'PURGE';
         const raw = deleted ? undefined : dec.decode(e.value);
         let value: unknown;
@@ -507,8 +523,16 @@ export class SettingsStore {
     throw failure ?? new Error('settings watch ended before its initial values were read');
   }
 
+  /** Check every second for a while: the watch just restarted after a disturbance, and may stall. */
+  private checkFast(): void {
+    const wasFast = Date.now() < this.fastChecksUntil;
+    this.fastChecksUntil = Date.now() + FAST_CHECKS_FOR_MS;
+    if (!wasFast && this.statusEvents) this.scheduleCheck();
+  }
+
   private rewatch(gen: number, why: string): void {
     if (this.stopped || gen !== this.generation) return;
+    this.checkFast();
     this.watcher = undefined;
     this.log.warn('settings watch stopped; restarting', { why });
     this.scheduleRetry();
@@ -588,5 +612,7 @@ export class SettingsStore {
 }
 
 const RETRY_MIN_MS = 100;
+const FAST_CHECK_MS = 1000;
+const FAST_CHECKS_FOR_MS = 30_000;
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

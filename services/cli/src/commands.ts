@@ -242,8 +242,8 @@ const exec: Command = {
 
 /** Default deadline of a steering command: long enough to ride out a NATS server loss (leader election, reconnects). */
 const STEER_TIMEOUT_MS = 15_000;
-/** One try's share: a little over the balancer's own write retries (5 s), so its answer is heard. */
-const STEER_TRY_MS = 6000;
+/** One try's share: a request lost with a dying server is sent again after this (a slow answer to an earlier try is harmless: the write is idempotent). */
+const STEER_TRY_MS = 3000;
 /** No responders is retried this long only: balancers reconnecting after a server loss, not "none running". */
 const STEER_NO_RESPONDERS_MS = 3000;
 
@@ -264,7 +264,8 @@ async function admin<T>(ctx: Ctx, subject: string, body: Record<string, unknown>
       return await call<T>(await ctx.nats(), subject, body, Math.max(1, Math.min(left, STEER_TRY_MS)));
     } catch (err) {
       const code = (err as { code?: unknown }).code;
-      const retry = isNoResponders(err) ? Date.now() - t0 < STEER_NO_RESPONDERS_MS : code === ErrorCodes.UNAVAILABLE;
+      const reason = (err as { details?: { reason?: unknown } }).details?.reason;
+      const retry = isNoResponders(err) ? Date.now() - t0 < STEER_NO_RESPONDERS_MS : code === ErrorCodes.UNAVAILABLE && reason !== 'no_jetstream';
       if (!retry || deadline - Date.now() <= pause) {
         if (isNoResponders(err)) throw new UnreachableError(`no balancer answers on ${subject}; ${HINT}`);
         throw err;
