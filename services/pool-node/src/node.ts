@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import {
-  encode, ErrorCodes, isInboxSubject, LeaseSecrets, newLeaseId, newNodeId, parse, PROTOCOL_VERSION, ShoalError, subjects,
+  encode, ErrorCodes, isInboxSubject, newLeaseId, newNodeId, parse, PROTOCOL_VERSION, ShoalError, subjects,
   type AcquireRequest, type Heartbeat, type Lease, type LeaseEvent, type PoolStats, type Subjects,
 } from '@shoal/protocol';
 import { Actor, refusalCounter, type Logger, type Msg, type NatsConnection } from '@shoal/runtime';
@@ -58,8 +58,6 @@ export class PoolNode extends Actor {
   private readonly startedAt = Date.now();
   /** Random per process: balancers tell a restart by it, not by timestamps. */
   private readonly instanceId = newLeaseId();
-  /** Per-lease secrets: only the holder can exec on, renew or release its lease. */
-  private readonly secrets = new LeaseSecrets();
   private readonly inFlightByPool = new Map<string, number>();
   private inFlight = 0;
   private hbSeq = 0;
@@ -222,7 +220,6 @@ export class PoolNode extends Actor {
     if (lease.reused) this.metrics.reused(pool.name, pool.kind);
     lease.nodeId = this.nodeId;
     lease.nodeStartedAt = this.startedAt;
-    lease.secret = this.secrets.secretOf(lease.leaseId);
     this.reply(m, lease);
   }
 
@@ -307,7 +304,7 @@ export class PoolNode extends Actor {
 
   /** The pool of a lease its holder names: a wrong secret is answered exactly as an unknown lease. */
   private poolOfLease(leaseId: string, secret: string | undefined): Pool {
-    if (this.secrets.verify(leaseId, secret)) for (const p of this.pools.values()) if (p.hasLease(leaseId)) return p;
+    for (const p of this.pools.values()) if (p.hasLease(leaseId)) { if (p.authorized(leaseId, secret)) return p; break; }
     throw new ShoalError(ErrorCodes.LEASE_NOT_FOUND, `lease ${leaseId} is not held on node ${this.nodeId}`);
   }
 

@@ -1,5 +1,5 @@
 import { defaultMaxConcurrentCreates, type PoolConfig } from '@shoal/config';
-import { BACKEND_DOWN, describePool, ErrorCodes, newId, newLeaseId, ShoalError, type Holder, type Lease, type PoolNumbers } from '@shoal/protocol';
+import { BACKEND_DOWN, describePool, ErrorCodes, newId, newLeaseId, newLeaseSecret, sameSecret, ShoalError, type Holder, type Lease, type PoolNumbers } from '@shoal/protocol';
 import type { Clock, Timer } from './clock.js';
 import type { Driver } from './driver.js';
 import { PoolMeter } from './stats.js';
@@ -57,6 +57,8 @@ interface Resource<R> {
 
 interface LeaseRec {
   id: string;
+  /** Only the holder got it; lease operations must show it (see `authorized`). */
+  secret: string;
   resource: Resource<unknown>;
   holder: Holder | undefined;
   grantedAt: number;
@@ -396,14 +398,14 @@ export class Pool<R = unknown> {
     r.state = 'active';
     const reused = r.useCount > 0;
     r.useCount++;
-    const rec: LeaseRec = { id: newLeaseId(), resource: r as Resource<unknown>, holder, grantedAt: now, expiresAt: now + ttlMs, ttlMs, reused, timer: undefined, execs: new Set(), running: new Set() };
+    const rec: LeaseRec = { id: newLeaseId(), secret: newLeaseSecret(), resource: r as Resource<unknown>, holder, grantedAt: now, expiresAt: now + ttlMs, ttlMs, reused, timer: undefined, execs: new Set(), running: new Set() };
     rec.timer = this.clock.setTimeout(() => this.expire(rec), ttlMs);
     this.leases.set(rec.id, rec);
     return this.leaseView(rec);
   }
 
   private leaseView(rec: LeaseRec): Lease {
-    const lease: Lease = { leaseId: rec.id, nodeId: '', pool: this.name, resourceId: rec.resource.id, expiresAt: rec.expiresAt, ttlMs: rec.ttlMs, reused: rec.reused };
+    const lease: Lease = { leaseId: rec.id, secret: rec.secret, nodeId: '', pool: this.name, resourceId: rec.resource.id, expiresAt: rec.expiresAt, ttlMs: rec.ttlMs, reused: rec.reused };
     let meta: Record<string, unknown> | undefined;
     try {
       meta = this.driver.describe?.(rec.resource.handle as R);
@@ -440,6 +442,12 @@ export class Pool<R = unknown> {
   /** Is this lease held right now (not ended)? */
   holds(leaseId: string): boolean {
     return this.leases.has(leaseId);
+  }
+
+  /** May a caller showing `secret` operate this lease? False for a wrong secret; true for an ended lease (which then answers as ended). */
+  authorized(leaseId: string, secret: unknown): boolean {
+    const rec = this.leases.get(leaseId);
+    return rec === undefined || sameSecret(rec.secret, secret);
   }
 
   hasLease(leaseId: string): boolean {
