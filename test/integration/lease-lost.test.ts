@@ -59,7 +59,8 @@ describe('lost leases (integration: pool-nodes SIGKILLed under SDK holders)', fu
     const leases: Lease[] = [];
     for (let i = 0; i < n; i++) {
       const c = await client(`holder-${nodeId}-${i}`);
-      leases.push(await c.acquire('synthetic', { nodeId, ttlMs: 60_000 }));
+      // A short TTL: the background renew runs every 500 ms, and must stop with the loss.
+      leases.push(await c.acquire('synthetic', { nodeId, ttlMs: 1500 }));
     }
     const outcomes = Promise.all(leases.map(async (l) => {
       let event = false;
@@ -93,8 +94,14 @@ describe('lost leases (integration: pool-nodes SIGKILLed under SDK holders)', fu
     const killedAt = Date.now();
     await a.kill('SIGKILL');
     expectLost(await outcomes, leases, killedAt);
-    // A lost lease is no longer held: nothing renews it, and its release does not hang.
+    // A lost lease is no longer held: nothing renews it (no silent loop against the dead node), and its release does not hang.
     for (const l of leases) expect(clients.some((c) => c.leases.includes(l))).to.equal(false);
+    const spy = await client('spy');
+    let renews = 0;
+    const sub = spy.nc.subscribe(`shoal.node.${a.nodeId}.lease.renew`, { callback: () => { renews++; } });
+    await sleep(1500);
+    sub.unsubscribe();
+    expect(renews).to.equal(0);
     await leases[0]!.release().catch(() => {});
   });
 
