@@ -21,6 +21,7 @@ export function notLoggedIn(why: string, details: Record<string, unknown> = {}):
  */
 export function authChecker(command: () => string | undefined, env: () => Record<string, string>, timeoutMs = 10_000) {
   let okUntil = 0;
+  let unknownUntil = 0;
   /** One check at a time, shared by a create and a probe asking together. */
   let running: Promise<{ ok: boolean | undefined; error?: ShoalError }> | undefined;
   const run = async (cmd: string): Promise<{ ok: boolean | undefined; error?: ShoalError }> => {
@@ -40,7 +41,8 @@ export function authChecker(command: () => string | undefined, env: () => Record
     } catch {
       st = undefined;
     }
-    if (!st || typeof st.loggedIn !== 'boolean') return { ok: undefined };
+    // A CLI without `auth status` will not grow one: ask again only as seldom as after a positive answer.
+    if (!st || typeof st.loggedIn !== 'boolean') { unknownUntil = Date.now() + AUTH_OK_TTL_MS; return { ok: undefined }; }
     if (st.loggedIn) { okUntil = Date.now() + AUTH_OK_TTL_MS; return { ok: true }; }
     return { ok: false, error: notLoggedIn(`\`claude auth status\`: loggedIn false, authMethod ${String(st.authMethod)}`) };
   };
@@ -48,6 +50,7 @@ export function authChecker(command: () => string | undefined, env: () => Record
     const cmd = command();
     if (!cmd) return Promise.resolve({ ok: undefined });
     if (Date.now() < okUntil) return Promise.resolve({ ok: true });
+    if (Date.now() < unknownUntil) return Promise.resolve({ ok: undefined });
     running ??= run(cmd).finally(() => { running = undefined; });
     return running;
   };
