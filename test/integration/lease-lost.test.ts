@@ -152,6 +152,25 @@ describe('lost leases (integration: pool-nodes SIGKILLed under SDK holders)', fu
     expect(Date.now() - t0).to.be.below(10_000);
   });
 
+  it('a NATS server restart is not a node\'s death: the holder keeps its lease', async () => {
+    const port = nats.port;
+    const file = config('r', { min_size: 1, max_size: 1, initial_size: 1 });
+    const n = await node('survivor', file);
+    const c = await client('steady-holder');
+    const lease = await c.acquire('synthetic', { nodeId: n.nodeId, ttlMs: 60_000 });
+    await nats.stop();
+    // The node is held back (SIGSTOP) so that the holder reconnects first and finds nobody on the node's subjects for a while.
+    n.proc.kill('SIGSTOP');
+    await sleep(1500); // heartbeats silent, as after a death
+    nats = await startNatsServer({ jetstream: false, port });
+    await sleep(1000);
+    n.proc.kill('SIGCONT');
+    await sleep(4000);
+    expect(lease.lost, lease.lost?.message).to.equal(undefined);
+    expect(await lease.exec('echo', { still: 'held' })).to.deep.equal({ still: 'held' });
+    await lease.release();
+  });
+
   it('acquires in flight on a node that is SIGKILLed are served by another node within their deadline', async () => {
     await Promise.all(procs.splice(0).map((p) => p.kill('SIGKILL')));
     const fileA = config('e', { min_size: 1, max_size: 1, initial_size: 1 });

@@ -45,7 +45,11 @@ export class NodeWatch {
   /** False when the heartbeat subscription was refused: then silence means nothing. */
   private heartbeats = true;
 
-  constructor(private readonly nc: NatsConnection, s: Subjects, readonly nodeId: string, private readonly onEmpty: () => void) {
+  constructor(
+    private readonly nc: NatsConnection, s: Subjects, readonly nodeId: string, private readonly onEmpty: () => void,
+    /** True shortly after our own connection came back: the node may not be back yet, "no responders" proves nothing. */
+    private readonly justReconnected: () => boolean = () => false,
+  ) {
     this.subs = [
       nc.subscribe(s.leaseEvents(nodeId), { callback: (e, m) => { if (!e && m) this.onLeaseEvent(m.data); } }),
       nc.subscribe(s.nodeEvents(nodeId), { callback: (e, m) => { if (!e && m) this.onNodeEvent(m.data); } }),
@@ -164,6 +168,7 @@ export class NodeWatch {
         } catch (err) {
           const e = ShoalError.from(err);
           if (e.code === ErrorCodes.UNAVAILABLE && e.details?.reason === 'no_responders') {
+            if (this.justReconnected()) return;
             this.loseAll('node_gone', `node ${this.nodeId} does not answer (no responders: it is gone)`);
             return;
           }
