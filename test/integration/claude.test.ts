@@ -276,7 +276,7 @@ describe('claude-cli pool (integration: pool-node process, stand-in CLI, SDK, ba
     const code = await n.kill('SIGTERM');
     expect(code).to.equal(0);
     expect(kids.filter(running)).to.deep.equal([]);
-    expect(await outcome).to.be.oneOf(['CANCELLED', 'DRIVER_ERROR', 'UNAVAILABLE']);
+    expect(await outcome).to.be.oneOf(['LEASE_LOST', 'CANCELLED', 'DRIVER_ERROR', 'UNAVAILABLE']);
   });
 
   it('with its command not found, the pool reports itself unavailable with the reason and the node serves its other pools', async () => {

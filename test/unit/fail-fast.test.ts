@@ -103,6 +103,25 @@ describe('fail fast, heal fast (unit, fake clock)', () => {
     pool.release(held.leaseId);
   });
 
+  it('a probe that cannot tell (or says up while creates still fail) costs one create per probe, not a storm, and still heals within an interval', async () => {
+    const { d, st } = backend(clock);
+    let says: boolean | undefined;
+    const unsure: Driver<any> = { ...d, probe: async () => ({ ok: says }) };
+    pool = new Pool(settings({ probeIntervalMs: 5000, create: { timeoutMs: 5000, retryBaseMs: 100, retryMaxMs: 30_000 } }), unsure, clock, () => 0.99);
+    await pool.start();
+    for (const s of [undefined, true]) {
+      says = s;
+      const before = st.creates;
+      for (let t = 0; t < 60_000; t += 500) await clock.advance(500);
+      // 60 s at a 5 s interval: about one create per probe (12) plus a few of the backoff's, not hundreds.
+      expect(st.creates - before, `probe says ${String(s)}`).to.be.within(8, 20);
+    }
+    st.up = true;
+    await clock.advance(5000);
+    await settle();
+    expect((await pool.acquire({ timeoutMs: 100 })).pool).to.equal('w');
+  });
+
   it('announces leases that end without their holder (expired, revoked) and not released ones', async () => {
     const inner = syntheticDriver({ clock, random: seeded(), options: {}, poolName: 'w' }) as Driver<any>;
     const lost: [string, string][] = [];

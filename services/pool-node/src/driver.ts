@@ -66,8 +66,9 @@ export interface Driver<R = unknown> {
    * Is the backend up (Weaviate ready, the CLI logged in)? Cheap, called every
    * health interval; a down answer carries a typed error (WEAVIATE_UNAVAILABLE,
    * POOL_UNAVAILABLE with `details.fix`) that the pool gives callers at once.
+   * `ok: undefined`: cannot tell (the pool then tries one create).
    */
-  probe?(): Promise<{ ok: boolean; error?: ShoalError }>;
+  probe?(): Promise<{ ok: boolean | undefined; error?: ShoalError }>;
   /** Driver figures for node status (`pools.<name>.driver`), e.g. the weaviate pool's connection stats. */
   stats?(pool: PoolView): object | undefined;
 }

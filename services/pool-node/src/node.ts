@@ -74,8 +74,6 @@ export class PoolNode extends Actor {
   private finalDrain = false;
   /** Largest payload any pool accepts; checked before decoding anything. */
   private readonly maxPayload: number;
-  /** Leases ended without their holders asking, announced together at the end of the tick. */
-  private lostLeases: LeaseEvent['lost'] = [];
 
   constructor(
     nc: NatsConnection,
@@ -223,15 +221,13 @@ export class PoolNode extends Actor {
     this.reply(m, lease);
   }
 
-  /** Tell the holders (on `events.lease.<nodeId>`) that their leases are gone, batched per tick (a drain revokes many). */
+  /**
+   * Tell the holder (on `events.lease.<nodeId>`) that its lease is gone, at
+   * once: published before the aborted exec's error, so that the holder sees
+   * LEASE_LOST rather than a bare CANCELLED.
+   */
   private leaseLost(leaseId: string, how: 'expired' | 'revoked'): void {
-    if (this.lostLeases.length === 0) setImmediate(() => this.announceLost());
-    this.lostLeases.push({ leaseId, reason: how === 'expired' ? 'expired' : this.draining ? 'drained' : 'revoked' });
-  }
-
-  private announceLost(): void {
-    const lost = this.lostLeases;
-    this.lostLeases = [];
+    const lost: LeaseEvent['lost'] = [{ leaseId, reason: how === 'expired' ? 'expired' : this.draining ? 'drained' : 'revoked' }];
     const ev: LeaseEvent = { v: PROTOCOL_VERSION, nodeId: this.nodeId, startedAt: this.startedAt, at: Date.now(), lost };
     try {
       this.nc.publish(this.s.leaseEvents(this.nodeId), encode(ev));

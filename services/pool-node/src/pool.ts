@@ -702,6 +702,8 @@ export class Pool<R = unknown> {
     this.creating--;
     this.createFailures = 0;
     this.lastCreateError = undefined;
+    // Only a create proves the backend works: a probe that says "up" while creates fail must not make probes fast again.
+    this.downProbes = 0;
     this.healed('a create succeeded');
     const t = this.clock.now();
     r.lastValidatedAt = t;
@@ -910,7 +912,6 @@ export class Pool<R = unknown> {
     this.down = { err, since };
     if (!was) {
       this.observer.log('warn', 'backend down: acquires fail fast until a probe or create succeeds', { pool: this.name, backend: this.driver.kind, err: cause.message });
-      this.downProbes = 0;
       if (!this.probing) { this.clock.clearTimeout(this.probeTimer); this.scheduleProbe(); }
     }
     this.rejectAllWaiters(() => { this.meter.failed(); this.observer.op('acquire', 'unavailable'); return err; });
@@ -942,23 +943,26 @@ export class Pool<R = unknown> {
    */
   async probe(): Promise<boolean> {
     if (this.probing || this.closed) return !this.down;
-    if (!this.driver.probe) {
-      // Resources left but no way to ask the backend: let the next operation find out again.
-      if (this.down && this.live > 0) this.healed('no backend probe: the next operation tries');
-      else if (this.down && this.creating === 0) { this.retryAt = this.clock.now(); this.replenish(); }
-      return !this.down;
-    }
+    if (!this.driver.probe) { this.cannotTell(); return !this.down; }
     this.probing = true;
     try {
       const r = await this.withTimeout(this.driver.probe(), this.cfg.create.timeoutMs, 'probe').catch((e: unknown) => ({ ok: false, error: asDriverError(e, 'probe') }));
-      this.observer.op('probe', r.ok ? 'success' : 'error');
-      if (this.closed) return r.ok;
-      if (r.ok) this.healed('probe');
-      else this.markDown(r.error ?? new ShoalError(ErrorCodes.POOL_UNAVAILABLE, 'backend probe failed'));
-      return r.ok;
+      this.observer.op('probe', r.ok === undefined ? 'unknown' : r.ok ? 'success' : 'error');
+      if (this.closed) return r.ok !== false;
+      if (r.ok === true) this.healed('probe');
+      else if (r.ok === false) this.markDown(r.error ?? new ShoalError(ErrorCodes.POOL_UNAVAILABLE, 'backend probe failed'));
+      else this.cannotTell();
+      return r.ok !== false;
     } finally {
       this.probing = false;
     }
+  }
+
+  /** No probe can tell: while down, one create outside the backoff asks instead (or, with resources left, the next operation). */
+  private cannotTell(): void {
+    if (!this.down) return;
+    if (this.live > 0) this.healed('no backend probe: the next operation tries');
+    else if (this.creating === 0) { this.retryAt = this.clock.now(); this.replenish(); }
   }
 
   // ---- numbers -----------------------------------------------------------

@@ -65,6 +65,9 @@ const DEFAULT_KEEPALIVE_MS = 5_000;
 /** Silent keep-alive periods after which a running exec's node is taken for gone. */
 const KEEPALIVE_MISSES = 4;
 
+/** After our own reconnect, how long a node's "no responders" is not taken as its death (it may still be reconnecting). */
+const RECONNECT_GRACE_MS = 3000;
+
 /** Leave a little of the caller's deadline for the reply's trip back. */
 function serverDeadline(timeoutMs: number): number {
   return Math.max(1, Math.floor(timeoutMs - Math.min(100, timeoutMs * 0.1)));
@@ -194,8 +197,9 @@ export class Lease extends EventEmitter<{ lost: [ShoalError] }> {
         (err: ShoalError) => {
           if (this.ended) return;
           if (err.code === ErrorCodes.LEASE_EXPIRED || err.code === ErrorCodes.LEASE_NOT_FOUND) { this.markLost(err); return; }
-          // No responders: nobody serves the node's subjects, the node is gone (a renew loop would never end).
-          if (err.details?.reason === 'no_responders') { this.markLost(leaseLost(this, 'node_gone', `node ${this.nodeId} does not answer (no responders)`)); return; }
+          // No responders: nobody serves the node's subjects, the node is gone (a renew loop would never end)
+          // — unless our own connection just came back and the node's may not have yet.
+          if (err.details?.reason === 'no_responders' && !this.client.justReconnected()) { this.markLost(leaseLost(this, 'node_gone', `node ${this.nodeId} does not answer (no responders)`)); return; }
           // Past the TTL the node has reclaimed it anyway, whatever kept us from renewing.
           if (Date.now() >= this.localExpiry) { this.markLost(leaseLost(this, 'expired', `could not renew before its TTL ran out: ${err.message}`)); return; }
           // A transient failure (NATS reconnecting): try again soon, while the TTL still covers us.
@@ -219,6 +223,7 @@ export class Client {
   private readonly held = new Set<Lease>();
   /** One watch per node we hold leases on (lease events, heartbeats): how we learn that leases are lost. */
   private readonly watches = new Map<string, NodeWatch>();
+  private reconnectedAt = 0;
 
   /** @internal */
   readonly keepAliveMs: number;
@@ -227,6 +232,20 @@ export class Client {
     this.keepAliveMs = opts.keepAliveMs ?? DEFAULT_KEEPALIVE_MS;
     this.subjects = subjects(opts.prefix);
     this.holder = { client: opts.name ?? 'shoal-client', host: hostname(), pid: process.pid };
+    void this.watchConnection();
+  }
+
+  private async watchConnection(): Promise<void> {
+    try {
+      for await (const st of this.nc.status()) if (st.type === 'reconnect') this.reconnectedAt = Date.now();
+    } catch {
+      // The connection closed: nothing left to watch.
+    }
+  }
+
+  /** @internal Within a few seconds of our own reconnect, a node's "no responders" may only mean it has not reconnected yet. */
+  justReconnected(): boolean {
+    return Date.now() - this.reconnectedAt < RECONNECT_GRACE_MS;
   }
 
   /**
@@ -272,7 +291,7 @@ export class Client {
     let w = this.watches.get(info.nodeId);
     if (!w) {
       const nodeId = info.nodeId;
-      w = new NodeWatch(this.nc, this.subjects, nodeId, () => { if (this.watches.get(nodeId) === w) this.watches.delete(nodeId); });
+      w = new NodeWatch(this.nc, this.subjects, nodeId, () => { if (this.watches.get(nodeId) === w) this.watches.delete(nodeId); }, () => this.justReconnected());
       this.watches.set(nodeId, w);
     }
     w.add(lease);

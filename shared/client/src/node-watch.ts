@@ -42,12 +42,24 @@ export class NodeWatch {
   private timer: NodeJS.Timeout | undefined;
   private checking = false;
   private closed = false;
+  /** False when the heartbeat subscription was refused: then silence means nothing. */
+  private heartbeats = true;
 
-  constructor(private readonly nc: NatsConnection, s: Subjects, readonly nodeId: string, private readonly onEmpty: () => void) {
+  constructor(
+    private readonly nc: NatsConnection, s: Subjects, readonly nodeId: string, private readonly onEmpty: () => void,
+    /** True shortly after our own connection came back: the node may not be back yet, "no responders" proves nothing. */
+    private readonly justReconnected: () => boolean = () => false,
+  ) {
     this.subs = [
-      nc.subscribe(s.leaseEvents(nodeId), { callback: (_e, m) => this.onLeaseEvent(m.data) }),
-      nc.subscribe(s.nodeEvents(nodeId), { callback: (_e, m) => this.onNodeEvent(m.data) }),
-      nc.subscribe(s.heartbeat(nodeId), { callback: (_e, m) => this.onHeartbeat(m.data) }),
+      nc.subscribe(s.leaseEvents(nodeId), { callback: (e, m) => { if (!e && m) this.onLeaseEvent(m.data); } }),
+      nc.subscribe(s.nodeEvents(nodeId), { callback: (e, m) => { if (!e && m) this.onNodeEvent(m.data); } }),
+      nc.subscribe(s.heartbeat(nodeId), {
+        callback: (e, m) => {
+          // Not allowed to read heartbeats (a restricted role): the events subjects and the renew still tell.
+          if (e) { this.heartbeats = false; return; }
+          if (m) this.onHeartbeat(m.data);
+        },
+      }),
     ];
     this.schedule();
   }
@@ -138,7 +150,7 @@ export class NodeWatch {
   }
 
   private tick(): void {
-    if (Date.now() - this.lastBeat >= this.intervalMs * SILENT_INTERVALS) void this.checkAll();
+    if (this.heartbeats && Date.now() - this.lastBeat >= this.intervalMs * SILENT_INTERVALS) void this.checkAll();
   }
 
   /**
@@ -156,6 +168,7 @@ export class NodeWatch {
         } catch (err) {
           const e = ShoalError.from(err);
           if (e.code === ErrorCodes.UNAVAILABLE && e.details?.reason === 'no_responders') {
+            if (this.justReconnected()) return;
             this.loseAll('node_gone', `node ${this.nodeId} does not answer (no responders: it is gone)`);
             return;
           }

@@ -21,9 +21,10 @@ export function notLoggedIn(why: string, details: Record<string, unknown> = {}):
  */
 export function authChecker(command: () => string | undefined, env: () => Record<string, string>, timeoutMs = 10_000) {
   let okUntil = 0;
+  let unknownUntil = 0;
   /** One check at a time, shared by a create and a probe asking together. */
-  let running: Promise<{ ok: boolean; error?: ShoalError }> | undefined;
-  const run = async (cmd: string): Promise<{ ok: boolean; error?: ShoalError }> => {
+  let running: Promise<{ ok: boolean | undefined; error?: ShoalError }> | undefined;
+  const run = async (cmd: string): Promise<{ ok: boolean | undefined; error?: ShoalError }> => {
     const out = await new Promise<string | undefined>((resolve) => {
       const child = execFile(cmd, ['auth', 'status'], { env: env(), cwd: tmpdir(), timeout: timeoutMs, maxBuffer: 64 * 1024 }, (err, stdout) => {
         process.off('exit', stop);
@@ -40,13 +41,16 @@ export function authChecker(command: () => string | undefined, env: () => Record
     } catch {
       st = undefined;
     }
-    if (!st || typeof st.loggedIn !== 'boolean') return { ok: true };
+    // A CLI without `auth status` will not grow one: ask again only as seldom as after a positive answer.
+    if (!st || typeof st.loggedIn !== 'boolean') { unknownUntil = Date.now() + AUTH_OK_TTL_MS; return { ok: undefined }; }
     if (st.loggedIn) { okUntil = Date.now() + AUTH_OK_TTL_MS; return { ok: true }; }
     return { ok: false, error: notLoggedIn(`\`claude auth status\`: loggedIn false, authMethod ${String(st.authMethod)}`) };
   };
-  return function check(): Promise<{ ok: boolean; error?: ShoalError }> {
+  return function check(): Promise<{ ok: boolean | undefined; error?: ShoalError }> {
     const cmd = command();
-    if (!cmd || Date.now() < okUntil) return Promise.resolve({ ok: true });
+    if (!cmd) return Promise.resolve({ ok: undefined });
+    if (Date.now() < okUntil) return Promise.resolve({ ok: true });
+    if (Date.now() < unknownUntil) return Promise.resolve({ ok: undefined });
     running ??= run(cmd).finally(() => { running = undefined; });
     return running;
   };

@@ -73,7 +73,7 @@ export function claudeCliDriver(ctx: DriverContext): Driver<ClaudeSession> {
         throw new ShoalError(ErrorCodes.POOL_UNAVAILABLE, `claude command not found: ${opts.command} (looked in PATH and node_modules/.bin; set the pool's options.command)`, { details: { command: opts.command, looked: found.looked.slice(0, 20), fix: "install the CLI (npm i -g @anthropic-ai/claude-code) or set the pool's options.command" } });
       }
       const auth = await authOk();
-      if (!auth.ok) throw auth.error!;
+      if (auth.ok === false) throw auth.error!;
       const s = new ClaudeSession(resourceId, opts, found.path, {
         turnEnded: (outcome, ms, result, client, costUsd) => { metrics.turn(outcome, ms, result, client, costUsd); backendState.turn(outcome, result); },
         apiRetry: (status, delayMs) => {
@@ -100,6 +100,7 @@ export function claudeCliDriver(ctx: DriverContext): Driver<ClaudeSession> {
       return s;
     },
 
+    // A missing command: the probe cannot tell (the create says why, and finds it once installed).
     probe: authOk,
 
     async validate(s) {
