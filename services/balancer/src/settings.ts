@@ -222,7 +222,7 @@ export class SettingsStore {
     }
     const keys = key !== undefined ? (this.keys().includes(key) ? [key] : []) : this.keys();
     if (keys.length === 0) return [];
-    const kv = await this.openForWrite();
+    const kv = await this.open();
     for (const k of keys) {
       try {
         await kv.delete(k);
