@@ -10,6 +10,13 @@ import { NodeMetrics } from './metrics.js';
 import { Pool, type PoolSettings } from './pool.js';
 import { StreamOut } from './stream-out.js';
 import { kvGates, type GateProvider } from './turn-gate.js';
+import { Parking } from './parking.js';
+
+/** Parked keys in the heartbeat only when there are any: most pools never park. */
+const parkedOf = (p: Pool): { parked?: string[] } => {
+  const keys = p.parkedKeys();
+  return keys.length ? { parked: keys } : {};
+};
 
 export interface NodePoolSettings extends PoolSettings {
   driver: string;
@@ -54,6 +61,7 @@ export class PoolNode extends Actor {
   private cpuPrevAt = Date.now();
   private cpuShare = 0;
   private drainPromise: Promise<{ revoked: number }> | undefined;
+  private readonly parking: Parking;
   /** Cluster-wide caps (claude-cli `account.max_concurrent_turns`), opened on first use only. */
   private readonly gates: GateProvider;
   /** Largest payload any pool accepts; checked before decoding anything. */
@@ -72,6 +80,7 @@ export class PoolNode extends Actor {
     this.s = subjects(cfg.prefix);
     this.metrics = new NodeMetrics(nodeId, () => this.pools.values(), () => this.inFlight);
     this.gates = kvGates(nc, nodeId);
+    this.parking = new Parking(nc, nodeId, this.log);
     for (const [name, pc] of Object.entries(cfg.pools)) {
       const driver = driverFor(pc.driver)({ clock, random: Math.random, options: pc.options, poolName: name, registry: this.metrics.registry, labels: { pool: name, node: nodeId }, log: this.log.child({ pool: name }), gates: this.gates });
       this.drivers.set(name, driver);
@@ -162,10 +171,25 @@ export class PoolNode extends Actor {
     const req = parse('acquire', m.data);
     this.checkDraining();
     const pool = this.pool(req.pool);
+    if (req.park !== undefined) return this.acquireParked(m, pool, req);
     if (req.options !== undefined) return this.acquireWithOptions(m, pool, req);
     const now = pool.tryAcquire(req);
     if (now) return this.granted(m, pool, now);
     return this.withPoolSlot(pool, () => pool.acquire(req)).then((lease) => this.granted(m, pool, lease));
+  }
+
+  /** An acquire with a parking key: the parked resource if it is here (no lookup), else a fresh one continued where possible. */
+  private async acquireParked(m: Msg, pool: Pool, req: AcquireRequest): Promise<void> {
+    const key = req.park!;
+    const hit = pool.claimParked(key, req);
+    if (hit) { this.granted(m, pool, { ...hit, park: 'hit' }); return; }
+    if (req.options !== undefined) pool.checkLeaseOptions(req.options);
+    const lease = await this.withPoolSlot(pool, async () => {
+      let l = await pool.acquire(req);
+      if (req.options !== undefined) l = await pool.prepare(l.leaseId, req.options as Record<string, unknown>);
+      return this.parking.adopt(pool, this.drivers.get(pool.name)!, l, key);
+    });
+    this.granted(m, pool, lease);
   }
 
   /** Per-lease options: refused before anything is taken if the pool does not allow them, applied before the grant. */
@@ -236,7 +260,9 @@ export class PoolNode extends Actor {
 
   private onRelease(m: Msg): void {
     const req = parse('release', m.data);
-    this.poolOfLease(req.leaseId).release(req.leaseId, req);
+    const pool = this.poolOfLease(req.leaseId);
+    if (req.park !== undefined && pool.holds(req.leaseId)) this.parking.remember(pool.name, req.park, pool.describeLease(req.leaseId));
+    pool.release(req.leaseId, req);
     this.reply(m, { released: req.leaseId });
   }
 
@@ -327,6 +353,7 @@ export class PoolNode extends Actor {
       errorRate: p.meter.errorRate, requestRate: p.meter.requestRate, reuseRate: p.meter.reuseRate,
       memoryBytes: p.memoryBytes(),
       ...p.availability(),
+      ...parkedOf(p),
     };
   }
 

@@ -47,6 +47,10 @@ export interface PoolConfig {
     cleanupIntervalMs: number;
     validateOnReturn: boolean;
     validateSkipWindowMs: number;
+    /** Resources kept with their context under a key (release `park`); 0 = off. */
+    maxParked: number;
+    /** A parked resource not claimed within this is reset and reused. */
+    parkTtlMs: number;
   };
   create: { timeoutMs: number; retryBaseMs: number; retryMaxMs: number };
   resourceLimits: {
