@@ -454,7 +454,7 @@ describe('Pool (unit, fake clock)', () => {
       await settle();
       expect(pool.parkedKeys()).to.deep.equal(['k1', 'k2']);
       expect(n.reset).to.equal(1);
-      expect(pool.numbers().idle).to.equal(1);
+      expect(pool.numbers().idle).to.equal(3); // 1 idle + 2 parked: parked is idle capacity
       await clock.advance(6000);
       await settle();
       expect(pool.parkedKeys()).to.deep.equal([]);

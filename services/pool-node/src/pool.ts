@@ -855,7 +855,8 @@ export class Pool<R = unknown> {
   // ---- numbers -----------------------------------------------------------
 
   numbers(): PoolNumbers {
-    const idle = this.idle.length;
+    // Parked resources are idle capacity (a waiter gets one, reset): balancers and autoscalers must see them so.
+    const idle = this.idle.length + this.parked.size;
     const total = this.live - this.creating;
     return { total, active: total - idle, idle, waiting: this.waitingCount, creating: this.creating, max: this.cfg.maxSize };
   }
