@@ -106,6 +106,10 @@ describe('claude-cli parked conversations (SDK, 2 balancers, 2 pool-nodes, stand
     expect(back.meta?.session_id).to.equal(sid);
     expect(text(await back.exec('send', { content: 'what was it?' }))).to.contain('message 2 of this conversation; first: "the secret is 42"');
     await back.release();
+    // One-shot sends with a key: each continues the conversation the previous one parked.
+    expect(text(await alice.exec('chat', 'send', { content: 'one-shot first' }, { park: 'conv-os' }))).to.contain('message 1 of this conversation');
+    await parkedSeen('chat', 'conv-os');
+    expect(text(await bob.exec('chat', 'send', { content: 'one-shot second' }, { park: 'conv-os' }))).to.contain('message 2 of this conversation; first: "one-shot first"');
   });
 
   it('evicted under pressure: the key resumes from the shared store; with private stores it says the context is gone', async () => {

@@ -219,8 +219,14 @@ export class PoolNode extends Actor {
       // Refusals up to here answer `m`: a balancer that handed the call over can still try another node.
       // The lease lives inside this call: its TTL must outlast the exec's deadline (no one renews it).
       if (req.options !== undefined) pool.checkLeaseOptions(req.options);
-      let lease = await pool.acquire({ ...req, ttlMs: (fixedMs ?? req.timeoutMs) + ONE_SHOT_TTL_MARGIN_MS });
-      if (req.options !== undefined) lease = await pool.prepare(lease.leaseId, req.options as Record<string, unknown>);
+      const ttl = { ...req, ttlMs: (fixedMs ?? req.timeoutMs) + ONE_SHOT_TTL_MARGIN_MS };
+      // With a parking key: its parked resource (context intact) if here, else a fresh one continued where possible; parked again after.
+      let lease = req.park !== undefined ? pool.claimParked(req.park, ttl) : undefined;
+      if (!lease) {
+        lease = await pool.acquire(ttl);
+        if (req.options !== undefined) lease = await pool.prepare(lease.leaseId, req.options as Record<string, unknown>);
+        if (req.park !== undefined) lease = await this.parking.adopt(pool, this.drivers.get(pool.name)!, lease, req.park);
+      }
       if (lease.reused) this.metrics.reused(pool.name, pool.kind);
       const out = new StreamOut(this.nc, req.replyTo ?? m.reply, this.log);
       if (req.replyTo) this.reply(m, { accepted: true, nodeId: this.nodeId });
@@ -235,7 +241,10 @@ export class PoolNode extends Actor {
       } finally {
         // A failed one-shot may have left the resource mid-operation: reset it before reuse.
         // (A drain may have revoked the lease under us: then there is nothing to release.)
-        if (pool.holds(lease.leaseId)) pool.release(lease.leaseId, { reset: failed });
+        if (pool.holds(lease.leaseId)) {
+          if (!failed && req.park !== undefined) this.parking.remember(pool.name, req.park, pool.describeLease(lease.leaseId));
+          pool.release(lease.leaseId, failed ? { reset: true } : req.park !== undefined ? { park: req.park } : { reset: false });
+        }
       }
     });
   }

@@ -248,7 +248,7 @@ export class Client {
   exec(pool: string, op: string, args?: unknown, opts: OneShotOptions = {}): ExecCall {
     const timeoutMs = opts.timeoutMs ?? this.opts.timeoutMs ?? 30_000;
     const subject = opts.nodeId ? this.subjects.nodeExec(opts.nodeId) : this.subjects.poolExec(pool);
-    const body = { pool, op, args, timeoutMs: serverDeadline(timeoutMs), priority: opts.priority, holder: this.holder, options: opts.options };
+    const body = { pool, op, args, timeoutMs: serverDeadline(timeoutMs), priority: opts.priority, holder: this.holder, options: opts.options, park: opts.park };
     if (opts.execTimeoutMs !== undefined) return new ExecCall(this.nc, subject, { ...body, execTimeoutMs: opts.execTimeoutMs }, timeoutMs + opts.execTimeoutMs);
     const idle = this.keepAliveMs * KEEPALIVE_MISSES;
     return new ExecCall(this.nc, subject, { ...body, keepAliveMs: this.keepAliveMs }, timeoutMs + idle, idle);
