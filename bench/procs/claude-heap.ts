@@ -33,7 +33,7 @@ const settings: PoolSettings = {
 
 const driver = claudeCliDriver({
   clock: systemClock, random: Math.random, poolName: 'claude',
-  options: { command: standIn!, cwd_root: join(work!, 'sessions'), env: { HOME: join(work!, 'home') }, include_partial_messages: true, rss_refresh: 0 },
+  options: { command: standIn!, cwd_root: join(work!, 'sessions'), include_partial_messages: true, rss_refresh: 0 },
 }) as Driver<ClaudeSession>;
 const pool = new Pool(settings, driver, systemClock);
 const before = await settledHeap();
