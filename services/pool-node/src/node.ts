@@ -79,7 +79,7 @@ export class PoolNode extends Actor {
     this.nodeId = nodeId;
     this.s = subjects(cfg.prefix);
     this.metrics = new NodeMetrics(nodeId, () => this.pools.values(), () => this.inFlight);
-    this.gates = kvGates(nc, nodeId);
+    this.gates = kvGates(nc, nodeId, Math.random, (msg, fields) => this.log.warn(msg, fields));
     this.parking = new Parking(nc, nodeId, this.log);
     for (const [name, pc] of Object.entries(cfg.pools)) {
       const driver = driverFor(pc.driver)({ clock, random: Math.random, options: pc.options, poolName: name, registry: this.metrics.registry, labels: { pool: name, node: nodeId }, log: this.log.child({ pool: name }), gates: this.gates });
