@@ -21,6 +21,12 @@
  *   same answers; ratio of creation rates (goal >= 0.9).
  * - heap_bytes_per_idle_session: heap of the pool side per idle session,
  *   used once and reset (bench/procs/claude-heap.ts); goal <= 100 KB.
+ * - claude-affinity: through a balancer process, the acquire latency of a
+ *   parked conversation (`acquire {park: key}` → the same session, context
+ *   intact; released with `park` again) against a warm acquire (an idle,
+ *   reset session) and a cold one (a pool that never reuses: spawn +
+ *   initialize per acquire). Goals: parked p50 within 1.2x of warm, and at
+ *   least 10x faster than cold.
  */
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -36,7 +42,7 @@ import { onExitKill, ROOT, spawnNode, type Child } from './lib/procs.js';
 import { median, percentile, ratio, round, sortedCopy } from './lib/stats.js';
 
 const STAND_IN = join(ROOT, 'test', 'stand-ins', 'claude', 'claude.mjs');
-const GOALS = { streamRatio: 0.9, warmupRatio: 0.9, heapBytes: 100 * 1024 };
+const GOALS = { streamRatio: 0.9, warmupRatio: 0.9, heapBytes: 100 * 1024, affinityVsWarm: 1.2, affinityVsCold: 10 };
 
 interface StreamRun { events: number; ms: number; eventsPerS: number; lat: number[] }
 
@@ -146,6 +152,13 @@ export async function runClaudeBench(opts: { quick: boolean; log: (s: string) =>
     await direct.close();
     await lease.release();
     await client.close();
+    await node.stop('SIGTERM', 10_000);
+    node = undefined;
+    await nats.stop().catch(() => {});
+    nats = undefined;
+
+    // ---- affinity ---------------------------------------------------------------
+    out.push(await affinity(quick, tmp, log));
   } finally {
     await node?.stop('SIGTERM', 10_000);
     await nats?.stop().catch(() => {});
@@ -199,7 +212,7 @@ async function warmup(n: number, pairs: number, home: string, tmp: string, log: 
   const options = { command: STAND_IN, cwd_root: join(tmp, 'warm'), include_partial_messages: true, stop_grace: '1s' };
   const settings: PoolSettings = {
     name: 'claude', minSize: 0, maxSize: n, initialSize: n, maxWaitingClients: 1000, acquireTimeoutMs: 60_000, leaseTtlMs: 60_000, weight: 1,
-    sessionManagement: { enableReuse: true, idleTimeoutMs: 3_600_000, maxLifetimeMs: 3_600_000, lifetimeJitter: 0.1, maxReuseCount: 100, contextReset: true, cleanupIntervalMs: 0, validateOnReturn: true, validateSkipWindowMs: 500 },
+    sessionManagement: { enableReuse: true, idleTimeoutMs: 3_600_000, maxLifetimeMs: 3_600_000, lifetimeJitter: 0.1, maxReuseCount: 100, contextReset: true, cleanupIntervalMs: 0, validateOnReturn: true, validateSkipWindowMs: 500, maxParked: 16, parkTtlMs: 600_000 },
     create: { timeoutMs: 60_000, retryBaseMs: 100, retryMaxMs: 10_000 },
     resourceLimits: { maxMemoryPerSessionBytes: 0, maxTotalMemoryBytes: 0 },
     // All n at once, as the baseline spawns them: this measures the pool's own cost, not the
@@ -253,4 +266,89 @@ async function warmup(n: number, pairs: number, home: string, tmp: string, log: 
     sessions_per_s: round(sr, 1), baseline_sessions_per_s: round(br, 1), ratio: round(q, 3), goal: GOALS.warmupRatio, met: q >= GOALS.warmupRatio,
     ms: s.map((x) => round(x)), baseline_ms: b.map((x) => round(x)), runs: s.length,
   };
+}
+
+/** claude-affinity: parked re-acquire vs warm acquire vs cold start, through a balancer. */
+async function affinity(quick: boolean, tmp: string, log: (s: string) => void): Promise<Record<string, unknown>> {
+  const N = quick ? { warm: 60, parked: 60, cold: 4 } : { warm: 300, parked: 300, cold: 10 };
+  const nats = await startNatsServer();
+  const unregister = onExitKill(() => nats.proc.kill('SIGKILL'));
+  const kids: Child[] = [];
+  try {
+    const cfg = join(tmp, 'affinity.yaml');
+    const opts = { command: STAND_IN, cwd_root: join(tmp, 'affinity'), stop_grace: '300ms' };
+    writeFileSync(cfg, JSON.stringify({
+      node: { heartbeat_interval: '100ms', drain_grace: '1s' },
+      pools: {
+        chat: { driver: 'claude-cli', min_size: 2, max_size: 2, initial_size: 2, resource_limits: { max_memory_per_session: '2GB', max_total_memory: '8GB' }, options: opts },
+        cold: { driver: 'claude-cli', min_size: 0, max_size: 1, initial_size: 0, session_management: { enable_reuse: false }, resource_limits: { max_memory_per_session: '2GB', max_total_memory: '8GB' }, create: { timeout: '30s' }, options: opts },
+      },
+    }));
+    const node = spawnNode('pool-node-affinity', 'services/pool-node/dist/main.js', { env: { SHOAL_NATS_URL: nats.url, SHOAL_CONFIG: cfg, SHOAL_HTTP_PORT: '-1', SHOAL_LOG_LEVEL: 'info' } });
+    kids.push(node);
+    await node.waitFor((l) => l.msg === 'listening', 30_000);
+    const bal = spawnNode('balancer-affinity', 'services/balancer/dist/main.js', { env: { SHOAL_NATS_URL: nats.url, SHOAL_HTTP_PORT: '-1', SHOAL_LOG_LEVEL: 'info' } });
+    kids.push(bal);
+    await bal.waitFor((l) => l.msg === 'listening', 30_000);
+    const client = await connect({ servers: [nats.url], name: 'bench-affinity' });
+    for (let i = 0; i < 100; i++) {
+      if (await client.acquire('chat', { timeoutMs: 2000 }).then(async (l) => { await l.release(); return true; }, () => false)) break;
+      await sleep(100);
+    }
+    // Both kinds wait the same short gap between cycles, so that the previous release (a reset, or parking) is done.
+    const gap = 15;
+    const warm: number[] = [];
+    for (let i = 0; i < N.warm; i++) {
+      const t0 = now();
+      const l = await client.acquire('chat', { timeoutMs: 10_000 });
+      warm.push(now() - t0);
+      await l.release();
+      await sleep(gap);
+    }
+    const parked: number[] = [];
+    let hits = 0;
+    const first = await client.acquire('chat', { timeoutMs: 10_000 });
+    await first.exec('send', { content: 'remember me' });
+    await first.release({ park: 'bench-conv' });
+    await sleep(300); // the key in a heartbeat
+    for (let i = 0; i < N.parked; i++) {
+      const t0 = now();
+      const l = await client.acquire('chat', { timeoutMs: 10_000, park: 'bench-conv' });
+      parked.push(now() - t0);
+      if (l.parked === 'hit') hits++;
+      await l.release({ park: 'bench-conv' });
+      await sleep(gap);
+    }
+    const check = await client.acquire('chat', { timeoutMs: 10_000, park: 'bench-conv' });
+    const carried = String(((await check.exec('send', { content: 'still there?' })) as { result?: string }).result).includes('first: "remember me"');
+    await check.release();
+    const cold: number[] = [];
+    for (let i = 0; i < N.cold; i++) {
+      const t0 = now();
+      const l = await client.acquire('cold', { timeoutMs: 30_000 });
+      cold.push(now() - t0);
+      await l.release();
+    }
+    await client.close();
+    const w = sortedCopy(warm);
+    const p = sortedCopy(parked);
+    const c = sortedCopy(cold);
+    const vsWarm = ratio(percentile(p, 50), percentile(w, 50));
+    const vsCold = ratio(percentile(c, 50), percentile(p, 50));
+    log(`claude-affinity: parked p50 ${percentile(p, 50).toFixed(2)} ms (hits ${hits}/${N.parked}), warm p50 ${percentile(w, 50).toFixed(2)} ms, cold p50 ${percentile(c, 50).toFixed(0)} ms`);
+    return {
+      scenario: 'claude-affinity',
+      parked_p50_ms: round(percentile(p, 50), 3), parked_p99_ms: round(percentile(p, 99), 3),
+      warm_p50_ms: round(percentile(w, 50), 3), warm_p99_ms: round(percentile(w, 99), 3),
+      cold_p50_ms: round(percentile(c, 50), 1), cold_p99_ms: round(percentile(c, 99), 1),
+      parked_vs_warm: round(vsWarm, 3), cold_vs_parked: round(vsCold, 1),
+      goal: `parked <= ${GOALS.affinityVsWarm}x warm, >= ${GOALS.affinityVsCold}x faster than cold`,
+      met: vsWarm <= GOALS.affinityVsWarm && vsCold >= GOALS.affinityVsCold,
+      hit_rate: round(hits / N.parked, 3), context_carried: carried, samples: { warm: w.length, parked: p.length, cold: c.length },
+    };
+  } finally {
+    for (const k of kids.reverse()) await k.stop('SIGTERM', 10_000).catch(() => {});
+    await nats.stop().catch(() => {});
+    unregister();
+  }
 }

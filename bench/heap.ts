@@ -24,7 +24,7 @@ async function settledHeap(): Promise<number> {
 // The example config's session management (docs/configuration.md defaults); cleanup off so no timer fires mid-measure.
 const settings: PoolSettings = {
   name: 'synthetic', minSize: N, maxSize: N, initialSize: N, maxWaitingClients: 1000, acquireTimeoutMs: 30_000, leaseTtlMs: 60_000, weight: 1,
-  sessionManagement: { enableReuse: true, idleTimeoutMs: 300_000, maxLifetimeMs: 3_600_000, lifetimeJitter: 0.1, maxReuseCount: 100, contextReset: true, cleanupIntervalMs: 0, validateOnReturn: true, validateSkipWindowMs: 500 },
+  sessionManagement: { enableReuse: true, idleTimeoutMs: 300_000, maxLifetimeMs: 3_600_000, lifetimeJitter: 0.1, maxReuseCount: 100, contextReset: true, cleanupIntervalMs: 0, validateOnReturn: true, validateSkipWindowMs: 500, maxParked: 16, parkTtlMs: 600_000 },
   create: { timeoutMs: 10_000, retryBaseMs: 100, retryMaxMs: 10_000 },
   resourceLimits: { maxMemoryPerSessionBytes: 100 * 1024 * 1024, maxTotalMemoryBytes: 1024 * 1024 * 1024 },
 };

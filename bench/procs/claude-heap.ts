@@ -26,14 +26,14 @@ async function settledHeap(): Promise<number> {
 
 const settings: PoolSettings = {
   name: 'claude', minSize: 0, maxSize: N, initialSize: 0, maxWaitingClients: 1000, acquireTimeoutMs: 60_000, leaseTtlMs: 60_000, weight: 1,
-  sessionManagement: { enableReuse: true, idleTimeoutMs: 3_600_000, maxLifetimeMs: 3_600_000, lifetimeJitter: 0.1, maxReuseCount: 100, contextReset: true, cleanupIntervalMs: 0, validateOnReturn: true, validateSkipWindowMs: 500 },
+  sessionManagement: { enableReuse: true, idleTimeoutMs: 3_600_000, maxLifetimeMs: 3_600_000, lifetimeJitter: 0.1, maxReuseCount: 100, contextReset: true, cleanupIntervalMs: 0, validateOnReturn: true, validateSkipWindowMs: 500, maxParked: 16, parkTtlMs: 600_000 },
   create: { timeoutMs: 60_000, retryBaseMs: 100, retryMaxMs: 10_000 },
   resourceLimits: { maxMemoryPerSessionBytes: 0, maxTotalMemoryBytes: 0 },
 };
 
 const driver = claudeCliDriver({
   clock: systemClock, random: Math.random, poolName: 'claude',
-  options: { command: standIn!, cwd_root: join(work!, 'sessions'), env: { HOME: join(work!, 'home') }, include_partial_messages: true, rss_refresh: 0 },
+  options: { command: standIn!, cwd_root: join(work!, 'sessions'), include_partial_messages: true, rss_refresh: 0 },
 }) as Driver<ClaudeSession>;
 const pool = new Pool(settings, driver, systemClock);
 const before = await settledHeap();

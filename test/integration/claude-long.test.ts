@@ -121,9 +121,7 @@ describe('claude-cli long turns and hangs (SDK, balancer, pool-node, stand-in CL
     expect(err.code).to.equal('TURN_TIMEOUT');
     expect(String(err.details?.partialText)).to.match(/^Turn \d+ /);
     expect(seen.length).to.be.greaterThan(2);
-    // Same session, interrupted (not killed), usable at once.
-    const info = await lease.exec('info') as Record<string, unknown>;
-    expect(info.state).to.equal('idle');
+    // Same session, interrupted (not killed): the next send waits for the interrupted turn's end, then runs.
     const next = await lease.exec('send', { content: 'after the deadline' }) as Record<string, unknown>;
     expect(next.subtype).to.equal('success');
     await lease.release();
@@ -140,7 +138,7 @@ describe('claude-cli long turns and hangs (SDK, balancer, pool-node, stand-in CL
     const took = Date.now() - t0;
     expect(err).to.be.instanceOf(SessionStalledError);
     expect(err.details?.retryable).to.equal(true);
-    expect(err.details?.lastLines).to.be.an('array').that.is.not.empty;
+    expect((err.details?.lastLines as string[]).length).to.be.greaterThan(0);
     expect(took).to.be.lessThan(3000 + 1000);
     await lease.release();
     // The hung process does not answer the interrupt: killed, destroyed, replaced by a fresh one.

@@ -13,7 +13,7 @@ interface Res { id: number; mem: number; dead: boolean }
 function settings(maxTotal: number, size: number): PoolSettings {
   return {
     name: 'claude', minSize: size, maxSize: size, initialSize: size, maxWaitingClients: 100, acquireTimeoutMs: 1000, leaseTtlMs: 60_000, weight: 1,
-    sessionManagement: { enableReuse: true, idleTimeoutMs: 0, maxLifetimeMs: 0, lifetimeJitter: 0, maxReuseCount: 0, contextReset: false, cleanupIntervalMs: 1000, validateOnReturn: false, validateSkipWindowMs: 0 },
+    sessionManagement: { enableReuse: true, idleTimeoutMs: 0, maxLifetimeMs: 0, lifetimeJitter: 0, maxReuseCount: 0, contextReset: false, cleanupIntervalMs: 1000, validateOnReturn: false, validateSkipWindowMs: 0, maxParked: 16, parkTtlMs: 600_000 },
     create: { timeoutMs: 5000, retryBaseMs: 100, retryMaxMs: 1000 },
     resourceLimits: { maxMemoryPerSessionBytes: 0, maxTotalMemoryBytes: maxTotal },
   };

@@ -53,7 +53,7 @@ describe('config', () => {
       expect(p.loadBalancing).to.deep.equal({ strategy: 'weighted_round_robin', healthCheckIntervalMs: 30_000, circuitBreakerEnabled: true });
       expect(p.sessionManagement).to.deep.equal({
         enableReuse: true, idleTimeoutMs: 300_000, maxLifetimeMs: 3_600_000, lifetimeJitter: 0.1, maxReuseCount: 100,
-        contextReset: true, cleanupIntervalMs: 60_000, validateOnReturn: true, validateSkipWindowMs: 500,
+        contextReset: true, cleanupIntervalMs: 60_000, validateOnReturn: true, validateSkipWindowMs: 500, maxParked: 16, parkTtlMs: 600_000,
       });
       expect(p.resourceLimits).to.deep.equal({ maxMemoryPerSessionBytes: 100 * MB, maxTotalMemoryBytes: 1024 * MB, maxConcurrentRequests: 1000, maxPayloadBytes: MB });
       expect(p.create).to.deep.equal({ timeoutMs: 10_000, retryBaseMs: 100, retryMaxMs: 10_000 });

@@ -7,7 +7,7 @@ function settings(over: Partial<PoolSettings> & { sm?: Partial<PoolSettings['ses
   const { sm, cr, rl, ...rest } = over;
   return {
     name: 'p', minSize: 0, maxSize: 2, initialSize: 0, maxWaitingClients: 100, acquireTimeoutMs: 1000, leaseTtlMs: 60_000, weight: 1,
-    sessionManagement: { enableReuse: true, idleTimeoutMs: 0, maxLifetimeMs: 0, lifetimeJitter: 0, maxReuseCount: 0, contextReset: false, cleanupIntervalMs: 0, validateOnReturn: false, validateSkipWindowMs: 0, ...sm },
+    sessionManagement: { enableReuse: true, idleTimeoutMs: 0, maxLifetimeMs: 0, lifetimeJitter: 0, maxReuseCount: 0, contextReset: false, cleanupIntervalMs: 0, validateOnReturn: false, validateSkipWindowMs: 0, maxParked: 2, parkTtlMs: 600_000, ...sm },
     create: { timeoutMs: 5000, retryBaseMs: 100, retryMaxMs: 10_000, ...cr },
     resourceLimits: { maxMemoryPerSessionBytes: 0, maxTotalMemoryBytes: 0, ...rl },
     ...rest,
@@ -422,5 +422,76 @@ describe('Pool (unit, fake clock)', () => {
     expect(() => pool.release(b.leaseId)).to.throw().with.property('code', 'LEASE_NOT_FOUND');
     expect(n.destroy).to.equal(2);
     expect(pool.numbers().total).to.equal(0);
+  });
+
+  describe('parking (release with park: a context kept under a key)', () => {
+    it('a parked resource comes back to an acquire with its key, not reset; without the key it is not handed out while there is room', async () => {
+      const { d, n } = counting(clock);
+      const pool = mk(settings({ maxSize: 2, sm: { contextReset: true } }), d);
+      await pool.start();
+      const a = await pool.acquire({});
+      pool.release(a.leaseId, { park: 'conv-1' });
+      await settle();
+      expect(n.reset).to.equal(0);
+      expect(pool.parkedKeys()).to.deep.equal(['conv-1']);
+      const other = await pool.acquire({});
+      expect(other.resourceId).to.not.equal(a.resourceId);
+      const back = pool.claimParked('conv-1', {})!;
+      expect(back.resourceId).to.equal(a.resourceId);
+      expect(pool.parkedKeys()).to.deep.equal([]);
+      expect(pool.claimParked('conv-1', {})).to.equal(undefined);
+      pool.release(back.leaseId);
+      pool.release(other.leaseId);
+      await settle();
+      expect(n.reset).to.equal(2);
+    });
+
+    it('under pressure (at max_size, a waiter) the oldest parked resource is reset and handed over; its key then misses', async () => {
+      const { d, n } = counting(clock);
+      const pool = mk(settings({ maxSize: 2 }), d);
+      await pool.start();
+      const a = await pool.acquire({});
+      const b = await pool.acquire({});
+      pool.release(a.leaseId, { park: 'old' });
+      await settle();
+      await clock.advance(10);
+      pool.release(b.leaseId, { park: 'new' });
+      await settle();
+      expect(pool.parkedKeys()).to.deep.equal(['old', 'new']);
+      const c = await pool.acquire({ timeoutMs: 1000 });
+      expect(c.resourceId).to.equal(a.resourceId);
+      expect(n.reset).to.equal(1);
+      expect(pool.parkedKeys()).to.deep.equal(['new']);
+      expect(pool.claimParked('old', {})).to.equal(undefined);
+      pool.release(c.leaseId);
+    });
+
+    it('max_parked: parking one more evicts the oldest; park_ttl: the cleanup evicts an unclaimed one', async () => {
+      const { d, n } = counting(clock);
+      const pool = mk(settings({ maxSize: 4, sm: { maxParked: 2, parkTtlMs: 5000, cleanupIntervalMs: 1000 } }), d);
+      await pool.start();
+      const ls = [await pool.acquire({}), await pool.acquire({}), await pool.acquire({})];
+      ls.forEach((l, i) => pool.release(l.leaseId, { park: `k${i}` }));
+      await settle();
+      expect(pool.parkedKeys()).to.deep.equal(['k1', 'k2']);
+      expect(n.reset).to.equal(1);
+      expect(pool.numbers().idle).to.equal(3); // 1 idle + 2 parked: parked is idle capacity
+      await clock.advance(6000);
+      await settle();
+      expect(pool.parkedKeys()).to.deep.equal([]);
+      expect(n.reset).to.equal(3);
+      expect(pool.numbers().idle).to.equal(3);
+    });
+
+    it('max_parked 0 turns parking off: a park release is an ordinary release', async () => {
+      const { d, n } = counting(clock);
+      const pool = mk(settings({ maxSize: 1, sm: { maxParked: 0, contextReset: true } }), d);
+      await pool.start();
+      const a = await pool.acquire({});
+      pool.release(a.leaseId, { park: 'x' });
+      await settle();
+      expect(pool.parkedKeys()).to.deep.equal([]);
+      expect(n.reset).to.equal(1);
+    });
   });
 });

@@ -145,6 +145,9 @@ export class Balancer extends Actor {
   private readonly pending = new Map<string, Set<Pending>>();
   private readonly requestSubs: Subscription[] = [];
   private readonly lastHb = new Map<string, Heartbeat>();
+  /** Parking key (`<pool>\0<key>`) → the node whose heartbeat lists it, and each node's keys, to drop them when its next heartbeat does not. */
+  private readonly parkIndex = new Map<string, string>();
+  private readonly parkedByNode = new Map<string, string[]>();
   private readonly lastState = new Map<string, string>();
   private sweepTimer: NodeJS.Timeout | undefined;
   private firstHeartbeat: (() => void) | undefined;
@@ -291,6 +294,7 @@ export class Balancer extends Actor {
     if (r.kind === 'stale') return;
     this.lastHb.set(hb.nodeId, hb);
     this.rewarm.heardFrom(hb.nodeId);
+    this.indexParked(hb);
     if (r.kind === 'joined') {
       this.log.info('node joined', { nodeId: hb.nodeId, host: hb.host, pid: hb.pid, pools: Object.keys(hb.pools) });
       this.health.reapply(hb.nodeId);
@@ -412,7 +416,7 @@ export class Balancer extends Actor {
 
   private onAcquire(m: Msg): Promise<void> | void {
     return this.serve('acquire', m, (pool, raw, deadline) =>
-      this.place(m, pool, deadline, (nodeId, remaining) => this.tryAcquire(m, pool, raw, nodeId, remaining)));
+      this.place(m, pool, deadline, (nodeId, remaining) => this.tryAcquire(m, pool, raw, nodeId, remaining), this.parkedOn(pool, raw.park)));
   }
 
   /**
@@ -441,7 +445,25 @@ export class Balancer extends Actor {
    * a little and go round again (a few rounds at most). Returns the result
    * label; the caller has had its one reply.
    */
-  private async place(m: Msg, pool: string, deadline: number, attempt: (nodeId: string, remaining: number) => Promise<Try>): Promise<string> {
+  /** The node whose last heartbeat lists this parking key for the pool (a map read, no lookup). */
+  private parkedOn(pool: string, key: unknown): string | undefined {
+    return typeof key === 'string' ? this.parkIndex.get(`${pool}\u0000${key}`) : undefined;
+  }
+
+  /** Rebuild one node's entries of the parking index from its heartbeat. */
+  private indexParked(hb: Heartbeat): void {
+    const old = this.parkedByNode.get(hb.nodeId);
+    if (old) for (const k of old) if (this.parkIndex.get(k) === hb.nodeId) this.parkIndex.delete(k);
+    const now: string[] = [];
+    for (const [pool, st] of Object.entries(hb.pools)) {
+      const keys = (st as { parked?: unknown }).parked;
+      if (!Array.isArray(keys)) continue;
+      for (const key of keys) if (typeof key === 'string') { const k = `${pool}\u0000${key}`; this.parkIndex.set(k, hb.nodeId); now.push(k); }
+    }
+    if (now.length) this.parkedByNode.set(hb.nodeId, now); else this.parkedByNode.delete(hb.nodeId);
+  }
+
+  private async place(m: Msg, pool: string, deadline: number, attempt: (nodeId: string, remaining: number) => Promise<Try>, prefer?: string): Promise<string> {
     const excluded = new Set<string>();
     let lastErr: ShoalError | undefined;
     let rounds = 0;
@@ -451,8 +473,12 @@ export class Balancer extends Actor {
       if (remaining < MIN_TRY_MS) {
         return this.fail(m, lastErr ?? new ShoalError(ErrorCodes.POOL_TIMEOUT, `pool ${pool}: no node answered within the deadline`));
       }
-      const candidates = this.usable(pool, this.membership.sample(pool, now, { allow: (id) => !excluded.has(id) && this.rewarm.allows(id, now) && (!this.breakerOn(pool, id) || this.circuit.available(id, now)) }));
-      const chosen = candidates.length > 0 ? this.strategyFor(pool).select(candidates) : undefined;
+      // A parked resource's node first (affinity): the whole candidate list then (one map read per node), else a bounded sample.
+      const allow = (id: string) => !excluded.has(id) && this.rewarm.allows(id, now) && (!this.breakerOn(pool, id) || this.circuit.available(id, now));
+      const candidates = this.usable(pool, prefer !== undefined ? this.membership.candidates(pool, now, { allow }) : this.membership.sample(pool, now, { allow }));
+      // If the parked node cannot serve, the strategy picks among the rest.
+      const pinned = prefer !== undefined ? candidates.find((c) => c.nodeId === prefer) : undefined;
+      const chosen = pinned ?? (candidates.length > 0 ? this.strategyFor(pool).select(candidates) : undefined);
       if (!chosen && lastErr === undefined && this.rewarm.active(now)) {
         // Just reconnected: the nodes are coming back; wait for them rather than answer NO_NODES.
         await sleep(Math.min(25, remaining - MIN_TRY_MS));

@@ -42,6 +42,12 @@ export interface Driver<R = unknown> {
    * `undefined` restores the pool's defaults (called when it comes back).
    */
   prepare?(r: R, options: Record<string, unknown> | undefined, signal: AbortSignal): Promise<void>;
+  /**
+   * Continue, on a fresh resource, the context of a parked one that is gone
+   * (evicted, or its node died), from its `describe()` (claude-cli: resume
+   * the session id from a shared session store). False: the context is lost.
+   */
+  adopt?(r: R, meta: Record<string, unknown>): Promise<boolean>;
   /** Deadline of an operation whose caller gave none (claude-cli: `turn_timeout` for `send`); unset = none. */
   defaultExecTimeoutMs?(op: string): number | undefined;
   /**

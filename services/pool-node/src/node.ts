@@ -11,6 +11,13 @@ import { NodeHealth } from './health.js';
 import { Pool, type PoolSettings } from './pool.js';
 import { StreamOut } from './stream-out.js';
 import { kvGates, type GateProvider } from './turn-gate.js';
+import { Parking } from './parking.js';
+
+/** Parked keys in the heartbeat only when there are any: most pools never park. */
+const parkedOf = (p: Pool): { parked?: string[] } => {
+  const keys = p.parkedKeys();
+  return keys.length ? { parked: keys } : {};
+};
 
 export interface NodePoolSettings extends PoolSettings {
   driver: string;
@@ -68,6 +75,7 @@ export class PoolNode extends Actor {
   private drainPromise: Promise<{ revoked: number }> | undefined;
   /** Newest autoscaler epoch seen on a scale command: an older leader's commands are refused. */
   private scaleEpoch = 0;
+  private readonly parking: Parking;
   /** Cluster-wide caps (claude-cli `account.max_concurrent_turns`), opened on first use only. */
   private readonly gates: GateProvider;
   /** A drain for exit (SIGTERM) cannot be undone. */
@@ -87,7 +95,8 @@ export class PoolNode extends Actor {
     this.nodeId = nodeId;
     this.s = subjects(cfg.prefix);
     this.metrics = new NodeMetrics(nodeId, () => this.pools.values(), () => this.inFlight);
-    this.gates = kvGates(nc, nodeId);
+    this.gates = kvGates(nc, nodeId, Math.random, (msg, fields) => this.log.warn(msg, fields));
+    this.parking = new Parking(nc, nodeId, this.log);
     refusalCounter(this.metrics.registry, this.refusals);
     for (const [name, pc] of Object.entries(cfg.pools)) {
       const driver = driverFor(pc.driver)({ clock, random: Math.random, options: pc.options, poolName: name, registry: this.metrics.registry, labels: { pool: name, node: nodeId }, log: this.log.child({ pool: name }), gates: this.gates });
@@ -201,10 +210,25 @@ export class PoolNode extends Actor {
     const req = parse('acquire', m.data);
     this.checkDraining();
     const pool = this.pool(req.pool);
+    if (req.park !== undefined) return this.acquireParked(m, pool, req);
     if (req.options !== undefined) return this.acquireWithOptions(m, pool, req);
     const now = pool.tryAcquire(req);
     if (now) return this.granted(m, pool, now);
     return this.withPoolSlot(pool, () => pool.acquire(req)).then((lease) => this.granted(m, pool, lease));
+  }
+
+  /** An acquire with a parking key: the parked resource if it is here (no lookup), else a fresh one continued where possible. */
+  private async acquireParked(m: Msg, pool: Pool, req: AcquireRequest): Promise<void> {
+    const key = req.park!;
+    const hit = pool.claimParked(key, req);
+    if (hit) { this.granted(m, pool, { ...hit, park: 'hit' }); return; }
+    if (req.options !== undefined) pool.checkLeaseOptions(req.options);
+    const lease = await this.withPoolSlot(pool, async () => {
+      let l = await pool.acquire(req);
+      if (req.options !== undefined) l = await pool.prepare(l.leaseId, req.options as Record<string, unknown>);
+      return this.parking.adopt(pool, this.drivers.get(pool.name)!, l, key);
+    });
+    this.granted(m, pool, lease);
   }
 
   /** Per-lease options: refused before anything is taken if the pool does not allow them, applied before the grant. */
@@ -253,8 +277,14 @@ export class PoolNode extends Actor {
       // Refusals up to here answer `m`: a balancer that handed the call over can still try another node.
       // The lease lives inside this call: its TTL must outlast the exec's deadline (no one renews it).
       if (req.options !== undefined) pool.checkLeaseOptions(req.options);
-      let lease = await pool.acquire({ ...req, timeoutMs, ttlMs: (fixedMs ?? timeoutMs) + ONE_SHOT_TTL_MARGIN_MS });
-      if (req.options !== undefined) lease = await pool.prepare(lease.leaseId, req.options as Record<string, unknown>);
+      const ttl = { ...req, timeoutMs, ttlMs: (fixedMs ?? timeoutMs) + ONE_SHOT_TTL_MARGIN_MS };
+      // With a parking key: its parked resource (context intact) if here, else a fresh one continued where possible; parked again after.
+      let lease = req.park !== undefined ? pool.claimParked(req.park, ttl) : undefined;
+      if (!lease) {
+        lease = await pool.acquire(ttl);
+        if (req.options !== undefined) lease = await pool.prepare(lease.leaseId, req.options as Record<string, unknown>);
+        if (req.park !== undefined) lease = await this.parking.adopt(pool, this.drivers.get(pool.name)!, lease, req.park);
+      }
       if (lease.reused) this.metrics.reused(pool.name, pool.kind);
       const out = new StreamOut(this.nc, req.replyTo ?? m.reply, this.log);
       if (req.replyTo) this.reply(m, { accepted: true, nodeId: this.nodeId });
@@ -269,7 +299,10 @@ export class PoolNode extends Actor {
       } finally {
         // A failed one-shot may have left the resource mid-operation: reset it before reuse.
         // (A drain may have revoked the lease under us: then there is nothing to release.)
-        if (pool.holds(lease.leaseId)) pool.release(lease.leaseId, { reset: failed });
+        if (pool.holds(lease.leaseId)) {
+          if (!failed && req.park !== undefined) this.parking.remember(pool.name, req.park, pool.describeLease(lease.leaseId));
+          pool.release(lease.leaseId, failed ? { reset: true } : req.park !== undefined ? { park: req.park } : { reset: false });
+        }
       }
     });
   }
@@ -294,7 +327,9 @@ export class PoolNode extends Actor {
 
   private onRelease(m: Msg): void {
     const req = parse('release', m.data);
-    this.poolOfLease(req.leaseId, req.secret).release(req.leaseId, req);
+    const pool = this.poolOfLease(req.leaseId, req.secret);
+    if (req.park !== undefined && pool.holds(req.leaseId)) this.parking.remember(pool.name, req.park, pool.describeLease(req.leaseId));
+    pool.release(req.leaseId, req);
     this.reply(m, { released: req.leaseId });
   }
 
@@ -429,6 +464,7 @@ export class PoolNode extends Actor {
       memoryBytes: p.memoryBytes(), createLatencyMs: p.meter.createLatency.value,
       ...p.availability(),
       ...this.loadBalancing(p.name),
+      ...parkedOf(p),
     };
   }
 

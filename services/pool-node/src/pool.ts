@@ -53,6 +53,9 @@ interface Resource<R> {
   useCount: number;
   /** Per-lease options were applied: restore the pool's defaults when it comes back. */
   customized?: boolean;
+  /** Parked under this key (its context kept), since `parkedAt`: not idle, but evictable. */
+  parkedKey?: string;
+  parkedAt?: number;
 }
 
 interface LeaseRec {
@@ -94,6 +97,8 @@ export interface AcquireOptions {
 export interface ReleaseOptions {
   reset?: boolean;
   destroy?: boolean;
+  /** Keep the resource's context under this key for a later acquire with it (a parked conversation). */
+  park?: string;
 }
 
 /** Observations for metrics and logs; the pool itself knows no Prometheus. */
@@ -117,6 +122,10 @@ export class Pool<R = unknown> {
   /** Idle resources, most recently returned last: taken LIFO so hot ones stay hot and cold ones age out. */
   private readonly idle: Resource<R>[] = [];
   private readonly leases = new Map<string, LeaseRec>();
+  /** Parked resources by key, oldest first (Map order): idle capacity with a context, evicted oldest first. */
+  private readonly parked = new Map<string, Resource<R>>();
+  /** Parked resources being reset for waiters. */
+  private evicting = 0;
   /** Wait queue: buckets by priority, highest first, FIFO inside a bucket. */
   private readonly queue: { priority: number; waiters: Waiter[] }[] = [];
   private waitingCount = 0;
@@ -301,6 +310,27 @@ export class Pool<R = unknown> {
     return lease;
   }
 
+  /**
+   * The resource parked under `key`, leased as it is (context intact), or
+   * undefined. Synchronous, like tryAcquire: a hit costs no extra hop.
+   */
+  claimParked(key: string, opts: AcquireOptions = {}): Lease | undefined {
+    const r = this.parked.get(key);
+    if (!r || this.draining) return undefined;
+    this.parked.delete(key);
+    r.parkedKey = undefined;
+    this.meter.request();
+    const lease = this.grant(r, opts.ttlMs ?? this.cfg.leaseTtlMs, opts.holder);
+    this.meter.acquired(0, lease.reused);
+    this.observer.op('acquire', 'success', 0);
+    return lease;
+  }
+
+  /** Keys parked here, oldest first (for the heartbeat: balancers route a key's acquire to its node). */
+  parkedKeys(): string[] {
+    return [...this.parked.keys()];
+  }
+
   acquire(opts: AcquireOptions = {}): Promise<Lease> {
     const now = this.tryAcquire(opts);
     if (now) return Promise.resolve(now);
@@ -336,7 +366,33 @@ export class Pool<R = unknown> {
       w.timer = this.clock.setTimeout(() => this.timeOut(w), timeoutMs);
       this.enqueue(w);
       this.replenish();
+      this.relieve();
     });
+  }
+
+  /**
+   * Waiters that no create can serve (the pool is at max_size) take parked
+   * resources, oldest first: reset (context dropped) and handed over.
+   */
+  private relieve(): void {
+    // Creates in flight will serve waiters too; only those beyond them and beyond any room to create get a parked one.
+    let short = this.waitingCount - this.evicting - this.creating - Math.max(0, this.cfg.maxSize - this.live);
+    while (short-- > 0 && this.parked.size > 0) void this.evict(this.parked.values().next().value!, 'pressure');
+  }
+
+  /** Drop a parked resource's context and make it ordinary idle capacity (or the next waiter's). */
+  private async evict(r: Resource<R>, why: 'pressure' | 'max_parked' | 'park_ttl'): Promise<void> {
+    if (r.parkedKey === undefined) return;
+    this.parked.delete(r.parkedKey);
+    this.observer.log('info', 'parked resource evicted', { pool: this.name, resourceId: r.id, key: r.parkedKey, why });
+    this.observer.op('evict', why);
+    r.parkedKey = undefined;
+    this.evicting++;
+    try {
+      await this.giveBack(r, { reset: true });
+    } finally {
+      this.evicting--;
+    }
   }
 
   private timeOut(w: Waiter): void {
@@ -497,6 +553,24 @@ export class Pool<R = unknown> {
     return this.leaseView(rec);
   }
 
+  /** Continue a parked context on a held lease's fresh resource (driver `adopt`); false if it cannot. */
+  async adopt(leaseId: string, meta: Record<string, unknown>): Promise<{ ok: boolean; lease: Lease }> {
+    const rec = this.lease(leaseId);
+    const r = rec.resource as Resource<R>;
+    let ok = false;
+    try {
+      ok = await this.withTimeout(this.driver.adopt!(r.handle as R, meta), this.cfg.create.timeoutMs, 'adopt');
+    } catch (err) {
+      this.observer.log('info', 'parked context could not be resumed', { pool: this.name, resourceId: r.id, err: (err as Error).message });
+    }
+    return { ok, lease: this.leaseView(rec) };
+  }
+
+  /** What the driver says about a held lease's resource (for the parking record). */
+  describeLease(leaseId: string): Record<string, unknown> | undefined {
+    return this.leaseView(this.lease(leaseId)).meta;
+  }
+
   /** The deadline of an exec whose caller gave none, for the one-shot lease's TTL. */
   defaultExecTimeoutMs(op: string): number | undefined {
     return this.driver.defaultExecTimeoutMs?.(op);
@@ -584,12 +658,14 @@ export class Pool<R = unknown> {
       }
       if (r.state !== 'returning') return; // closed under us
     }
+    // Parking keeps the context: no reset (per-lease options stay too, they are part of it).
+    const park = opts.park !== undefined && sm.maxParked > 0 && !opts.reset ? opts.park : undefined;
     try {
-      if (r.customized) {
+      if (r.customized && park === undefined) {
         r.customized = false;
         await this.withTimeout(this.driver.prepare!(r.handle as R, undefined, new AbortController().signal), this.cfg.create.timeoutMs, 'restore');
       }
-      if (opts.reset || sm.contextReset) {
+      if (park === undefined && (opts.reset || sm.contextReset)) {
         const t0 = this.clock.now();
         await this.withTimeout(this.driver.reset(r.handle as R), this.cfg.create.timeoutMs, 'reset');
         this.observer.op('reset', 'success', this.clock.now() - t0);
@@ -607,7 +683,24 @@ export class Pool<R = unknown> {
       return;
     }
     if (r.state !== 'returning') return; // closed under us
+    if (park !== undefined) { this.park(r, park); return; }
     this.dispatch(r);
+  }
+
+  private park(r: Resource<R>, key: string): void {
+    const sm = this.cfg.sessionManagement;
+    // One resource per key: a key parked again replaces the older one, whose context is dropped.
+    const older = this.parked.get(key);
+    r.state = 'ready';
+    r.parkedKey = key;
+    r.parkedAt = this.clock.now();
+    r.idleSince = r.parkedAt;
+    this.parked.delete(key);
+    this.parked.set(key, r);
+    if (older) void this.evict(older, 'max_parked');
+    while (this.parked.size > sm.maxParked) void this.evict(this.parked.values().next().value!, 'max_parked');
+    // Someone is waiting right now: parked capacity is theirs.
+    this.relieve();
   }
 
   // ---- creating ----------------------------------------------------------
@@ -755,6 +848,7 @@ export class Pool<R = unknown> {
     if (wasIdle) {
       const at = this.idle.indexOf(r);
       if (at >= 0) this.idle.splice(at, 1);
+      if (r.parkedKey !== undefined && this.parked.get(r.parkedKey) === r) this.parked.delete(r.parkedKey);
     }
     try {
       if (r.handle !== undefined) await this.withTimeout(this.driver.destroy(r.handle), this.cfg.create.timeoutMs, 'destroy');
@@ -832,6 +926,9 @@ export class Pool<R = unknown> {
     const sm = this.cfg.sessionManagement;
     const now = this.clock.now();
     let surplus = this.live - this.target;
+    for (const r of [...this.parked.values()]) {
+      if (now - (r.parkedAt ?? now) >= sm.parkTtlMs || now >= r.expiresAt) void this.evict(r, 'park_ttl');
+    }
     for (const r of [...this.idle]) {
       if (now >= r.expiresAt) { void this.destroy(r, 'lifetime'); surplus--; continue; }
       if (this.overMemory(r)) { void this.destroy(r, 'memory'); surplus--; continue; }
@@ -968,7 +1065,8 @@ export class Pool<R = unknown> {
   // ---- numbers -----------------------------------------------------------
 
   numbers(): PoolNumbers {
-    const idle = this.idle.length;
+    // Parked resources are idle capacity (a waiter gets one, reset): balancers and autoscalers must see them so.
+    const idle = this.idle.length + this.parked.size;
     const total = this.live - this.creating;
     return { total, active: total - idle, idle, waiting: this.waitingCount, creating: this.creating, max: this.cfg.maxSize };
   }

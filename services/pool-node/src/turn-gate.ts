@@ -90,6 +90,7 @@ class KvGate implements Gate {
   private pumping = false;
   private pausedUntil = 0;
   private seq = 0;
+  private warned = false;
 
   constructor(
     private readonly kv: () => Promise<KV>,
@@ -97,6 +98,7 @@ class KvGate implements Gate {
     private readonly cap: number,
     private readonly holderId: string,
     private readonly random: () => number,
+    private readonly warn?: (msg: string, fields: Record<string, unknown>) => void,
   ) {}
 
   acquire(client: string | undefined, signal?: AbortSignal): Promise<() => void> {
@@ -135,7 +137,12 @@ class KvGate implements Gate {
       while (this.queues.size > 0) {
         const wait = this.pausedUntil - Date.now();
         if (wait > 0) { await sleep(wait); continue; }
-        const slot = await this.take().catch(() => undefined);
+        const slot = await this.take().catch((err: Error) => {
+          // No bucket (JetStream off, no permission): turns wait until their deadline; say why, once per outage.
+          if (!this.warned) { this.warned = true; this.warn?.('account turn cap: cannot reach its KV bucket; turns wait', { key: this.key, err: err.message }); }
+          return undefined;
+        });
+        if (slot) this.warned = false;
         if (!slot) {
           await sleep(retryDelay(++tries, this.random));
           continue;
@@ -249,7 +256,7 @@ class LocalGate implements Gate {
 const sleep = (ms: number) => new Promise<void>((r) => { setTimeout(r, ms).unref?.(); });
 
 /** Gates backed by the `shoal_turns` bucket of this NATS connection; one per key and cap. */
-export function kvGates(nc: NatsConnection, holderId: string, random: () => number = Math.random): GateProvider {
+export function kvGates(nc: NatsConnection, holderId: string, random: () => number = Math.random, warn?: (msg: string, fields: Record<string, unknown>) => void): GateProvider {
   let opening: Promise<KV> | undefined;
   const kv = (): Promise<KV> => {
     if (!opening) {
@@ -265,7 +272,7 @@ export function kvGates(nc: NatsConnection, holderId: string, random: () => numb
     gate(key, cap) {
       const id = `${key}/${cap}`;
       let g = gates.get(id);
-      if (!g) gates.set(id, (g = new KvGate(kv, key, cap, holderId, random)));
+      if (!g) gates.set(id, (g = new KvGate(kv, key, cap, holderId, random, warn)));
       return g;
     },
   };

@@ -49,6 +49,12 @@ export interface AcquireOptions {
    * append_system_prompt, allowed_tools, cwd); outside it: BadRequestError.
    */
   options?: Record<string, unknown>;
+  /**
+   * A parking key: get the resource a release parked under it, context
+   * intact, from any client through any balancer (`lease.parked` says
+   * `hit`, `resumed` or `gone`).
+   */
+  park?: string;
 }
 
 export interface ExecOptions {
@@ -126,6 +132,8 @@ export class Lease extends EventEmitter<{ lost: [ShoalError] }> {
   get reused(): boolean { return this.info.reused; }
   /** What the driver says about the resource, e.g. `{ session_id }` for a Claude session. */
   get meta(): Record<string, unknown> | undefined { return this.info.meta; }
+  /** For an acquire with `park`: `hit` (context intact), `resumed` (continued from the shared store) or `gone`. */
+  get parked(): 'hit' | 'resumed' | 'gone' | undefined { return this.info.park; }
 
   /** Run an operation: `await` it for the result, or `for await` it for streamed events. */
   exec(op: string, args?: unknown, opts: ExecOptions = {}): ExecCall {
@@ -178,7 +186,8 @@ export class Lease extends EventEmitter<{ lost: [ShoalError] }> {
     return r;
   }
 
-  async release(opts: { reset?: boolean; destroy?: boolean } = {}): Promise<void> {
+  /** `park: key` keeps the resource with its context for a later `acquire(pool, {park: key})` (instead of a reset). */
+  async release(opts: { reset?: boolean; destroy?: boolean; park?: string } = {}): Promise<void> {
     if (this.ended) return;
     this.ended = true;
     clearTimeout(this.renewTimer);
@@ -256,7 +265,7 @@ export class Client {
     const given = opts.timeoutMs ?? this.opts.timeoutMs;
     const timeoutMs = given ?? this.opts.maxWaitMs ?? 300_000;
     const subject = opts.nodeId ? this.subjects.nodeAcquire(opts.nodeId) : this.subjects.poolAcquire(pool);
-    const body = { pool, timeoutMs: given === undefined ? undefined : serverDeadline(given), priority: opts.priority, ttlMs: opts.ttlMs, holder: this.holder, options: opts.options };
+    const body = { pool, timeoutMs: given === undefined ? undefined : serverDeadline(given), priority: opts.priority, ttlMs: opts.ttlMs, holder: this.holder, options: opts.options, park: opts.park };
     if (opts.signal?.aborted) throw new CancelledError(ErrorCodes.CANCELLED, 'acquire aborted before it was sent');
     const pending = call<LeaseInfo>(this.nc, subject, body, timeoutMs, (late) => this.returnLate(late)).then((info) => this.adopt(info));
     if (!opts.signal) return pending.catch((e) => { throw typed(e); });
@@ -329,7 +338,7 @@ export class Client {
   exec(pool: string, op: string, args?: unknown, opts: OneShotOptions = {}): ExecCall {
     const timeoutMs = opts.timeoutMs ?? this.opts.timeoutMs ?? 30_000;
     const subject = opts.nodeId ? this.subjects.nodeExec(opts.nodeId) : this.subjects.poolExec(pool);
-    const body = { pool, op, args, timeoutMs: serverDeadline(timeoutMs), priority: opts.priority, holder: this.holder, options: opts.options };
+    const body = { pool, op, args, timeoutMs: serverDeadline(timeoutMs), priority: opts.priority, holder: this.holder, options: opts.options, park: opts.park };
     if (opts.execTimeoutMs !== undefined) return new ExecCall(this.nc, subject, { ...body, execTimeoutMs: opts.execTimeoutMs }, timeoutMs + opts.execTimeoutMs);
     const idle = this.keepAliveMs * KEEPALIVE_MISSES;
     return new ExecCall(this.nc, subject, { ...body, keepAliveMs: this.keepAliveMs }, timeoutMs + idle, idle);

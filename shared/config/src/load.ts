@@ -332,6 +332,8 @@ function toPool(name: string, { props: p, origin, fail, ordered, sources }: Retu
       cleanupIntervalMs: sm.cleanup_interval,
       validateOnReturn: sm.validate_on_return,
       validateSkipWindowMs: sm.validate_skip_window,
+      maxParked: sm.max_parked,
+      parkTtlMs: sm.park_ttl,
     },
     create: { timeoutMs: c.timeout, retryBaseMs: c.retry_base, retryMaxMs: c.retry_max },
     maxConcurrentCreates: p.max_concurrent_creates ?? defaultMaxConcurrentCreates(p.driver),

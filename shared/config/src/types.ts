@@ -65,6 +65,10 @@ export interface PoolConfig {
     cleanupIntervalMs: number;
     validateOnReturn: boolean;
     validateSkipWindowMs: number;
+    /** Resources kept with their context under a key (release `park`); 0 = off. */
+    maxParked: number;
+    /** A parked resource not claimed within this is reset and reused. */
+    parkTtlMs: number;
   };
   create: { timeoutMs: number; retryBaseMs: number; retryMaxMs: number };
   /** Creates in flight on this node for this pool, whatever the target (the driver's default when not set). */

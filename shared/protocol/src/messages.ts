@@ -11,6 +11,8 @@ export const MAX_TTL_MS = 86_400_000;
 const name = str({ min: 1, max: 64, pattern: /^[A-Za-z0-9_-]+$/ });
 const id = str({ min: 1, max: 64 });
 const timeoutMs = int({ min: 1, max: MAX_TIMEOUT_MS });
+/** A parking key: a subject-safe token chosen by the client (a conversation id, a user id). */
+const parkKey = str({ min: 1, max: 128, pattern: /^[A-Za-z0-9_=-]+$/ });
 
 /** Who holds a lease, for leak reports. */
 const holderShape = {
@@ -35,6 +37,12 @@ const acquireShape = {
    * BAD_REQUEST before a resource is taken.
    */
   options: optional(any()),
+  /**
+   * Get the resource parked under this key (its context intact) if it lives;
+   * else a fresh one, resumed from the shared store where the driver can
+   * (claude-cli `--resume`). The lease's `park` says which.
+   */
+  park: optional(parkKey),
 };
 const acquire = obj(acquireShape);
 export type AcquireRequest = Infer<typeof acquireShape>;
@@ -92,7 +100,14 @@ const renewShape = { leaseId: id, secret, ttlMs: optional(int({ min: 1, max: MAX
 const renew = obj(renewShape);
 export type RenewRequest = Infer<typeof renewShape>;
 
-const releaseShape = { leaseId: id, secret, reset: optional(bool()), destroy: optional(bool()) };
+const releaseShape = {
+  leaseId: id,
+  secret,
+  reset: optional(bool()),
+  destroy: optional(bool()),
+  /** Keep the resource with its context under this key (not reset) for a later acquire with `park` (pool `max_parked`, `park_ttl`). */
+  park: optional(parkKey),
+};
 const release = obj(releaseShape);
 export type ReleaseRequest = Infer<typeof releaseShape>;
 
@@ -194,6 +209,12 @@ export interface Lease {
   secret?: string;
   /** What the driver tells about the resource, e.g. the Claude CLI's `session_id`. */
   meta?: Record<string, unknown>;
+  /**
+   * For an acquire with `park`: `hit` (the parked resource, context intact),
+   * `resumed` (it was gone; a fresh one continues it from the shared store),
+   * or `gone` (a fresh one: the context is lost).
+   */
+  park?: 'hit' | 'resumed' | 'gone';
   /** The granting node's incarnation (its heartbeats' `startedAt`): another value means it restarted and the lease is gone. */
   nodeStartedAt?: number;
 }
@@ -309,6 +330,8 @@ export interface PoolStats {
   healthCheckIntervalMs?: number;
   /** The pool's `load_balancing.circuit_breaker_enabled`; false = balancers place on this node whatever its circuit says. */
   circuitBreaker?: boolean;
+  /** Keys of resources parked on this node (release `park`), oldest first: balancers route an acquire with the key here. */
+  parked?: string[];
 }
 
 export interface Heartbeat {

@@ -113,6 +113,17 @@ export function claudeCliDriver(ctx: DriverContext): Driver<ClaudeSession> {
       await s.reset();
     },
 
+    /**
+     * A parked conversation whose session is gone: resume it from the
+     * session store — only a shared one (private_config: false) has it.
+     */
+    async adopt(s, meta) {
+      const id = meta.session_id;
+      if (opts.privateConfig || typeof id !== 'string' || !UUID.test(id)) return false;
+      await s.resume(id);
+      return true;
+    },
+
     checkLeaseOptions(o) {
       checkLeaseChoice(opts.leaseOptions, o);
     },

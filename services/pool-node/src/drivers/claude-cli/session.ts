@@ -403,8 +403,12 @@ export class ClaudeSession {
    * lines). The session becomes idle when the CLI's result arrives, or is
    * killed if it does not come within `interrupt_timeout`.
    */
-  send(content: unknown, emit: Turn['emit'], signal?: AbortSignal, raw = false, timeoutMs?: number, client?: string): Promise<CliMessage> {
+  send(content: unknown, emit: Turn['emit'], signal?: AbortSignal, raw = false, timeoutMs?: number, client?: string, waited = false): Promise<CliMessage> {
     const body = checkContent(content);
+    // A turn already given up (its caller got TURN_TIMEOUT, SESSION_STALLED or CANCELLED) is ending: wait for it rather than refuse.
+    if (!waited && this.turn?.interrupted) {
+      return this.settled(this.opts.interruptTimeoutMs + 500).then(() => this.send(content, emit, signal, raw, timeoutMs, client, true));
+    }
     if (this.state === 'dead' || !this.alive) return Promise.reject(this.deadError());
     if (this.state !== 'idle') return Promise.reject(this.busy('send'));
     if (signal?.aborted) return Promise.reject(signal.reason);

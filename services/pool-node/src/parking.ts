@@ -1,0 +1,65 @@
+import type { KV, NatsConnection } from 'nats';
+import type { Lease } from '@shoal/protocol';
+import type { Driver } from './driver.js';
+import type { Pool } from './pool.js';
+
+/**
+ * Conversations that come back. A release with `park: <key>` keeps the
+ * resource with its context on this node (the pool's parked map); an acquire
+ * with the key claims it (`park: 'hit'`). Balancers send such an acquire to
+ * the node whose heartbeat lists the key, so a hit costs no lookup.
+ *
+ * For the key to outlive its resource (evicted, node died) the node records
+ * `<pool>.<key>` → the resource's description (the Claude session id) in the
+ * KV bucket `shoal_parked` when parking — on the release path, never on an
+ * acquire that hits. An acquire that misses reads it once and asks the
+ * driver to continue from it (`adopt`: claude-cli `--resume` from a shared
+ * session store): `park: 'resumed'`, else `park: 'gone'`.
+ */
+export const PARKED_BUCKET = 'shoal_parked';
+
+interface Record_ {
+  meta: Record<string, unknown>;
+  nodeId: string;
+  at: number;
+}
+
+export class Parking {
+  private opening: Promise<KV> | undefined;
+
+  constructor(private readonly nc: NatsConnection, private readonly nodeId: string, private readonly log: { warn(m: string, f?: Record<string, unknown>): void }) {}
+
+  private kv(): Promise<KV> {
+    if (!this.opening) {
+      this.opening = this.nc.jetstream({ timeout: 5000 }).views.kv(PARKED_BUCKET, { history: 1, timeout: 5000 });
+      this.opening.catch(() => { this.opening = undefined; });
+    }
+    return this.opening;
+  }
+
+  /** Remember what a parked resource was, for a resume elsewhere; best effort, off the caller's path. */
+  remember(pool: string, key: string, meta: Record<string, unknown> | undefined): void {
+    if (!meta) return;
+    const value: Record_ = { meta, nodeId: this.nodeId, at: Date.now() };
+    this.kv().then((kv) => kv.put(`${pool}.${key}`, JSON.stringify(value))).catch((err: Error) => {
+      this.log.warn('parked key not recorded (no resume elsewhere for it)', { pool, key, err: err.message });
+    });
+  }
+
+  /**
+   * A fresh lease for a key whose parked resource is gone: continue it from
+   * the record if the driver can, and say which it was.
+   */
+  async adopt(pool: Pool, driver: Driver, lease: Lease, key: string): Promise<Lease> {
+    let rec: Record_ | undefined;
+    try {
+      const e = await (await this.kv()).get(`${pool.name}.${key}`);
+      if (e && e.operation === 'PUT') rec = JSON.parse(new TextDecoder().decode(e.value)) as Record_;
+    } catch {
+      rec = undefined;
+    }
+    if (!rec || !driver.adopt) return { ...lease, park: 'gone' };
+    const resumed = await pool.adopt(lease.leaseId, rec.meta);
+    return { ...resumed.lease, park: resumed.ok ? 'resumed' : 'gone' };
+  }
+}
