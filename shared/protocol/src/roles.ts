@@ -94,6 +94,8 @@ const JS_ALL = ['$JS.API.>', '$JS.FC.>', '$JS.ACK.>', '$KV.>'];
 const MICRO = '$SRV.>';
 /** The Claude drivers' cluster-wide turn slots (services/pool-node/src/turn-gate.ts). */
 const TURNS_BUCKET = 'shoal_turns';
+/** Parked conversations' keys, for a resume on another node (services/pool-node/src/parking.ts). */
+const PARKED_BUCKET = 'shoal_parked';
 
 /**
  * The permissions of `role` under subject prefix `prefix`, for a connection
@@ -117,7 +119,7 @@ export function permissionsFor(role: Role, inbox: string, prefix: string = DEFAU
       };
     case 'pool-node':
       return {
-        publish: { allow: [`${INBOX_ROOT}.>`, `${p}.hb.*`, `${p}.events.lease.*`, ...kvRead(TURNS_BUCKET), ...kvWrite(TURNS_BUCKET, ['>'])] },
+        publish: { allow: [`${INBOX_ROOT}.>`, `${p}.hb.*`, `${p}.events.lease.*`, ...kvRead(TURNS_BUCKET), ...kvWrite(TURNS_BUCKET, ['>']), ...kvRead(PARKED_BUCKET), ...kvWrite(PARKED_BUCKET, ['>'])] },
         // Its own verdicts (a node unhealthy for long drains itself); the role is shared by every node.
         subscribe: { allow: [myInbox, `${p}.node.*.>`, `${p}.health.verdict.*`, MICRO] },
       };
