@@ -116,7 +116,7 @@ function pct(xs: number[], p: number): number {
 }
 
 export async function runAutoscaleBench(opts: { quick: boolean; log: (s: string) => void }): Promise<Record<string, unknown>[]> {
-  const T = opts.quick ? 12_000 : 40_000;
+  const T = opts.quick ? 8_000 : 40_000;
   const log = opts.log;
   const out: Record<string, unknown>[] = [];
   const tmp = mkdtempSync(join(tmpdir(), 'shoal-bench-autoscale-'));
