@@ -47,7 +47,8 @@ describe('config', () => {
       expect([p.driver, p.minSize, p.maxSize, p.initialSize]).to.deep.equal(['synthetic', 2, 20, 2]);
       expect(p.options).to.deep.equal({ create_latency: '5ms', exec_latency: '1ms', failure_rate: 0 });
       // Inherited from the design's session_pool block.
-      expect(p.autoScaling).to.deep.equal({ enabled: true, scaleUpThreshold: 0.8, scaleDownThreshold: 0.3, scaleUpIncrement: 5, scaleDownIncrement: 2, cooldownMs: 30_000 });
+      expect(p.autoScaling).to.deep.equal({ enabled: true, scaleUpThreshold: 0.8, scaleDownThreshold: 0.3, scaleUpIncrement: 5, scaleDownIncrement: 2, cooldownMs: 30_000, stabilizationWindowMs: 60_000, predictive: false });
+      expect(p.scalingPolicies).to.deep.equal([]);
       expect(p.loadBalancing).to.deep.equal({ strategy: 'weighted_round_robin', healthCheckIntervalMs: 30_000, circuitBreakerEnabled: true });
       expect(p.sessionManagement).to.deep.equal({
         enableReuse: true, idleTimeoutMs: 300_000, maxLifetimeMs: 3_600_000, lifetimeJitter: 0.1, maxReuseCount: 100,
