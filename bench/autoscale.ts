@@ -146,7 +146,8 @@ export async function runAutoscaleBench(opts: { quick: boolean; log: (s: string)
     const poolSize = (pool: string) => [...sizes].filter(([k]) => k.endsWith(`\0${pool}`)).reduce((a, [, v]) => a + v, 0);
     await sleep(3 * TICK_MS);
 
-    for (const [trace, demandOf] of Object.entries(TRACES)) {
+    // --quick: the ramp only (the trace the goals are about), to keep the quick run short.
+    for (const [trace, demandOf] of Object.entries(TRACES).filter(([name]) => !opts.quick || name === 'ramp')) {
       // Back to the floor between traces: both pools at their min, surplus gone.
       for (const pool of Object.keys(POOLS)) await call(nc, s.adminScale(pool), { pool, op: 'target', n: 2 }, 5000).catch(() => {});
       const settle = Date.now() + 15_000;
