@@ -300,14 +300,14 @@ describe('shoal CLI (e2e: `shoal up` stopped the hard way)', function () {
     const natsPid = ready.natsPid as number;
     const tree = descendants(first.proc.pid!);
     for (const p of [...tree, natsPid]) pids.add(p);
-    // Optional services (the health-checker, ...) are children too: every one must stop.
-    expect((ready.children as { name: string }[]).map((c) => c.name)).to.include.members(['balancer-1', 'node-1', 'node-2', 'health-checker']);
+    // Optional services (the autoscaler, the health-checker) are children too: every one must stop.
+    expect((ready.children as { name: string }[]).map((c) => c.name)).to.have.members(['balancer-1', 'node-1', 'node-2', 'autoscaler', 'health-checker']);
     for (const pid of [...services, natsPid]) expect(tree, `pid ${pid} under shoal up`).to.include(pid);
 
     first.proc.kill('SIGKILL');
     await first.exit;
     // The lifeline (stdin) ends: every service drains and exits on its own.
-    await until('the balancer and the nodes to exit', async () => (services.every((p) => !running(p)) ? true : undefined), 10_000);
+    await until('the balancer, the nodes and the autoscaler to exit', async () => (services.every((p) => !running(p)) ? true : undefined), 10_000);
     for (const pid of tree.filter((p) => p !== natsPid)) expect(running(pid), `pid ${pid}`).to.equal(false);
     // nats-server cannot watch a pipe: it is still there...
     expect(running(natsPid)).to.equal(true);

@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { connect as natsConnect, type NatsConnection } from 'nats';
 import { connect, type Client, type Lease } from '@shoal/client';
-import { decode, ErrorCodes, parseHeartbeat, ShoalError, subjects, type PoolStats } from '@shoal/protocol';
+import { decode, encode, ErrorCodes, parseHeartbeat, ShoalError, subjects, type PoolStats } from '@shoal/protocol';
 import { call } from '@shoal/runtime';
 import { writeConfig } from '../helpers/cluster.js';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
@@ -168,6 +168,32 @@ describe('autoscaler (integration: real nats-server, pool-nodes and autoscalers 
     await until('4+4+4 after both restarts', () => ([...pools.values()].every((p) => p.target === 4) && pools.size === 3 ? true : undefined));
     const st = await call<{ pools: Record<string, { target: number; requested: number }> }>(nc, s.autoscalerStatus, {}, 5000);
     expect(st.pools.synthetic).to.include({ target: 12, requested: 12 });
+  });
+
+  it('a node judged unhealthy (health verdict) counts as no capacity: the target is spread over the others', async () => {
+    const cfg = writeConfig({ min_size: 1, max_size: 6, initial_size: 1, auto_scaling: { enabled: false } }, 'autoscaler:\n  lease_ttl: 1s\n  interval: 200ms');
+    const pools = watchPools(nc);
+    await node(cfg, 'n1');
+    await node(cfg, 'n2');
+    const a = autoscaler(cfg, 'as-1');
+    await elected(a);
+    const r = await until('the leader answers', async () => {
+      try { return await call<{ nodes: Record<string, number> }>(nc, s.adminScale('synthetic'), { pool: 'synthetic', op: 'target', n: 6 }, 5000); } catch { return undefined; }
+    });
+    expect(r.nodes).to.deep.equal({ n1: 3, n2: 3 });
+    // The health-checker's contract (issue 9): a verdict on <prefix>.health.verdict.<nodeId>.
+    const verdict = { v: 1, nodeId: 'n2', healthy: false, at: Date.now(), since: Date.now(), checkerId: 'test', reason: 'ping timeout', checks: [], pools: {} };
+    const stop = setInterval(() => nc.publish('shoal.health.verdict.n2', encode(verdict)), 200);
+    try {
+      await until('n1 holds all 6', () => (pools.get('n1')?.target === 6 ? true : undefined));
+      const st = await call<{ pools: Record<string, { nodes: number; target: number }> }>(nc, s.autoscalerStatus, {}, 5000);
+      expect(st.pools.synthetic).to.include({ nodes: 1, target: 6 });
+    } finally {
+      clearInterval(stop);
+    }
+    // Healthy again: spread over both once more (n2 keeps its 3, n1 gives back what is over 6 − 3).
+    nc.publish('shoal.health.verdict.n2', encode({ ...verdict, healthy: true, at: Date.now() }));
+    await until('spread over both again', () => ((pools.get('n1')?.target ?? 0) + (pools.get('n2')?.target ?? 0) === 6 && pools.get('n1')!.target < 6 ? true : undefined));
   });
 
   it('2 replicas: the leader SIGKILLed under changing load, one new leader acts within the bound; nodes refuse an older epoch (counted)', async () => {

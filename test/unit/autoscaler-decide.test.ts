@@ -156,6 +156,16 @@ describe('autoscaler decide (pure, fake clock)', () => {
     }
   });
 
+  it('predictive: acquires waiting for creates already under way are not extrapolated (a step is not a ramp)', async () => {
+    // A step: 16 wanted at once; the pool creates for every waiter, so waiting is covered by creating.
+    const cfg = config({ predictive: true, cooldownMs: 0, scaleUpThreshold: 0.99, scaleUpIncrement: 1 });
+    const step = await run(clock, cfg, 8, (t) => (t < 3000 ? { active: 2, createLatencyMs: 2000 } : { active: 2, waiting: 14, creating: 14, createLatencyMs: 2000 }), 20);
+    expect(step.decisions.filter((d) => d.reason === 'predictive')).to.deep.equal([]);
+    // The same numbers with nothing being created: that queue is demand nobody serves yet, and it rises.
+    const unserved = await run(new FakeClock(), cfg, 8, (t) => ({ active: 2, waiting: Math.max(0, Math.round((t - 2000) / 500)), createLatencyMs: 2000 }), 20);
+    expect(unserved.decisions.some((d) => d.reason === 'predictive')).to.equal(true);
+  });
+
   it('predictive: a flat or falling demand predicts nothing, and the forecast is bounded by max and the cooldown', async () => {
     const flat = await run(clock, config({ predictive: true, cooldownMs: 0 }), 10, () => ({ active: 5, createLatencyMs: 3000 }));
     expect(flat.decisions).to.deep.equal([]);

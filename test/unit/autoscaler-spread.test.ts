@@ -92,6 +92,13 @@ describe('autoscaler forecast (pure)', () => {
     expect(forecastDemand(pts, 4000, 3000, 10_000)).to.be.closeTo(9, 1e-9);
   });
 
+  it('a step reads as flat until most of the window has seen the new level (no overshoot), a ramp reads exactly', () => {
+    const step = [0, 1000, 2000, 3000, 4000, 5000].map((at) => ({ at, v: at >= 5000 ? 16 : 2 }));
+    expect(forecastDemand(step, 5000, 2500, 10_000)).to.equal(undefined);
+    const ramp = [0, 1000, 2000, 3000, 4000, 5000].map((at) => ({ at, v: 1 + (2 * at) / 1000 }));
+    expect(forecastDemand(ramp, 5000, 2500, 10_000)).to.be.closeTo(16, 1e-9);
+  });
+
   it('no forecast from too few points, a flat or a falling series, or points out of the window', () => {
     expect(forecastDemand([{ at: 0, v: 1 }, { at: 1000, v: 2 }], 1000, 1000, 10_000)).to.equal(undefined);
     expect(forecastDemand([0, 1000, 2000].map((at) => ({ at, v: 5 })), 2000, 1000, 10_000)).to.equal(undefined);

@@ -162,6 +162,8 @@ export class Autoscaler extends Actor {
     } catch (err) {
       this.log.warn('could not read stored targets; keeping what is known', { err: (err as Error).message });
     }
+    // The cooldown outlives a change of leader: the last step's time is stored with the target.
+    for (const [pool, rec] of this.targets) if (Number.isFinite(rec.at)) this.mem(pool).lastActionAt = rec.at;
     if (!this.election.isLeader()) return;
     this.dropLeaderSubs();
     this.leaderSubs.push(this.listen(this.s.anyAdminScale, (m) => this.onAdminScale(m)));

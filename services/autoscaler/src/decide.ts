@@ -49,6 +49,12 @@ export interface Sample {
   utilization: number;
   /** active + waiting: resources wanted right now. */
   demand: number;
+  /**
+   * What the prediction extrapolates: active + the waiting acquires no create
+   * in flight covers. Waiters pile up while creates run (the pool creates for
+   * each); counting them would read a step as a steep ramp.
+   */
+  uncovered: number;
   metrics: Record<PolicyMetric, number>;
 }
 
@@ -88,6 +94,7 @@ export function sampleOf(v: PoolView, at: number): Sample {
     at,
     utilization: utilization(v),
     demand: v.active + v.waiting,
+    uncovered: v.active + Math.max(0, v.waiting - v.creating),
     metrics: { cpu_usage: v.cpu, memory_usage: v.memory, request_rate: v.requestRate, queue_length: v.waiting },
   };
 }
@@ -155,7 +162,7 @@ export function decide(view: PoolView, cfg: ScalingConfig, history: History, now
   }
   if (cfg.predictive) {
     const lead = view.createLatencyMs + cfg.tickMs;
-    const f = forecastDemand(samples.map((s) => ({ at: s.at, v: s.demand })), now, lead, Math.max(FORECAST_WINDOW_MIN_MS, 2 * lead));
+    const f = forecastDemand(samples.map((s) => ({ at: s.at, v: s.uncovered })), now, lead, Math.max(FORECAST_WINDOW_MIN_MS, 2 * lead));
     if (f !== undefined) {
       numbers.forecast = round(f);
       numbers.leadMs = Math.round(lead);

@@ -529,10 +529,11 @@ function options(ctx: Ctx, flags: FlagValues, env: NodeJS.ProcessEnv): UpOptions
 export const up: Command = {
   name: 'up',
   usage: '',
-  summary: 'start a local cluster (nats-server with JetStream, balancer, pool-nodes); Ctrl-C stops it all',
+  summary: 'start a local cluster (nats-server with JetStream, balancer, pool-nodes, autoscaler); Ctrl-C stops it all',
   details: [
-    'Uses its own nats-server (SHOAL_NATS_SERVER or nats-server on PATH) on 127.0.0.1, then the balancer(s) and',
-    'the pool-nodes node-1, node-2, ... with the config. Child logs are shown as `[node-1] info msg k=v`.',
+    'Uses its own nats-server (SHOAL_NATS_SERVER or nats-server on PATH) on 127.0.0.1, then the balancer(s),',
+    'the pool-nodes node-1, node-2, ... and the autoscaler(s) with the config. Child logs are shown as `[node-1] info msg k=v`.',
+    '--follow-desired <pool>: start and drain pool-nodes as the autoscaler\'s desired pool-nodes of that pool asks.',
     'HTTP ports: node-i on base+i, balancer-j after the nodes (8081, 8082, 8083), ephemeral when busy (base from',
     '--http-port or SHOAL_HTTP_PORT, default 8080; 0 = all ephemeral, -1 = no HTTP). Nodes get SHOAL_DRAIN_GRACE=5s unless set.',
     'SIGINT/SIGTERM: every service gets SIGTERM (nodes drain), then nats-server; exit 0 with nothing left behind.',
