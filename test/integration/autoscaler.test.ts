@@ -1,7 +1,9 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { connect as natsConnect, type NatsConnection } from 'nats';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { connect as natsConnect, nkeyAuthenticator, type NatsConnection } from 'nats';
 import { connect, type Client, type Lease } from '@shoal/client';
 import { decode, encode, ErrorCodes, parseHeartbeat, ShoalError, subjects, type PoolStats } from '@shoal/protocol';
 import { call } from '@shoal/runtime';
@@ -261,7 +263,9 @@ describe('autoscaler (integration: real nats-server, pool-nodes and autoscalers 
     // `shoal up` runs its own nats-server.
     await nats.stop();
     const port = await (await import('../helpers/nats-server.js')).freePort();
-    const up = spawn(process.execPath, [join(ROOT, 'bin/shoal.js'), 'up', '--config', cfg, '--nodes', '1', '--port', String(port), '--data-dir', 'tmp', '--http-port', '0', '--json', '--follow-desired', 'synthetic', '--stop-timeout', '8000'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
+    // Roles on, as `shoal up` runs by default: this test listens as admin and leases as a client.
+    const creds = mkdtempSync(join(tmpdir(), 'shoal-as-creds-'));
+    const up = spawn(process.execPath, [join(ROOT, 'bin/shoal.js'), 'up', '--config', cfg, '--nodes', '1', '--port', String(port), '--data-dir', 'tmp', '--creds-dir', creds, '--http-port', '0', '--json', '--follow-desired', 'synthetic', '--stop-timeout', '8000'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
     const events: Record<string, unknown>[] = [];
     let buf = '';
     up.stdout!.on('data', (d: Buffer) => {
@@ -275,8 +279,8 @@ describe('autoscaler (integration: real nats-server, pool-nodes and autoscalers 
     try {
       await until('shoal up ready', () => (events.some((e) => e.event === 'ready') ? true : undefined), 60_000).catch((e: Error) => { throw new Error(`${e.message}: ${upErr}`); });
       const url = `nats://127.0.0.1:${port}`;
-      const nc2 = await natsConnect({ servers: url });
-      const c2 = await connect({ servers: [url], name: 'it2' });
+      const nc2 = await natsConnect({ servers: url, authenticator: nkeyAuthenticator(new TextEncoder().encode(readFileSync(join(creds, 'admin.nk'), 'utf8').trim())) });
+      const c2 = await connect({ servers: [url], name: 'it2', nats: { nkeySeedFile: join(creds, 'client.nk') } });
       const desired: number[] = [];
       nc2.subscribe(s.autoscalerDesired('synthetic'), { callback: (_e, m) => { desired.push(Number(decode(m.data).desired)); } });
       try {
@@ -307,6 +311,7 @@ describe('autoscaler (integration: real nats-server, pool-nodes and autoscalers 
       const t = setTimeout(() => up.kill('SIGKILL'), 30_000);
       await exited;
       clearTimeout(t);
+      rmSync(creds, { recursive: true, force: true });
     }
     // Re-start a server for afterEach.
     nats = await startNatsServer();
