@@ -45,7 +45,7 @@ export interface ClusterStatus extends Omit<BalancerStatus, 'nodes'> {
   pools: Record<string, PoolTotals>;
   health: { running: boolean; verdicts: number };
   /** `status`: what `<prefix>.autoscaler.status` answered; `targets`: the `target.<pool>` keys of the settings bucket. */
-  autoscaler: { running: boolean; status?: unknown; error?: string; at: number; targets: Record<string, unknown> };
+  autoscaler: { running: boolean; status?: unknown; error?: string; at: number; targets: Record<string, unknown>; desired: Record<string, unknown> };
 }
 
 /** How often the page's feed pushes at most, and at least (state changes without a heartbeat: a silent node). */
@@ -58,7 +58,10 @@ const VERDICT_TTL_MS = 60_000;
 
 export class ClusterView {
   private readonly verdicts = new Map<string, Verdict>();
-  private autoscaler: Omit<ClusterStatus['autoscaler'], 'targets'> = { running: false, at: 0 };
+  private autoscaler: Omit<ClusterStatus['autoscaler'], 'targets' | 'desired'> = { running: false, at: 0 };
+  /** Last `<prefix>.autoscaler.desired.<pool>` message per pool (desired pool-nodes, issue 8). */
+  private readonly desired = new Map<string, unknown>();
+  private desiredSub: Subscription | undefined;
   /** `target.<pool>` entries of the settings bucket (the autoscaler's, issue 8). */
   private readonly targets = new Map<string, unknown>();
   private readonly clients = new Set<ServerResponse>();
@@ -87,6 +90,18 @@ export class ClusterView {
     } catch (err) {
       this.log.debug('health verdicts not available', { err: (err as Error).message });
     }
+    try {
+      this.desiredSub = this.nc.subscribe(`${this.prefix}.autoscaler.desired.*`, {
+        callback: (err, m) => {
+          if (err) return;
+          const pool = m.subject.slice(`${this.prefix}.autoscaler.desired.`.length);
+          this.desired.set(pool, readAny(m.data));
+          this.soon();
+        },
+      });
+    } catch (err) {
+      this.log.debug('autoscaler announcements not available', { err: (err as Error).message });
+    }
     // Fed by the heartbeats the balancer hears anyway: a change shows within a push period.
     this.balancer.onHeartbeatSeen = () => this.soon();
     // The settings bucket the balancer watches anyway: `health.<nodeId>` (the last verdict, so a
@@ -107,6 +122,7 @@ export class ClusterView {
 
   stop(): void {
     this.sub?.unsubscribe();
+    this.desiredSub?.unsubscribe();
     clearTimeout(this.pushTimer);
     clearInterval(this.tickTimer);
     clearInterval(this.pollTimer);
@@ -140,7 +156,7 @@ export class ClusterView {
       nodes: st.nodes.map((n) => ({ ...n, health: this.verdicts.get(n.nodeId) ?? null })),
       pools,
       health: { running: this.verdicts.size > 0, verdicts: this.verdicts.size },
-      autoscaler: { ...this.autoscaler, targets: Object.fromEntries(this.targets) },
+      autoscaler: { ...this.autoscaler, targets: Object.fromEntries(this.targets), desired: Object.fromEntries(this.desired) },
     };
   }
 
@@ -168,14 +184,7 @@ export class ClusterView {
     const subject = `${this.prefix}.autoscaler.status`;
     try {
       const m = await this.nc.request(subject, encode({ v: PROTOCOL_VERSION }), { timeout: 1000 });
-      let status: unknown;
-      try {
-        const d = decode(m.data);
-        status = d.ok === true ? d.data : d;
-      } catch {
-        status = JSON.parse(new TextDecoder().decode(m.data));
-      }
-      this.autoscaler = { running: true, status, at: Date.now() };
+      this.autoscaler = { running: true, status: readAny(m.data), at: Date.now() };
     } catch (err) {
       const msg = (err as Error).message ?? String(err);
       this.autoscaler = { running: false, at: Date.now(), error: /no responders|503/i.test(msg) ? 'not running' : msg };
@@ -228,7 +237,11 @@ export class ClusterView {
 
   routes(vectorStoreStats: Route): Record<string, Route> {
     return {
-      '/api/v1/session-pool/status': () => this.status(),
+      '/api/v1/session-pool/status': async () => {
+        // Asked at most every POLL_MS; with no autoscaler running, "no responders" comes back at once.
+        if (Date.now() - this.autoscaler.at > POLL_MS) await this.pollAutoscaler();
+        return this.status();
+      },
       '/api/v1/session-pool/sessions': async (q) => {
         const r = await this.sessions(q.get('pool') ?? undefined);
         return { at: r.at, sessions: r.sessions, missing: r.missing };
@@ -253,6 +266,21 @@ export class ClusterView {
       // Browsers ask for it; a 404 would be a console error on every load.
       '/favicon.ico': (_req, res) => { res.writeHead(204); res.end(); },
     };
+  }
+}
+
+/** A message from another service: a Shoal reply (msgpack, `data` unwrapped), else msgpack, else JSON, else text. */
+function readAny(data: Uint8Array): unknown {
+  try {
+    const d = decode(data);
+    return d.ok === true && 'data' in d ? d.data : d;
+  } catch {
+    const text = new TextDecoder().decode(data);
+    try {
+      return JSON.parse(text);
+    } catch {
+      return text;
+    }
   }
 }
 
