@@ -53,7 +53,10 @@ const PUSH_MIN_MS = 250;
 const PUSH_EVERY_MS = 1000;
 /** Leases and autoscaler are asked for (NATS requests) only while someone watches, this often. */
 const POLL_MS = 2000;
-/** A verdict older than this many of its own checks is shown as stale. */
+/** Open feeds per replica, and bytes queued for one slow reader, before it is refused or cut off. */
+const MAX_CLIENTS = 100;
+const MAX_QUEUED_BYTES = 1 << 20;
+/** A verdict this old, for a node no longer listed, is forgotten. */
 const VERDICT_TTL_MS = 60_000;
 
 export class ClusterView {
@@ -207,7 +210,11 @@ export class ClusterView {
 
   private send(event: string, data: unknown): void {
     const frame = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
-    for (const res of this.clients) res.write(frame);
+    for (const res of this.clients) {
+      // A reader that does not keep up is cut off (its EventSource reconnects) rather than buffered without bound.
+      if (res.writableLength > MAX_QUEUED_BYTES) { this.clients.delete(res); res.destroy(); continue; }
+      res.write(frame);
+    }
   }
 
   private async poll(): Promise<void> {
@@ -217,6 +224,11 @@ export class ClusterView {
   }
 
   private subscribe: HttpHandler = (req, res) => {
+    if (this.clients.size >= MAX_CLIENTS) {
+      res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '5' });
+      res.end(JSON.stringify({ error: `more than ${MAX_CLIENTS} live feeds open on this balancer` }));
+      return;
+    }
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
     res.write(`retry: 1000\n\n`);
     this.clients.add(res);
