@@ -233,6 +233,14 @@ describe('status page and cluster HTTP API (e2e: `shoal up`, 3 nodes, 2 balancer
       process.kill(victim.pid, 'SIGKILL');
       await page.waitForFunction(() => document.querySelector('#nodes td[data-node="node-3"] + td')?.getAttribute('data-state') !== 'alive', undefined, { timeout: 750 + 2000 });
 
+      // An autoscaler (a stand-in answering its status subject) and its desired pool-nodes.
+      const fake = nc.subscribe('shoal.autoscaler.status', { callback: (_e, m) => m.respond(encode({ v: PROTOCOL_VERSION, ok: true, data: { leader: 'as-test', epoch: 2, decisions: [{ pool: 'synthetic', action: 'hold' }] } })) });
+      nc.publish('shoal.autoscaler.desired.synthetic', encode({ v: PROTOCOL_VERSION, pool: 'synthetic', nodes: 4 }));
+      await page.waitForFunction(() => /leader as-test/.test(document.getElementById('autoscaler')?.textContent ?? '') && /desired pool-nodes/.test(document.getElementById('autoscaler')?.textContent ?? ''), undefined, { timeout: 6000 });
+      const auto = await getJson<{ autoscaler: { running: boolean; desired: Record<string, unknown> } }>(`${base}/api/v1/session-pool/status`);
+      expect(auto.autoscaler.running).to.equal(true);
+      expect(auto.autoscaler.desired.synthetic).to.deep.include({ nodes: 4 });
+
       // Leases with their holder, age and TTL (asked from the nodes every 2 s while the page is open).
       readReply((await nc.request(s.nodeAcquire('node-1'), encode({ v: PROTOCOL_VERSION, pool: 'synthetic', timeoutMs: 3000, ttlMs: 60_000, holder: { client: 'status-page-test', host: 'ci', pid: 1 } }), { timeout: 5000 })).data);
       await page.waitForFunction(() => document.querySelector('#leases')?.textContent?.includes('status-page-test / ci / 1') === true, undefined, { timeout: 6000 });
@@ -245,6 +253,7 @@ describe('status page and cluster HTTP API (e2e: `shoal up`, 3 nodes, 2 balancer
       const phone = join(shots, 'status-page-phone.png');
       await page.screenshot({ path: phone, fullPage: true });
       process.stdout.write(`      screenshots: ${png} ${phone}\n`);
+      fake.unsubscribe();
       expect(problems).to.deep.equal([]);
     } finally {
       await browser?.close();

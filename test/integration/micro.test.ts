@@ -1,7 +1,12 @@
 import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { connect as natsConnect, createInbox, type NatsConnection } from 'nats';
-import { encode, PROTOCOL_VERSION, subjects } from '@shoal/protocol';
-import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
+import { decode, encode, PROTOCOL_VERSION, subjects } from '@shoal/protocol';
+import { Actor, silentLogger } from '@shoal/runtime';
+import { freePort, natsServerBin, startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { sleep, startPoolNode, startService, type Service } from '../helpers/procs.js';
 
 /**
@@ -93,5 +98,79 @@ describe('NATS micro services ($SRV.PING/INFO/STATS) of every process kind', fun
     await nc.request(s.adminStatus, encode({ v: PROTOCOL_VERSION }), { timeout: 3000 });
     const b = (await gather<Stats>('$SRV.STATS.shoal-balancer'))[0]!;
     expect(b.endpoints.find((e) => e.name === 'status')!.num_requests).to.be.at.least(1);
+  });
+});
+
+describe('NATS micro services without the permission for $SRV', function () {
+  this.timeout(30_000);
+
+  it('the node still serves its control endpoints (registration is never what stops a node)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'shoal-nats-perm-'));
+    const port = await freePort();
+    const conf = join(dir, 'server.conf');
+    // The node may not subscribe to $SRV.>: nats.js then closes its service.
+    writeFileSync(conf, [
+      `listen: 127.0.0.1:${port}`,
+      'authorization {',
+      '  users = [',
+      '    { user: node, password: nodepass, permissions: { subscribe: { allow: [">"], deny: ["$SRV.>"] }, publish: { allow: [">"] } } }',
+      '    { user: admin, password: adminpass }',
+      '  ]',
+      '}',
+      '',
+    ].join('\n'));
+    const server = spawn(natsServerBin(), ['-c', conf], { stdio: 'ignore' });
+    let node: Service | undefined;
+    let nc: NatsConnection | undefined;
+    try {
+      const url = `nats://127.0.0.1:${port}`;
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        try { nc = await natsConnect({ servers: url, user: 'admin', pass: 'adminpass' }); break; } catch (err) { if (Date.now() > deadline) throw err; await sleep(50); }
+      }
+      node = await startPoolNode({ SHOAL_NATS_URL: url, SHOAL_NATS_USER: 'node', SHOAL_NATS_PASS: 'nodepass', SHOAL_NODE_ID: 'node-p' });
+      // The server refuses the $SRV subscriptions (logged as a NATS status error); the control subjects still answer.
+      await node.waitFor((l) => l.data === 'PERMISSIONS_VIOLATION', 10_000);
+      for (const subject of [s.nodeStatus('node-p'), s.nodeUndrain('node-p')]) {
+        const r = await nc.request(subject, encode({ v: PROTOCOL_VERSION }), { timeout: 3000 });
+        expect((decode(r.data) as { ok?: boolean }).ok, subject).to.equal(true);
+      }
+    } finally {
+      await node?.kill('SIGKILL');
+      await nc?.close();
+      server.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('Actor endpoints when the micro service stops under them (in-process)', function () {
+  this.timeout(20_000);
+
+  it('carry on as plain subscriptions', async () => {
+    const server = await startNatsServer({ jetstream: false });
+    const nc = await natsConnect({ servers: server.url });
+    class Probe extends Actor {
+      async start(): Promise<void> {
+        await this.registerMicro({ name: 'shoal-probe' });
+        this.endpoint('echo', 'probe.echo', (m) => this.reply(m, { echoed: true }));
+        await this.flushed();
+      }
+      breakService(): Promise<null | Error> { return this.micro!.stop(new Error('boom')); }
+      async stop(): Promise<void> { await this.unlisten(); }
+    }
+    const probe = new Probe(nc, silentLogger);
+    try {
+      await probe.start();
+      const ask = async () => (decode((await nc.request('probe.echo', encode({ v: PROTOCOL_VERSION }), { timeout: 2000 })).data) as { data?: unknown }).data;
+      expect(await ask()).to.deep.equal({ echoed: true });
+      await probe.breakService();
+      await sleep(100);
+      expect(await ask()).to.deep.equal({ echoed: true });
+    } finally {
+      await probe.stop();
+      await nc.close();
+      await server.stop();
+    }
   });
 });

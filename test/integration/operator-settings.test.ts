@@ -184,3 +184,51 @@ describe('operator settings (2 pool-nodes, 1 balancer, real processes)', functio
     expect(count(await placements(4))).to.deep.equal({ 'node-a': 2, 'node-b': 2 });
   });
 });
+
+describe('a node stopped during its warm-up (real process)', function () {
+  this.timeout(30_000);
+  let nats: NatsServer;
+  let nc: NatsConnection;
+
+  before(async () => {
+    nats = await startNatsServer();
+    nc = await natsConnect({ servers: nats.url });
+  });
+  after(async () => {
+    await nc?.close();
+    await nats?.stop();
+  });
+
+  it('drains and exits 0 without ever logging itself ready or listening', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'shoal-warmup-'));
+    const cfg = join(dir, 'node.yaml');
+    // Slow creates: the warm-up takes 3 s.
+    writeFileSync(cfg, 'pools:\n  synthetic:\n    driver: synthetic\n    min_size: 2\n    initial_size: 2\n    max_size: 2\n    create: { timeout: 10s }\n    options: { create_latency: 3000 }\n');
+    const node = startService('services/pool-node/dist/main.js', {
+      SHOAL_NATS_URL: nats.url, SHOAL_NODE_ID: 'node-w', SHOAL_HTTP_PORT: '0', SHOAL_LOG_LEVEL: 'info', SHOAL_DRAIN_GRACE: '1s', SHOAL_CONFIG: cfg,
+    });
+    try {
+      // Its control subjects answer before the warm-up ends: it is warming up now.
+      await (async () => {
+        const until = Date.now() + 10_000;
+        for (;;) {
+          try { await request(nc, s.nodeStatus('node-w')); return; } catch (err) { if (Date.now() > until) throw err; }
+          await sleep(50);
+        }
+      })();
+      node.proc.kill('SIGTERM');
+      expect(await node.exited).to.equal(0);
+      const msgs = node.logs.map((l) => l.msg);
+      expect(msgs).to.include('draining');
+      expect(msgs).not.to.include('pool-node ready');
+      expect(msgs).not.to.include('listening');
+    } finally {
+      await node.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+async function request(nc: NatsConnection, subject: string): Promise<unknown> {
+  return readReply((await nc.request(subject, encode({ v: PROTOCOL_VERSION }), { timeout: 1000 })).data);
+}

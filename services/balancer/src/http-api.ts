@@ -45,7 +45,7 @@ export interface ClusterStatus extends Omit<BalancerStatus, 'nodes'> {
   pools: Record<string, PoolTotals>;
   health: { running: boolean; verdicts: number };
   /** `status`: what `<prefix>.autoscaler.status` answered; `targets`: the `target.<pool>` keys of the settings bucket. */
-  autoscaler: { running: boolean; status?: unknown; error?: string; at: number; targets: Record<string, unknown> };
+  autoscaler: { running: boolean; status?: unknown; error?: string; at: number; targets: Record<string, unknown>; desired: Record<string, unknown> };
 }
 
 /** How often the page's feed pushes at most, and at least (state changes without a heartbeat: a silent node). */
@@ -53,12 +53,18 @@ const PUSH_MIN_MS = 250;
 const PUSH_EVERY_MS = 1000;
 /** Leases and autoscaler are asked for (NATS requests) only while someone watches, this often. */
 const POLL_MS = 2000;
-/** A verdict older than this many of its own checks is shown as stale. */
+/** Open feeds per replica, and bytes queued for one slow reader, before it is refused or cut off. */
+const MAX_CLIENTS = 100;
+const MAX_QUEUED_BYTES = 1 << 20;
+/** A verdict this old, for a node no longer listed, is forgotten. */
 const VERDICT_TTL_MS = 60_000;
 
 export class ClusterView {
   private readonly verdicts = new Map<string, Verdict>();
-  private autoscaler: Omit<ClusterStatus['autoscaler'], 'targets'> = { running: false, at: 0 };
+  private autoscaler: Omit<ClusterStatus['autoscaler'], 'targets' | 'desired'> = { running: false, at: 0 };
+  /** Last `<prefix>.autoscaler.desired.<pool>` message per pool (desired pool-nodes, issue 8). */
+  private readonly desired = new Map<string, unknown>();
+  private desiredSub: Subscription | undefined;
   /** `target.<pool>` entries of the settings bucket (the autoscaler's, issue 8). */
   private readonly targets = new Map<string, unknown>();
   private readonly clients = new Set<ServerResponse>();
@@ -87,6 +93,18 @@ export class ClusterView {
     } catch (err) {
       this.log.debug('health verdicts not available', { err: (err as Error).message });
     }
+    try {
+      this.desiredSub = this.nc.subscribe(`${this.prefix}.autoscaler.desired.*`, {
+        callback: (err, m) => {
+          if (err) return;
+          const pool = m.subject.slice(`${this.prefix}.autoscaler.desired.`.length);
+          this.desired.set(pool, readAny(m.data));
+          this.soon();
+        },
+      });
+    } catch (err) {
+      this.log.debug('autoscaler announcements not available', { err: (err as Error).message });
+    }
     // Fed by the heartbeats the balancer hears anyway: a change shows within a push period.
     this.balancer.onHeartbeatSeen = () => this.soon();
     // The settings bucket the balancer watches anyway: `health.<nodeId>` (the last verdict, so a
@@ -107,6 +125,7 @@ export class ClusterView {
 
   stop(): void {
     this.sub?.unsubscribe();
+    this.desiredSub?.unsubscribe();
     clearTimeout(this.pushTimer);
     clearInterval(this.tickTimer);
     clearInterval(this.pollTimer);
@@ -141,7 +160,7 @@ export class ClusterView {
       nodes: st.nodes,
       pools,
       health: { running: this.verdicts.size > 0, verdicts: this.verdicts.size },
-      autoscaler: { ...this.autoscaler, targets: Object.fromEntries(this.targets) },
+      autoscaler: { ...this.autoscaler, targets: Object.fromEntries(this.targets), desired: Object.fromEntries(this.desired) },
     };
   }
 
@@ -169,14 +188,7 @@ export class ClusterView {
     const subject = `${this.prefix}.autoscaler.status`;
     try {
       const m = await this.nc.request(subject, encode({ v: PROTOCOL_VERSION }), { timeout: 1000 });
-      let status: unknown;
-      try {
-        const d = decode(m.data);
-        status = d.ok === true ? d.data : d;
-      } catch {
-        status = JSON.parse(new TextDecoder().decode(m.data));
-      }
-      this.autoscaler = { running: true, status, at: Date.now() };
+      this.autoscaler = { running: true, status: readAny(m.data), at: Date.now() };
     } catch (err) {
       const msg = (err as Error).message ?? String(err);
       this.autoscaler = { running: false, at: Date.now(), error: /no responders|503/i.test(msg) ? 'not running' : msg };
@@ -199,7 +211,11 @@ export class ClusterView {
 
   private send(event: string, data: unknown): void {
     const frame = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
-    for (const res of this.clients) res.write(frame);
+    for (const res of this.clients) {
+      // A reader that does not keep up is cut off (its EventSource reconnects) rather than buffered without bound.
+      if (res.writableLength > MAX_QUEUED_BYTES) { this.clients.delete(res); res.destroy(); continue; }
+      res.write(frame);
+    }
   }
 
   private async poll(): Promise<void> {
@@ -209,6 +225,11 @@ export class ClusterView {
   }
 
   private subscribe: HttpHandler = (req, res) => {
+    if (this.clients.size >= MAX_CLIENTS) {
+      res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '5' });
+      res.end(JSON.stringify({ error: `more than ${MAX_CLIENTS} live feeds open on this balancer` }));
+      return;
+    }
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
     res.write(`retry: 1000\n\n`);
     this.clients.add(res);
@@ -229,7 +250,11 @@ export class ClusterView {
 
   routes(vectorStoreStats: Route): Record<string, Route> {
     return {
-      '/api/v1/session-pool/status': () => this.status(),
+      '/api/v1/session-pool/status': async () => {
+        // Asked at most every POLL_MS; with no autoscaler running, "no responders" comes back at once.
+        if (Date.now() - this.autoscaler.at > POLL_MS) await this.pollAutoscaler();
+        return this.status();
+      },
       '/api/v1/session-pool/sessions': async (q) => {
         const r = await this.sessions(q.get('pool') ?? undefined);
         return { at: r.at, sessions: r.sessions, missing: r.missing };
@@ -254,6 +279,21 @@ export class ClusterView {
       // Browsers ask for it; a 404 would be a console error on every load.
       '/favicon.ico': (_req, res) => { res.writeHead(204); res.end(); },
     };
+  }
+}
+
+/** A message from another service: a Shoal reply (msgpack, `data` unwrapped), else msgpack, else JSON, else text. */
+function readAny(data: Uint8Array): unknown {
+  try {
+    const d = decode(data);
+    return d.ok === true && 'data' in d ? d.data : d;
+  } catch {
+    const text = new TextDecoder().decode(data);
+    try {
+      return JSON.parse(text);
+    } catch {
+      return text;
+    }
   }
 }
 

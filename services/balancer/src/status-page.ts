@@ -111,7 +111,9 @@ function renderStatus(st) {
 
   const a = st.autoscaler || {};
   const targets = Object.entries(a.targets || {});
-  const targetsHtml = targets.length ? '<div class="dim">targets (settings bucket)</div><table id="targets"><tbody>' + targets.map(([p, t]) => "<tr><td>" + esc(p) + "</td><td>" + esc(typeof t === "object" ? JSON.stringify(t) : t) + "</td></tr>").join("") + "</tbody></table>" : "";
+  const desired = Object.entries(a.desired || {});
+  const desiredHtml = desired.length ? '<div class="dim">desired pool-nodes</div><table id="desired"><tbody>' + desired.map(([p, d]) => "<tr><td>" + esc(p) + "</td><td>" + esc(typeof d === "object" ? JSON.stringify(d) : d) + "</td></tr>").join("") + "</tbody></table>" : "";
+  const targetsHtml = desiredHtml + (targets.length ? '<div class="dim">targets (settings bucket)</div><table id="targets"><tbody>' + targets.map(([p, t]) => "<tr><td>" + esc(p) + "</td><td>" + esc(typeof t === "object" ? JSON.stringify(t) : t) + "</td></tr>").join("") + "</tbody></table>" : "");
   if (!a.running) $("autoscaler").innerHTML = '<span class="dim">not running' + (a.error && a.error !== "not running" ? " (" + esc(a.error) + ")" : "") + "</span>" + targetsHtml;
   else {
     const s = a.status || {};

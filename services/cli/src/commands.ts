@@ -32,7 +32,10 @@ async function placed<T>(ctx: Ctx, pool: string, what: 'acquire' | 'exec', nodeI
 interface PoolSummaryRow { nodes: number; eligible: number; total: number; idle: number; active: number; waiting: number; creating: number; max: number; placeable?: { idle: number; room: number; full: number } }
 
 function printStatus(ctx: Ctx, st: ClusterStatus): void {
-  const strategy = st.strategy ?? 'unknown (no balancer answered)';
+  // Each pool has its own strategy (config, or an operator's override for all): say which when they differ.
+  const perPool = ((st.settings as { values?: { key: string; value: unknown }[] } | undefined)?.values ?? []).filter((r) => r.key === 'strategy').map((r) => String(r.value));
+  const distinct = [...new Set(perPool)];
+  const strategy = distinct.length > 1 ? `per pool (${distinct.join(', ')}; see SETTINGS)` : distinct[0] ?? st.strategy ?? 'unknown (no balancer answered)';
   ctx.out(`strategy: ${paint(ctx.stdout, 'bold', strategy)}${st.balancerId ? paint(ctx.stdout, 'gray', `   (balancer ${st.balancerId})`) : ''}`);
   if (st.source === 'heartbeats') ctx.out(paint(ctx.stdout, 'yellow', `note: ${String(st.note)}`));
   const summary = st.summary as { nodes: number; states: Record<string, number>; pools: Record<string, PoolSummaryRow> } | undefined;

@@ -25,8 +25,20 @@ export abstract class Actor {
 
   /** Register with NATS's services API; endpoints added later with `endpoint` are listed and measured there. */
   protected async registerMicro(spec: ServiceSpec): Promise<void> {
-    this.micro = await registerService(this.nc, spec);
+    const svc = await registerService(this.nc, spec);
+    this.micro = svc;
+    // nats.js closes the whole service when one of its subscriptions fails (e.g. no permission
+    // for `$SRV.>`): the endpoints must not go with it, so they carry on as plain subscriptions.
+    void svc.stopped.then((err) => {
+      if (this.micro !== svc) return; // stopped by unlisten
+      this.micro = undefined;
+      this.log.warn('NATS micro service stopped; its endpoints go on as plain subscriptions', { service: spec.name, err: err instanceof Error ? err.message : null });
+      for (const e of this.microEndpoints) this.listen(e.subject, e.handler, e.opts);
+    });
   }
+
+  /** Endpoints added to the micro service, to re-subscribe them plainly if it stops. */
+  private readonly microEndpoints: { subject: string; handler: Handler; opts: { queue?: string } }[] = [];
 
   /**
    * A request endpoint: a NATS micro endpoint (counted in `$SRV.STATS`) when
@@ -36,6 +48,7 @@ export abstract class Actor {
    */
   protected endpoint(name: string, subject: string, handler: Handler, opts: { queue?: string } = {}): void {
     if (!this.micro) { this.listen(subject, handler, opts); return; }
+    this.microEndpoints.push({ subject, handler, opts });
     addMeasuredEndpoint(this.micro, name, { subject, queue: opts.queue }, this.guardAsync(subject, handler));
   }
 
