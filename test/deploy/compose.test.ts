@@ -7,6 +7,9 @@
  * leaves nothing of the project behind.
  */
 import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
 import { connect, type Client, type Lease } from '@shoal/client';
@@ -40,6 +43,8 @@ describe('docker-compose cluster (podman-compose)', function () {
   this.timeout(600_000);
   let env: NodeJS.ProcessEnv;
   let client: Client | undefined;
+  // Roles on, as the compose file runs NATS: the role seeds and nats-server auth config, made by `shoal creds`.
+  const creds = mkdtempSync(join(tmpdir(), 'shoal-compose-creds-'));
 
   const compose = (args: string[], extra: NodeJS.ProcessEnv = {}) =>
     run('podman-compose', ['-p', PROJECT, ...FILES, ...args], { cwd: ROOT, env: { ...env, ...extra }, maxBuffer: 64 << 20 });
@@ -49,16 +54,19 @@ describe('docker-compose cluster (podman-compose)', function () {
 
   before(async () => {
     const natsPort = await freePort();
+    // The image runs as `node` (uid 1000): the secrets mounted from these files must be its own.
+    await run(process.execPath, [join(ROOT, 'bin/shoal.js'), 'creds', '--dir', creds, '--owner', '1000:1000']);
     env = {
       ...process.env,
       SHOAL_IMAGE: IMAGE,
       SHOAL_NATS_PORT: String(natsPort),
       SHOAL_NATS_MONITOR_PORT: String(await freePort()),
       SHOAL_SYNTHETIC_NODES: '1',
+      SHOAL_CREDS_DIR: creds,
       SHOAL_LOG_LEVEL: 'info',
     };
     await compose(['up', '-d', '--no-build', ...SERVICES]);
-    client = await until('NATS from the host', () => connect({ servers: [`nats://127.0.0.1:${natsPort}`], name: 'compose-test', timeoutMs: 5000 }), 60_000);
+    client = await until('NATS from the host', () => connect({ servers: [`nats://127.0.0.1:${natsPort}`], name: 'compose-test', timeoutMs: 5000, nats: { nkeySeedFile: join(creds, 'client.nk') } }), 60_000);
   });
 
   after(async () => {
@@ -66,6 +74,7 @@ describe('docker-compose cluster (podman-compose)', function () {
     if (env) await compose(['down', '-v']).catch(() => {});
     // podman-compose 1.0.3 leaves the project's network behind after `down`: remove it here.
     await podman('network', 'rm', '-f', `${PROJECT}_default`).catch(() => {});
+    rmSync(creds, { recursive: true, force: true });
   });
 
   it('every service starts and its HEALTHCHECK passes', async () => {

@@ -3,6 +3,7 @@ import { flagHelp, intFlag, parseArgs, suggest, UsageError, type FlagSpecs } fro
 import { HINT, isNoResponders, UnreachableError } from './cluster.js';
 import { COMMANDS } from './commands.js';
 import { OPERATOR_COMMANDS } from './operator-commands.js';
+import { CREDS_COMMANDS } from './creds-command.js';
 import { Ctx, EXIT, type Command } from './context.js';
 import { cliAuth } from './nats-auth.js';
 import { ROOT, up } from './up.js';
@@ -15,7 +16,7 @@ export const GLOBAL_FLAGS: FlagSpecs = {
   help: { type: 'boolean', short: 'h', help: 'help for the command' },
 };
 
-export const ALL_COMMANDS: Command[] = [up, ...COMMANDS, ...OPERATOR_COMMANDS];
+export const ALL_COMMANDS: Command[] = [up, ...COMMANDS, ...OPERATOR_COMMANDS, ...CREDS_COMMANDS];
 
 function generalHelp(): string {
   const w = Math.max(...ALL_COMMANDS.map((c) => c.name.length));
