@@ -1,4 +1,5 @@
 import { decode, type Subjects } from '@shoal/protocol';
+import type { NatsSettings } from '@shoal/runtime';
 import { openNats } from './cluster.js';
 import type { Color } from './format.js';
 
@@ -24,8 +25,9 @@ export function followStep(desired: number, running: number): 'start' | 'drain' 
  * more, drain one when it asks for fewer, one at a time, each step finished
  * (ready, or exited) before the next is considered.
  */
-export async function followDesired(natsUrl: string, s: Subjects, pool: string, nodes: NodeControl, say: (line: string, color?: Color) => void): Promise<{ stop(): Promise<void> }> {
-  const nc = await openNats(natsUrl, 5000);
+export async function followDesired(natsUrl: string, s: Subjects, pool: string, nodes: NodeControl, say: (line: string, color?: Color) => void, auth: Omit<NatsSettings, 'servers'> = {}): Promise<{ stop(): Promise<void> }> {
+  // The admin role with roles on: it listens to the autoscaler's subjects.
+  const nc = await openNats(natsUrl, 5000, auth);
   let desired: number | undefined;
   let busy = false;
   let stopped = false;

@@ -355,7 +355,7 @@ class LocalCluster {
     this.checkStopping();
     this.readyAt = Date.now();
     this.banner(natsUrl, storeDir, Date.now() - t0);
-    for (const pool of o.followDesired) this.followers.push(await followDesired(natsUrl, subjects(o.prefix), pool, this.nodeControl(), (l, c) => this.say(l, c)));
+    for (const pool of o.followDesired) this.followers.push(await followDesired(natsUrl, subjects(o.prefix), pool, this.nodeControl(), (l, c) => this.say(l, c), this.adminAuth()));
   }
 
   /**

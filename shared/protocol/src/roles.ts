@@ -133,7 +133,7 @@ export function permissionsFor(role: Role, inbox: string, prefix: string = DEFAU
             ...kvRead(bucket), ...kvWrite(bucket, ['strategy', 'weight.>']),
           ],
         },
-        subscribe: { allow: [myInbox, `${p}.*.acquire`, `${p}.*.exec`, `${p}.hb.*`, `${p}.admin.>`, `${p}.health.>`, `${p}.events.>`, kvAdvisories(bucket), MICRO] },
+        subscribe: { allow: [myInbox, `${p}.*.acquire`, `${p}.*.exec`, `${p}.hb.*`, `${p}.admin.>`, `${p}.health.>`, `${p}.events.>`, `${p}.autoscaler.desired.*`, kvAdvisories(bucket), MICRO] },
       };
     case 'autoscaler':
       return {
