@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
-import { encode, ErrorCodes, PROTOCOL_VERSION, readReply, ShoalError, subjects, type Holder, type Lease as LeaseInfo, type Subjects } from '@shoal/protocol';
+import { encode, ErrorCodes, PROTOCOL_VERSION, readReply, ShoalError, subjects, type Holder, type Lease as LeaseInfo, type LeaseLostReason, type Subjects } from '@shoal/protocol';
 import { call, connectNats, type NatsConnection, type NatsSettings } from '@shoal/runtime';
 import { typed, CancelledError, UnavailableError } from './errors.js';
 import { leaseLost, NodeWatch } from './node-watch.js';
@@ -88,6 +88,18 @@ function serverDeadline(timeoutMs: number): number {
  * error, the `lost` event fires with it, `signal` aborts with it, and every
  * `exec` still running on it rejects with it at once.
  */
+/**
+ * The node's own answer about a lease (a renew's or an exec's LEASE_EXPIRED /
+ * LEASE_NOT_FOUND) as the SDK's one LEASE_LOST, with a reason from the
+ * documented set: expired is the TTL; not found means the node ended it
+ * without telling (released or revoked behind the holder's back). The node's
+ * code stays in `details.cause`.
+ */
+function lostFrom(lease: { id: string; nodeId: string }, err: ShoalError): ShoalError {
+  const reason: LeaseLostReason = err.code === ErrorCodes.LEASE_EXPIRED ? 'expired' : 'revoked';
+  return leaseLost(lease, reason, err.message, { cause: err.code });
+}
+
 export class Lease extends EventEmitter<{ lost: [ShoalError] }> {
   private renewTimer: NodeJS.Timeout | undefined;
   private ended = false;
@@ -111,7 +123,7 @@ export class Lease extends EventEmitter<{ lost: [ShoalError] }> {
   /** @internal End the lease as lost: once, whoever notices first. */
   markLost(err: ShoalError): void {
     if (this.lost || this.ended) return;
-    this.lost = err.code === ErrorCodes.LEASE_LOST ? err : leaseLost(this, String(err.details?.reason ?? err.code), err.message);
+    this.lost = err.code === ErrorCodes.LEASE_LOST ? err : lostFrom(this, err);
     this.ended = true;
     clearTimeout(this.renewTimer);
     this.client.forget(this);

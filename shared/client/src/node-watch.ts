@@ -18,8 +18,8 @@ const SILENT_INTERVALS = 1.5;
 /** How long that question may take before a hung (but connected) node is left to the TTL. */
 const CHECK_TIMEOUT_MS = 1000;
 
-export function leaseLost(lease: { id: string; nodeId: string }, reason: LeaseLostReason | string, why: string): ShoalError {
-  return new ShoalError(ErrorCodes.LEASE_LOST, `lease ${lease.id} on node ${lease.nodeId} is lost: ${why}`, { details: { reason, nodeId: lease.nodeId, leaseId: lease.id, retryable: true } });
+export function leaseLost(lease: { id: string; nodeId: string }, reason: LeaseLostReason | string, why: string, extra?: Record<string, unknown>): ShoalError {
+  return new ShoalError(ErrorCodes.LEASE_LOST, `lease ${lease.id} on node ${lease.nodeId} is lost: ${why}`, { details: { ...extra, reason, nodeId: lease.nodeId, leaseId: lease.id, retryable: true } });
 }
 
 /**
