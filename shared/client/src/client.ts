@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { encode, ErrorCodes, PROTOCOL_VERSION, readReply, ShoalError, subjects, type Holder, type Lease as LeaseInfo, type LeaseLostReason, type Subjects } from '@shoal/protocol';
 import { call, connectNats, type NatsConnection, type NatsSettings } from '@shoal/runtime';
 import { typed, CancelledError, UnavailableError } from './errors.js';
@@ -73,6 +74,9 @@ const KEEPALIVE_MISSES = 4;
 
 /** After our own reconnect, how long a node's "no responders" is not taken as its death (it may still be reconnecting). */
 const RECONNECT_GRACE_MS = 3000;
+
+/** Between two sends of an acquire that found nobody on its subject just after our reconnect. */
+const RECONNECT_RETRY_MS = 50;
 
 /** Leave a little of the caller's deadline for the reply's trip back. */
 function serverDeadline(timeoutMs: number): number {
@@ -277,9 +281,26 @@ export class Client {
     const given = opts.timeoutMs ?? this.opts.timeoutMs;
     const timeoutMs = given ?? this.opts.maxWaitMs ?? 300_000;
     const subject = opts.nodeId ? this.subjects.nodeAcquire(opts.nodeId) : this.subjects.poolAcquire(pool);
-    const body = { pool, timeoutMs: given === undefined ? undefined : serverDeadline(given), priority: opts.priority, ttlMs: opts.ttlMs, holder: this.holder, options: opts.options, park: opts.park };
+    const body = { pool, timeoutMs: undefined as number | undefined, priority: opts.priority, ttlMs: opts.ttlMs, holder: this.holder, options: opts.options, park: opts.park };
     if (opts.signal?.aborted) throw new CancelledError(ErrorCodes.CANCELLED, 'acquire aborted before it was sent');
-    const pending = call<LeaseInfo>(this.nc, subject, body, timeoutMs, (late) => this.returnLate(late)).then((info) => this.adopt(info));
+    const deadline = Date.now() + timeoutMs;
+    const send = async (): Promise<LeaseInfo> => {
+      for (;;) {
+        const left = deadline - Date.now();
+        body.timeoutMs = given === undefined ? undefined : serverDeadline(left);
+        try {
+          return await call<LeaseInfo>(this.nc, subject, body, left, (late) => this.returnLate(late));
+        } catch (e) {
+          // Just after our own reconnect, nobody on the subject may only mean the balancers (or the node) have not
+          // reconnected yet: wait for them within the deadline, as a balancer waits for its nodes, rather than fail.
+          const err = ShoalError.from(e);
+          const wait = Math.min(RECONNECT_RETRY_MS, deadline - Date.now() - RECONNECT_RETRY_MS);
+          if (err.details?.reason !== 'no_responders' || !this.justReconnected() || opts.signal?.aborted || wait <= 0) throw e;
+          await sleep(wait);
+        }
+      }
+    };
+    const pending = send().then((info) => this.adopt(info));
     if (!opts.signal) return pending.catch((e) => { throw typed(e); });
     const signal = opts.signal;
     return new Promise<Lease>((resolve, reject) => {
