@@ -172,7 +172,9 @@ export class NodeWatch {
             this.loseAll('node_gone', `node ${this.nodeId} does not answer (no responders: it is gone)`);
             return;
           }
-          if (e.code === ErrorCodes.LEASE_NOT_FOUND || e.code === ErrorCodes.LEASE_EXPIRED) l.markLost(leaseLost(l, 'node_restarted', e.message));
+          // Not found here: the node restarted under its id (or ended the lease unannounced); expired is the TTL.
+          if (e.code === ErrorCodes.LEASE_NOT_FOUND) l.markLost(leaseLost(l, 'node_restarted', e.message, { cause: e.code }));
+          else if (e.code === ErrorCodes.LEASE_EXPIRED) l.markLost(leaseLost(l, 'expired', e.message, { cause: e.code }));
         }
       }
     } finally {
