@@ -50,6 +50,7 @@ setInterval(() => {
 await nc.flush();
 process.stdout.write(JSON.stringify({ msg: 'listening', role: 'sim-nodes', count }) + '\n');
 setInterval(() => process.stdout.write(JSON.stringify({ msg: 'sent', sent }) + '\n'), 5000).unref();
-const stop = () => { nc.close().finally(() => process.exit(0)); };
+// A signal handler: exit once the connection is closed, whatever close says.
+const stop = () => { void nc.close().finally(() => process.exit(0)); };
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);

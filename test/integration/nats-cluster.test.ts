@@ -110,7 +110,9 @@ describe('Shoal on a 3-server NATS cluster (server with the settings leader SIGK
     expect(set.code, set.stderr).to.equal(0);
     const kv: KV = await openBucket(nc, SETTINGS_BUCKET);
     await kv.put(`target.${POOL}`, new TextEncoder().encode(JSON.stringify({ target: 6, epoch: 1 })));
-    await kv.put('health.n1', new TextEncoder().encode(JSON.stringify({ healthy: true })));
+    // A health entry as the health-checker writes it (the balancers now read health.* as verdicts, so it must be one).
+    const verdict = { v: PROTOCOL_VERSION, nodeId: 'n1', healthy: true, at: Date.now(), since: Date.now(), checkerId: 'hc-test', checks: [], pools: {} };
+    await kv.put('health.n1', new TextEncoder().encode(JSON.stringify(verdict)));
     for (const id of ['b1', 'b2']) await eventually(`${id} on round_robin`, async () => ((await status(id)).strategy === 'round_robin' ? true : undefined), 10_000);
 
     // Load from the clients' server: acquire, hold a moment, release.
@@ -164,9 +166,13 @@ describe('Shoal on a 3-server NATS cluster (server with the settings leader SIGK
     // The target and the health entry survived, as stored.
     const target = await eventually('target readable', async () => (await kv.get(`target.${POOL}`)) ?? undefined, 10_000);
     expect(JSON.parse(new TextDecoder().decode(target.value))).to.deep.equal({ target: 6, epoch: 1 });
-    expect((await kv.get('health.n1'))?.value.length).to.be.greaterThan(0);
+    const health = await kv.get('health.n1');
+    expect(JSON.parse(new TextDecoder().decode(health!.value))).to.deep.equal(verdict);
     const stored = await kv.get('strategy');
-    expect(JSON.parse(new TextDecoder().decode(stored!.value))).to.deep.equal({ strategy: 'least_connections' });
+    // The entry also says who set it and when ({by, at}, the operator view's metadata): compare the strategy itself.
+    const entry = JSON.parse(new TextDecoder().decode(stored!.value)) as { strategy?: unknown; at?: unknown };
+    expect(entry.strategy).to.equal('least_connections');
+    expect(entry.at).to.be.a('number');
 
     // A balancer restarted now (on a surviving server) serves the stored strategy from its first answer.
     const survivorHome = [0, 1].find((i) => i !== victim) ?? 0;
@@ -181,7 +187,7 @@ describe('Shoal on a 3-server NATS cluster (server with the settings leader SIGK
     stop = true;
     await load;
     expect(ok).to.be.greaterThan(failed);
-    // Keys the balancer does not own are ignored quietly (no warning about them).
+    // Keys the balancer does not own (target.*) are ignored quietly, and a valid health verdict is read without a warning.
     for (const b of balancers.values()) {
       expect(b.logs.filter((l) => l.level === 'warn' && /setting/.test(String(l.msg)) && /target|health/.test(JSON.stringify(l)))).to.deep.equal([]);
     }

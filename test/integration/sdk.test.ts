@@ -98,8 +98,21 @@ describe('SDK lease life (integration: real nats-server and pool-node)', functio
     readReply((await nc.request(s.leaseRelease(n.nodeId), encode({ v: PROTOCOL_VERSION, leaseId: lease.id, secret: lease.info.secret }), { timeout: 3000 })).data);
     const end = Date.now() + 10_000;
     while (!lease.lost && Date.now() < end) await sleep(20);
-    expect(lease.lost?.code).to.equal('LEASE_NOT_FOUND');
+    // The SDK's one contract for a lost lease: LEASE_LOST, with the reason; the node's answer stays as the cause.
+    expect(lease.lost?.code).to.equal('LEASE_LOST');
+    expect(lease.lost?.details?.reason).to.equal('revoked');
+    expect(lease.lost?.details?.cause).to.equal('LEASE_NOT_FOUND');
     expect(client.leases).to.not.include(lease);
+    // And it stops renewing once lost: nothing more reaches the node's renew subject.
+    let renews = 0;
+    const sub = nc.subscribe(s.leaseRenew(n.nodeId), { callback: () => { renews++; } });
+    try {
+      await nc.flush();
+      await sleep(400); // longer than the 100 ms renew period of a 300 ms lease
+      expect(renews).to.equal(0);
+    } finally {
+      sub.unsubscribe();
+    }
   });
 
   it('keeps renewing through transient renew failures, and marks the lease lost only on LEASE_EXPIRED', async () => {
@@ -120,7 +133,9 @@ describe('SDK lease life (integration: real nats-server and pool-node)', functio
         await sleep(5);
       }
       expect(renews.length).to.equal(4);
-      expect(lease.lost?.code).to.equal('LEASE_EXPIRED');
+      expect(lease.lost?.code).to.equal('LEASE_LOST');
+      expect(lease.lost?.details?.reason).to.equal('expired');
+      expect(lease.lost?.details?.cause).to.equal('LEASE_EXPIRED');
       expect(client.leases).to.not.include(lease);
       // And it stops renewing once lost.
       await sleep(300);

@@ -9,7 +9,9 @@ import { sleep, startPoolNode, startService, type Service } from '../helpers/pro
  * A NATS outage longer than the nodes' gone window (5 × 200 ms): the
  * balancer used to age the nodes' silence while it was itself cut off, log
  * every node as gone, and answer NO_NODES after reconnecting until their
- * heartbeats came back.
+ * heartbeats came back. The client reconnects in a race with the balancer
+ * (same reconnect policy): when it wins, its first acquires find nobody on
+ * the pool's subject, and the SDK waits for a balancer instead of failing.
  */
 describe('security: a NATS outage does not make the balancer forget its nodes (integration)', function () {
   this.timeout(60_000);
@@ -51,7 +53,7 @@ describe('security: a NATS outage does not make the balancer forget its nodes (i
       await sleep(10);
     }
     const results = await Promise.allSettled(Array.from({ length: 20 }, () => client.acquire('synthetic', { timeoutMs: 8000 }).then((l) => l.release())));
-    const failed = results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason?.code ?? r));
+    const failed = results.filter((r) => r.status === 'rejected').map((r) => `${String((r as PromiseRejectedResult).reason?.code ?? r)}: ${String((r as PromiseRejectedResult).reason?.message)}`);
     expect(failed).to.deep.equal([]);
     expect(balancer.logs.filter((l) => /node gone/.test(String(l.msg)))).to.deep.equal([]);
     expect(balancer.logs.some((l) => /reconnected; waiting for fresh heartbeats/.test(String(l.msg)))).to.equal(true);

@@ -159,7 +159,7 @@ describe('operator surfaces (integration: HTTP routes, metrics scrape, shoal dra
     const doomed = await node('ns4', { min_size: 1, max_size: 2, initial_size: 1 });
     const health = async (port: number) => (await get(port, '/healthz')).status;
     expect(await health(doomed.httpPort!)).to.equal(200);
-    // Background renew every 100 ms: once the drain revokes the lease, a renew fails with LEASE_NOT_FOUND.
+    // Background renew every 100 ms: the lease lives until the drain revokes it.
     const held = await client.acquire('synthetic', { nodeId: doomed.nodeId, ttlMs: 300 });
     expect(client.leases).to.include(held);
 
@@ -187,9 +187,11 @@ describe('operator surfaces (integration: HTTP routes, metrics scrape, shoal dra
       await l.release();
     }
 
-    // After the grace the lease is revoked; the SDK's renew learns it and marks the lease lost.
+    // After the grace the lease is revoked; the SDK learns it (the node's lease event, or its renew
+    // hearing LEASE_NOT_FOUND) and marks the lease lost: LEASE_LOST, revoked by the drain, not expired.
     await until('the lease to be lost', async () => held.lost, (lost) => lost !== undefined);
-    expect(held.lost!.code).to.be.oneOf(['LEASE_NOT_FOUND', 'LEASE_EXPIRED']);
+    expect(held.lost!.code).to.equal('LEASE_LOST');
+    expect(held.lost!.details?.reason).to.be.oneOf(['drained', 'revoked']);
     expect(client.leases).to.not.include(held);
     expect(doomed.logs.find((l) => l.msg === 'drained')).to.include({ revoked: 1 });
     // An unknown node: exit 3 (not reachable), one line on stderr.

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
-import { encode, ErrorCodes, PROTOCOL_VERSION, readReply, ShoalError, subjects, type Holder, type Lease as LeaseInfo, type Subjects } from '@shoal/protocol';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { encode, ErrorCodes, PROTOCOL_VERSION, readReply, ShoalError, subjects, type Holder, type Lease as LeaseInfo, type LeaseLostReason, type Subjects } from '@shoal/protocol';
 import { call, connectNats, type NatsConnection, type NatsSettings } from '@shoal/runtime';
 import { typed, CancelledError, UnavailableError } from './errors.js';
 import { leaseLost, NodeWatch } from './node-watch.js';
@@ -74,6 +75,9 @@ const KEEPALIVE_MISSES = 4;
 /** After our own reconnect, how long a node's "no responders" is not taken as its death (it may still be reconnecting). */
 const RECONNECT_GRACE_MS = 3000;
 
+/** Between two sends of an acquire that found nobody on its subject just after our reconnect. */
+const RECONNECT_RETRY_MS = 50;
+
 /** Leave a little of the caller's deadline for the reply's trip back. */
 function serverDeadline(timeoutMs: number): number {
   return Math.max(1, Math.floor(timeoutMs - Math.min(100, timeoutMs * 0.1)));
@@ -88,6 +92,18 @@ function serverDeadline(timeoutMs: number): number {
  * error, the `lost` event fires with it, `signal` aborts with it, and every
  * `exec` still running on it rejects with it at once.
  */
+/**
+ * The node's own answer about a lease (a renew's or an exec's LEASE_EXPIRED /
+ * LEASE_NOT_FOUND) as the SDK's one LEASE_LOST, with a reason from the
+ * documented set: expired is the TTL; not found means the node ended it
+ * without telling (released or revoked behind the holder's back). The node's
+ * code stays in `details.cause`.
+ */
+function lostFrom(lease: { id: string; nodeId: string }, err: ShoalError): ShoalError {
+  const reason: LeaseLostReason = err.code === ErrorCodes.LEASE_EXPIRED ? 'expired' : 'revoked';
+  return leaseLost(lease, reason, err.message, { cause: err.code });
+}
+
 export class Lease extends EventEmitter<{ lost: [ShoalError] }> {
   private renewTimer: NodeJS.Timeout | undefined;
   private ended = false;
@@ -111,7 +127,7 @@ export class Lease extends EventEmitter<{ lost: [ShoalError] }> {
   /** @internal End the lease as lost: once, whoever notices first. */
   markLost(err: ShoalError): void {
     if (this.lost || this.ended) return;
-    this.lost = err.code === ErrorCodes.LEASE_LOST ? err : leaseLost(this, String(err.details?.reason ?? err.code), err.message);
+    this.lost = err.code === ErrorCodes.LEASE_LOST ? err : lostFrom(this, err);
     this.ended = true;
     clearTimeout(this.renewTimer);
     this.client.forget(this);
@@ -265,9 +281,26 @@ export class Client {
     const given = opts.timeoutMs ?? this.opts.timeoutMs;
     const timeoutMs = given ?? this.opts.maxWaitMs ?? 300_000;
     const subject = opts.nodeId ? this.subjects.nodeAcquire(opts.nodeId) : this.subjects.poolAcquire(pool);
-    const body = { pool, timeoutMs: given === undefined ? undefined : serverDeadline(given), priority: opts.priority, ttlMs: opts.ttlMs, holder: this.holder, options: opts.options, park: opts.park };
+    const body = { pool, timeoutMs: undefined as number | undefined, priority: opts.priority, ttlMs: opts.ttlMs, holder: this.holder, options: opts.options, park: opts.park };
     if (opts.signal?.aborted) throw new CancelledError(ErrorCodes.CANCELLED, 'acquire aborted before it was sent');
-    const pending = call<LeaseInfo>(this.nc, subject, body, timeoutMs, (late) => this.returnLate(late)).then((info) => this.adopt(info));
+    const deadline = Date.now() + timeoutMs;
+    const send = async (): Promise<LeaseInfo> => {
+      for (;;) {
+        const left = deadline - Date.now();
+        body.timeoutMs = given === undefined ? undefined : serverDeadline(left);
+        try {
+          return await call<LeaseInfo>(this.nc, subject, body, left, (late) => this.returnLate(late));
+        } catch (e) {
+          // Just after our own reconnect, nobody on the subject may only mean the balancers (or the node) have not
+          // reconnected yet: wait for them within the deadline, as a balancer waits for its nodes, rather than fail.
+          const err = ShoalError.from(e);
+          const wait = Math.min(RECONNECT_RETRY_MS, deadline - Date.now() - RECONNECT_RETRY_MS);
+          if (err.details?.reason !== 'no_responders' || !this.justReconnected() || opts.signal?.aborted || wait <= 0) throw e;
+          await sleep(wait);
+        }
+      }
+    };
+    const pending = send().then((info) => this.adopt(info));
     if (!opts.signal) return pending.catch((e) => { throw typed(e); });
     const signal = opts.signal;
     return new Promise<Lease>((resolve, reject) => {

@@ -18,8 +18,8 @@ const SILENT_INTERVALS = 1.5;
 /** How long that question may take before a hung (but connected) node is left to the TTL. */
 const CHECK_TIMEOUT_MS = 1000;
 
-export function leaseLost(lease: { id: string; nodeId: string }, reason: LeaseLostReason | string, why: string): ShoalError {
-  return new ShoalError(ErrorCodes.LEASE_LOST, `lease ${lease.id} on node ${lease.nodeId} is lost: ${why}`, { details: { reason, nodeId: lease.nodeId, leaseId: lease.id, retryable: true } });
+export function leaseLost(lease: { id: string; nodeId: string }, reason: LeaseLostReason | string, why: string, extra?: Record<string, unknown>): ShoalError {
+  return new ShoalError(ErrorCodes.LEASE_LOST, `lease ${lease.id} on node ${lease.nodeId} is lost: ${why}`, { details: { ...extra, reason, nodeId: lease.nodeId, leaseId: lease.id, retryable: true } });
 }
 
 /**
@@ -172,7 +172,9 @@ export class NodeWatch {
             this.loseAll('node_gone', `node ${this.nodeId} does not answer (no responders: it is gone)`);
             return;
           }
-          if (e.code === ErrorCodes.LEASE_NOT_FOUND || e.code === ErrorCodes.LEASE_EXPIRED) l.markLost(leaseLost(l, 'node_restarted', e.message));
+          // Not found here: the node restarted under its id (or ended the lease unannounced); expired is the TTL.
+          if (e.code === ErrorCodes.LEASE_NOT_FOUND) l.markLost(leaseLost(l, 'node_restarted', e.message, { cause: e.code }));
+          else if (e.code === ErrorCodes.LEASE_EXPIRED) l.markLost(leaseLost(l, 'expired', e.message, { cause: e.code }));
         }
       }
     } finally {
