@@ -63,8 +63,9 @@ import * as M from './messages.mjs';
 const env = process.env;
 const num = (v, d) => (v === undefined || v === '' || !Number.isFinite(Number(v)) ? d : Number(v));
 const epochMs = () => performance.timeOrigin + performance.now();
-const mark = (what) => { if (env.STANDIN_MARK_DIR) appendFileSync(join(env.STANDIN_MARK_DIR, String(process.pid)), `${what} ${epochMs()}\n`); };
-mark('start');
+const mark = (what, extra = '') => { if (env.STANDIN_MARK_DIR) appendFileSync(join(env.STANDIN_MARK_DIR, String(process.pid)), `${what} ${epochMs()}${extra}\n`); };
+// The first argument tells a session (`--print ...`) from a subcommand such as the auth check (`auth status`).
+mark('start', ` ${process.argv[2] ?? ''}`);
 const VERSION = '2.1.197';
 
 // ---- arguments, parsed as the real CLI's commander would ----------------------
