@@ -84,7 +84,7 @@ describe('docker-compose cluster (podman-compose)', function () {
     await lease.release();
     expect(await c.exec('synthetic', 'echo', { one: 'shot' }, { timeoutMs: 5000 })).to.deep.equal({ one: 'shot' });
     const collection = `Compose${process.pid}`;
-    await until('weaviate pool ready', () => c.exec('weaviate', 'collections.listAll', {}, { timeoutMs: 5000 }), 60_000);
+    await until('weaviate pool ready', () => Promise.resolve(c.exec('weaviate', 'collections.listAll', {}, { timeoutMs: 5000 })), 60_000);
     expect(await c.exec('weaviate', 'collections.create', { name: collection, properties: [{ name: 'title', dataType: 'text' }] })).to.equal(collection);
     await c.exec('weaviate', 'data.insertMany', { collection, objects: [{ properties: { title: 'shoal' }, vectors: [0.1, 0.2, 0.3] }] });
     const got = await c.exec('weaviate', 'query.fetchObjects', { collection, limit: 5 }) as { objects: { properties: { title: string } }[] };

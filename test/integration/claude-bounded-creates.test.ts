@@ -59,7 +59,7 @@ describe('claude-cli pool: creates bounded by max_concurrent_creates (stand-in C
     }) as Driver<ClaudeSession>;
     const s: PoolSettings = {
       name: 'claude', minSize: 0, maxSize: 50, initialSize: 0, maxWaitingClients: 100, acquireTimeoutMs: 1000, leaseTtlMs: 60_000, weight: 1,
-      sessionManagement: { enableReuse: true, idleTimeoutMs: 0, maxLifetimeMs: 0, lifetimeJitter: 0, maxReuseCount: 0, contextReset: false, cleanupIntervalMs: 0, validateOnReturn: false, validateSkipWindowMs: 0 },
+      sessionManagement: { enableReuse: true, idleTimeoutMs: 0, maxLifetimeMs: 0, lifetimeJitter: 0, maxReuseCount: 0, contextReset: false, cleanupIntervalMs: 0, validateOnReturn: false, validateSkipWindowMs: 0, maxParked: 0, parkTtlMs: 0 },
       create: { timeoutMs: 60_000, retryBaseMs: 100, retryMaxMs: 1000 },
       resourceLimits: { maxMemoryPerSessionBytes: 0, maxTotalMemoryBytes: 0 },
       ...(maxConcurrentCreates !== undefined ? { maxConcurrentCreates } : {}),

@@ -8,7 +8,7 @@ import { FakeClock, seeded, settle } from '../helpers/fake-clock.js';
 function settings(over: Partial<PoolSettings> = {}): PoolSettings {
   return {
     name: 'w', minSize: 1, maxSize: 2, initialSize: 1, maxWaitingClients: 100, acquireTimeoutMs: 5000, leaseTtlMs: 60_000, weight: 1,
-    sessionManagement: { enableReuse: true, idleTimeoutMs: 0, maxLifetimeMs: 0, lifetimeJitter: 0, maxReuseCount: 0, contextReset: false, cleanupIntervalMs: 0, validateOnReturn: false, validateSkipWindowMs: 0 },
+    sessionManagement: { enableReuse: true, idleTimeoutMs: 0, maxLifetimeMs: 0, lifetimeJitter: 0, maxReuseCount: 0, contextReset: false, cleanupIntervalMs: 0, validateOnReturn: false, validateSkipWindowMs: 0, maxParked: 0, parkTtlMs: 0 },
     create: { timeoutMs: 5000, retryBaseMs: 1000, retryMaxMs: 30_000 },
     resourceLimits: { maxMemoryPerSessionBytes: 0, maxTotalMemoryBytes: 0 },
     ...over,

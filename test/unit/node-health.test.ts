@@ -9,7 +9,7 @@ import { FakeClock, seeded } from '../helpers/fake-clock.js';
 
 const settings: PoolSettings = {
   name: 'p', minSize: 1, maxSize: 2, initialSize: 1, maxWaitingClients: 10, acquireTimeoutMs: 1000, leaseTtlMs: 60_000, weight: 1,
-  sessionManagement: { enableReuse: true, idleTimeoutMs: 0, maxLifetimeMs: 0, lifetimeJitter: 0, maxReuseCount: 0, contextReset: false, cleanupIntervalMs: 0, validateOnReturn: false, validateSkipWindowMs: 0 },
+  sessionManagement: { enableReuse: true, idleTimeoutMs: 0, maxLifetimeMs: 0, lifetimeJitter: 0, maxReuseCount: 0, contextReset: false, cleanupIntervalMs: 0, validateOnReturn: false, validateSkipWindowMs: 0, maxParked: 0, parkTtlMs: 0 },
   create: { timeoutMs: 5000, retryBaseMs: 100, retryMaxMs: 1000 },
   resourceLimits: { maxMemoryPerSessionBytes: 0, maxTotalMemoryBytes: 0 },
 };

@@ -5,7 +5,7 @@ import { FakeClock, seeded } from '../helpers/fake-clock.js';
 function settings(over: Partial<PoolSettings>): PoolSettings {
   return {
     name: 'p', minSize: 0, maxSize: 10_000, initialSize: 0, maxWaitingClients: 100, acquireTimeoutMs: 1000, leaseTtlMs: 60_000, weight: 1,
-    sessionManagement: { enableReuse: true, idleTimeoutMs: 0, maxLifetimeMs: 0, lifetimeJitter: 0, maxReuseCount: 0, contextReset: false, cleanupIntervalMs: 0, validateOnReturn: false, validateSkipWindowMs: 0 },
+    sessionManagement: { enableReuse: true, idleTimeoutMs: 0, maxLifetimeMs: 0, lifetimeJitter: 0, maxReuseCount: 0, contextReset: false, cleanupIntervalMs: 0, validateOnReturn: false, validateSkipWindowMs: 0, maxParked: 0, parkTtlMs: 0 },
     create: { timeoutMs: 5000, retryBaseMs: 100, retryMaxMs: 10_000 },
     resourceLimits: { maxMemoryPerSessionBytes: 0, maxTotalMemoryBytes: 0 },
     ...over,
