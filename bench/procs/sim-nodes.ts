@@ -50,6 +50,6 @@ setInterval(() => {
 await nc.flush();
 process.stdout.write(JSON.stringify({ msg: 'listening', role: 'sim-nodes', count }) + '\n');
 setInterval(() => process.stdout.write(JSON.stringify({ msg: 'sent', sent }) + '\n'), 5000).unref();
-const stop = () => { nc.close().finally(() => process.exit(0)); };
+const stop = () => { void nc.close().finally(() => process.exit(0)); };
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);

@@ -96,7 +96,7 @@ export class Child {
     return new Promise((resolveReady, reject) => {
       const t = setTimeout(() => reject(new UpError(`${this.name} did not become ready within ${ms(timeoutMs)}${this.lastError()}`)), timeoutMs);
       this.readyWaiters.push((l) => { clearTimeout(t); resolveReady(l); });
-      this.exited.then((e) => { clearTimeout(t); reject(new UpError(`${this.name} exited during start (${describeExit(e)})${this.lastError()}`)); });
+      void this.exited.then((e) => { clearTimeout(t); reject(new UpError(`${this.name} exited during start (${describeExit(e)})${this.lastError()}`)); });
     });
   }
 
