@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { connect as natsConnect, nkeyAuthenticator, type NatsConnection } from 'nats';
 import { connect, type Client, type Lease } from '@shoal/client';
-import { decode, encode, ErrorCodes, parseHeartbeat, ShoalError, subjects, type PoolStats } from '@shoal/protocol';
+import { AUTOSCALER_LEADER_BUCKET, decode, encode, ErrorCodes, parseHeartbeat, ShoalError, subjects, type PoolStats } from '@shoal/protocol';
 import { call } from '@shoal/runtime';
 import { writeConfig } from '../helpers/cluster.js';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
@@ -315,6 +315,35 @@ describe('autoscaler (integration: real nats-server, pool-nodes and autoscalers 
     }
     // Re-start a server for afterEach.
     nats = await startNatsServer();
+  });
+
+  it('autoscaler.interval spaces the leader\'s ticks (desired pool-nodes published once per tick); autoscaler.lease_ttl is the leader lease: a follower takes over no sooner', async () => {
+    const cfg = writeConfig({ min_size: 1, max_size: 4, initial_size: 1, auto_scaling: { enabled: true } }, 'autoscaler:\n  lease_ttl: 6s\n  interval: 1500ms');
+    await node(cfg, 'n1');
+    const ticks: number[] = [];
+    const sub = nc.subscribe(s.autoscalerDesired('synthetic'), { callback: (_e, m) => { ticks.push(Number(decode(m.data).at)); } });
+    const a1 = autoscaler(cfg, 'as-1');
+    await elected(a1);
+    await until('5 ticks', () => (ticks.length >= 5 ? true : undefined));
+    sub.unsubscribe();
+    // The first comes at election; then the timer, which fires no sooner than its interval however loaded the machine (the default 1 s would fail this).
+    for (let i = 2; i < ticks.length; i++) expect(ticks[i]! - ticks[i - 1]!, `tick times ${JSON.stringify(ticks)}`).to.be.at.least(1450);
+
+    // The lease is the leader bucket's max_age.
+    const info = await (await nc.jetstreamManager()).streams.info(`KV_${AUTOSCALER_LEADER_BUCKET}`);
+    expect(info.config.max_age).to.equal(6000 * 1e6);
+    const a2 = autoscaler(cfg, 'as-2');
+    await a2.waitFor((l) => l.msg === 'listening');
+    // Kill the leader right after a renewal, so that its lease has most of its 6 s left.
+    const kv = await nc.jetstream().views.kv(AUTOSCALER_LEADER_BUCKET);
+    const rev0 = (await kv.get('leader'))?.revision ?? 0;
+    await until('a renewal', async () => (((await kv.get('leader'))?.revision ?? 0) > rev0 ? true : undefined));
+    const killedAt = Date.now();
+    a1.proc.kill('SIGKILL');
+    const e2 = await elected(a2);
+    const tookMs = Date.parse(String(e2.ts)) - killedAt;
+    // The server expires the lease no sooner than 6 s after that renewal (the default 2 s lease would be gone in 2.5 s).
+    expect(tookMs, `takeover after ${tookMs} ms`).to.be.at.least(3500);
   });
 });
 

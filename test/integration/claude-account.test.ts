@@ -76,8 +76,14 @@ describe('claude-cli account-wide cap on concurrent turns (3 pool-nodes, JetStre
         for (let k = 0; k < 2; k++) calls.push(Promise.resolve(c.exec('claude', 'send', { content: `work ${k} [[turn_ms=400]]` }, { nodeId: n.nodeId, timeoutMs: 60_000 })));
       }
     }
-    const results = await Promise.all(calls) as { subtype: string; is_error: boolean }[];
+    const results = await Promise.all(calls) as { subtype: string; is_error: boolean; result?: string }[];
     expect(results.every((r) => r.subtype === 'success' && !r.is_error)).to.equal(true);
+    // Each answer is its own turn's (the stand-in echoes the prompt), not another line taken for it.
+    const strays = results.filter((r) => !/work [01] /.test(String(r.result)));
+    expect(strays, JSON.stringify(strays).slice(0, 2000)).to.deep.equal([]);
+    // ...and each turn's answer went to one caller only.
+    const answers = results.map((r) => `${String((r as { session_id?: string }).session_id)} ${String(r.result)}`);
+    expect(new Set(answers).size, answers.join('\n')).to.equal(18);
     const seen = maxConcurrent(readFileSync(log, 'utf8'));
     expect(seen.starts).to.equal(18);
     expect(seen.ends).to.equal(18);

@@ -114,6 +114,7 @@ describe('claude-cli long turns and hangs (SDK, balancer, pool-node, stand-in CL
 
   it('a turn over its deadline is interrupted with a typed error carrying what streamed; the session goes back clean', async () => {
     const lease = await client.acquire('claude');
+    const before = await lease.exec('info') as Record<string, unknown>;
     const call = lease.exec('send', { content: `slow ${'w '.repeat(30)}[[turn_ms=20000]]` }, { timeoutMs: 2000 });
     const seen: unknown[] = [];
     const err = await (async () => { for await (const e of call) seen.push(e); })().then(() => undefined, (e: unknown) => e) as TurnTimeoutError;
@@ -124,6 +125,11 @@ describe('claude-cli long turns and hangs (SDK, balancer, pool-node, stand-in CL
     // Same session, interrupted (not killed): the next send waits for the interrupted turn's end, then runs.
     const next = await lease.exec('send', { content: 'after the deadline' }) as Record<string, unknown>;
     expect(next.subtype).to.equal('success');
+    expect(next.is_error).to.equal(false);
+    // Back clean: the same process (interrupted, not killed), idle, one more turn in the same conversation.
+    const after = await lease.exec('info') as Record<string, unknown>;
+    expect(after).to.include({ state: 'idle', pid: before.pid, session_id: before.session_id });
+    expect(after.conversation_turns).to.equal(Number(before.conversation_turns) + 2);
     await lease.release();
     // One-shot: the exec deadline is its own (execTimeoutMs), not the acquire timeout.
     const one = await client.exec('claude', 'send', { content: 'x [[turn_ms=10000]]' }, { execTimeoutMs: 1500 }).then(() => undefined, (e: unknown) => e) as TurnTimeoutError;

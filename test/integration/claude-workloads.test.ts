@@ -229,10 +229,16 @@ describe('claude-cli driver for real workloads (in-process, stand-in CLI)', func
       const s1 = await d.create({ resourceId: 'a1', signal: new AbortController().signal });
       const s2 = await d.create({ resourceId: 'a2', signal: new AbortController().signal });
       made.push({ d, s: s1 }, { d, s: s2 });
-      await send(d, s1, 'first [[api_retry=429]]').result;
-      const t0 = Date.now();
+      // When the driver saw the last 429 (the hook runs in the same call as the emit): the hold counts from there,
+      // not from the end of the first turn, which a loaded machine can delay past the hold.
+      let lastRetryAt = 0;
+      const first = d.exec(s1, 'send', { content: 'first [[api_retry=429]]' }, {
+        emit: (e) => { if ((e as CliMessage).subtype === 'api_retry') lastRetryAt = Date.now(); }, signal: new AbortController().signal,
+      });
+      await first;
+      expect(lastRetryAt).to.be.above(0);
       await send(d, s2, 'second').result;
-      expect(Date.now() - t0).to.be.greaterThan(600);
+      expect(Date.now() - lastRetryAt).to.be.at.least(950);
     });
   });
 });

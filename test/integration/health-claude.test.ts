@@ -12,10 +12,10 @@ const s = subjects('shoal');
 
 /**
  * The real Claude Code CLI with no credentials (no API key, an empty private
- * config): its turns end `is_error: true`, "Not logged in · Please run
- * /login". The node's health probe reports the pool's backend down with that
- * reason, and a health-checker process marks the pool (not the node) in its
- * verdict.
+ * config): `claude auth status` says loggedIn false, so the pool is down from
+ * its first create (its turns would end `is_error: true`, "Not logged in").
+ * The node's health probe reports the pool's backend down with that reason,
+ * and a health-checker process marks the pool (not the node) in its verdict.
  */
 describe('health: a Claude pool whose CLI is not logged in (real CLI, no credentials)', function () {
   this.timeout(90_000);
@@ -39,7 +39,7 @@ describe('health: a Claude pool whose CLI is not logged in (real CLI, no credent
     try { if (dir) rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 }); } catch { /* a temp dir; the OS cleans it */ }
   });
 
-  it('a turn that fails for the account marks the pool\'s backend down, with the CLI\'s words', async () => {
+  it('a CLI that is not logged in marks the pool\'s backend down before any turn, with the CLI\'s words; the checker marks the pool, not the node', async () => {
     const cfg = join(dir, 'node.yaml');
     writeFileSync(cfg, JSON.stringify({
       node: { heartbeat_interval: '200ms', drain_grace: '1s' },
@@ -58,9 +58,14 @@ describe('health: a Claude pool whose CLI is not logged in (real CLI, no credent
     procs.push(node);
     await node.waitFor((l) => l.msg === 'listening', 60_000);
     const probe = async () => readReply<ProbeReply>((await nc.request(s.nodeProbe('claude-node'), encode({ v: PROTOCOL_VERSION }), { timeout: 10_000 })).data);
-    expect((await probe()).pools.claude).to.include({ healthy: true });
+    // The create's auth check (`claude auth status`: loggedIn false, the fail-fast contract) finds it before
+    // any turn: the probe says so at once, in the CLI's words and with the fix.
+    let down = await probe();
+    for (const stop = Date.now() + 20_000; down.pools.claude!.healthy && Date.now() < stop; down = await probe()) await sleep(100);
+    expect(down.pools.claude!.healthy).to.equal(false);
+    expect(down.pools.claude!.reason).to.match(/not logged in/i).and.to.contain('ANTHROPIC_API_KEY');
 
-    // One turn, one-shot on the node. Whether it comes back as a result or an error, it failed for the account.
+    // A one-shot turn is refused at once, with the same reason (no CLI process spends a turn on it).
     const req = encode({ v: PROTOCOL_VERSION, pool: 'claude', op: 'send', args: { content: 'hello' }, timeoutMs: 30_000 });
     const sub = nc.subscribe(createInbox());
     nc.publish(s.nodeExec('claude-node'), req, { reply: sub.getSubject() });
@@ -68,16 +73,10 @@ describe('health: a Claude pool whose CLI is not logged in (real CLI, no credent
     let text = '';
     for await (const m of sub) {
       text += new TextDecoder().decode(m.data);
-      if (/Not logged in/.test(text) || Date.now() > until) break;
+      if (/not logged in/i.test(text) || Date.now() > until) break;
     }
     sub.unsubscribe();
-    expect(text).to.match(/Not logged in/);
-
-    // The turn's `result` line may still be on its way: ask until the probe says so (or give up).
-    let down = await probe();
-    for (const stop = Date.now() + 10_000; down.pools.claude!.healthy && Date.now() < stop; down = await probe()) await sleep(100);
-    expect(down.pools.claude!.healthy).to.equal(false);
-    expect(down.pools.claude!.reason).to.match(/^Claude CLI: Not logged in/);
+    expect(text).to.match(/not logged in/i).and.to.contain('POOL_UNAVAILABLE');
 
     // A checker turns it into the pool's verdict; the node itself stays healthy.
     const checker = startService('services/health-checker/dist/main.js', { ...env, SHOAL_HTTP_PORT: '0', SHOAL_HEALTH_CHECKER_ID: 'hc-claude' });
@@ -89,6 +88,6 @@ describe('health: a Claude pool whose CLI is not logged in (real CLI, no credent
       await sleep(50);
     }
     expect(v.healthy).to.equal(true);
-    expect(v.pools.claude!.reason).to.match(/Not logged in/);
+    expect(v.pools.claude!.reason).to.match(/not logged in/i);
   });
 });

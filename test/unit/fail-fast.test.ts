@@ -165,7 +165,9 @@ describe('claude turn results and retryable errors', () => {
     expect(api.retryable).to.equal(true);
     const bad = turnError({ type: 'result', subtype: 'error_max_turns', is_error: true })!;
     expect(bad.retryable).to.equal(false);
-    expect(turnError({ type: 'result', subtype: 'error_during_execution', is_error: true })).to.equal(undefined);
+    expect(turnError({ type: 'result', subtype: 'error_during_execution', is_error: true }, true)).to.equal(undefined);
+    // The same subtype on a turn nobody interrupted: the CLI failed during execution.
+    expect(turnError({ type: 'result', subtype: 'error_during_execution', is_error: true }, false)?.code).to.equal('DRIVER_ERROR');
     expect(turnError({ type: 'result', subtype: 'success', is_error: false, result: 'hi' })).to.equal(undefined);
   });
   it('every error says retryable on the wire, and a sender\'s own verdict survives the trip', () => {

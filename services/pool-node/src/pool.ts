@@ -1055,11 +1055,20 @@ export class Pool<R = unknown> {
     }
   }
 
-  /** No probe can tell: while down, one create outside the backoff asks instead (or, with resources left, the next operation). */
+  /**
+   * No probe can tell: while down, the create retry asks instead (or, with
+   * resources left, the next operation). The retry is pulled forward only
+   * when its backoff has grown past the probe interval: the pool still heals
+   * within an interval, and a short backoff is not doubled by a create per
+   * probe (the down-fast probes come as often as the backoff's first steps).
+   */
   private cannotTell(): void {
     if (!this.down) return;
-    if (this.live > 0) this.healed('no backend probe: the next operation tries');
-    else if (this.creating === 0) { this.retryAt = this.clock.now(); this.replenish(); }
+    if (this.live > 0) { this.healed('no backend probe: the next operation tries'); return; }
+    if (this.creating > 0) return;
+    const now = this.clock.now();
+    if (this.retryAt - now > (this.cfg.probeIntervalMs ?? 0)) this.retryAt = now;
+    this.replenish();
   }
 
   // ---- numbers -----------------------------------------------------------

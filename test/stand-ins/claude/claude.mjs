@@ -40,7 +40,8 @@
 //   STANDIN_STAMP=1          add "ts" (epoch ms, fractional) to stream_event lines, for latency benchmarks
 //   STANDIN_TURN_MS          every turn lasts about this long (its tokens spread over it): the latency knob
 //   STANDIN_IGNORE_CONTROL=a,b  never answer control requests of these subtypes (e.g. set_model)
-//   STANDIN_TURN_LOG=<file>  append "start|end <pid> <epoch ms>" per user turn (to count turns running at once across processes)
+//   STANDIN_TURN_LOG=<file>  append "start|end <pid> <epoch ms>" per user turn (to count turns running at once across processes);
+//                            "end" is written before the result line, so no reader of the result sees the turn still open
 //   --no-session-persistence  nothing is written to the session store (as the real flag)
 //   STANDIN_MARK_DIR=<dir>   write <dir>/<pid> holding "start <epoch ms>" at launch and append "ready <epoch ms>"
 //                            when initialize is answered, so a test can count processes starting at once
@@ -63,8 +64,9 @@ import * as M from './messages.mjs';
 const env = process.env;
 const num = (v, d) => (v === undefined || v === '' || !Number.isFinite(Number(v)) ? d : Number(v));
 const epochMs = () => performance.timeOrigin + performance.now();
-const mark = (what) => { if (env.STANDIN_MARK_DIR) appendFileSync(join(env.STANDIN_MARK_DIR, String(process.pid)), `${what} ${epochMs()}\n`); };
-mark('start');
+const mark = (what, extra = '') => { if (env.STANDIN_MARK_DIR) appendFileSync(join(env.STANDIN_MARK_DIR, String(process.pid)), `${what} ${epochMs()}${extra}\n`); };
+// The first argument tells a session (`--print ...`) from a subcommand such as the auth check (`auth status`).
+mark('start', ` ${process.argv[2] ?? ''}`);
 const VERSION = '2.1.197';
 
 // ---- arguments, parsed as the real CLI's commander would ----------------------
@@ -284,8 +286,11 @@ async function runTurn(content) {
   const outText = tokens.slice(0, emitted).join('');
   const inTok = conv.words;
   const outTok = emitted;
+  // The turn ends for the log just before its result line: the driver gives the account's slot back on the result,
+  // and another process may start a turn before this one gets to write anything more.
   if (me.interrupted) {
     out(M.interruptedByUser(sessionId));
+    turnLog('end');
     // As the real CLI: total_cost_usd is the conversation's running total, on an interrupted turn too.
     out({ ...M.resultError({ sessionId, durationMs: Date.now() - started, numTurns: 2, terminalReason: 'aborted_streaming', errors: ['[ede_diagnostic] result_type=user last_content_type=n/a stop_reason=null'] }), total_cost_usd: conv.cost ?? 0 });
   } else {
@@ -300,6 +305,7 @@ async function runTurn(content) {
     const cost = apiError ? 0 : inTok * 3e-6 + outTok * 15e-6;
     // As the real CLI: total_cost_usd is the conversation's running total (reset by /clear), not this turn's.
     conv.cost = (conv.cost ?? 0) + cost;
+    turnLog('end');
     out(M.resultSuccess({
       sessionId, isError: apiError, durationMs: Date.now() - started, durationApiMs: Date.now() - started, numTurns: 1, result: resultText,
       stopReason: apiError ? 'stop_sequence' : 'end_turn', costUsd: conv.cost, usage: usage(apiError ? 0 : inTok, apiError ? 0 : outTok),
@@ -307,7 +313,6 @@ async function runTurn(content) {
     }));
   }
   save();
-  turnLog('end');
   current = undefined;
 }
 

@@ -59,10 +59,12 @@ export function authChecker(command: () => string | undefined, env: () => Record
 /**
  * A turn whose `result` line says `is_error: true` is a failed turn: a typed
  * error carrying the line. The CLI's answer to an interrupt
- * (`error_during_execution`) is the outcome the holder asked for, not a failure.
+ * (`error_during_execution` on a turn that was interrupted) is the outcome
+ * the holder asked for, not a failure; the same subtype on a turn nobody
+ * interrupted is the CLI failing during execution, and is one.
  */
-export function turnError(result: CliMessage): ShoalError | undefined {
-  if (result.type !== 'result' || result.is_error !== true || result.subtype === 'error_during_execution') return undefined;
+export function turnError(result: CliMessage, interrupted = false): ShoalError | undefined {
+  if (result.type !== 'result' || result.is_error !== true || (interrupted && result.subtype === 'error_during_execution')) return undefined;
   const text = typeof result.result === 'string' ? result.result : '';
   const status = typeof result.api_error_status === 'number' ? result.api_error_status : undefined;
   if (status === 401 || /not logged in|\/login|invalid api key/i.test(text)) return notLoggedIn(text || `API status ${status}`, { result });

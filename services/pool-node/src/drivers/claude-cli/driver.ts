@@ -140,7 +140,7 @@ export function claudeCliDriver(ctx: DriverContext): Driver<ClaudeSession> {
           if (a.raw !== undefined && typeof a.raw !== 'boolean') throw new ShoalError(ErrorCodes.BAD_REQUEST, 'send: raw must be true or false');
         {
           const result = await s.send(a.content, emit, signal, a.raw === true, timeoutMs, client);
-          const failed = turnError(result);
+          const failed = turnError(result, s.lastTurnInterrupted);
           if (failed) throw failed;
           return result;
         }

@@ -102,6 +102,8 @@ export class ClaudeSession {
   model: string | undefined;
   /** User turns on this session (all processes) and since the last reset. */
   turns = 0;
+  /** Whether the last send's result answered an interrupt (its `error_during_execution` is then the asked-for outcome). */
+  lastTurnInterrupted = false;
   conversationTurns = 0;
   rssBytes = 0;
   private proc: CliProcess | undefined;
@@ -690,6 +692,7 @@ export class ClaudeSession {
       this.flushText();
       if (typeof m.session_id === 'string') { this.sessionId = m.session_id; this.heldIds.add(m.session_id); }
       if (t.kind === 'send') {
+        this.lastTurnInterrupted = t.interrupted;
         const { cost, total } = turnCost(m, this.costTotal);
         this.costTotal = total;
         this.hooks.turnEnded(t.cut ?? (t.interrupted ? 'interrupted' : m.is_error === true ? 'error' : 'success'), now() - t.startedAt, m, t.client, cost);
