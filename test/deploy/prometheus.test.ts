@@ -76,22 +76,27 @@ describe('Prometheus rules and the Grafana dashboard', function () {
       writeFileSync(join(dir, 'config.yaml'), [
         'pools:',
         '  synthetic: { driver: synthetic, min_size: 2, max_size: 10, options: { create_latency: 1ms, exec_latency: 1ms } }',
-        `  claude: { driver: claude-cli, min_size: 1, max_size: 2, options: { command: ${join(ROOT, 'test/stand-ins/claude/claude.mjs')}, env: { HOME: ${join(dir, 'home')} } } }`,
+        `  claude: { driver: claude-cli, min_size: 1, max_size: 2, options: { command: ${join(ROOT, 'test/stand-ins/claude/claude.mjs')} } }`,
       ].join('\n'));
-      up = spawn(process.execPath, [join(ROOT, 'bin/shoal.js'), 'up', '--json', '--port', String(natsPort), '--http-port', '0', '--nodes', '2', '--data-dir', 'tmp', '--config', join(dir, 'config.yaml')],
+      up = spawn(process.execPath, [join(ROOT, 'bin/shoal.js'), 'up', '--json', '--port', String(natsPort), '--http-port', '0', '--nodes', '2', '--data-dir', 'tmp', '--creds-dir', join(dir, 'creds'), '--config', join(dir, 'config.yaml')],
         { cwd: dir, env: { ...process.env, NO_COLOR: '1' }, stdio: ['pipe', 'pipe', 'pipe'] });
       const ready = new Promise<void>((resolve, reject) => {
         onJsonLines(up!.stdout!, (ev) => {
-          if (ev.event === 'started' && typeof ev.httpPort === 'number') {
-            const kind = String(ev.name).replace(/-\d+$/, '');
-            if (JOBS[kind]) targets.push({ job: JOBS[kind]!, port: ev.httpPort });
+          if (ev.event !== 'ready') return;
+          // Every child of the cluster with its HTTP port: nodes, balancers and the optional services.
+          for (const c of ev.children as { name: string; httpPort: number | null }[]) {
+            const kind = c.name.replace(/-\d+$/, '');
+            if (JOBS[kind] && typeof c.httpPort === 'number') targets.push({ job: JOBS[kind]!, port: c.httpPort });
           }
-          if (ev.event === 'ready') resolve();
+          resolve();
         });
-        up!.once('exit', (code) => reject(new Error(`shoal up exited ${code}`)));
+        let stderr = '';
+        up!.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+        up!.once('exit', (code) => reject(new Error(`shoal up exited ${code}: ${stderr.slice(-2000)}`)));
       });
       await ready;
       expect(targets.filter((t) => t.job === 'shoal-pool-node')).to.have.length(2);
+      expect(targets.map((t) => t.job)).to.include.members(['shoal-balancer', 'shoal-autoscaler', 'shoal-health-checker']);
 
       const promPort = await freePort();
       promUrl = `http://127.0.0.1:${promPort}`;
@@ -105,7 +110,8 @@ describe('Prometheus rules and the Grafana dashboard', function () {
       prom = spawn('prometheus', [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'tsdb')}`, `--web.listen-address=127.0.0.1:${promPort}`], { stdio: 'ignore' });
       await until('prometheus ready', async () => (await fetch(`${promUrl}/-/ready`)).ok, 60_000);
 
-      client = await connect({ servers: [`nats://127.0.0.1:${natsPort}`], name: 'prom-test' });
+      // Roles on, as `shoal up` runs: this test is a client.
+      client = await connect({ servers: [`nats://127.0.0.1:${natsPort}`], name: 'prom-test', nats: { nkeySeedFile: join(dir, 'creds', 'client.nk') } });
     });
 
     after(async () => {
