@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
 import { connect, type Client, type Lease } from '@shoal/client';
-import { ROOT } from '../helpers/procs.js';
+import { eventually as until, ROOT } from '../helpers/procs.js';
 import { freePort } from '../helpers/nats-server.js';
 
 const run = promisify(execFile);
@@ -24,20 +24,7 @@ const SHOAL_SERVICES = ['balancer', 'autoscaler', 'health-checker', 'pool-node-s
 // podman-compose 1.0.3 ignores profiles: name the services to start (Prometheus and Grafana are left out).
 const SERVICES = ['nats', 'weaviate', ...SHOAL_SERVICES];
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs: number): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) { last = err; }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await sleep(500);
-  }
-}
 
 describe('docker-compose cluster (podman-compose)', function () {
   this.timeout(600_000);

@@ -11,28 +11,15 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
 import { connect, type Client } from '@shoal/client';
-import { ROOT } from '../helpers/procs.js';
+import { eventually as until, ROOT, sleep } from '../helpers/procs.js';
 import { freePort } from '../helpers/nats-server.js';
 import { onJsonLines } from '../helpers/json-lines.js';
 
 const run = promisify(execFile);
 const RULES_DIR = join(ROOT, 'deploy', 'prometheus', 'rules');
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** The scrape job of each `shoal up` child, by its name's kind (node-1 → shoal-pool-node). */
 const JOBS: Record<string, string> = { node: 'shoal-pool-node', balancer: 'shoal-balancer', autoscaler: 'shoal-autoscaler', 'health-checker': 'shoal-health-checker' };
 
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs: number): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) { last = err; }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await sleep(500);
-  }
-}
 
 describe('Prometheus rules and the Grafana dashboard', function () {
   this.timeout(240_000);

@@ -68,6 +68,24 @@ export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * Poll `cond` until it holds: how a test waits for something to happen
  * (never a guessed sleep). The deadline is generous and only means "it hung".
  */
+/**
+ * Poll `fn` every `everyMs` until it returns a truthy value (returned) or
+ * `ms` pass; a throw counts as "not yet" and its message is kept for the
+ * final error. For things that come up over seconds (containers, servers).
+ */
+export async function eventually<T>(what: string, fn: () => Promise<T | undefined | false>, ms: number, everyMs = 500): Promise<T> {
+  const end = Date.now() + ms;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) { last = err; }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    await sleep(everyMs);
+  }
+}
+
 export async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
   const end = Date.now() + ms;
   while (!(await cond())) {
