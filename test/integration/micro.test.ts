@@ -10,7 +10,8 @@ import { freePort, natsServerBin, startNatsServer, type NatsServer } from '../he
 import { sleep, startPoolNode, startService, type Service } from '../helpers/procs.js';
 
 /**
- * NATS micro discovery: every Shoal process kind (pool-node, balancer)
+ * NATS micro discovery: every Shoal process kind (pool-node, balancer,
+ * autoscaler, health-checker)
  * answers `$SRV.PING`, `$SRV.INFO` and `$SRV.STATS` — asked here with plain
  * NATS requests, as `nats micro ls` does — with its name, version, id,
  * endpoints (subject, queue group) and per-endpoint counts measured by the
@@ -45,6 +46,11 @@ describe('NATS micro services ($SRV.PING/INFO/STATS) of every process kind', fun
     const b = startService('services/balancer/dist/main.js', { SHOAL_NATS_URL: nats.url, SHOAL_HTTP_PORT: '-1', SHOAL_LOG_LEVEL: 'info', SHOAL_BALANCER_ID: 'bal-m' });
     procs.push(b);
     await b.waitFor((l) => l.msg === 'listening');
+    for (const svc of ['autoscaler', 'health-checker']) {
+      const p = startService(`services/${svc}/dist/main.js`, { SHOAL_NATS_URL: nats.url, SHOAL_HTTP_PORT: '-1', SHOAL_LOG_LEVEL: 'info' });
+      procs.push(p);
+      await p.waitFor((l) => l.msg === 'listening');
+    }
   });
 
   after(async () => {
@@ -53,9 +59,9 @@ describe('NATS micro services ($SRV.PING/INFO/STATS) of every process kind', fun
     await nats?.stop();
   });
 
-  it('$SRV.PING: both kinds answer with name, id and version', async () => {
+  it('$SRV.PING: every kind answers with name, id and version', async () => {
     const pings = await gather<{ type: string; name: string; id: string; version: string }>('$SRV.PING');
-    expect(pings.map((p) => p.name).sort()).to.deep.equal(['shoal-balancer', 'shoal-pool-node']);
+    expect(pings.map((p) => p.name).sort()).to.deep.equal(['shoal-autoscaler', 'shoal-balancer', 'shoal-health-checker', 'shoal-pool-node']);
     for (const p of pings) {
       expect(p.type).to.equal('io.nats.micro.v1.ping_response');
       expect(p.id).to.be.a('string').with.length.above(0);

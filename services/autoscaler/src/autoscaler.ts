@@ -99,6 +99,14 @@ export class Autoscaler extends Actor {
   async start(): Promise<void> {
     this.listen(this.s.anyHeartbeat, (m) => this.onHeartbeat(m));
     this.listen(this.s.anyHealthVerdict, (m) => this.onVerdict(m));
+    // NATS service discovery ($SRV.PING/INFO/STATS), as every Shoal process; SHOAL_MICRO=0 turns it off.
+    if (process.env.SHOAL_MICRO !== '0') {
+      await this.registerMicro({
+        name: 'shoal-autoscaler',
+        description: 'Shoal autoscaler: sizes every pool (one leader), publishes desired pool-nodes',
+        metadata: { autoscalerId: this.autoscalerId, prefix: this.s.prefix, admin: this.s.anyAdminScale, status: this.s.autoscalerStatus },
+      });
+    }
     await this.flushed();
     this.listeningSince = Date.now();
     this.election.start();

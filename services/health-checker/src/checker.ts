@@ -95,6 +95,14 @@ export class HealthChecker extends Actor {
   async start(): Promise<void> {
     this.listen(this.s.anyHeartbeat, (m) => this.onHeartbeat(m));
     this.listen(this.s.anyHealthVerdict, (m) => this.onVerdict(m));
+    // NATS service discovery ($SRV.PING/INFO/STATS), as every Shoal process; SHOAL_MICRO=0 turns it off.
+    if (process.env.SHOAL_MICRO !== '0') {
+      await this.registerMicro({
+        name: 'shoal-health-checker',
+        description: 'Shoal health-checker: probes nodes, publishes verdicts',
+        metadata: { checkerId: this.checkerId, prefix: this.s.prefix, verdicts: this.s.anyHealthVerdict },
+      });
+    }
     await this.flushed();
     await this.readStored();
     this.log.info('health-checker ready', { enabled: this.cfg.healthCheck.enabled, checks: this.cfg.healthCheck.checks.map((c) => c.type) });
