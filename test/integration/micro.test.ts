@@ -105,6 +105,30 @@ describe('NATS micro services ($SRV.PING/INFO/STATS) of every process kind', fun
     const b = (await gather<Stats>('$SRV.STATS.shoal-balancer'))[0]!;
     expect(b.endpoints.find((e) => e.name === 'status')!.num_requests).to.be.at.least(1);
   });
+
+  it('a micro endpoint answers only to an inbox (no reflection) and logs a caller\'s mistake without a stack', async () => {
+    const target = 'shoal.reflect.target';
+    const seen: string[] = [];
+    const sub = nc.subscribe(target, { callback: (_e, m) => { seen.push(m.subject); } });
+    await nc.flush();
+    // The same request with an inbox is answered: the refusal below is the reply rule, not a dead endpoint.
+    expect(decode((await nc.request(s.nodeStatus('node-m'), encode({ v: PROTOCOL_VERSION }), { timeout: 3000 })).data).ok).to.equal(true);
+    nc.publish(s.nodeStatus('node-m'), encode({ v: PROTOCOL_VERSION }), { reply: target });
+    // Would drain the node if it ran: refused before the handler.
+    nc.publish(s.nodeDrain('node-m'), encode({ v: PROTOCOL_VERSION }), { reply: target });
+    await nc.flush();
+    // Junk on a control endpoint: a typed BAD_REQUEST to the caller, a warning (no stack) in the log.
+    const junk = decode((await nc.request(s.nodeDrain('node-m'), new Uint8Array([0xc1, 0x00]), { timeout: 3000 })).data);
+    expect((junk.error as { code: string }).code).to.equal('BAD_REQUEST');
+    await sleep(300);
+    sub.unsubscribe();
+    expect(seen).to.deep.equal([]);
+    const st = decode((await nc.request(s.nodeStatus('node-m'), encode({ v: PROTOCOL_VERSION }), { timeout: 3000 })).data);
+    expect((st.data as { draining: boolean }).draining).to.equal(false);
+    const node = procs[0]!;
+    expect(node.logs.filter((l) => l.level === 'error').map((l) => l.msg)).to.deep.equal([]);
+    expect(node.logs.some((l) => l.level === 'warn' && String(l.msg).includes('refused'))).to.equal(true);
+  });
 });
 
 describe('NATS micro services without the permission for $SRV', function () {

@@ -52,13 +52,15 @@ export abstract class Actor {
     addMeasuredEndpoint(this.micro, name, { subject, queue: opts.queue }, this.guardAsync(subject, handler));
   }
 
-  /** Like `guard`, and hands back the handler's promise (settled, never rejected) so that its time can be measured. */
+  /**
+   * Like `guard` (and `listen`'s reply rule: an answer only ever goes to an
+   * inbox), and hands back the handler's promise (settled, never rejected) so
+   * that its time can be measured.
+   */
   private guardAsync(subject: string, handler: Handler): (msg: Msg) => Promise<void> | void {
-    const onError = (msg: Msg, err: unknown) => {
-      this.log.error('handler failed', { subject, err: err instanceof Error ? err.stack ?? err.message : String(err) });
-      this.replyError(msg, err);
-    };
+    const onError = (msg: Msg, err: unknown) => this.handlerFailed(subject, msg, err);
     return (msg) => {
+      if (msg.reply && !isInboxSubject(msg.reply)) { this.refusals.refuse('reply_not_inbox', { subject: msg.subject, reply: msg.reply.slice(0, 100) }); return; }
       try {
         const r = handler(msg);
         if (r && typeof (r as Promise<void>).then === 'function') return (r as Promise<void>).catch((err) => onError(msg, err));
@@ -86,12 +88,7 @@ export abstract class Actor {
 
   /** Wrap a handler so that nothing thrown inside can escape into nats.js. */
   protected guard(subject: string, handler: Handler): (msg: Msg) => void {
-    const onError = (msg: Msg, err: unknown) => {
-      // A caller's mistake (bad request, unknown lease...) is not ours: warn, rate-limited, no stack.
-      if (err instanceof ShoalError && err.code !== ErrorCodes.INTERNAL) this.refusals.warn(`${err.code}:${subject}`, { subject, code: err.code, err: err.message.slice(0, 200) }, 'request refused');
-      else this.log.error('handler failed', { subject, err: err instanceof Error ? err.stack ?? err.message : String(err) });
-      this.replyError(msg, err);
-    };
+    const onError = (msg: Msg, err: unknown) => this.handlerFailed(subject, msg, err);
     return (msg) => {
       try {
         const r = handler(msg);
@@ -100,6 +97,13 @@ export abstract class Actor {
         onError(msg, err);
       }
     };
+  }
+
+  /** A caller's mistake (bad request, unknown lease...) is not ours: warn, rate-limited, no stack; a bug is an error with its stack. */
+  private handlerFailed(subject: string, msg: Msg, err: unknown): void {
+    if (err instanceof ShoalError && err.code !== ErrorCodes.INTERNAL) this.refusals.warn(`${err.code}:${subject}`, { subject, code: err.code, err: err.message.slice(0, 200) }, 'request refused');
+    else this.log.error('handler failed', { subject, err: err instanceof Error ? err.stack ?? err.message : String(err) });
+    this.replyError(msg, err);
   }
 
   /** Subscriptions are registered with the server only after a flush; announce readiness after it. */
