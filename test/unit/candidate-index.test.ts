@@ -170,4 +170,20 @@ describe('candidate index', () => {
     expect(new Set(m.tiers('p').values())).to.deep.equal(new Set([2]));
     expect(m.sample('p', 10).length).to.equal(SAMPLE_SIZE);
   });
+
+  it('a pool whose backend a health verdict says is down drops to the last tier on that node (not placed while another has room), and comes back', () => {
+    const m = new Membership();
+    const beat = (nodeId: string, pid: number, p: Partial<PoolStats>) => m.observe({
+      v: 1, nodeId, host: 'h', pid, intervalMs: INTERVAL, draining: false, startedAt: 1, seq: 1,
+      inFlight: 0, maxConcurrent: 0, cpu: 0, memory: { rss: 0, heapUsed: 0 }, pools: { p: stats(p) },
+    } as Heartbeat, 0);
+    beat('idle', 1, { total: 2, idle: 2, max: 4 });   // tier 0: an idle resource
+    beat('room', 2, { total: 1, idle: 0, active: 1, max: 4 });   // tier 1: room to create
+    expect(m.sample('p', 10).map((c) => c.nodeId)).to.deep.equal(['idle']);
+    m.markPoolsUnhealthy('idle', ['p']);
+    expect(m.tiers('p').get('idle')).to.equal(2);
+    expect(m.sample('p', 10).map((c) => c.nodeId)).to.deep.equal(['room']);
+    m.markPoolsUnhealthy('idle', []);
+    expect(m.sample('p', 10).map((c) => c.nodeId)).to.deep.equal(['idle']);
+  });
 });

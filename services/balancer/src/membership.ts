@@ -339,6 +339,9 @@ export class Membership {
   markPoolsUnhealthy(nodeId: string, pools: readonly string[]): void {
     if (pools.length > 0) this.unhealthyPools.set(nodeId, new Set(pools));
     else this.unhealthyPools.delete(nodeId);
+    // Those pools drop to the last tier on that node: used only when no other node can take the request.
+    const rec = this.nodesById.get(nodeId);
+    if (rec) this.reindex(nodeId, rec, rec.hb);
   }
 
   /** Is the node's pool marked unhealthy (its backend down)? */
@@ -377,7 +380,9 @@ export class Membership {
       if (!idx) this.index.set(pool, (idx = new PoolIndex()));
       const weight = this.weights.get(id) ?? (Number.isFinite(s.weight) ? Math.max(0, s.weight) : 1);
       idx.set(id, listed && weight > 0 ? tierOf({
-        idle: count(s.idle), total: count(s.total), creating: count(s.creating), waiting: count(s.waiting), max: count(s.max), inFlight: rec.inFlight, available: s.available,
+        idle: count(s.idle), total: count(s.total), creating: count(s.creating), waiting: count(s.waiting), max: count(s.max), inFlight: rec.inFlight,
+        // A backend a health verdict says is down counts as the pool's own `available: false`.
+        available: s.available !== false && !this.unhealthyPools.get(id)?.has(pool),
       }) : undefined);
     }
   }
