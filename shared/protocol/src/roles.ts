@@ -1,4 +1,4 @@
-import { DEFAULT_PREFIX, SETTINGS_BUCKET } from './subjects.js';
+import { AUTOSCALER_LEADER_BUCKET, DEFAULT_PREFIX, SETTINGS_BUCKET } from './subjects.js';
 
 /**
  * Who may publish and subscribe to what on NATS, per role: the one table
@@ -138,9 +138,13 @@ export function permissionsFor(role: Role, inbox: string, prefix: string = DEFAU
     case 'autoscaler':
       return {
         publish: {
-          allow: [`${INBOX_ROOT}.>`, `${p}.node.*.scale`, `${p}.node.*.status`, `${p}.autoscaler.>`, ...JS_ALL],
-          // The settings it does not own: those are admin's and the health checker's.
-          deny: [`$KV.${bucket}.strategy`, `$KV.${bucket}.weight.>`, `$KV.${bucket}.health.>`],
+          // Its own keys of the settings bucket (targets, the epoch) and its leader bucket, nothing else of
+          // JetStream: no purge or delete of a stream, no other service's bucket.
+          allow: [
+            `${INBOX_ROOT}.>`, `${p}.node.*.scale`, `${p}.node.*.status`, `${p}.autoscaler.>`,
+            ...kvRead(bucket), ...kvWrite(bucket, ['target.>', 'autoscaler.>']),
+            ...kvRead(AUTOSCALER_LEADER_BUCKET), ...kvWrite(AUTOSCALER_LEADER_BUCKET, ['>']),
+          ],
         },
         subscribe: { allow: [myInbox, `${p}.hb.*`, `${p}.admin.scale.>`, `${p}.autoscaler.>`, `${p}.health.>`, `${p}.events.>`, '$JS.EVENT.ADVISORY.>', MICRO] },
       };
@@ -149,7 +153,7 @@ export function permissionsFor(role: Role, inbox: string, prefix: string = DEFAU
         publish: {
           allow: [
             `${INBOX_ROOT}.>`, `${p}.node.*.ping`, `${p}.node.*.probe`, `${p}.node.*.status`,
-            `${p}.health.>`, `${p}.events.lease.*`, `${p}.events.node.*`,
+            `${p}.health.>`,
             ...kvRead(bucket), ...kvWrite(bucket, ['health.>']),
           ],
         },
