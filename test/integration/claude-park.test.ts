@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type Client, type Lease } from '@shoal/client';
-import { subjects } from '@shoal/protocol';
+import { parseHeartbeat, subjects } from '@shoal/protocol';
 import { call } from '@shoal/runtime';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { ROOT, sleep, startPoolNode, startService, type Service } from '../helpers/procs.js';
@@ -51,15 +51,22 @@ describe('claude-cli parked conversations (SDK, 2 balancers, 2 pool-nodes, stand
     return cfg;
   }
 
-  /** Until a balancer's view (the nodes' heartbeats) lists the key as parked, and one more heartbeat. */
+  /**
+   * Until a node's heartbeat lists the key as parked (what the balancers route by), and one more heartbeat.
+   * The balancers' status shows only how many are parked: a key is a credential for its conversation.
+   */
   async function parkedSeen(pool: string, key: string): Promise<string> {
-    for (let i = 0; i < 200; i++) {
-      const st = await call<{ nodes: { nodeId: string; heartbeat?: { pools?: Record<string, { parked?: string[] }> }; pools?: Record<string, { parked?: string[] }> }[] }>(alice.nc, s.adminStatus, {}, 3000).catch(() => undefined);
-      const holder = st?.nodes.find((n) => (n.pools ?? n.heartbeat?.pools)?.[pool]?.parked?.includes(key));
-      if (holder) { await sleep(250); return holder.nodeId; }
-      await sleep(50);
-    }
-    throw new Error(`key ${key} never showed as parked`);
+    const holder = await new Promise<string>((resolve, reject) => {
+      const t = setTimeout(() => { sub.unsubscribe(); reject(new Error(`key ${key} never showed as parked`)); }, 10_000);
+      const sub = alice.nc.subscribe(s.anyHeartbeat, { callback: (_e, m) => {
+        const hb = parseHeartbeat(m.data);
+        if (hb.pools[pool]?.parked?.includes(key)) { clearTimeout(t); sub.unsubscribe(); resolve(hb.nodeId); }
+      } });
+    });
+    const st = await call<{ nodes: { nodeId: string; pools: Record<string, { parked?: string[]; parkedCount?: number }> }[] }>(alice.nc, s.adminStatus, {}, 3000);
+    for (const n of st.nodes) expect(n.pools[pool]?.parked, 'parking keys never leave the node in a status').to.equal(undefined);
+    await sleep(250);
+    return holder;
   }
 
   before(async function () {

@@ -885,7 +885,7 @@ export class Balancer extends Actor {
         silentMs: v.silentMs,
         inFlight: v.inFlight,
         weight: v.weight ?? null,
-        pools: v.heartbeat.pools,
+        pools: withoutParkingKeys(v.heartbeat.pools),
         health: healthOf(this.health.of(v.nodeId)),
       })),
     };
@@ -939,6 +939,22 @@ export class Balancer extends Actor {
 function readError(data: Uint8Array): ShoalError {
   const w = (decode(data).error ?? {}) as Partial<WireError>;
   return ShoalError.fromWire({ code: w.code ?? ErrorCodes.INTERNAL, message: String(w.message ?? w.code), pool: w.pool, details: w.details });
+}
+
+/**
+ * A parking key is a bearer credential for its conversation (whoever knows it
+ * gets the session back): status replies and the HTTP API show how many are
+ * parked, never the keys.
+ */
+function withoutParkingKeys(pools: Heartbeat['pools']): Heartbeat['pools'] {
+  let out: Heartbeat['pools'] | undefined;
+  for (const [name, p] of Object.entries(pools)) {
+    if (p.parked === undefined) continue;
+    out ??= { ...pools };
+    const { parked, ...rest } = p;
+    out[name] = { ...rest, parkedCount: parked.length } as Heartbeat['pools'][string];
+  }
+  return out ?? pools;
 }
 
 function healthOf(v: ReturnType<HealthView['of']>): NodeStatus['health'] {

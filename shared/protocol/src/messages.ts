@@ -332,6 +332,8 @@ export interface PoolStats {
   circuitBreaker?: boolean;
   /** Keys of resources parked on this node (release `park`), oldest first: balancers route an acquire with the key here. */
   parked?: string[];
+  /** In balancer status replies instead of `parked`: how many are parked (a key is a credential for its conversation). */
+  parkedCount?: number;
 }
 
 export interface Heartbeat {
