@@ -220,6 +220,8 @@ export class SettingsStore {
     if (key !== undefined && !ownedKey(key)) {
       throw new ShoalError(ErrorCodes.BAD_REQUEST, `field key: ${JSON.stringify(key).slice(0, 80)} is not a runtime setting (strategy, weight.<node>)`, { details: { field: 'key' } });
     }
+    // What is set comes from the watch: without it this replica cannot tell, and "nothing to reset" would be a lie.
+    if (!this.ready) throw new ShoalError(ErrorCodes.UNAVAILABLE, `the settings bucket ${this.bucket} is not being watched yet; retry`);
     const keys = key !== undefined ? (this.keys().includes(key) ? [key] : []) : this.keys();
     if (keys.length === 0) return [];
     const kv = await this.open();
