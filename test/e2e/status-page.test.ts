@@ -3,9 +3,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect as natsConnect, type NatsConnection } from 'nats';
+import type { NatsConnection } from 'nats';
 import { chromium, type BrowserContext } from 'playwright-core';
-import { encode, PROTOCOL_VERSION, readReply, subjects } from '@shoal/protocol';
+import { encode, PROTOCOL_VERSION, readReply, subjects, type Lease } from '@shoal/protocol';
+import { connectNats } from '@shoal/runtime';
 import { freePort } from '../helpers/nats-server.js';
 import { ROOT, sleep } from '../helpers/procs.js';
 
@@ -76,7 +77,9 @@ describe('status page and cluster HTTP API (e2e: `shoal up`, 3 nodes, 2 balancer
       'pools:', '  synthetic:', '    driver: synthetic', '    min_size: 2', '    initial_size: 2', '    max_size: 8', '',
     ].join('\n'));
     const port = await freePort();
-    up = spawn(process.execPath, [BIN, 'up', '--json', '--nodes', '3', '--balancers', '2', '--port', String(port), '--data-dir', join(dir, 'data')], {
+    // No autoscaler or health-checker of its own: the test writes the verdicts and targets the page must show,
+    // and checks that an absent autoscaler reads "not running".
+    up = spawn(process.execPath, [BIN, 'up', '--json', '--nodes', '3', '--balancers', '2', '--autoscalers', '0', '--health-checkers', '0', '--port', String(port), '--data-dir', join(dir, 'data')], {
       env: { ...process.env, NO_COLOR: '1', SHOAL_HTTP_PORT: '0', SHOAL_CONFIG: cfg },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
@@ -92,7 +95,8 @@ describe('status page and cluster HTTP API (e2e: `shoal up`, 3 nodes, 2 balancer
     expect(balancers).to.have.length(2);
     other = `http://127.0.0.1:${balancers.find((b) => !base.endsWith(`:${b.httpPort}`))!.httpPort}`;
     natsUrl = `nats://127.0.0.1:${port}`;
-    nc = await natsConnect({ servers: natsUrl });
+    // Roles on, as `shoal up` runs: this test steers as admin (the key shoal up made in .shoal/creds).
+    nc = await connectNats({ servers: [natsUrl], nkeySeedFile: join(ROOT, '.shoal', 'creds', 'admin.nk') });
     await until('3 nodes listed', async () => (await getJson<StatusJson>(`${base}/api/v1/session-pool/status`)).nodes.length === 3 || undefined, 20_000);
   });
 
@@ -162,13 +166,13 @@ describe('status page and cluster HTTP API (e2e: `shoal up`, 3 nodes, 2 balancer
     await until('the strategy back to the config', async () => /synthetic\s+p2c\s+balancer\.strategy/.test((await shoal(['status'], natsUrl)).stdout) || undefined, 10_000);
 
     // A held lease keeps the drain in its grace period (with none, it would finish at once and undrain would restart the pool).
-    const lease = readReply<{ leaseId: string }>((await nc.request(s.nodeAcquire('node-1'), encode({ v: PROTOCOL_VERSION, pool: 'synthetic', timeoutMs: 3000 }), { timeout: 5000 })).data);
+    const lease = readReply<Lease>((await nc.request(s.nodeAcquire('node-1'), encode({ v: PROTOCOL_VERSION, pool: 'synthetic', timeoutMs: 3000 }), { timeout: 5000 })).data);
     expect((await shoal(['drain', 'node-1', '--grace', '60000'], natsUrl)).code).to.equal(0);
     await until('node-1 draining', async () => (await getJson<StatusJson>(`${base}/api/v1/session-pool/status`)).nodes.find((n) => n.nodeId === 'node-1')!.draining || undefined, 10_000);
     const un = await shoal(['undrain', 'node-1'], natsUrl);
     expect(un.code, un.stderr).to.equal(0);
     expect(un.stdout).to.contain('node-1 takes work again (synthetic: resumed)');
-    readReply((await nc.request(s.leaseRelease('node-1'), encode({ v: PROTOCOL_VERSION, leaseId: lease.leaseId }), { timeout: 5000 })).data);
+    readReply((await nc.request(s.leaseRelease('node-1'), encode({ v: PROTOCOL_VERSION, leaseId: lease.leaseId, secret: lease.secret }), { timeout: 5000 })).data);
     await until('node-1 not draining', async () => !(await getJson<StatusJson>(`${base}/api/v1/session-pool/status`)).nodes.find((n) => n.nodeId === 'node-1')!.draining || undefined, 10_000);
   });
 
@@ -222,8 +226,8 @@ describe('status page and cluster HTTP API (e2e: `shoal up`, 3 nodes, 2 balancer
 
       // The chart: acquires through the balancer show as a rate above 0 (the nodes' heartbeat figures).
       for (let i = 0; i < 20; i++) {
-        const l = readReply<{ leaseId: string; nodeId: string }>((await nc.request(s.poolAcquire('synthetic'), encode({ v: PROTOCOL_VERSION, pool: 'synthetic', timeoutMs: 3000 }), { timeout: 5000 })).data);
-        readReply((await nc.request(s.leaseRelease(l.nodeId), encode({ v: PROTOCOL_VERSION, leaseId: l.leaseId }), { timeout: 5000 })).data);
+        const l = readReply<Lease>((await nc.request(s.poolAcquire('synthetic'), encode({ v: PROTOCOL_VERSION, pool: 'synthetic', timeoutMs: 3000 }), { timeout: 5000 })).data);
+        readReply((await nc.request(s.leaseRelease(l.nodeId), encode({ v: PROTOCOL_VERSION, leaseId: l.leaseId, secret: l.secret }), { timeout: 5000 })).data);
       }
       await page.waitForFunction(() => parseFloat(document.getElementById('chartnow')?.textContent ?? '0') > 0, undefined, { timeout: 5000 });
 
@@ -233,9 +237,10 @@ describe('status page and cluster HTTP API (e2e: `shoal up`, 3 nodes, 2 balancer
       process.kill(victim.pid, 'SIGKILL');
       await page.waitForFunction(() => document.querySelector('#nodes td[data-node="node-3"] + td')?.getAttribute('data-state') !== 'alive', undefined, { timeout: 750 + 2000 });
 
-      // An autoscaler (a stand-in answering its status subject) and its desired pool-nodes.
-      const fake = nc.subscribe('shoal.autoscaler.status', { callback: (_e, m) => m.respond(encode({ v: PROTOCOL_VERSION, ok: true, data: { leader: 'as-test', epoch: 2, decisions: [{ pool: 'synthetic', action: 'hold' }] } })) });
-      nc.publish('shoal.autoscaler.desired.synthetic', encode({ v: PROTOCOL_VERSION, pool: 'synthetic', nodes: 4 }));
+      // An autoscaler (a stand-in answering its status subject, with the autoscaler's key) and its desired pool-nodes.
+      const asNc = await connectNats({ servers: [natsUrl], nkeySeedFile: join(ROOT, '.shoal', 'creds', 'autoscaler.nk') });
+      const fake = asNc.subscribe('shoal.autoscaler.status', { callback: (_e, m) => m.respond(encode({ v: PROTOCOL_VERSION, ok: true, data: { leader: 'as-test', epoch: 2, decisions: [{ pool: 'synthetic', action: 'hold' }] } })) });
+      asNc.publish('shoal.autoscaler.desired.synthetic', encode({ v: PROTOCOL_VERSION, pool: 'synthetic', nodes: 4 }));
       await page.waitForFunction(() => /leader as-test/.test(document.getElementById('autoscaler')?.textContent ?? '') && /desired pool-nodes/.test(document.getElementById('autoscaler')?.textContent ?? ''), undefined, { timeout: 6000 });
       const auto = await getJson<{ autoscaler: { running: boolean; desired: Record<string, unknown> } }>(`${base}/api/v1/session-pool/status`);
       expect(auto.autoscaler.running).to.equal(true);
@@ -254,6 +259,7 @@ describe('status page and cluster HTTP API (e2e: `shoal up`, 3 nodes, 2 balancer
       await page.screenshot({ path: phone, fullPage: true });
       process.stdout.write(`      screenshots: ${png} ${phone}\n`);
       fake.unsubscribe();
+      await asNc.close();
       expect(problems).to.deep.equal([]);
     } finally {
       await browser?.close();

@@ -37,7 +37,7 @@ describe('operator settings (2 pool-nodes, 1 balancer, real processes)', functio
     }
   }
   const status = () => request<Status>(s.adminStatus, {});
-  const release = (l: Lease) => request(s.leaseRelease(l.nodeId), { leaseId: l.leaseId });
+  const release = (l: Lease) => request(s.leaseRelease(l.nodeId), { leaseId: l.leaseId, secret: l.secret });
 
   /**
    * `n` acquire+release in a row through the balancer; the nodes that granted
