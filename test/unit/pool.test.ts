@@ -483,6 +483,31 @@ describe('Pool (unit, fake clock)', () => {
       expect(pool.numbers().idle).to.equal(3);
     });
 
+    it('parking a key already parked replaces the older resource (reset, back to idle) and keeps the new one parked: nothing leaks', async () => {
+      const { d, n } = counting(clock);
+      const pool = mk(settings({ maxSize: 2 }), d);
+      await pool.start();
+      const a = await pool.acquire({});
+      const b = await pool.acquire({});
+      pool.release(a.leaseId, { park: 'conv' });
+      await settle();
+      pool.release(b.leaseId, { park: 'conv' });
+      await settle();
+      expect(pool.parkedKeys()).to.deep.equal(['conv']);
+      expect(n.reset).to.equal(1);
+      expect(pool.numbers()).to.include({ total: 2, idle: 2, active: 0 });
+      // The key claims the newer context; the older one is ordinary capacity.
+      const back = pool.claimParked('conv', {})!;
+      expect(back.resourceId).to.equal(b.resourceId);
+      const other = await pool.acquire({ timeoutMs: 1000 });
+      expect(other.resourceId).to.equal(a.resourceId);
+      pool.release(back.leaseId);
+      pool.release(other.leaseId);
+      await settle();
+      expect(pool.numbers()).to.include({ total: 2, idle: 2 });
+      expect(n.create).to.equal(2);
+    });
+
     it('max_parked 0 turns parking off: a park release is an ordinary release', async () => {
       const { d, n } = counting(clock);
       const pool = mk(settings({ maxSize: 1, sm: { maxParked: 0, contextReset: true } }), d);

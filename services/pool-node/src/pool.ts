@@ -383,7 +383,8 @@ export class Pool<R = unknown> {
   /** Drop a parked resource's context and make it ordinary idle capacity (or the next waiter's). */
   private async evict(r: Resource<R>, why: 'pressure' | 'max_parked' | 'park_ttl'): Promise<void> {
     if (r.parkedKey === undefined) return;
-    this.parked.delete(r.parkedKey);
+    // Only its own entry: the key may already name another resource.
+    if (this.parked.get(r.parkedKey) === r) this.parked.delete(r.parkedKey);
     this.observer.log('info', 'parked resource evicted', { pool: this.name, resourceId: r.id, key: r.parkedKey, why });
     this.observer.op('evict', why);
     r.parkedKey = undefined;
@@ -690,14 +691,15 @@ export class Pool<R = unknown> {
   private park(r: Resource<R>, key: string): void {
     const sm = this.cfg.sessionManagement;
     // One resource per key: a key parked again replaces the older one, whose context is dropped.
+    // The older one goes first: evict() frees its key synchronously, before the new one takes it.
     const older = this.parked.get(key);
+    if (older && older !== r) void this.evict(older, 'max_parked');
     r.state = 'ready';
     r.parkedKey = key;
     r.parkedAt = this.clock.now();
     r.idleSince = r.parkedAt;
     this.parked.delete(key);
     this.parked.set(key, r);
-    if (older) void this.evict(older, 'max_parked');
     while (this.parked.size > sm.maxParked) void this.evict(this.parked.values().next().value!, 'max_parked');
     // Someone is waiting right now: parked capacity is theirs.
     this.relieve();
