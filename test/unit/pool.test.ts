@@ -424,6 +424,37 @@ describe('Pool (unit, fake clock)', () => {
     expect(pool.numbers().total).to.equal(0);
   });
 
+  it('restarted after a drain, the pool probes its backend again', async () => {
+    const { d } = counting(clock);
+    let probes = 0;
+    d.probe = async () => { probes++; return { ok: true }; };
+    const pool = mk({ ...settings({ maxSize: 1 }), probeIntervalMs: 1000 }, d);
+    await pool.start();
+    await clock.advance(1000);
+    expect(probes).to.equal(1);
+    await pool.drain(0);
+    expect(pool.undrain()).to.equal('restarted');
+    const before = probes;
+    await clock.advance(3000);
+    expect(probes - before).to.be.at.least(2);
+  });
+
+  it('restarted after a drain, a create backoff cut short by the drain does not block warming up', async () => {
+    const { d, n } = counting(clock);
+    const create = d.create;
+    let fail = 1;
+    d.create = async (ctx) => { if (fail-- > 0) throw new Error('first create fails'); return create(ctx); };
+    const pool = mk(settings({ minSize: 1, initialSize: 1, maxSize: 1, cr: { retryBaseMs: 5000, retryMaxMs: 5000 } }), d, () => 0.99);
+    await pool.start();
+    expect(pool.numbers().total).to.equal(0);
+    await pool.drain(0);
+    expect(pool.undrain()).to.equal('restarted');
+    await clock.advance(6000);
+    await settle();
+    expect(n.create).to.equal(1);
+    expect(pool.numbers()).to.include({ total: 1, idle: 1 });
+  });
+
   describe('parking (release with park: a context kept under a key)', () => {
     it('a parked resource comes back to an acquire with its key, not reset; without the key it is not handed out while there is room', async () => {
       const { d, n } = counting(clock);

@@ -262,6 +262,8 @@ export class Pool<R = unknown> {
       this.draining = false;
       this.drainPhase = undefined;
       this.scheduleCleanup();
+      // A probe still in flight schedules the next itself when it ends.
+      if (!this.probing) this.scheduleProbe();
       this.replenish();
       return 'restarted';
     }
@@ -274,8 +276,11 @@ export class Pool<R = unknown> {
     this.draining = true;
     this.closed = true;
     this.clock.clearTimeout(this.cleanupTimer);
+    // Cleared and forgotten: a restart (undrain) tests these to know whether one is pending.
     this.clock.clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
     this.clock.clearTimeout(this.probeTimer);
+    this.probeTimer = undefined;
     this.clock.clearTimeout(this.chunkTimer);
     this.chunkTimer = undefined;
     this.rejectAllWaiters(() => new ShoalError(ErrorCodes.NODE_DRAINING, `pool ${this.name} is closed`));
