@@ -331,6 +331,11 @@ export class Pool<R = unknown> {
     return lease;
   }
 
+  /** Whether a release with `park` parks here (`max_parked` > 0). */
+  get parks(): boolean {
+    return this.cfg.sessionManagement.maxParked > 0;
+  }
+
   /** Keys parked here, oldest first (for the heartbeat: balancers route a key's acquire to its node). */
   parkedKeys(): string[] {
     return [...this.parked.keys()];
