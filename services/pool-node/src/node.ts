@@ -68,6 +68,8 @@ export class PoolNode extends Actor {
   private readonly inFlightByPool = new Map<string, number>();
   private inFlight = 0;
   private hbSeq = 0;
+  /** Heartbeats failing since (a streak is warned about once, not every interval). */
+  private hbFailingSince: number | undefined;
   private hbTimer: NodeJS.Timeout | undefined;
   private cpuPrev = process.cpuUsage();
   private cpuPrevAt = Date.now();
@@ -451,10 +453,23 @@ export class PoolNode extends Actor {
       memory: { rss: mem.rss, heapUsed: mem.heapUsed },
       pools: Object.fromEntries([...this.pools.values()].map((p) => [p.name, this.poolStats(p)])),
     };
+    let bytes = 0;
     try {
-      this.nc.publish(this.s.heartbeat(this.nodeId), encode(hb));
+      const data = encode(hb);
+      bytes = data.length;
+      this.nc.publish(this.s.heartbeat(this.nodeId), data);
+      if (this.hbFailingSince !== undefined) {
+        this.log.info('heartbeats sent again', { failedForMs: Date.now() - this.hbFailingSince });
+        this.hbFailingSince = undefined;
+      }
     } catch (err) {
-      this.log.debug('heartbeat not sent', { err: (err as Error).message });
+      // Without heartbeats balancers declare this node gone: say so, once per streak.
+      if (this.hbFailingSince === undefined) {
+        this.hbFailingSince = Date.now();
+        this.log.warn('heartbeat not sent: balancers will take this node for gone until one is', { err: (err as Error).message, bytes });
+      } else {
+        this.log.debug('heartbeat not sent', { err: (err as Error).message });
+      }
     }
   }
 
