@@ -133,14 +133,14 @@ describe('claude-cli per-lease options (SDK, balancer, pool-node, stand-in CLI)'
     await lease.release();
   });
 
-  /** Until the node's heartbeat (as the balancer shows it) lists the key as parked in the pool. */
-  async function parkedSeen(pool: string, key: string): Promise<void> {
+  /** Until the node's heartbeat (as the balancer shows it) lists the key as parked in the pool (or, with `listed` false, no longer does). */
+  async function parkedSeen(pool: string, key: string, listed = true): Promise<void> {
     for (let i = 0; i < 200; i++) {
       const st = await call<{ nodes: { pools?: Record<string, { parked?: string[] }>; heartbeat?: { pools?: Record<string, { parked?: string[] }> } }[] }>(client.nc, s.adminStatus, {}, 3000).catch(() => undefined);
-      if (st?.nodes.some((n) => (n.pools ?? n.heartbeat?.pools)?.[pool]?.parked?.includes(key))) return;
+      if (st && st.nodes.some((n) => (n.pools ?? n.heartbeat?.pools)?.[pool]?.parked?.includes(key) === true) === listed) return;
       await new Promise((r) => setTimeout(r, 50));
     }
-    throw new Error(`key ${key} never showed as parked`);
+    throw new Error(`key ${key} never showed as ${listed ? 'parked' : 'not parked'}`);
   }
 
   it('a parked session: options outside the allow-list are refused and it stays parked; allowed ones apply on a hit (acquire and one-shot)', async () => {
@@ -154,6 +154,8 @@ describe('claude-cli per-lease options (SDK, balancer, pool-node, stand-in CLI)'
     expect(hit.parked).to.equal('hit');
     expect(hit.meta?.model).to.equal('haiku');
     expect(whoami(await hit.exec('send', { content: '[[whoami]]' })).model).to.equal('haiku');
+    // Held, the key leaves the heartbeat: once it is back, it is the new parking, not the old one's heartbeat.
+    await parkedSeen('claude', 'opt-1', false);
     await hit.release({ park: 'opt-1' });
     await parkedSeen('claude', 'opt-1');
     // One-shot on the parked session: the parked one kept haiku, the call asks for sonnet and plan.
