@@ -4,6 +4,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BadRequestError, connect, type Client } from '@shoal/client';
+import { subjects } from '@shoal/protocol';
+import { call } from '@shoal/runtime';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { ROOT, startPoolNode, startService, type Service } from '../helpers/procs.js';
 
@@ -16,6 +18,7 @@ import { ROOT, startPoolNode, startService, type Service } from '../helpers/proc
  */
 const STAND_IN = join(ROOT, 'test', 'stand-ins', 'claude', 'claude.mjs');
 const BALANCER = 'services/balancer/dist/main.js';
+const s = subjects('shoal');
 
 interface WhoAmI { model: string; permissionMode: string; cwd: string; append: string | null; allowed: string[] }
 const whoami = (r: unknown): WhoAmI => {
@@ -55,6 +58,8 @@ describe('claude-cli per-lease options (SDK, balancer, pool-node, stand-in CLI)'
         },
         bare: {
           driver: 'claude-cli', min_size: 1, max_size: 1, initial_size: 1,
+          // Parking off: a release with park is an ordinary one.
+          session_management: { max_parked: 0 },
           resource_limits: { max_memory_per_session: '1GB', max_total_memory: '8GB' },
           options: { command: STAND_IN, cwd_root: join(dir, 'work2'), stop_grace: '300ms', stop_kill_after: '700ms' },
         },
@@ -126,6 +131,57 @@ describe('claude-cli per-lease options (SDK, balancer, pool-node, stand-in CLI)'
     // Nothing was taken: the one session is free at once.
     const lease = await client.acquire('claude', { timeoutMs: 2000 });
     await lease.release();
+  });
+
+  /** Until the node's heartbeat (as the balancer shows it) lists the key as parked in the pool (or, with `listed` false, no longer does). */
+  async function parkedSeen(pool: string, key: string, listed = true): Promise<void> {
+    for (let i = 0; i < 200; i++) {
+      const st = await call<{ nodes: { pools?: Record<string, { parked?: string[] }>; heartbeat?: { pools?: Record<string, { parked?: string[] }> } }[] }>(client.nc, s.adminStatus, {}, 3000).catch(() => undefined);
+      if (st && st.nodes.some((n) => (n.pools ?? n.heartbeat?.pools)?.[pool]?.parked?.includes(key) === true) === listed) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`key ${key} never showed as ${listed ? 'parked' : 'not parked'}`);
+  }
+
+  it('a parked session: options outside the allow-list are refused and it stays parked; allowed ones apply on a hit (acquire and one-shot)', async () => {
+    const first = await client.acquire('claude');
+    await first.exec('send', { content: 'remember me' });
+    await first.release({ park: 'opt-1' });
+    await parkedSeen('claude', 'opt-1');
+    const bad = await client.acquire('claude', { park: 'opt-1', options: { model: 'opus' }, timeoutMs: 3000 }).then(() => undefined, (e: unknown) => e);
+    expect(bad).to.be.instanceOf(BadRequestError);
+    const hit = await client.acquire('claude', { park: 'opt-1', options: { model: 'haiku' } });
+    expect(hit.parked).to.equal('hit');
+    expect(hit.meta?.model).to.equal('haiku');
+    expect(whoami(await hit.exec('send', { content: '[[whoami]]' })).model).to.equal('haiku');
+    // Held, the key leaves the heartbeat: once it is back, it is the new parking, not the old one's heartbeat.
+    await parkedSeen('claude', 'opt-1', false);
+    await hit.release({ park: 'opt-1' });
+    await parkedSeen('claude', 'opt-1');
+    // One-shot on the parked session: the parked one kept haiku, the call asks for sonnet and plan.
+    const one = await client.exec('claude', 'send', { content: '[[whoami]]' }, { park: 'opt-1', options: { model: 'sonnet', permission_mode: 'plan' } });
+    expect(whoami(one)).to.include({ model: 'sonnet', permissionMode: 'plan' });
+    expect(String((one as { result?: string }).result)).to.contain('first: "remember me"');
+    const end = await client.acquire('claude', { park: 'opt-1' });
+    await end.release();
+  });
+
+  it('max_parked 0: a release with park is an ordinary release and records nothing for a resume', async () => {
+    const kv = await client.nc.jetstream().views.kv('shoal_parked');
+    const off = await client.acquire('bare');
+    await off.release({ park: 'never' });
+    // A key parked on a pool that parks, released after: once its record is there, the other would be too.
+    const on = await client.acquire('claude');
+    await on.exec('send', { content: 'x' });
+    await on.release({ park: 'marker' });
+    for (let i = 0; i < 200 && !(await kv.get('claude.marker')); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(await kv.get('claude.marker')).to.not.equal(null);
+    expect(await kv.get('bare.never')).to.equal(null);
+    const back = await client.acquire('bare', { park: 'never' });
+    expect(back.parked).to.equal('gone');
+    await back.release();
+    const end = await client.acquire('claude', { park: 'marker' });
+    await end.release();
   });
 
   it('shoal status shows tokens and USD by client name (turns of two clients, summed from the nodes)', async () => {

@@ -18,6 +18,7 @@ import { ROOT, sleep, startPoolNode, startService, type Service } from '../helpe
  * - the parked session evicted under pressure → the key resumes on a fresh
  *   session from the shared store (`resumed`), or, in a pool with private
  *   stores, says the context is gone (`gone`);
+ * - one-shot sends with a key go to the key's node (`hit`), four in a row;
  * - the node holding a parked session SIGKILLed → the key resumes on the
  *   other node (shared store).
  */
@@ -117,6 +118,20 @@ describe('claude-cli parked conversations (SDK, 2 balancers, 2 pool-nodes, stand
     expect(text(await alice.exec('chat', 'send', { content: 'one-shot first' }, { park: 'conv-os' }))).to.contain('message 1 of this conversation');
     await parkedSeen('chat', 'conv-os');
     expect(text(await bob.exec('chat', 'send', { content: 'one-shot second' }, { park: 'conv-os' }))).to.contain('message 2 of this conversation; first: "one-shot first"');
+  });
+
+  it('one-shot sends with a key go to the node that parked it (hit), through a balancer: private stores, so a miss would lose the context', async () => {
+    // With private stores, landing on the other node answers "message 1": only the key's node continues the conversation.
+    expect(text(await alice.exec('solo', 'send', { content: 'one-shot on solo' }, { park: 'conv-os-solo' }))).to.contain('message 1 of this conversation');
+    const holder = await parkedSeen('solo', 'conv-os-solo');
+    for (let n = 2; n <= 5; n++) {
+      const reply = text(await bob.exec('solo', 'send', { content: `turn ${n}` }, { park: 'conv-os-solo' }));
+      expect(reply, `turn ${n}`).to.contain(`message ${n} of this conversation; first: "one-shot on solo"`);
+      expect(await parkedSeen('solo', 'conv-os-solo')).to.equal(holder);
+    }
+    const end = await alice.acquire('solo', { park: 'conv-os-solo' });
+    expect(end.nodeId).to.equal(holder);
+    await end.release();
   });
 
   it('evicted under pressure: the key resumes from the shared store; with private stores it says the context is gone', async () => {

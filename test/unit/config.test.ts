@@ -252,6 +252,9 @@ describe('config', () => {
       expectNames(configError(() => loadConfig({ env: {}, overrides: { 'pools.synthetic.max_size': 0 } })), 'pools.synthetic.max_size', '0', 'overrides');
       expectNames(configError(() => loadConfig({ env: {}, overrides: { 'balancer.gone_after': 2 } })), 'balancer.gone_after', '2', 'overrides');
       expectNames(configError(() => loadConfig({ env: { SHOAL_HTTP_PORT: '70000' } })), 'node.http_port', '"70000"', 'env SHOAL_HTTP_PORT');
+      // Every parked key rides in every heartbeat: the cap keeps it under NATS max_payload.
+      expectNames(configError(() => loadConfig({ env: {}, overrides: { 'pools.synthetic.session_management.max_parked': 1025 } })), 'pools.synthetic.session_management.max_parked', '1025', 'overrides');
+      expect(loadConfig({ env: {}, overrides: { 'pools.synthetic.session_management.max_parked': 1024 } }).pools.synthetic!.sessionManagement.maxParked).to.equal(1024);
     });
 
     it('bad pool names', () => {

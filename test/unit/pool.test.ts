@@ -424,6 +424,37 @@ describe('Pool (unit, fake clock)', () => {
     expect(pool.numbers().total).to.equal(0);
   });
 
+  it('restarted after a drain, the pool probes its backend again', async () => {
+    const { d } = counting(clock);
+    let probes = 0;
+    d.probe = async () => { probes++; return { ok: true }; };
+    const pool = mk({ ...settings({ maxSize: 1 }), probeIntervalMs: 1000 }, d);
+    await pool.start();
+    await clock.advance(1000);
+    expect(probes).to.equal(1);
+    await pool.drain(0);
+    expect(pool.undrain()).to.equal('restarted');
+    const before = probes;
+    await clock.advance(3000);
+    expect(probes - before).to.be.at.least(2);
+  });
+
+  it('restarted after a drain, a create backoff cut short by the drain does not block warming up', async () => {
+    const { d, n } = counting(clock);
+    const create = d.create;
+    let fail = 1;
+    d.create = async (ctx) => { if (fail-- > 0) throw new Error('first create fails'); return create(ctx); };
+    const pool = mk(settings({ minSize: 1, initialSize: 1, maxSize: 1, cr: { retryBaseMs: 5000, retryMaxMs: 5000 } }), d, () => 0.99);
+    await pool.start();
+    expect(pool.numbers().total).to.equal(0);
+    await pool.drain(0);
+    expect(pool.undrain()).to.equal('restarted');
+    await clock.advance(6000);
+    await settle();
+    expect(n.create).to.equal(1);
+    expect(pool.numbers()).to.include({ total: 1, idle: 1 });
+  });
+
   describe('parking (release with park: a context kept under a key)', () => {
     it('a parked resource comes back to an acquire with its key, not reset; without the key it is not handed out while there is room', async () => {
       const { d, n } = counting(clock);
@@ -481,6 +512,31 @@ describe('Pool (unit, fake clock)', () => {
       expect(pool.parkedKeys()).to.deep.equal([]);
       expect(n.reset).to.equal(3);
       expect(pool.numbers().idle).to.equal(3);
+    });
+
+    it('parking a key already parked replaces the older resource (reset, back to idle) and keeps the new one parked: nothing leaks', async () => {
+      const { d, n } = counting(clock);
+      const pool = mk(settings({ maxSize: 2 }), d);
+      await pool.start();
+      const a = await pool.acquire({});
+      const b = await pool.acquire({});
+      pool.release(a.leaseId, { park: 'conv' });
+      await settle();
+      pool.release(b.leaseId, { park: 'conv' });
+      await settle();
+      expect(pool.parkedKeys()).to.deep.equal(['conv']);
+      expect(n.reset).to.equal(1);
+      expect(pool.numbers()).to.include({ total: 2, idle: 2, active: 0 });
+      // The key claims the newer context; the older one is ordinary capacity.
+      const back = pool.claimParked('conv', {})!;
+      expect(back.resourceId).to.equal(b.resourceId);
+      const other = await pool.acquire({ timeoutMs: 1000 });
+      expect(other.resourceId).to.equal(a.resourceId);
+      pool.release(back.leaseId);
+      pool.release(other.leaseId);
+      await settle();
+      expect(pool.numbers()).to.include({ total: 2, idle: 2 });
+      expect(n.create).to.equal(2);
     });
 
     it('max_parked 0 turns parking off: a park release is an ordinary release', async () => {

@@ -8,6 +8,7 @@ import { Actor, call, createInbox, inboxPrefixOf, isNoResponders, isTimeout, ref
 import { CircuitBreaker } from './circuit.js';
 import { HealthView } from './health.js';
 import { Membership } from './membership.js';
+import { ParkIndex, pinnedCandidate } from './park-index.js';
 import { Rewarm, watchConnection } from './outage.js';
 import { DEFAULT_HEARTBEAT_LIMITS, refuseHeartbeat, type HeartbeatLimits } from './heartbeat-guard.js';
 import { BalancerMetrics, NODE_GAUGE_STATES, type NodeGaugeState, type PlacementResult } from './metrics.js';
@@ -145,9 +146,8 @@ export class Balancer extends Actor {
   private readonly pending = new Map<string, Set<Pending>>();
   private readonly requestSubs: Subscription[] = [];
   private readonly lastHb = new Map<string, Heartbeat>();
-  /** Parking key (`<pool>\0<key>`) → the node whose heartbeat lists it, and each node's keys, to drop them when its next heartbeat does not. */
-  private readonly parkIndex = new Map<string, string>();
-  private readonly parkedByNode = new Map<string, string[]>();
+  /** Parking key → the node whose heartbeat lists it. */
+  private readonly parked = new ParkIndex();
   private readonly lastState = new Map<string, string>();
   private sweepTimer: NodeJS.Timeout | undefined;
   private firstHeartbeat: (() => void) | undefined;
@@ -294,7 +294,7 @@ export class Balancer extends Actor {
     if (r.kind === 'stale') return;
     this.lastHb.set(hb.nodeId, hb);
     this.rewarm.heardFrom(hb.nodeId);
-    this.indexParked(hb);
+    this.parked.observe(hb);
     if (r.kind === 'joined') {
       this.log.info('node joined', { nodeId: hb.nodeId, host: hb.host, pid: hb.pid, pools: Object.keys(hb.pools) });
       this.health.reapply(hb.nodeId);
@@ -360,6 +360,7 @@ export class Balancer extends Actor {
     this.circuit.forget(nodeId);
     this.lastHb.delete(nodeId);
     this.lastState.delete(nodeId);
+    this.parked.forget(nodeId);
   }
 
   private abortTries(nodeId: string, why: string): void {
@@ -416,7 +417,7 @@ export class Balancer extends Actor {
 
   private onAcquire(m: Msg): Promise<void> | void {
     return this.serve('acquire', m, (pool, raw, deadline) =>
-      this.place(m, pool, deadline, (nodeId, remaining) => this.tryAcquire(m, pool, raw, nodeId, remaining), this.parkedOn(pool, raw.park)));
+      this.place(m, pool, deadline, (nodeId, remaining) => this.tryAcquire(m, pool, raw, nodeId, remaining), this.parked.on(pool, raw.park)));
   }
 
   /**
@@ -445,24 +446,6 @@ export class Balancer extends Actor {
    * a little and go round again (a few rounds at most). Returns the result
    * label; the caller has had its one reply.
    */
-  /** The node whose last heartbeat lists this parking key for the pool (a map read, no lookup). */
-  private parkedOn(pool: string, key: unknown): string | undefined {
-    return typeof key === 'string' ? this.parkIndex.get(`${pool}\u0000${key}`) : undefined;
-  }
-
-  /** Rebuild one node's entries of the parking index from its heartbeat. */
-  private indexParked(hb: Heartbeat): void {
-    const old = this.parkedByNode.get(hb.nodeId);
-    if (old) for (const k of old) if (this.parkIndex.get(k) === hb.nodeId) this.parkIndex.delete(k);
-    const now: string[] = [];
-    for (const [pool, st] of Object.entries(hb.pools)) {
-      const keys = (st as { parked?: unknown }).parked;
-      if (!Array.isArray(keys)) continue;
-      for (const key of keys) if (typeof key === 'string') { const k = `${pool}\u0000${key}`; this.parkIndex.set(k, hb.nodeId); now.push(k); }
-    }
-    if (now.length) this.parkedByNode.set(hb.nodeId, now); else this.parkedByNode.delete(hb.nodeId);
-  }
-
   private async place(m: Msg, pool: string, deadline: number, attempt: (nodeId: string, remaining: number) => Promise<Try>, prefer?: string): Promise<string> {
     const excluded = new Set<string>();
     let lastErr: ShoalError | undefined;
@@ -477,7 +460,7 @@ export class Balancer extends Actor {
       const allow = (id: string) => !excluded.has(id) && this.rewarm.allows(id, now) && (!this.breakerOn(pool, id) || this.circuit.available(id, now));
       const candidates = this.usable(pool, prefer !== undefined ? this.membership.candidates(pool, now, { allow }) : this.membership.sample(pool, now, { allow }));
       // If the parked node cannot serve, the strategy picks among the rest.
-      const pinned = prefer !== undefined ? candidates.find((c) => c.nodeId === prefer) : undefined;
+      const pinned = pinnedCandidate(candidates, prefer);
       const chosen = pinned ?? (candidates.length > 0 ? this.strategyFor(pool).select(candidates) : undefined);
       if (!chosen && lastErr === undefined && this.rewarm.active(now)) {
         // Just reconnected: the nodes are coming back; wait for them rather than answer NO_NODES.
@@ -660,7 +643,7 @@ export class Balancer extends Actor {
 
   private onExec(m: Msg): Promise<void> | void {
     return this.serve('exec', m, (pool, raw, deadline) => this.execMode === 'relay'
-      ? this.place(m, pool, deadline, (nodeId, remaining) => this.tryRelay(m, raw, nodeId, remaining))
+      ? this.place(m, pool, deadline, (nodeId, remaining) => this.tryRelay(m, raw, nodeId, remaining), this.parked.on(pool, raw.park))
       : this.forward(m, pool, raw, deadline));
   }
 
@@ -672,7 +655,8 @@ export class Balancer extends Actor {
    * `place` try another node within the deadline, as for an acquire.
    */
   private forward(m: Msg, pool: string, raw: Record<string, unknown>, deadline: number): Promise<string> {
-    return this.place(m, pool, deadline, (nodeId, remaining) => this.tryHandOff(m, pool, raw, nodeId, remaining));
+    // A one-shot with a parking key goes to the key's node too, as an acquire does.
+    return this.place(m, pool, deadline, (nodeId, remaining) => this.tryHandOff(m, pool, raw, nodeId, remaining), this.parked.on(pool, raw.park));
   }
 
   private async tryHandOff(m: Msg, pool: string, raw: Record<string, unknown>, nodeId: string, remaining: number): Promise<Try> {

@@ -68,6 +68,8 @@ export class PoolNode extends Actor {
   private readonly inFlightByPool = new Map<string, number>();
   private inFlight = 0;
   private hbSeq = 0;
+  /** Heartbeats failing since (a streak is warned about once, not every interval). */
+  private hbFailingSince: number | undefined;
   private hbTimer: NodeJS.Timeout | undefined;
   private cpuPrev = process.cpuUsage();
   private cpuPrevAt = Date.now();
@@ -220,9 +222,14 @@ export class PoolNode extends Actor {
   /** An acquire with a parking key: the parked resource if it is here (no lookup), else a fresh one continued where possible. */
   private async acquireParked(m: Msg, pool: Pool, req: AcquireRequest): Promise<void> {
     const key = req.park!;
-    const hit = pool.claimParked(key, req);
-    if (hit) { this.granted(m, pool, { ...hit, park: 'hit' }); return; }
+    // Bad options are refused before anything is taken, a parked session included.
     if (req.options !== undefined) pool.checkLeaseOptions(req.options);
+    const hit = pool.claimParked(key, req);
+    if (hit) {
+      const lease = req.options !== undefined ? await pool.prepare(hit.leaseId, req.options as Record<string, unknown>) : hit;
+      this.granted(m, pool, { ...lease, park: 'hit' });
+      return;
+    }
     const lease = await this.withPoolSlot(pool, async () => {
       let l = await pool.acquire(req);
       if (req.options !== undefined) l = await pool.prepare(l.leaseId, req.options as Record<string, unknown>);
@@ -280,11 +287,10 @@ export class PoolNode extends Actor {
       const ttl = { ...req, timeoutMs, ttlMs: (fixedMs ?? timeoutMs) + ONE_SHOT_TTL_MARGIN_MS };
       // With a parking key: its parked resource (context intact) if here, else a fresh one continued where possible; parked again after.
       let lease = req.park !== undefined ? pool.claimParked(req.park, ttl) : undefined;
-      if (!lease) {
-        lease = await pool.acquire(ttl);
-        if (req.options !== undefined) lease = await pool.prepare(lease.leaseId, req.options as Record<string, unknown>);
-        if (req.park !== undefined) lease = await this.parking.adopt(pool, this.drivers.get(pool.name)!, lease, req.park);
-      }
+      const hit = lease !== undefined;
+      lease ??= await pool.acquire(ttl);
+      if (req.options !== undefined) lease = await pool.prepare(lease.leaseId, req.options as Record<string, unknown>);
+      if (!hit && req.park !== undefined) lease = await this.parking.adopt(pool, this.drivers.get(pool.name)!, lease, req.park);
       if (lease.reused) this.metrics.reused(pool.name, pool.kind);
       const out = new StreamOut(this.nc, req.replyTo ?? m.reply, this.log);
       if (req.replyTo) this.reply(m, { accepted: true, nodeId: this.nodeId });
@@ -300,7 +306,7 @@ export class PoolNode extends Actor {
         // A failed one-shot may have left the resource mid-operation: reset it before reuse.
         // (A drain may have revoked the lease under us: then there is nothing to release.)
         if (pool.holds(lease.leaseId)) {
-          if (!failed && req.park !== undefined) this.parking.remember(pool.name, req.park, pool.describeLease(lease.leaseId));
+          if (!failed && req.park !== undefined && pool.parks) this.parking.remember(pool.name, req.park, pool.describeLease(lease.leaseId));
           pool.release(lease.leaseId, failed ? { reset: true } : req.park !== undefined ? { park: req.park } : { reset: false });
         }
       }
@@ -328,7 +334,8 @@ export class PoolNode extends Actor {
   private onRelease(m: Msg): void {
     const req = parse('release', m.data);
     const pool = this.poolOfLease(req.leaseId, req.secret);
-    if (req.park !== undefined && pool.holds(req.leaseId)) this.parking.remember(pool.name, req.park, pool.describeLease(req.leaseId));
+    // max_parked 0 turns parking off: the release is an ordinary one, and nothing is recorded for a resume.
+    if (req.park !== undefined && pool.parks && pool.holds(req.leaseId)) this.parking.remember(pool.name, req.park, pool.describeLease(req.leaseId));
     pool.release(req.leaseId, req);
     this.reply(m, { released: req.leaseId });
   }
@@ -446,10 +453,23 @@ export class PoolNode extends Actor {
       memory: { rss: mem.rss, heapUsed: mem.heapUsed },
       pools: Object.fromEntries([...this.pools.values()].map((p) => [p.name, this.poolStats(p)])),
     };
+    let bytes = 0;
     try {
-      this.nc.publish(this.s.heartbeat(this.nodeId), encode(hb));
+      const data = encode(hb);
+      bytes = data.length;
+      this.nc.publish(this.s.heartbeat(this.nodeId), data);
+      if (this.hbFailingSince !== undefined) {
+        this.log.info('heartbeats sent again', { failedForMs: Date.now() - this.hbFailingSince });
+        this.hbFailingSince = undefined;
+      }
     } catch (err) {
-      this.log.debug('heartbeat not sent', { err: (err as Error).message });
+      // Without heartbeats balancers declare this node gone: say so, once per streak.
+      if (this.hbFailingSince === undefined) {
+        this.hbFailingSince = Date.now();
+        this.log.warn('heartbeat not sent: balancers will take this node for gone until one is', { err: (err as Error).message, bytes });
+      } else {
+        this.log.debug('heartbeat not sent', { err: (err as Error).message });
+      }
     }
   }
 

@@ -262,6 +262,8 @@ export class Pool<R = unknown> {
       this.draining = false;
       this.drainPhase = undefined;
       this.scheduleCleanup();
+      // A probe still in flight schedules the next itself when it ends.
+      if (!this.probing) this.scheduleProbe();
       this.replenish();
       return 'restarted';
     }
@@ -274,8 +276,11 @@ export class Pool<R = unknown> {
     this.draining = true;
     this.closed = true;
     this.clock.clearTimeout(this.cleanupTimer);
+    // Cleared and forgotten: a restart (undrain) tests these to know whether one is pending.
     this.clock.clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
     this.clock.clearTimeout(this.probeTimer);
+    this.probeTimer = undefined;
     this.clock.clearTimeout(this.chunkTimer);
     this.chunkTimer = undefined;
     this.rejectAllWaiters(() => new ShoalError(ErrorCodes.NODE_DRAINING, `pool ${this.name} is closed`));
@@ -324,6 +329,11 @@ export class Pool<R = unknown> {
     this.meter.acquired(0, lease.reused);
     this.observer.op('acquire', 'success', 0);
     return lease;
+  }
+
+  /** Whether a release with `park` parks here (`max_parked` > 0). */
+  get parks(): boolean {
+    return this.cfg.sessionManagement.maxParked > 0;
   }
 
   /** Keys parked here, oldest first (for the heartbeat: balancers route a key's acquire to its node). */
@@ -383,7 +393,8 @@ export class Pool<R = unknown> {
   /** Drop a parked resource's context and make it ordinary idle capacity (or the next waiter's). */
   private async evict(r: Resource<R>, why: 'pressure' | 'max_parked' | 'park_ttl'): Promise<void> {
     if (r.parkedKey === undefined) return;
-    this.parked.delete(r.parkedKey);
+    // Only its own entry: the key may already name another resource.
+    if (this.parked.get(r.parkedKey) === r) this.parked.delete(r.parkedKey);
     this.observer.log('info', 'parked resource evicted', { pool: this.name, resourceId: r.id, key: r.parkedKey, why });
     this.observer.op('evict', why);
     r.parkedKey = undefined;
@@ -690,14 +701,15 @@ export class Pool<R = unknown> {
   private park(r: Resource<R>, key: string): void {
     const sm = this.cfg.sessionManagement;
     // One resource per key: a key parked again replaces the older one, whose context is dropped.
+    // The older one goes first: evict() frees its key synchronously, before the new one takes it.
     const older = this.parked.get(key);
+    if (older && older !== r) void this.evict(older, 'max_parked');
     r.state = 'ready';
     r.parkedKey = key;
     r.parkedAt = this.clock.now();
     r.idleSince = r.parkedAt;
     this.parked.delete(key);
     this.parked.set(key, r);
-    if (older) void this.evict(older, 'max_parked');
     while (this.parked.size > sm.maxParked) void this.evict(this.parked.values().next().value!, 'max_parked');
     // Someone is waiting right now: parked capacity is theirs.
     this.relieve();

@@ -278,7 +278,8 @@ export const SHARED_SCHEMA: Section = {
     cleanup_interval: dur('60s', 'period of the idle/lifetime sweep', 1),
     validate_on_return: bool(true, 'validate a resource when it comes back'),
     validate_skip_window: dur('500ms', 'skip validation if validated this recently'),
-    max_parked: int(16, 'resources kept with their context for a key (release with park); 0 = parking off'),
+    // At most 1024: every parked key (up to 128 characters) rides in every heartbeat, which must stay under NATS max_payload.
+    max_parked: int(16, 'resources kept with their context for a key (release with park); 0 = parking off; at most 1024', 0, 1024),
     park_ttl: dur('10m', 'a parked resource not claimed within this is reset and reused', 1),
   },
   resource_limits: {
