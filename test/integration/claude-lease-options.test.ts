@@ -4,8 +4,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BadRequestError, connect, type Client } from '@shoal/client';
-import { subjects } from '@shoal/protocol';
-import { call } from '@shoal/runtime';
+import { parseHeartbeat, subjects } from '@shoal/protocol';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { ROOT, startPoolNode, startService, type Service } from '../helpers/procs.js';
 
@@ -133,14 +132,17 @@ describe('claude-cli per-lease options (SDK, balancer, pool-node, stand-in CLI)'
     await lease.release();
   });
 
-  /** Until the node's heartbeat (as the balancer shows it) lists the key as parked in the pool (or, with `listed` false, no longer does). */
+  /**
+   * Until a node's heartbeat lists the key as parked in the pool (or, with `listed` false, one no longer
+   * does). Read from the heartbeats themselves: balancer statuses show only how many are parked.
+   */
   async function parkedSeen(pool: string, key: string, listed = true): Promise<void> {
-    for (let i = 0; i < 200; i++) {
-      const st = await call<{ nodes: { pools?: Record<string, { parked?: string[] }>; heartbeat?: { pools?: Record<string, { parked?: string[] }> } }[] }>(client.nc, s.adminStatus, {}, 3000).catch(() => undefined);
-      if (st && st.nodes.some((n) => (n.pools ?? n.heartbeat?.pools)?.[pool]?.parked?.includes(key) === true) === listed) return;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    throw new Error(`key ${key} never showed as ${listed ? 'parked' : 'not parked'}`);
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => { sub.unsubscribe(); reject(new Error(`key ${key} never showed as ${listed ? 'parked' : 'not parked'}`)); }, 10_000);
+      const sub = client.nc.subscribe(s.anyHeartbeat, { callback: (_e, m) => {
+        if ((parseHeartbeat(m.data).pools[pool]?.parked?.includes(key) === true) === listed) { clearTimeout(t); sub.unsubscribe(); resolve(); }
+      } });
+    });
   }
 
   it('a parked session: options outside the allow-list are refused and it stays parked; allowed ones apply on a hit (acquire and one-shot)', async () => {
