@@ -1,3 +1,4 @@
+import type { SettingRow } from '@shoal/protocol';
 import type { StrategyRequest } from '@shoal/protocol';
 import type { SettingMeta } from './settings.js';
 import type { PerformanceWeights, StrategyName } from './strategies/index.js';
@@ -19,18 +20,7 @@ export interface PolicyConfig {
   pools?: Record<string, PoolPolicy>;
 }
 
-/** One setting as `shoal status` shows it: its value now and where that came from. */
-export interface SettingRow {
-  key: string;
-  pool?: string;
-  nodeId?: string;
-  value: unknown;
-  /** `runtime` (an operator's override, with `by` and `at`), or the config layer: `default`, `file …`, `env …`. */
-  source: string;
-  by?: string;
-  at?: number;
-  revision?: number;
-}
+export type { SettingRow } from '@shoal/protocol';
 
 /** Used when neither the client nor this balancer's config gives a pool's acquire deadline: the schema's default. */
 export const DEFAULT_ACQUIRE_TIMEOUT_MS = 30_000;

@@ -1,3 +1,4 @@
+import type { SettingRow } from '@shoal/protocol';
 import { hostname, userInfo } from 'node:os';
 import { call } from '@shoal/runtime';
 import { UsageError } from './args.js';
@@ -14,16 +15,6 @@ export function operatorName(): string {
   return `${user || 'unknown'}@${hostname()}`.slice(0, 128);
 }
 
-/** One row of `settings.values` in a balancer's status. */
-export interface SettingRow {
-  key: string;
-  pool?: string;
-  nodeId?: string;
-  value: unknown;
-  source: string;
-  by?: string;
-  at?: number;
-}
 
 /** The SETTINGS table of `shoal status`: each runtime setting, its value, where it came from. */
 export function printSettings(ctx: Ctx, values: unknown): void {

@@ -384,3 +384,16 @@ export function parseHeartbeat(data: Uint8Array): Heartbeat {
   heartbeatCheck(m, '');
   return m as unknown as Heartbeat;
 }
+
+/** One runtime setting in a balancer's status (`settings.values`): its value now and where that came from. */
+export interface SettingRow {
+  key: string;
+  pool?: string;
+  nodeId?: string;
+  value: unknown;
+  /** `runtime` (an operator's override, with `by` and `at`), or the config layer: `default`, `file …`, `env …`. */
+  source: string;
+  by?: string;
+  at?: number;
+  revision?: number;
+}
