@@ -5,24 +5,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compactLog, parseArgs, table, UsageError } from '@shoal/cli';
 import { freePort } from '../helpers/nats-server.js';
-import { ROOT, sleep } from '../helpers/procs.js';
+import { ROOT, sleep, runShoal as shoal } from '../helpers/procs.js';
 
 const BIN = join(ROOT, 'bin/shoal.js');
 
-interface Result { code: number | null; stdout: string; stderr: string }
 
-/** Run one `shoal` command to its end (bounded). */
-function shoal(args: string[], env: Record<string, string> = {}, timeoutMs = 20_000): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, NO_COLOR: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => { stdout += d; });
-    p.stderr.on('data', (d) => { stderr += d; });
-    const t = setTimeout(() => { p.kill('SIGKILL'); reject(new Error(`shoal ${args.join(' ')} did not finish in ${timeoutMs} ms; stderr: ${stderr}`)); }, timeoutMs);
-    p.once('exit', (code) => { clearTimeout(t); resolve({ code, stdout, stderr }); });
-  });
-}
+
 
 const alive = (pid: number): boolean => {
   try { process.kill(pid, 0); return true; } catch { return false; }

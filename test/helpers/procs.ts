@@ -93,3 +93,19 @@ export async function until(what: string, cond: () => boolean | Promise<boolean>
     await sleep(10);
   }
 }
+
+/** What a `shoal` CLI run printed and how it ended. */
+export interface ShoalRun { code: number | null; stdout: string; stderr: string }
+
+/** Run one `shoal` command to its end (bounded; killed past `timeoutMs`). */
+export function runShoal(args: string[], env: Record<string, string> = {}, timeoutMs = 20_000): Promise<ShoalRun> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [join(ROOT, 'bin/shoal.js'), ...args], { env: { ...process.env, NO_COLOR: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => { stdout += d; });
+    p.stderr.on('data', (d) => { stderr += d; });
+    const t = setTimeout(() => { p.kill('SIGKILL'); reject(new Error(`shoal ${args.join(' ')} did not finish in ${timeoutMs} ms; stderr: ${stderr}`)); }, timeoutMs);
+    p.once('exit', (code) => { clearTimeout(t); resolve({ code, stdout, stderr }); });
+  });
+}
