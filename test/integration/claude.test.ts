@@ -240,8 +240,9 @@ describe('claude-cli pool (integration: pool-node process, stand-in CLI, SDK, ba
     let total = await status(n.nodeId, 'claude_total');
     while (Date.now() < deadline && (total.resources!.some((r) => r.id === y.resourceId) || total.idle < 2)) { await sleep(100); total = await status(n.nodeId, 'claude_total'); }
     const ids = total.resources!.map((r) => r.id);
-    expect(ids).to.not.include(y.resourceId);
-    expect(ids).to.include(x.resourceId);
+    const why = JSON.stringify(n.logs.filter((l) => /memory|destroy|replac|recycl/.test(String(l.msg))));
+    expect(ids, why).to.not.include(y.resourceId);
+    expect(ids, why).to.include(x.resourceId);
     expect(n.logs.some((l) => l.msg === 'max_total_memory exceeded, recycling the largest idle resource' && l.resourceId === y.resourceId)).to.equal(true);
   });
 

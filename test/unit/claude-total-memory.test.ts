@@ -80,4 +80,30 @@ describe('Pool max_total_memory recycling (unit, fake clock)', () => {
     expect(pool.memoryBytes()).to.equal(60);
     await pool.close();
   });
+
+  it('waits for a larger resource that is being validated instead of recycling a smaller idle one', async () => {
+    const clock = new FakeClock();
+    const { d, destroyed } = driver();
+    let open!: () => void;
+    const gate = new Promise<void>((r) => { open = r; });
+    d.validate = async (r) => { if (r.mem > 50) await gate; return !r.dead; };
+    const pool = new Pool(settings(100, 2), d, clock, seeded());
+    await pool.start();
+    const res = (pool as unknown as { resources: Map<string, { handle: Res; lastValidatedAt: number }> }).resources;
+    const [big, small] = [...res.keys()];
+    res.get(big!)!.handle.mem = 80;
+    res.get(small!)!.handle.mem = 30;
+    res.get(big!)!.lastValidatedAt = -1; // the health probe picks it
+    const bigHandle = res.get(big!)!.handle;
+    const probing = pool.probeIdle();
+    await clock.advance(1000); // cleanup: 110 > 100, but the 80 is out being validated: the 30 stays
+    expect(destroyed).to.deep.equal([]);
+    expect([...res.keys()]).to.include(small);
+    open();
+    expect(await probing).to.equal(true);
+    await clock.advance(1000); // the 80 is idle again: it goes, the 30 stays
+    expect([...res.keys()]).to.include(small).and.not.include(big);
+    expect(destroyed).to.deep.equal([bigHandle.id]);
+    await pool.close();
+  });
 });

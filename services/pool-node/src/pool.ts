@@ -989,15 +989,23 @@ export class Pool<R = unknown> {
     return ok;
   }
 
-  /** Over max_total_memory: destroy the largest idle resources until under it (replenish then refills within the limit). */
+  /**
+   * Over max_total_memory: destroy the largest idle resources until under it
+   * (replenish then refills within the limit). A larger one that is only out
+   * of the idle list for a moment (being validated, or reset after its
+   * release) defers the choice to the next cleanup: recycling a smaller idle
+   * one now would leave the largest in place.
+   */
   private recycleOverTotalMemory(): void {
     const maxTotal = this.cfg.resourceLimits.maxTotalMemoryBytes;
     if (maxTotal <= 0) return;
     let total = this.totalMemory();
     if (total <= maxTotal) return;
     const mem = (r: Resource<R>) => (r.handle !== undefined ? this.driver.usage(r.handle).memoryBytes : 0);
+    let settling = 0;
+    for (const r of this.resources.values()) if (r.state === 'returning') settling = Math.max(settling, mem(r));
     for (const r of [...this.idle].sort((a, b) => mem(b) - mem(a))) {
-      if (total <= maxTotal) break;
+      if (total <= maxTotal || settling > mem(r)) break;
       total -= mem(r);
       this.observer.log('warn', 'max_total_memory exceeded, recycling the largest idle resource', { pool: this.name, resourceId: r.id, memoryBytes: mem(r), maxTotal });
       void this.destroy(r, 'total_memory');
