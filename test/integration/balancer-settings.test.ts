@@ -34,7 +34,7 @@ async function until(what: string, ok: () => boolean, ms: number): Promise<void>
 }
 
 describe('balancer settings store (real nats-server)', function () {
-  this.timeout(20_000);
+  this.timeout(60_000);
   let server: NatsServer;
   const conns: NatsConnection[] = [];
   const stores: SettingsStore[] = [];
@@ -67,7 +67,7 @@ describe('balancer settings store (real nats-server)', function () {
     await a.store.putStrategy(set('round_robin'));
     await a.store.putStrategy(set('least_connections'));
     expect(await a.store.putStrategy(set('p2c'))).to.equal(3);
-    await until('b to apply revision 3', () => b.strategy === 'p2c', 3000);
+    await until('b to apply revision 3', () => b.strategy === 'p2c', 10_000);
 
     // The bucket is lost (deleted, or NATS restarted with an ephemeral store).
     const jsm = await admin.jetstreamManager();
@@ -84,7 +84,7 @@ describe('balancer settings store (real nats-server)', function () {
 
     // Later writes through either replica keep both in step.
     await b.store.putStrategy(set('weighted_round_robin'));
-    await until('a to follow b', () => a.strategy === 'weighted_round_robin', 3000);
+    await until('a to follow b', () => a.strategy === 'weighted_round_robin', 10_000);
     expect(b.strategy).to.equal('weighted_round_robin');
     expect(a.store.ready && b.store.ready).to.equal(true);
   }
@@ -94,7 +94,7 @@ describe('balancer settings store (real nats-server)', function () {
   });
 
   it('without advisories, the periodic check still brings the other replica to the new bucket', async () => {
-    await deletedThenWritten({ advisories: false, checkMs: 300 }, 5000);
+    await deletedThenWritten({ advisories: false, checkMs: 300 }, 15_000);
   });
 
   it('both replicas follow the new bucket when NATS restarts with an empty store', async () => {
@@ -103,7 +103,7 @@ describe('balancer settings store (real nats-server)', function () {
     await a.store.putWeight('n1', 0);
     await a.store.putStrategy(set('least_connections'));
     await a.store.putStrategy(set('p2c'));
-    await until('b to apply both', () => b.strategy === 'p2c' && b.weights.get('n1') === 0, 3000);
+    await until('b to apply both', () => b.strategy === 'p2c' && b.weights.get('n1') === 0, 10_000);
 
     const port = server.port;
     await server.stop();
@@ -113,9 +113,9 @@ describe('balancer settings store (real nats-server)', function () {
       a.strategy === undefined && b.strategy === undefined && a.weights.get('n1') === undefined && b.weights.get('n1') === undefined, 8000);
     // ...and a write through either replica (revision 1 again) reaches both.
     expect(await b.store.putStrategy(set('round_robin'))).to.be.lessThan(3);
-    await until('a to take the write', () => a.strategy === 'round_robin', 3000);
+    await until('a to take the write', () => a.strategy === 'round_robin', 10_000);
     await a.store.putWeight('n1', 4);
-    await until('b to take the weight', () => b.weights.get('n1') === 4, 3000);
+    await until('b to take the weight', () => b.weights.get('n1') === 4, 10_000);
   });
 
   it('a replica that was never written to also recreates the bucket, and keys the lost bucket held fall back to the config', async () => {
@@ -126,18 +126,18 @@ describe('balancer settings store (real nats-server)', function () {
     const [a, b, admin] = await replicas(bucket, { checkMs: 500 });
     await a.store.putWeight('n1', 0);
     await a.store.putStrategy(set('p2c'));
-    await until('b to apply both', () => b.strategy === 'p2c' && b.weights.get('n1') === 0, 3000);
+    await until('b to apply both', () => b.strategy === 'p2c' && b.weights.get('n1') === 0, 10_000);
 
     const jsm = await admin.jetstreamManager();
     await jsm.streams.delete(`KV_${bucket}`);
     // Nobody writes: the replicas see the bucket is gone and what it held is no longer set.
     await until('both to drop the lost settings', () =>
-      a.strategy === undefined && b.strategy === undefined && a.weights.get('n1') === undefined && b.weights.get('n1') === undefined, 5000);
+      a.strategy === undefined && b.strategy === undefined && a.weights.get('n1') === undefined && b.weights.get('n1') === undefined, 15_000);
 
     // The bucket is back (a replica recreated it), and a write through b reaches a.
     expect((await jsm.streams.info(`KV_${bucket}`)).config.name).to.equal(`KV_${bucket}`);
     await b.store.putWeight('n1', 2);
-    await until('a to take weight 2', () => a.weights.get('n1') === 2, 3000);
+    await until('a to take weight 2', () => a.weights.get('n1') === 2, 10_000);
     expect(b.weights.get('n1')).to.equal(2);
   });
 
@@ -165,7 +165,7 @@ describe('balancer settings store (real nats-server)', function () {
     const bucket = `settings_${process.pid}_${n++}`;
     const [a, , admin] = await replicas(bucket, { checkMs: 300 });
     await a.store.putStrategy(set('p2c'));
-    await until('a to apply p2c', () => a.strategy === 'p2c', 3000);
+    await until('a to apply p2c', () => a.strategy === 'p2c', 10_000);
     // Stall a's watch: remove its consumer behind its back.
     const jsm = await admin.jetstreamManager();
     const consumers = await jsm.consumers.list(`KV_${bucket}`).next();
@@ -175,6 +175,6 @@ describe('balancer settings store (real nats-server)', function () {
     const kv = await admin.jetstream().views.kv(bucket);
     await kv.put('strategy', new TextEncoder().encode(JSON.stringify({ strategy: 'round_robin' })));
     // Two checks (0.3 s apart) see it behind and idle; nats.js alone would take two missed 5 s heartbeats.
-    await until('a to apply the other write', () => a.strategy === 'round_robin', 4000);
+    await until('a to apply the other write', () => a.strategy === 'round_robin', 10_000);
   });
 });
