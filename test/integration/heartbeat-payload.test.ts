@@ -97,4 +97,20 @@ describe('pool-node heartbeats with many long parked keys under a small max_payl
     expect(omitted.parked).to.be.oneOf(['hit', 'gone']);
     await omitted.release();
   });
+
+  it('a heartbeat too large even without parked keys (many pools) is not sent: the node warns once per streak, not every interval', async () => {
+    const cfg = join(dir, 'wide.yaml');
+    const pools = Object.fromEntries(Array.from({ length: 60 }, (_, i) => [`pool${String(i).padStart(2, '0')}`, { driver: 'synthetic', min_size: 0, max_size: 1, initial_size: 0 }]));
+    writeFileSync(cfg, JSON.stringify({ node: { heartbeat_interval: '100ms', drain_grace: '500ms' }, pools }));
+    const wide = await startPoolNode({ SHOAL_NATS_URL: nats.url, SHOAL_CONFIG: cfg, SHOAL_LOG_LEVEL: 'debug' });
+    try {
+      const warns = () => wide.logs.filter((l) => l.level === 'warn' && String(l.msg).startsWith('heartbeat not sent'));
+      const warned = await eventually('a warning', async () => warns()[0], 10_000, 50);
+      expect(Number(warned.bytes)).to.be.greaterThan(MAX_PAYLOAD);
+      await eventually('more failed heartbeats', async () => wide.logs.filter((l) => l.level === 'debug' && l.msg === 'heartbeat not sent').length >= 3, 10_000, 50);
+      expect(warns()).to.have.length(1);
+    } finally {
+      await wide.kill();
+    }
+  });
 });
