@@ -311,11 +311,13 @@ export class PoolNode extends Actor {
       // Released before the caller hears the result: its next call with the key finds the resource
       // parked or returning here, never missing. A failed one-shot may have left the resource
       // mid-operation: reset before reuse. (A drain may have revoked the lease under us: nothing to release.)
+      const parks = result.ok && req.park !== undefined && pool.parks && pool.holds(lease.leaseId);
       if (pool.holds(lease.leaseId)) {
-        if (result.ok && req.park !== undefined && pool.parks) this.parking.remember(pool.name, req.park, pool.describeLease(lease.leaseId));
+        if (parks) this.parking.remember(pool.name, req.park!, pool.describeLease(lease.leaseId));
         pool.release(lease.leaseId, !result.ok ? { reset: true } : req.park !== undefined ? { park: req.park } : { reset: false });
       }
-      if (result.ok) out.done(result.value);
+      // Parked: the caller's SDK asks this node first for the key's next call.
+      if (result.ok) out.done(result.value, parks ? { nodeId: this.nodeId } : undefined);
       else out.fail(result.err);
     });
   }

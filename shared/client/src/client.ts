@@ -408,10 +408,21 @@ export class Client {
   exec(pool: string, op: string, args?: unknown, opts: OneShotOptions = {}): ExecCall {
     const timeoutMs = opts.timeoutMs ?? this.opts.timeoutMs ?? 30_000;
     const subject = opts.nodeId ? this.subjects.nodeExec(opts.nodeId) : this.subjects.poolExec(pool);
-    const body = { pool, op, args, timeoutMs: serverDeadline(timeoutMs), priority: opts.priority, holder: this.holder, options: opts.options, park: opts.park };
-    if (opts.execTimeoutMs !== undefined) return new ExecCall(this.nc, subject, { ...body, execTimeoutMs: opts.execTimeoutMs }, timeoutMs + opts.execTimeoutMs);
     const idle = this.keepAliveMs * KEEPALIVE_MISSES;
-    return new ExecCall(this.nc, subject, { ...body, keepAliveMs: this.keepAliveMs }, timeoutMs + idle, idle);
+    const deadline = opts.execTimeoutMs !== undefined ? { execTimeoutMs: opts.execTimeoutMs } : { keepAliveMs: this.keepAliveMs };
+    const body = { pool, op, args, timeoutMs: serverDeadline(timeoutMs), priority: opts.priority, holder: this.holder, options: opts.options, park: opts.park, ...deadline };
+    const wait = opts.execTimeoutMs !== undefined ? timeoutMs + opts.execTimeoutMs : timeoutMs + idle;
+    const idleMs = opts.execTimeoutMs !== undefined ? undefined : idle;
+    // A key this client parked: its node first (onlyParked), the balancers if it is not there.
+    const k = opts.park !== undefined && !opts.nodeId ? `${pool}\u0000${opts.park}` : undefined;
+    const parkedNode = k !== undefined ? this.parked.get(k) : undefined;
+    if (parkedNode !== undefined) this.parked.delete(k!);
+    const c = parkedNode !== undefined
+      ? new ExecCall(this.nc, this.subjects.nodeExec(parkedNode), { ...body, onlyParked: true }, wait, idleMs, { subject, body })
+      : new ExecCall(this.nc, subject, body, wait, idleMs);
+    // Parked again after it ran: remember where, for the key's next call.
+    if (opts.park !== undefined) void c.result.then(() => { if (c.nodeId !== undefined) this.parkedOn(pool, opts.park!, c.nodeId); }, () => {});
+    return c;
   }
 
   /** Leases this client holds right now. */

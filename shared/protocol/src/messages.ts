@@ -279,6 +279,8 @@ export interface StreamEvent {
   events?: unknown[];
   done?: boolean;
   result?: unknown;
+  /** On the last message of a one-shot with `park` that parked its resource: the node it is parked on. */
+  nodeId?: string;
 }
 
 export const ok = <T>(data: T): OkReply<T> => ({ v: PROTOCOL_VERSION, ok: true, data });
