@@ -21,12 +21,12 @@
  *   same answers; ratio of creation rates (goal >= 0.9).
  * - heap_bytes_per_idle_session: heap of the pool side per idle session,
  *   used once and reset (bench/procs/claude-heap.ts); goal <= 100 KB.
- * - claude-affinity: through a balancer process, the acquire latency of a
- *   parked conversation (`acquire {park: key}` → the same session, context
- *   intact; released with `park` again) against a warm acquire (an idle,
- *   reset session) and a cold one (a pool that never reuses: spawn +
- *   initialize per acquire). Goals: parked p50 within 1.2x of warm, and at
- *   least 10x faster than cold.
+ * - claude-affinity: the acquire latency of a parked conversation
+ *   (`acquire {park: key}` → the same session, context intact; released with
+ *   `park` again; the SDK that parked it asks the key's node directly) against
+ *   a warm acquire through a balancer process (an idle, reset session) and a
+ *   cold one (a pool that never reuses: spawn + initialize per acquire).
+ *   Goals: parked p50 within 1.2x of warm, and at least 10x faster than cold.
  */
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -268,7 +268,7 @@ async function warmup(n: number, pairs: number, home: string, tmp: string, log: 
   };
 }
 
-/** claude-affinity: parked re-acquire vs warm acquire vs cold start, through a balancer. */
+/** claude-affinity: parked re-acquire (straight to the key's node) vs warm acquire and cold start through a balancer. */
 async function affinity(quick: boolean, tmp: string, log: (s: string) => void): Promise<Record<string, unknown>> {
   const N = quick ? { warm: 60, parked: 60, cold: 4 } : { warm: 300, parked: 300, cold: 10 };
   const nats = await startNatsServer();

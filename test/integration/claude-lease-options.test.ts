@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BadRequestError, connect, type Client } from '@shoal/client';
-import { parseHeartbeat, subjects } from '@shoal/protocol';
+import { parkKeyHash, parseHeartbeat, subjects } from '@shoal/protocol';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { ROOT, startPoolNode, startService, type Service } from '../helpers/procs.js';
 
@@ -20,6 +20,7 @@ const BALANCER = 'services/balancer/dist/main.js';
 const s = subjects('shoal');
 
 interface WhoAmI { model: string; permissionMode: string; cwd: string; append: string | null; allowed: string[] }
+const text = (r: unknown) => String((r as { result?: string }).result);
 const whoami = (r: unknown): WhoAmI => {
   const m = /\[whoami (\{.*?\})\]/.exec(String((r as { result?: string }).result));
   if (!m) throw new Error(`no whoami in ${JSON.stringify(r)}`);
@@ -140,7 +141,7 @@ describe('claude-cli per-lease options (SDK, balancer, pool-node, stand-in CLI)'
     await new Promise<void>((resolve, reject) => {
       const t = setTimeout(() => { sub.unsubscribe(); reject(new Error(`key ${key} never showed as ${listed ? 'parked' : 'not parked'}`)); }, 10_000);
       const sub = client.nc.subscribe(s.anyHeartbeat, { callback: (_e, m) => {
-        if ((parseHeartbeat(m.data).pools[pool]?.parked?.includes(key) === true) === listed) { clearTimeout(t); sub.unsubscribe(); resolve(); }
+        if ((parseHeartbeat(m.data).pools[pool]?.parked?.includes(parkKeyHash(key)) === true) === listed) { clearTimeout(t); sub.unsubscribe(); resolve(); }
       } });
     });
   }
@@ -166,6 +167,28 @@ describe('claude-cli per-lease options (SDK, balancer, pool-node, stand-in CLI)'
     expect(String((one as { result?: string }).result)).to.contain('first: "remember me"');
     const end = await client.acquire('claude', { park: 'opt-1' });
     await end.release();
+  });
+
+  it('a hit whose options respawn the CLI (system prompt, tools) resumes the conversation: hit means the context is there; moving it to another cwd says gone', async () => {
+    const first = await client.acquire('claude');
+    expect(text(await first.exec('send', { content: 'the code is 7' }))).to.contain('message 1 of this conversation');
+    const pid = ((await first.exec('info')) as { pid: number }).pid;
+    const sid = first.meta?.session_id;
+    await first.release({ park: 'opt-respawn' });
+    // Right after the release, with options that exist only as flags: a new process, the same conversation.
+    const hit = await client.acquire('claude', { park: 'opt-respawn', options: { append_system_prompt: 'Be brief.', allowed_tools: ['Read'] } });
+    expect(hit.parked).to.equal('hit');
+    expect(((await hit.exec('info')) as { pid: number }).pid).to.not.equal(pid);
+    expect(hit.meta?.session_id).to.equal(sid);
+    const r = await hit.exec('send', { content: '[[whoami]] what was the code?' });
+    expect(text(r)).to.contain('message 2 of this conversation; first: "the code is 7"');
+    expect(whoami(r)).to.deep.include({ append: 'Be brief.', allowed: ['Read'] });
+    await hit.release({ park: 'opt-respawn' });
+    // The CLI finds a conversation under its working directory only: a lease that moves it elsewhere loses it, and says so.
+    const moved = await client.acquire('claude', { park: 'opt-respawn', options: { cwd: projA } });
+    expect(moved.parked).to.equal('gone');
+    expect(text(await moved.exec('send', { content: 'and now?' }))).to.contain('message 1 of this conversation; first: "and now?"');
+    await moved.release();
   });
 
   it('max_parked 0: a release with park is an ordinary release and records nothing for a resume', async () => {

@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type Client, type Lease } from '@shoal/client';
-import { parseHeartbeat, subjects } from '@shoal/protocol';
+import { parkKeyHash, parseHeartbeat, subjects } from '@shoal/protocol';
 import { call } from '@shoal/runtime';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { ROOT, sleep, startPoolNode, startService, type Service } from '../helpers/procs.js';
@@ -53,15 +53,15 @@ describe('claude-cli parked conversations (SDK, 2 balancers, 2 pool-nodes, stand
   }
 
   /**
-   * Until a node's heartbeat lists the key as parked (what the balancers route by), and one more heartbeat.
-   * The balancers' status shows only how many are parked: a key is a credential for its conversation.
+   * Until a node's heartbeat lists the key's hash as parked (what the balancers route by), and one more heartbeat.
+   * Heartbeats carry only hashes, and the balancers' status only how many: a key is a credential for its conversation.
    */
   async function parkedSeen(pool: string, key: string): Promise<string> {
     const holder = await new Promise<string>((resolve, reject) => {
       const t = setTimeout(() => { sub.unsubscribe(); reject(new Error(`key ${key} never showed as parked`)); }, 10_000);
       const sub = alice.nc.subscribe(s.anyHeartbeat, { callback: (_e, m) => {
         const hb = parseHeartbeat(m.data);
-        if (hb.pools[pool]?.parked?.includes(key)) { clearTimeout(t); sub.unsubscribe(); resolve(hb.nodeId); }
+        if (hb.pools[pool]?.parked?.includes(parkKeyHash(key))) { clearTimeout(t); sub.unsubscribe(); resolve(hb.nodeId); }
       } });
     });
     const st = await call<{ nodes: { nodeId: string; pools: Record<string, { parked?: string[]; parkedCount?: number }> }[] }>(alice.nc, s.adminStatus, {}, 3000);

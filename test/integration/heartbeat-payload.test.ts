@@ -3,64 +3,114 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type Client, type Lease } from '@shoal/client';
-import { PROTOCOL_VERSION, subjects } from '@shoal/protocol';
-import { call } from '@shoal/runtime';
+import { parkKeyHash, parseHeartbeat, subjects, type Heartbeat } from '@shoal/protocol';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { eventually, startPoolNode, startService, type Service } from '../helpers/procs.js';
 
 /**
- * Every parked key rides in every heartbeat. A heartbeat that no longer fits
- * the server's max_payload cannot be sent, and balancers then take the node
- * for gone: the node must say so at warn (once per streak, not every
- * interval), not at debug. Here a small max_payload stands in for many long
- * keys under the real 1 MB.
+ * Parked keys ride in heartbeats as fixed-size hashes, as many as fit the
+ * server's max_payload (newest first); the rest are counted
+ * (`parkedOmitted`) and their acquires placed by strategy. Here an 8 KB
+ * max_payload and 700 keys of 128 characters (90 KB of keys): heartbeats
+ * still go out, and balancers route the keys that fit to their node. Before
+ * the hashes and the budget, such a heartbeat could not be sent at all and
+ * balancers took the node for gone.
  */
 const s = subjects('shoal');
+const MAX_PAYLOAD = 8192;
+const KEYS = 700;
+const key = (i: number) => `${String(i).padStart(3, '0')}-${'k'.repeat(124)}`;
 
-describe('pool-node heartbeat too large to publish (real nats-server, pool-node process)', function () {
-  this.timeout(30_000);
+describe('pool-node heartbeats with many long parked keys under a small max_payload (real nats-server, 2 pool-nodes, balancer)', function () {
+  this.timeout(60_000);
   let nats: NatsServer;
   let dir: string;
-  let node: Service & { nodeId: string };
+  const nodes: (Service & { nodeId: string })[] = [];
   let balancer: Service;
-  let client: Client;
+  let alice: Client;
+  let bob: Client;
 
-  before(async () => {
+  before(async function () {
+    this.timeout(30_000);
     dir = mkdtempSync(join(tmpdir(), 'shoal-hb-payload-'));
-    nats = await startNatsServer({ maxPayload: 8192 });
+    nats = await startNatsServer({ maxPayload: MAX_PAYLOAD });
     const cfg = join(dir, 'node.yaml');
     writeFileSync(cfg, JSON.stringify({
       node: { heartbeat_interval: '100ms', drain_grace: '500ms' },
-      pools: { synthetic: { driver: 'synthetic', min_size: 0, max_size: 64, initial_size: 64, session_management: { max_parked: 64 } } },
+      pools: { synthetic: { driver: 'synthetic', min_size: 0, max_size: KEYS + 10, initial_size: 4, session_management: { max_parked: 1024 } } },
     }));
-    node = await startPoolNode({ SHOAL_NATS_URL: nats.url, SHOAL_CONFIG: cfg, SHOAL_LOG_LEVEL: 'debug' });
+    for (let i = 0; i < 2; i++) nodes.push(await startPoolNode({ SHOAL_NATS_URL: nats.url, SHOAL_CONFIG: cfg, SHOAL_LOG_LEVEL: 'debug' }));
     balancer = startService('services/balancer/dist/main.js', { SHOAL_NATS_URL: nats.url, SHOAL_HTTP_PORT: '-1' });
     await balancer.waitFor((l) => l.msg === 'listening');
-    client = await connect({ servers: [nats.url], name: 'hb-payload' });
+    alice = await connect({ servers: [nats.url], name: 'alice' });
+    bob = await connect({ servers: [nats.url], name: 'bob' });
   });
   after(async () => {
-    await client?.close();
+    await alice?.close();
+    await bob?.close();
     await balancer?.kill();
-    await node?.kill();
+    await Promise.all(nodes.map((n) => n.kill()));
     await nats?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
   });
 
-  it('warns once when heartbeats stop fitting, and says when they are sent again', async () => {
+  it('heartbeats still go out, carry the newest key hashes that fit and count the rest; balancers route the listed keys to their node', async () => {
+    const parker = nodes[0]!;
     const leases: Lease[] = [];
-    for (let i = 0; i < 64; i++) leases.push(await client.acquire('synthetic', { timeoutMs: 10_000 }));
-    // 64 keys of 128 characters (the longest allowed): over 8 KB of keys in each heartbeat, over the 8 KB max_payload.
-    for (const [i, l] of leases.entries()) await l.release({ park: `${String(i).padStart(3, '0')}-${'k'.repeat(124)}` });
-    const warns = () => node.logs.filter((l) => l.level === 'warn' && String(l.msg).startsWith('heartbeat not sent'));
-    const warned = await eventually('a warning', async () => warns()[0], 10_000, 50);
-    expect(Number(warned.bytes)).to.be.greaterThan(8192);
-    // Three more failed heartbeats (at debug): still one warning for the streak.
-    await eventually('more failed heartbeats', async () => node.logs.filter((l) => l.level === 'debug' && l.msg === 'heartbeat not sent').length >= 3, 10_000, 50);
-    expect(warns()).to.have.length(1);
-    // Claiming keys empties the heartbeat again (on the node directly: the balancer has taken it for gone by now).
-    for (let i = 0; i < 40; i++) {
-      await call(client.nc, s.nodeAcquire(node.nodeId), { v: PROTOCOL_VERSION, pool: 'synthetic', park: `${String(i).padStart(3, '0')}-${'k'.repeat(124)}`, timeoutMs: 5000 }, 5000);
+    for (let i = 0; i < KEYS; i++) leases.push(await alice.acquire('synthetic', { nodeId: parker.nodeId, timeoutMs: 10_000 }));
+    for (const [i, l] of leases.entries()) await l.release({ park: key(i) });
+
+    // A heartbeat after the last park, within max_payload, with hashes for the newest keys and a count of the others.
+    const hb = await new Promise<{ hb: Heartbeat; bytes: number }>((resolve, reject) => {
+      const t = setTimeout(() => { sub.unsubscribe(); reject(new Error('no heartbeat with every key accounted for')); }, 10_000);
+      const sub = alice.nc.subscribe(s.heartbeat(parker.nodeId), { callback: (_e, m) => {
+        const h = parseHeartbeat(m.data);
+        const p = h.pools.synthetic!;
+        if ((p.parked?.length ?? 0) + (p.parkedOmitted ?? 0) === KEYS) { clearTimeout(t); sub.unsubscribe(); resolve({ hb: h, bytes: m.data.length }); }
+      } });
+    });
+    expect(hb.bytes).to.be.at.most(MAX_PAYLOAD);
+    const listed = hb.hb.pools.synthetic!.parked!;
+    expect(listed.length).to.be.greaterThan(50);
+    expect(hb.hb.pools.synthetic!.parkedOmitted).to.be.greaterThan(0);
+    // Newest first, hashes only: no key travels in a heartbeat.
+    expect(listed[0]).to.equal(parkKeyHash(key(KEYS - 1)));
+    expect(listed).to.not.include(parkKeyHash(key(0)));
+    expect(listed.every((h) => h.length === 12)).to.equal(true);
+    expect(parker.logs.some((l) => String(l.msg).startsWith('heartbeat not sent'))).to.equal(false);
+
+    // Another client, which never parked these keys, through the balancer: the listed keys land on their node.
+    await eventually('the balancer routes a listed key to its node', async () => {
+      const l = await bob.acquire('synthetic', { park: key(KEYS - 1), timeoutMs: 10_000 });
+      const ok = l.parked === 'hit';
+      await l.release({ park: key(KEYS - 1) });
+      return ok;
+    }, 10_000, 100);
+    for (let i = KEYS - 10; i < KEYS; i++) {
+      const l = await bob.acquire('synthetic', { park: key(i), timeoutMs: 10_000 });
+      expect(l.parked, key(i).slice(0, 3)).to.equal('hit');
+      expect(l.nodeId).to.equal(parker.nodeId);
+      await l.release();
     }
-    await eventually('heartbeats again', async () => node.logs.some((l) => l.msg === 'heartbeats sent again'), 10_000, 50);
+    // A key left out is placed by strategy: a lease either way (a hit only if it happens to land on its node).
+    const omitted = await bob.acquire('synthetic', { park: key(0), timeoutMs: 10_000 });
+    expect(omitted.parked).to.be.oneOf(['hit', 'gone']);
+    await omitted.release();
+  });
+
+  it('a heartbeat too large even without parked keys (many pools) is not sent: the node warns once per streak, not every interval', async () => {
+    const cfg = join(dir, 'wide.yaml');
+    const pools = Object.fromEntries(Array.from({ length: 60 }, (_, i) => [`pool${String(i).padStart(2, '0')}`, { driver: 'synthetic', min_size: 0, max_size: 1, initial_size: 0 }]));
+    writeFileSync(cfg, JSON.stringify({ node: { heartbeat_interval: '100ms', drain_grace: '500ms' }, pools }));
+    const wide = await startPoolNode({ SHOAL_NATS_URL: nats.url, SHOAL_CONFIG: cfg, SHOAL_LOG_LEVEL: 'debug' });
+    try {
+      const warns = () => wide.logs.filter((l) => l.level === 'warn' && String(l.msg).startsWith('heartbeat not sent'));
+      const warned = await eventually('a warning', async () => warns()[0], 10_000, 50);
+      expect(Number(warned.bytes)).to.be.greaterThan(MAX_PAYLOAD);
+      await eventually('more failed heartbeats', async () => wide.logs.filter((l) => l.level === 'debug' && l.msg === 'heartbeat not sent').length >= 3, 10_000, 50);
+      expect(warns()).to.have.length(1);
+    } finally {
+      await wide.kill();
+    }
   });
 });

@@ -1,13 +1,14 @@
 import { expect } from 'chai';
-import type { Heartbeat } from '@shoal/protocol';
+import { parkKeyHash, type Heartbeat } from '@shoal/protocol';
 import { ParkIndex, pinnedCandidate } from '../../services/balancer/src/park-index.js';
 
 const hb = (nodeId: string, pools: Record<string, string[]>): Heartbeat => ({
   v: 1, nodeId, seq: 1, startedAt: 1000, intervalMs: 1000, draining: false, host: 'h', pid: 1, inFlight: 0, maxConcurrent: 0, cpu: 0, memory: { rss: 0, heapUsed: 0 },
-  pools: Object.fromEntries(Object.entries(pools).map(([p, parked]) => [p, { parked }])),
+  // Heartbeats carry the keys' hashes, never the keys.
+  pools: Object.fromEntries(Object.entries(pools).map(([p, parked]) => [p, { parked: parked.map(parkKeyHash) }])),
 } as unknown as Heartbeat);
 
-describe('balancer park index (parked keys from heartbeats)', () => {
+describe('balancer park index (parked key hashes from heartbeats)', () => {
   it('maps a key to the node whose last heartbeat lists it, and drops keys the next heartbeat no longer lists', () => {
     const ix = new ParkIndex();
     ix.observe(hb('a', { chat: ['k1', 'k2'] }));

@@ -539,6 +539,59 @@ describe('Pool (unit, fake clock)', () => {
       expect(n.create).to.equal(2);
     });
 
+    it('a keyed acquire while its resource is still returning to park (validate on return) waits for it: a hit, not a miss', async () => {
+      const { d, n } = counting(clock, { validate_latency: 500 });
+      const pool = mk(settings({ maxSize: 2, sm: { validateOnReturn: true } }), d);
+      await pool.start();
+      const a = await pool.acquire({});
+      pool.release(a.leaseId, { park: 'conv' });
+      // The release is answered; the return (a 500 ms validation) is not over: not parked yet.
+      expect(pool.claimParked('conv', {})).to.equal(undefined);
+      let got: Lease | undefined | 'pending' = 'pending';
+      void pool.parkedSoon('conv', { timeoutMs: 5000 }).then((l) => { got = l; });
+      // A second keyed acquire for the same key gets undefined (a miss) once the first has it.
+      let second: Lease | undefined | 'pending' = 'pending';
+      void pool.parkedSoon('conv', { timeoutMs: 5000 }).then((l) => { second = l; });
+      await clock.advance(499);
+      expect(got).to.equal('pending');
+      await clock.advance(1);
+      await settle();
+      expect((got as unknown as Lease).resourceId).to.equal(a.resourceId);
+      expect(second).to.equal(undefined);
+      expect(n.reset).to.equal(0);
+      expect(pool.parkedKeys()).to.deep.equal([]);
+      // Nothing returning under a key: undefined at once.
+      expect(await pool.parkedSoon('other', {})).to.equal(undefined);
+    });
+
+    it('a keyed acquire waiting for a return that does not park (invalid on return) gets undefined; one that outlasts its deadline gets POOL_TIMEOUT', async () => {
+      const { d } = counting(clock, { validate_latency: 500 });
+      const pool = mk(settings({ maxSize: 2, sm: { validateOnReturn: true } }), d);
+      await pool.start();
+      const a = await pool.acquire({});
+      const b = await pool.acquire({});
+      pool.release(a.leaseId, { park: 'late' });
+      const timedOut = rejection(pool.parkedSoon('late', { timeoutMs: 100 }));
+      await clock.advance(100);
+      expect((await timedOut).code).to.equal('POOL_TIMEOUT');
+      await clock.advance(400);
+      await settle();
+      expect(pool.parkedKeys()).to.deep.equal(['late']);
+      // Destroyed on return (a release asking for it overrides the park): the waiter hears undefined, not a timeout.
+      pool.release(b.leaseId, { park: 'gone', destroy: true });
+      expect(await pool.parkedSoon('gone', { timeoutMs: 5000 })).to.equal(undefined);
+      // Released with the key while it is reset for invalidity: a waiter hears once it is settled.
+      const c = await pool.acquire({ timeoutMs: 1000 });
+      (pool as unknown as { driver: Driver<any> }).driver.validate = async () => { await new Promise<void>((r) => clock.setTimeout(() => r(), 500)); return false; };
+      pool.release(c.leaseId, { park: 'bad' });
+      let got: Lease | undefined | 'pending' = 'pending';
+      void pool.parkedSoon('bad', { timeoutMs: 5000 }).then((l) => { got = l; });
+      await clock.advance(500);
+      await settle();
+      expect(got).to.equal(undefined);
+      expect(pool.parkedKeys()).to.deep.equal(['late']);
+    });
+
     it('max_parked 0 turns parking off: a park release is an ordinary release', async () => {
       const { d, n } = counting(clock);
       const pool = mk(settings({ maxSize: 1, sm: { maxParked: 0, contextReset: true } }), d);

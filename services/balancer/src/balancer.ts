@@ -927,16 +927,16 @@ function readError(data: Uint8Array): ShoalError {
 
 /**
  * A parking key is a bearer credential for its conversation (whoever knows it
- * gets the session back): status replies and the HTTP API show how many are
- * parked, never the keys.
+ * gets the session back): heartbeats carry only hashes of the keys, and status
+ * replies and the HTTP API show how many are parked, not even those.
  */
 function withoutParkingKeys(pools: Heartbeat['pools']): Heartbeat['pools'] {
   let out: Heartbeat['pools'] | undefined;
   for (const [name, p] of Object.entries(pools)) {
-    if (p.parked === undefined) continue;
+    if (p.parked === undefined && p.parkedOmitted === undefined) continue;
     out ??= { ...pools };
-    const { parked, ...rest } = p;
-    out[name] = { ...rest, parkedCount: parked.length } as Heartbeat['pools'][string];
+    const { parked, parkedOmitted, ...rest } = p;
+    out[name] = { ...rest, parkedCount: (parked?.length ?? 0) + (parkedOmitted ?? 0) } as Heartbeat['pools'][string];
   }
   return out ?? pools;
 }

@@ -1,19 +1,22 @@
-import type { Heartbeat } from '@shoal/protocol';
+import { parkKeyHash, type Heartbeat } from '@shoal/protocol';
 
 /**
  * Which node holds each parked conversation, as the nodes' heartbeats list
- * them (`pools.<pool>.parked`): a map read per acquire, no lookup. A node's
- * entries are rebuilt from each of its heartbeats and dropped when it goes.
+ * them (`pools.<pool>.parked`, hashes of the keys): a hash and a map read per
+ * keyed acquire, no lookup. A node's entries are rebuilt from each of its
+ * heartbeats and dropped when it goes. Keys a node left out of its heartbeat
+ * (over its byte budget, `parkedOmitted`) are not here: their acquires are
+ * placed by strategy (the SDK that parked one asks its node first anyway).
  */
 export class ParkIndex {
-  /** `<pool>\0<key>` → node. */
+  /** `<pool>\0<key hash>` → node. */
   private readonly byKey = new Map<string, string>();
   /** Each node's keys, to drop them when its next heartbeat does not list them, or it goes. */
   private readonly byNode = new Map<string, string[]>();
 
   /** The node whose last heartbeat lists this parking key for the pool. */
   on(pool: string, key: unknown): string | undefined {
-    return typeof key === 'string' ? this.byKey.get(`${pool}\u0000${key}`) : undefined;
+    return typeof key === 'string' && this.byKey.size > 0 ? this.byKey.get(`${pool}\u0000${parkKeyHash(key)}`) : undefined;
   }
 
   /** Rebuild one node's entries from its heartbeat. */

@@ -40,8 +40,10 @@ export interface Driver<R = unknown> {
   /**
    * Apply checked per-lease options to a resource before it is handed out;
    * `undefined` restores the pool's defaults (called when it comes back).
+   * `keepContext` (a parked resource claimed with its key): keep its context
+   * through the change; resolve false if it could not be kept.
    */
-  prepare?(r: R, options: Record<string, unknown> | undefined, signal: AbortSignal): Promise<void>;
+  prepare?(r: R, options: Record<string, unknown> | undefined, signal: AbortSignal, keepContext?: boolean): Promise<boolean | void>;
   /**
    * Continue, on a fresh resource, the context of a parked one that is gone
    * (evicted, or its node died), from its `describe()` (claude-cli: resume

@@ -12,12 +12,12 @@ import { Pool, type PoolSettings } from './pool.js';
 import { StreamOut } from './stream-out.js';
 import { kvGates, type GateProvider } from './turn-gate.js';
 import { Parking } from './parking.js';
+import { parkedBudget, shareParked } from './park-heartbeat.js';
 
-/** Parked keys in the heartbeat only when there are any: most pools never park. */
-const parkedOf = (p: Pool): { parked?: string[] } => {
-  const keys = p.parkedKeys();
-  return keys.length ? { parked: keys } : {};
-};
+/** The answer to an `onlyParked` acquire that finds nothing under its key here. */
+function notParked(nodeId: string, pool: string): ShoalError {
+  return new ShoalError(ErrorCodes.NOT_PARKED, `nothing is parked under the key in pool ${pool} on node ${nodeId}; ask through a balancer`, { details: { retryable: true, nodeId } });
+}
 
 export interface NodePoolSettings extends PoolSettings {
   driver: string;
@@ -212,6 +212,7 @@ export class PoolNode extends Actor {
     const req = parse('acquire', m.data);
     this.checkDraining();
     const pool = this.pool(req.pool);
+    if (req.onlyParked && req.park === undefined) throw new ShoalError(ErrorCodes.BAD_REQUEST, 'field onlyParked: only with park', { details: { field: 'onlyParked' } });
     if (req.park !== undefined) return this.acquireParked(m, pool, req);
     if (req.options !== undefined) return this.acquireWithOptions(m, pool, req);
     const now = pool.tryAcquire(req);
@@ -219,17 +220,21 @@ export class PoolNode extends Actor {
     return this.withPoolSlot(pool, () => pool.acquire(req)).then((lease) => this.granted(m, pool, lease));
   }
 
-  /** An acquire with a parking key: the parked resource if it is here (no lookup), else a fresh one continued where possible. */
+  /**
+   * An acquire with a parking key: the parked resource if it is here (no
+   * lookup), or still returning here from its release (waited for), else a
+   * fresh one continued where possible.
+   */
   private async acquireParked(m: Msg, pool: Pool, req: AcquireRequest): Promise<void> {
     const key = req.park!;
     // Bad options are refused before anything is taken, a parked session included.
     if (req.options !== undefined) pool.checkLeaseOptions(req.options);
-    const hit = pool.claimParked(key, req);
+    const hit = pool.claimParked(key, req) ?? await pool.parkedSoon(key, req);
     if (hit) {
-      const lease = req.options !== undefined ? await pool.prepare(hit.leaseId, req.options as Record<string, unknown>) : hit;
-      this.granted(m, pool, { ...lease, park: 'hit' });
+      this.granted(m, pool, req.options !== undefined ? await pool.prepareParked(hit.leaseId, req.options as Record<string, unknown>) : { ...hit, park: 'hit' });
       return;
     }
+    if (req.onlyParked) throw notParked(this.nodeId, pool.name);
     const lease = await this.withPoolSlot(pool, async () => {
       let l = await pool.acquire(req);
       if (req.options !== undefined) l = await pool.prepare(l.leaseId, req.options as Record<string, unknown>);
@@ -286,30 +291,34 @@ export class PoolNode extends Actor {
       if (req.options !== undefined) pool.checkLeaseOptions(req.options);
       const ttl = { ...req, timeoutMs, ttlMs: (fixedMs ?? timeoutMs) + ONE_SHOT_TTL_MARGIN_MS };
       // With a parking key: its parked resource (context intact) if here, else a fresh one continued where possible; parked again after.
-      let lease = req.park !== undefined ? pool.claimParked(req.park, ttl) : undefined;
+      let lease = req.park !== undefined ? pool.claimParked(req.park, ttl) ?? await pool.parkedSoon(req.park, ttl) : undefined;
       const hit = lease !== undefined;
+      if (!hit && req.onlyParked) throw notParked(this.nodeId, pool.name);
       lease ??= await pool.acquire(ttl);
-      if (req.options !== undefined) lease = await pool.prepare(lease.leaseId, req.options as Record<string, unknown>);
+      if (req.options !== undefined) lease = hit ? await pool.prepareParked(lease.leaseId, req.options as Record<string, unknown>) : await pool.prepare(lease.leaseId, req.options as Record<string, unknown>);
       if (!hit && req.park !== undefined) lease = await this.parking.adopt(pool, this.drivers.get(pool.name)!, lease, req.park);
       if (lease.reused) this.metrics.reused(pool.name, pool.kind);
       const out = new StreamOut(this.nc, req.replyTo ?? m.reply, this.log);
       if (req.replyTo) this.reply(m, { accepted: true, nodeId: this.nodeId });
       if (req.keepAliveMs) out.keepAlive(req.keepAliveMs);
-      let failed = true;
+      let result: { ok: true; value: unknown } | { ok: false; err: unknown };
       try {
-        out.done(await pool.exec(lease.leaseId, req.op, req.args, out.emit, fixedMs ?? Math.max(1, deadline - Date.now())));
-        failed = false;
+        result = { ok: true, value: await pool.exec(lease.leaseId, req.op, req.args, out.emit, fixedMs ?? Math.max(1, deadline - Date.now())) };
       } catch (err) {
         this.metrics.errors.inc({ node: this.nodeId, code: ShoalError.from(err).code });
-        out.fail(err);
-      } finally {
-        // A failed one-shot may have left the resource mid-operation: reset it before reuse.
-        // (A drain may have revoked the lease under us: then there is nothing to release.)
-        if (pool.holds(lease.leaseId)) {
-          if (!failed && req.park !== undefined && pool.parks) this.parking.remember(pool.name, req.park, pool.describeLease(lease.leaseId));
-          pool.release(lease.leaseId, failed ? { reset: true } : req.park !== undefined ? { park: req.park } : { reset: false });
-        }
+        result = { ok: false, err };
       }
+      // Released before the caller hears the result: its next call with the key finds the resource
+      // parked or returning here, never missing. A failed one-shot may have left the resource
+      // mid-operation: reset before reuse. (A drain may have revoked the lease under us: nothing to release.)
+      const parks = result.ok && req.park !== undefined && pool.parks && pool.holds(lease.leaseId);
+      if (pool.holds(lease.leaseId)) {
+        if (parks) this.parking.remember(pool.name, req.park!, pool.describeLease(lease.leaseId));
+        pool.release(lease.leaseId, !result.ok ? { reset: true } : req.park !== undefined ? { park: req.park } : { reset: false });
+      }
+      // Parked: the caller's SDK asks this node first for the key's next call.
+      if (result.ok) out.done(result.value, parks ? { nodeId: this.nodeId } : undefined);
+      else out.fail(result.err);
     });
   }
 
@@ -455,6 +464,7 @@ export class PoolNode extends Actor {
     };
     let bytes = 0;
     try {
+      this.addParked(hb);
       const data = encode(hb);
       bytes = data.length;
       this.nc.publish(this.s.heartbeat(this.nodeId), data);
@@ -484,8 +494,26 @@ export class PoolNode extends Actor {
       memoryBytes: p.memoryBytes(), createLatencyMs: p.meter.createLatency.value,
       ...p.availability(),
       ...this.loadBalancing(p.name),
-      ...parkedOf(p),
     };
+  }
+
+  /**
+   * Parked-key hashes into the heartbeat, as many as its byte budget allows
+   * (within the server's max_payload), newest first; the count of those left
+   * out says balancers place those keys by strategy (a holder's SDK still
+   * asks the key's node first).
+   */
+  private addParked(hb: Heartbeat): void {
+    const parking = [...this.pools.values()].filter((p) => p.parkedCount > 0);
+    if (parking.length === 0) return;
+    const budget = parkedBudget(encode(hb).length, this.nc.info?.max_payload);
+    const share = shareParked(parking.map((p) => ({ pool: p.name, count: p.parkedCount })), budget);
+    for (const p of parking) {
+      const n = share.get(p.name) ?? 0;
+      const st = hb.pools[p.name]!;
+      if (n > 0) st.parked = p.parkedHashes(n);
+      if (n < p.parkedCount) st.parkedOmitted = p.parkedCount - n;
+    }
   }
 
   private loadBalancing(pool: string): Pick<PoolStats, 'healthCheckIntervalMs' | 'circuitBreaker'> {
@@ -498,7 +526,7 @@ export class PoolNode extends Actor {
     const pools: Record<string, unknown> = {};
     for (const p of this.pools.values()) {
       const driver = this.drivers.get(p.name)?.stats?.(p);
-      pools[p.name] = { ...this.poolStats(p), ...(withResources ? p.snapshot() : {}), ...(driver ? { driver } : {}) };
+      pools[p.name] = { ...this.poolStats(p), ...(p.parkedCount > 0 ? { parkedCount: p.parkedCount } : {}), ...(withResources ? p.snapshot() : {}), ...(driver ? { driver } : {}) };
     }
     return { nodeId: this.nodeId, host: hostname(), pid: process.pid, startedAt: this.startedAt, draining: this.draining, inFlight: this.inFlight, pools };
   }

@@ -1,5 +1,5 @@
 import { defaultMaxConcurrentCreates, type PoolConfig } from '@shoal/config';
-import { BACKEND_DOWN, describePool, ErrorCodes, newId, newLeaseId, newLeaseSecret, sameSecret, ShoalError, type Holder, type Lease, type PoolNumbers } from '@shoal/protocol';
+import { BACKEND_DOWN, describePool, ErrorCodes, newId, newLeaseId, newLeaseSecret, parkKeyHash, sameSecret, ShoalError, type Holder, type Lease, type PoolNumbers } from '@shoal/protocol';
 import type { Clock, Timer } from './clock.js';
 import type { Driver } from './driver.js';
 import { PoolMeter } from './stats.js';
@@ -10,10 +10,16 @@ import { PoolMeter } from './stats.js';
  *   Creating → Ready(idle) → Active(leased) → Returning(reset, validate) → Ready
  *                                        ↘ expired / failed / over limits → Destroying → gone
  *
+ * A release with a parking key takes the Returning path too and ends in the
+ * parked map instead of Ready; from the release on, the key names it
+ * (`returning`), so a keyed acquire that comes before it is parked waits
+ * for it rather than missing.
+ *
  * Everything here runs on one event loop and is changed only through the
  * public methods (called by the node's message handlers) and the pool's own
- * timers. Every pending acquire has a deadline timer; every lease has a TTL
- * timer; every create has a timeout. Nothing here knows about NATS.
+ * timers. Every pending acquire has a deadline timer (a keyed one waiting for
+ * its resource to come back too); every lease has a TTL timer; every create
+ * has a timeout. Nothing here knows about NATS.
  */
 
 /**
@@ -55,6 +61,8 @@ interface Resource<R> {
   customized?: boolean;
   /** Parked under this key (its context kept), since `parkedAt`: not idle, but evictable. */
   parkedKey?: string;
+  /** The key's hash as heartbeats carry it, computed once when parked. */
+  parkedHash?: string;
   parkedAt?: number;
 }
 
@@ -73,6 +81,14 @@ interface LeaseRec {
   execs: Set<AbortController>;
   /** The drivers' exec promises themselves: a returned resource waits until they have stopped. */
   running: Set<Promise<unknown>>;
+}
+
+/** A keyed acquire waiting for the resource its key names to finish returning to park. */
+interface ParkWaiter {
+  opts: AcquireOptions;
+  timer: Timer | undefined;
+  resolve: (lease: Lease | undefined) => void;
+  reject: (err: ShoalError) => void;
 }
 
 interface Waiter {
@@ -124,6 +140,13 @@ export class Pool<R = unknown> {
   private readonly leases = new Map<string, LeaseRec>();
   /** Parked resources by key, oldest first (Map order): idle capacity with a context, evicted oldest first. */
   private readonly parked = new Map<string, Resource<R>>();
+  /**
+   * Released with a key and still being returned (execs stopping,
+   * validation): the key's resource and the keyed acquires waiting for it.
+   * Set by the release itself, so a holder's next acquire with the key
+   * (answered after the release) finds it here or parked, never missing.
+   */
+  private readonly returning = new Map<string, { r: Resource<R>; waiters: ParkWaiter[] }>();
   /** Parked resources being reset for waiters. */
   private evicting = 0;
   /** Wait queue: buckets by priority, highest first, FIFO inside a bucket. */
@@ -331,14 +354,63 @@ export class Pool<R = unknown> {
     return lease;
   }
 
+  /**
+   * For a key whose resource is still returning to park (released a moment
+   * ago): a promise of it once parked, leased as claimParked would; of
+   * undefined if that return does not park it (destroyed, reset, the pool
+   * draining) or another acquire claims it first. Undefined at once when no
+   * resource is returning under the key. Bounded by the acquire's deadline
+   * (POOL_TIMEOUT), though a return is bounded by the create timeout anyway.
+   */
+  parkedSoon(key: string, opts: AcquireOptions = {}): Promise<Lease | undefined> {
+    const entry = this.returning.get(key);
+    if (!entry || this.draining) return Promise.resolve(undefined);
+    const timeoutMs = opts.timeoutMs ?? this.cfg.acquireTimeoutMs;
+    return new Promise<Lease | undefined>((resolve, reject) => {
+      const w: ParkWaiter = { opts, timer: undefined, resolve, reject };
+      w.timer = this.clock.setTimeout(() => {
+        // The entry may have been taken over by a newer release of the key: the waiters went with it.
+        const ws = this.returning.get(key)?.waiters;
+        const at = ws ? ws.indexOf(w) : -1;
+        if (at < 0) return;
+        ws!.splice(at, 1);
+        this.meter.request();
+        reject(this.refused(ErrorCodes.POOL_TIMEOUT, `pool ${this.name}: the resource parked under the key was still returning after ${timeoutMs} ms`, 'timeout'));
+      }, timeoutMs);
+      entry.waiters.push(w);
+    });
+  }
+
   /** Whether a release with `park` parks here (`max_parked` > 0). */
   get parks(): boolean {
     return this.cfg.sessionManagement.maxParked > 0;
   }
 
-  /** Keys parked here, oldest first (for the heartbeat: balancers route a key's acquire to its node). */
+  /** The key a release with these options parks under, if it parks at all. */
+  private parkKey(opts: ReleaseOptions): string | undefined {
+    return opts.park !== undefined && this.parks && !opts.reset && !opts.destroy ? opts.park : undefined;
+  }
+
+  /** Keys parked here, oldest first (tests, debugging: heartbeats carry only their hashes). */
   parkedKeys(): string[] {
     return [...this.parked.keys()];
+  }
+
+  /**
+   * Hashes of the keys parked here, newest first (the newest are likeliest
+   * back), at most `max`: for the heartbeat, by which balancers route a key's
+   * acquire to its node.
+   */
+  parkedHashes(max = Infinity): string[] {
+    const all = [...this.parked.values()];
+    const out: string[] = [];
+    for (let i = all.length - 1; i >= 0 && out.length < max; i--) out.push(all[i]!.parkedHash!);
+    return out;
+  }
+
+  /** How many resources are parked here. */
+  get parkedCount(): number {
+    return this.parked.size;
   }
 
   acquire(opts: AcquireOptions = {}): Promise<Lease> {
@@ -536,7 +608,27 @@ export class Pool<R = unknown> {
     const rec = this.lease(leaseId);
     this.endLease(rec, 'released');
     this.observer.op('release', 'success');
-    void this.giveBack(rec.resource as Resource<R>, opts, rec.running);
+    const r = rec.resource as Resource<R>;
+    const key = this.parkKey(opts);
+    if (key === undefined) { void this.giveBack(r, opts, rec.running); return; }
+    // The key names it from now on; a newer release of the key takes over the waiters of an older one.
+    this.returning.set(key, { r, waiters: this.returning.get(key)?.waiters ?? [] });
+    void this.giveBack(r, opts, rec.running).finally(() => this.settleReturning(key, r));
+  }
+
+  /**
+   * The return of the key's resource `r` is over (parked, or not): its
+   * waiters claim it, first come first served; the others (and all, if it
+   * did not park) get undefined and go on as a miss.
+   */
+  private settleReturning(key: string, r: Resource<R>): void {
+    const entry = this.returning.get(key);
+    if (entry?.r !== r) return;
+    this.returning.delete(key);
+    for (const w of entry.waiters) {
+      this.clock.clearTimeout(w.timer);
+      w.resolve(this.claimParked(key, w.opts));
+    }
   }
 
   /** BAD_REQUEST unless the driver takes these per-lease options (nothing is taken before this says yes). */
@@ -551,17 +643,32 @@ export class Pool<R = unknown> {
    * Returns the lease as the holder sees it (its meta may have changed).
    */
   async prepare(leaseId: string, options: Record<string, unknown>): Promise<Lease> {
+    return (await this.applyOptions(leaseId, options, false)).lease;
+  }
+
+  /**
+   * `prepare` on a parked resource just claimed: the driver keeps its
+   * context if it can (claude-cli: a respawn resumes the conversation). The
+   * lease says `park: 'hit'` if it did, `'gone'` if the options cost the context.
+   */
+  async prepareParked(leaseId: string, options: Record<string, unknown>): Promise<Lease> {
+    const { lease, kept } = await this.applyOptions(leaseId, options, true);
+    return { ...lease, park: kept ? 'hit' : 'gone' };
+  }
+
+  private async applyOptions(leaseId: string, options: Record<string, unknown>, keepContext: boolean): Promise<{ lease: Lease; kept: boolean }> {
     const rec = this.lease(leaseId);
     const r = rec.resource as Resource<R>;
     r.customized = true;
     const ac = new AbortController();
+    let kept: boolean | void;
     try {
-      await this.withTimeout(this.driver.prepare!(r.handle as R, options, ac.signal), this.cfg.create.timeoutMs, 'prepare', ac);
+      kept = await this.withTimeout(this.driver.prepare!(r.handle as R, options, ac.signal, keepContext), this.cfg.create.timeoutMs, 'prepare', ac);
     } catch (err) {
       if (this.leases.get(leaseId) === rec) this.release(leaseId, { reset: true });
       throw asDriverError(err, 'prepare');
     }
-    return this.leaseView(rec);
+    return { lease: this.leaseView(rec), kept: kept !== false };
   }
 
   /** Continue a parked context on a held lease's fresh resource (driver `adopt`); false if it cannot. */
@@ -670,7 +777,7 @@ export class Pool<R = unknown> {
       if (r.state !== 'returning') return; // closed under us
     }
     // Parking keeps the context: no reset (per-lease options stay too, they are part of it).
-    const park = opts.park !== undefined && sm.maxParked > 0 && !opts.reset ? opts.park : undefined;
+    const park = this.parkKey(opts);
     try {
       if (r.customized && park === undefined) {
         r.customized = false;
@@ -706,11 +813,14 @@ export class Pool<R = unknown> {
     if (older && older !== r) void this.evict(older, 'max_parked');
     r.state = 'ready';
     r.parkedKey = key;
+    r.parkedHash = parkKeyHash(key);
     r.parkedAt = this.clock.now();
     r.idleSince = r.parkedAt;
     this.parked.delete(key);
     this.parked.set(key, r);
     while (this.parked.size > sm.maxParked) void this.evict(this.parked.values().next().value!, 'max_parked');
+    // An acquire with the key that came while it was returning gets it before any waiter without one.
+    this.settleReturning(key, r);
     // Someone is waiting right now: parked capacity is theirs.
     this.relieve();
   }

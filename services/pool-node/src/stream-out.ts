@@ -81,11 +81,12 @@ export class StreamOut {
     this.keepAliveTimer.unref();
   }
 
-  done(result: unknown): void {
+  /** The last message; `extra` fields go along (a one-shot that parked says on which node). */
+  done(result: unknown, extra?: Record<string, unknown>): void {
     clearInterval(this.keepAliveTimer);
     this.flush();
     if (this.broken) return;
-    const data = encode({ v: PROTOCOL_VERSION, ok: true, seq: -1, done: true, result });
+    const data = encode({ v: PROTOCOL_VERSION, ok: true, seq: -1, done: true, result, ...extra });
     if (data.length > this.maxBytes) return this.tooLarge('the result', data.length);
     this.publish(data);
   }

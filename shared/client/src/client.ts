@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { encode, ErrorCodes, PROTOCOL_VERSION, readReply, ShoalError, subjects, type Holder, type Lease as LeaseInfo, type LeaseLostReason, type Subjects } from '@shoal/protocol';
+import { encode, ErrorCodes, PROTOCOL_VERSION, readReply, RETRYABLE_ON_OTHER_NODE, ShoalError, subjects, type Holder, type Lease as LeaseInfo, type LeaseLostReason, type Subjects } from '@shoal/protocol';
 import { call, connectNats, type NatsConnection, type NatsSettings } from '@shoal/runtime';
 import { typed, CancelledError, UnavailableError } from './errors.js';
 import { leaseLost, NodeWatch } from './node-watch.js';
@@ -77,6 +77,9 @@ const RECONNECT_GRACE_MS = 3000;
 
 /** Between two sends of an acquire that found nobody on its subject just after our reconnect. */
 const RECONNECT_RETRY_MS = 50;
+
+/** Keys this client remembers the node of (where it parked them); the oldest is forgotten beyond. */
+const PARKED_ON_MAX = 10_000;
 
 /** Leave a little of the caller's deadline for the reply's trip back. */
 function serverDeadline(timeoutMs: number): number {
@@ -213,6 +216,7 @@ export class Lease extends EventEmitter<{ lost: [ShoalError] }> {
     } catch (err) {
       throw typed(err);
     }
+    if (opts.park !== undefined && !opts.reset && !opts.destroy) this.client.parkedOn(this.info.pool, opts.park, this.nodeId);
   }
 
   private scheduleRenew(delayMs = Math.max(50, Math.floor(this.info.ttlMs / 3))): void {
@@ -249,6 +253,13 @@ export class Client {
   /** One watch per node we hold leases on (lease events, heartbeats): how we learn that leases are lost. */
   private readonly watches = new Map<string, NodeWatch>();
   private reconnectedAt = 0;
+  /**
+   * Where this client parked each key (`<pool>\0<key>` → node), oldest
+   * first: its next acquire with the key asks that node first. The release's
+   * reply comes before a heartbeat could tell the balancers, so through them
+   * the acquire could miss.
+   */
+  private readonly parked = new Map<string, string>();
 
   /** @internal */
   readonly keepAliveMs: number;
@@ -273,9 +284,22 @@ export class Client {
     return Date.now() - this.reconnectedAt < RECONNECT_GRACE_MS;
   }
 
+  /** @internal A release parked `key` on `nodeId`. */
+  parkedOn(pool: string, key: string, nodeId: string): void {
+    const k = `${pool}\u0000${key}`;
+    this.parked.delete(k);
+    this.parked.set(k, nodeId);
+    if (this.parked.size > PARKED_ON_MAX) this.parked.delete(this.parked.keys().next().value!);
+  }
+
   /**
    * Lease a resource of `pool`: through the balancers (`shoal.<pool>.acquire`),
    * or straight from one node with `nodeId`. Rejects with a typed error.
+   *
+   * With `park` for a key this client parked itself, the node it parked on is
+   * asked first, directly (`onlyParked`: one hop, and a hit even if the
+   * release is still being finished there); if the key is not there any more
+   * (NOT_PARKED), or that node cannot answer, through the balancers.
    */
   async acquire(pool: string, opts: AcquireOptions = {}): Promise<Lease> {
     const given = opts.timeoutMs ?? this.opts.timeoutMs;
@@ -284,7 +308,20 @@ export class Client {
     const body = { pool, timeoutMs: undefined as number | undefined, priority: opts.priority, ttlMs: opts.ttlMs, holder: this.holder, options: opts.options, park: opts.park };
     if (opts.signal?.aborted) throw new CancelledError(ErrorCodes.CANCELLED, 'acquire aborted before it was sent');
     const deadline = Date.now() + timeoutMs;
+    // Forgotten as it is used: the lease's own release with the key will say where it is next.
+    const parkedNode = opts.park !== undefined && !opts.nodeId ? this.parked.get(`${pool}\u0000${opts.park}`) : undefined;
+    if (parkedNode !== undefined) this.parked.delete(`${pool}\u0000${opts.park}`);
     const send = async (): Promise<LeaseInfo> => {
+      if (parkedNode !== undefined) {
+        const left = deadline - Date.now();
+        try {
+          return await call<LeaseInfo>(this.nc, this.subjects.nodeAcquire(parkedNode), { ...body, timeoutMs: given === undefined ? undefined : serverDeadline(left), onlyParked: true }, left, (late) => this.returnLate(late));
+        } catch (e) {
+          const err = ShoalError.from(e);
+          const elsewhere = err.code === ErrorCodes.NOT_PARKED || RETRYABLE_ON_OTHER_NODE.has(err.code);
+          if (!elsewhere || opts.signal?.aborted || deadline - Date.now() <= 0) throw e;
+        }
+      }
       for (;;) {
         const left = deadline - Date.now();
         body.timeoutMs = given === undefined ? undefined : serverDeadline(left);
@@ -371,10 +408,21 @@ export class Client {
   exec(pool: string, op: string, args?: unknown, opts: OneShotOptions = {}): ExecCall {
     const timeoutMs = opts.timeoutMs ?? this.opts.timeoutMs ?? 30_000;
     const subject = opts.nodeId ? this.subjects.nodeExec(opts.nodeId) : this.subjects.poolExec(pool);
-    const body = { pool, op, args, timeoutMs: serverDeadline(timeoutMs), priority: opts.priority, holder: this.holder, options: opts.options, park: opts.park };
-    if (opts.execTimeoutMs !== undefined) return new ExecCall(this.nc, subject, { ...body, execTimeoutMs: opts.execTimeoutMs }, timeoutMs + opts.execTimeoutMs);
     const idle = this.keepAliveMs * KEEPALIVE_MISSES;
-    return new ExecCall(this.nc, subject, { ...body, keepAliveMs: this.keepAliveMs }, timeoutMs + idle, idle);
+    const deadline = opts.execTimeoutMs !== undefined ? { execTimeoutMs: opts.execTimeoutMs } : { keepAliveMs: this.keepAliveMs };
+    const body = { pool, op, args, timeoutMs: serverDeadline(timeoutMs), priority: opts.priority, holder: this.holder, options: opts.options, park: opts.park, ...deadline };
+    const wait = opts.execTimeoutMs !== undefined ? timeoutMs + opts.execTimeoutMs : timeoutMs + idle;
+    const idleMs = opts.execTimeoutMs !== undefined ? undefined : idle;
+    // A key this client parked: its node first (onlyParked), the balancers if it is not there.
+    const k = opts.park !== undefined && !opts.nodeId ? `${pool}\u0000${opts.park}` : undefined;
+    const parkedNode = k !== undefined ? this.parked.get(k) : undefined;
+    if (parkedNode !== undefined) this.parked.delete(k!);
+    const c = parkedNode !== undefined
+      ? new ExecCall(this.nc, this.subjects.nodeExec(parkedNode), { ...body, onlyParked: true }, wait, idleMs, { subject, body })
+      : new ExecCall(this.nc, subject, body, wait, idleMs);
+    // Parked again after it ran: remember where, for the key's next call.
+    if (opts.park !== undefined) void c.result.then(() => { if (c.nodeId !== undefined) this.parkedOn(pool, opts.park!, c.nodeId); }, () => {});
+    return c;
   }
 
   /** Leases this client holds right now. */

@@ -27,6 +27,7 @@ export class WeaviateUnavailableError extends ShoalError {}
 export class StaleEpochError extends ShoalError {}
 export class PoolUnavailableError extends ShoalError {}
 export class LeaseLostError extends ShoalError {}
+export class NotParkedError extends ShoalError {}
 
 const byCode: Record<ErrorCode, typeof ShoalError> = {
   [ErrorCodes.POOL_TIMEOUT]: PoolTimeoutError,
@@ -51,6 +52,7 @@ const byCode: Record<ErrorCode, typeof ShoalError> = {
   [ErrorCodes.STALE_EPOCH]: StaleEpochError,
   [ErrorCodes.POOL_UNAVAILABLE]: PoolUnavailableError,
   [ErrorCodes.LEASE_LOST]: LeaseLostError,
+  [ErrorCodes.NOT_PARKED]: NotParkedError,
 };
 
 /** Re-type any error as the class of its code. */

@@ -22,14 +22,23 @@ export class ExecCall implements PromiseLike<unknown>, AsyncIterable<unknown> {
   private rejectResult!: (e: unknown) => void;
   /** The final result; resolves after the last event. */
   readonly result: Promise<unknown>;
+  /** Set by the last message of a one-shot that parked its resource: the node it is parked on. */
+  nodeId: string | undefined;
+  private readonly sentAt = Date.now();
 
   constructor(
     private readonly nc: NatsConnection,
-    private readonly subject: string,
-    private readonly body: Record<string, unknown>,
+    private subject: string,
+    private body: Record<string, unknown>,
     private readonly timeoutMs: number,
     /** Wait on silence: after the first message, at most this long between two (the node sends keep-alives). */
     private readonly idleMs?: number,
+    /**
+     * Where to ask instead if the first answer is a refusal that proves
+     * nothing ran (NOT_PARKED from the node a key was parked on, no
+     * responders, draining): asking again cannot run the operation twice.
+     */
+    private retry?: { subject: string; body: Record<string, unknown> },
   ) {
     this.result = new Promise((res, rej) => { this.resolveResult = res; this.rejectResult = rej; });
     // Nobody may be listening to `result` when iterating only; don't let that be "unhandled".
@@ -54,16 +63,34 @@ export class ExecCall implements PromiseLike<unknown>, AsyncIterable<unknown> {
     return true;
   }
 
-  private start(): void {
+  /** A first answer that another node could do better: ask there instead (once). True if it did. */
+  private retried(err: unknown): boolean {
+    const r = this.retry;
+    const e = ShoalError.from(err);
+    const nothingRan = e.code === ErrorCodes.NOT_PARKED || e.code === ErrorCodes.NODE_DRAINING || e.details?.reason === 'no_responders';
+    if (!r || !nothingRan) return false;
+    this.retry = undefined;
+    this.subject = r.subject;
+    this.body = r.body;
+    this.started = false;
+    this.start(Math.max(1, this.timeoutMs - (Date.now() - this.sentAt)));
+    return true;
+  }
+
+  private start(timeoutMs = this.timeoutMs): void {
     if (this.started) return;
     this.started = true;
+    let answered = false;
     const finish = (err: unknown, result?: unknown): boolean => this.finish(err, result);
-    this.stop = requesterOf(this.nc).stream(this.subject, encode({ v: PROTOCOL_VERSION, ...this.body }), this.timeoutMs, {
+    // Only a first answer that proves nothing ran is asked again elsewhere: never a timeout (it may be running).
+    const refused = (err: unknown): boolean => (!answered && this.retried(err)) || this.finish(err);
+    this.stop = requesterOf(this.nc).stream(this.subject, encode({ v: PROTOCOL_VERSION, ...this.body }), timeoutMs, {
       onMsg: (msg) => {
-        if (isNoRespondersStatus(msg)) return finish(new ShoalError(ErrorCodes.UNAVAILABLE, `no responders on ${this.subject}`, { details: { reason: 'no_responders' } }));
+        if (isNoRespondersStatus(msg)) return refused(new ShoalError(ErrorCodes.UNAVAILABLE, `no responders on ${this.subject}`, { details: { reason: 'no_responders' } }));
         try {
           const m = readStream(msg.data);
-          if (m.done) return finish(undefined, m.result);
+          answered = true;
+          if (m.done) { this.nodeId = m.nodeId; return finish(undefined, m.result); }
           if (this.wantEvents) {
             if (m.events) for (const e of m.events) this.events.push(e);
             else this.events.push(m.event);
@@ -71,7 +98,7 @@ export class ExecCall implements PromiseLike<unknown>, AsyncIterable<unknown> {
           }
           return false;
         } catch (e) {
-          return finish(e);
+          return refused(e);
         }
       },
       onTimeout: () => finish(new ShoalError(ErrorCodes.UNAVAILABLE, this.idleMs !== undefined

@@ -47,6 +47,12 @@ export const ErrorCodes = {
   CANCELLED: 'CANCELLED',
   /** A request to a peer got no responders or no answer in time. */
   UNAVAILABLE: 'UNAVAILABLE',
+  /**
+   * An acquire with `onlyParked` (the SDK's first try at the node it parked
+   * the key on) found no resource parked, or returning to park, under the key
+   * there: ask again through a balancer. Nothing was taken.
+   */
+  NOT_PARKED: 'NOT_PARKED',
   /** A scale command from an autoscaler leadership term older than one the node has seen: refused, not retryable. */
   STALE_EPOCH: 'STALE_EPOCH',
   INTERNAL: 'INTERNAL',

@@ -10,3 +10,4 @@ export * from './vector-store-stats.js';
 export * from './health.js';
 export * from './lease-secret.js';
 export * from './roles.js';
+export * from './park-key.js';

@@ -43,6 +43,12 @@ const acquireShape = {
    * (claude-cli `--resume`). The lease's `park` says which.
    */
   park: optional(parkKey),
+  /**
+   * With `park`, on a node asked directly: only the resource parked (or being
+   * returned to park) here under the key; else NOT_PARKED at once, nothing
+   * taken. The SDK's first try at the node where it parked the key.
+   */
+  onlyParked: optional(bool()),
 };
 const acquire = obj(acquireShape);
 export type AcquireRequest = Infer<typeof acquireShape>;
@@ -273,6 +279,8 @@ export interface StreamEvent {
   events?: unknown[];
   done?: boolean;
   result?: unknown;
+  /** On the last message of a one-shot with `park` that parked its resource: the node it is parked on. */
+  nodeId?: string;
 }
 
 export const ok = <T>(data: T): OkReply<T> => ({ v: PROTOCOL_VERSION, ok: true, data });
@@ -330,9 +338,15 @@ export interface PoolStats {
   healthCheckIntervalMs?: number;
   /** The pool's `load_balancing.circuit_breaker_enabled`; false = balancers place on this node whatever its circuit says. */
   circuitBreaker?: boolean;
-  /** Keys of resources parked on this node (release `park`), oldest first: balancers route an acquire with the key here. */
+  /**
+   * Hashes (`parkKeyHash`) of the keys of resources parked on this node
+   * (release `park`), newest first, as many as fit the heartbeat's byte
+   * budget: balancers route an acquire with the key here.
+   */
   parked?: string[];
-  /** In balancer status replies instead of `parked`: how many are parked (a key is a credential for its conversation). */
+  /** Parked here but left out of `parked` (the budget was spent): balancers place acquires with these keys by strategy. */
+  parkedOmitted?: number;
+  /** In balancer status replies instead of `parked`: how many are parked. */
   parkedCount?: number;
 }
 

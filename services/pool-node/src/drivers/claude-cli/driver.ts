@@ -128,8 +128,8 @@ export function claudeCliDriver(ctx: DriverContext): Driver<ClaudeSession> {
       checkLeaseChoice(opts.leaseOptions, o);
     },
 
-    async prepare(s, o) {
-      await s.applyLease(o === undefined ? undefined : checkLeaseChoice(opts.leaseOptions, o));
+    async prepare(s, o, _signal, keepContext) {
+      return s.applyLease(o === undefined ? undefined : checkLeaseChoice(opts.leaseOptions, o), keepContext === true);
     },
 
     async exec(s, op, args, { emit, signal, timeoutMs, client }: ExecContext) {

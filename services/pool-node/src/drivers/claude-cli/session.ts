@@ -328,8 +328,15 @@ export class ClaudeSession {
    * permission mode go through the CLI's `set_model` / `set_permission_mode`
    * control requests; the system prompt, tools and working directory exist
    * only as flags, so they respawn the process.
+   *
+   * `keep` (a parked conversation claimed with its key): such a respawn
+   * resumes the conversation (`--resume=<id>`) rather than starting afresh.
+   * False when that could not be done: the CLI saved no transcript
+   * (`session_persistence: false`), the lease moves it to another working
+   * directory (the CLI finds conversations under their directory only), or
+   * the CLI could not resume it (it then runs a fresh one).
    */
-  async applyLease(c: LeaseChoice | undefined): Promise<void> {
+  async applyLease(c: LeaseChoice | undefined, keep = false): Promise<boolean> {
     if (this.state !== 'idle') throw this.busy('per-lease options');
     const o = this.opts;
     const want = {
@@ -338,6 +345,9 @@ export class ClaudeSession {
     };
     const flagsChange = want.append !== this.eff.appendSystemPrompt || want.tools.join(',') !== this.eff.allowedTools.join(',') || want.cwd !== this.leaseCwd;
     if (flagsChange) {
+      const had = keep && this.conversationTurns > 0 ? this.sessionId : undefined;
+      const resume = had !== undefined && this.opts.sessionPersistence && want.cwd === this.leaseCwd ? had : undefined;
+      const turns = this.conversationTurns;
       const eff: ClaudeOptions = { ...o, allowedTools: want.tools };
       if (want.append !== undefined) eff.appendSystemPrompt = want.append; else delete eff.appendSystemPrompt;
       if (want.model !== undefined) eff.model = want.model; else delete eff.model;
@@ -345,9 +355,19 @@ export class ClaudeSession {
       this.eff = eff;
       this.leaseCwd = want.cwd;
       this.liveModel = this.liveMode = undefined;
-      await this.respawn();
+      let resumed = false;
+      if (resume !== undefined) {
+        try {
+          await this.respawn(resume);
+          this.conversationTurns = turns;
+          resumed = true;
+        } catch (err) {
+          this.hooks.log('warn', 'claude could not resume the parked conversation with the lease\'s options; starting a fresh one', { resourceId: this.resourceId, sessionId: resume, err: (err as Error).message });
+        }
+      }
+      if (!resumed) await this.respawn();
       this.model = want.model ?? this.model;
-      return;
+      return had === undefined || resumed;
     }
     const model = this.liveModel ?? this.eff.model;
     if (want.model !== model) {
@@ -360,6 +380,7 @@ export class ClaudeSession {
       await this.ask({ subtype: 'set_permission_mode', mode: want.mode ?? 'default' });
       this.liveMode = want.mode ?? 'default';
     }
+    return true;
   }
 
   /**

@@ -1,0 +1,118 @@
+import { expect } from 'chai';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect, NotParkedError, type Client } from '@shoal/client';
+import { PROTOCOL_VERSION, subjects } from '@shoal/protocol';
+import { call } from '@shoal/runtime';
+import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
+import { startPoolNode, startService, until, type Service } from '../helpers/procs.js';
+
+/**
+ * A chat loop: release with a key, acquire with it at once, again and again.
+ * The release's reply comes before the resource is parked (its return, here
+ * a 300 ms validation, runs after) and long before a heartbeat (every 10 s
+ * here) could tell a balancer the key: yet every re-acquire is a hit. Two
+ * pool-node processes and a balancer on a real nats-server, synthetic pools.
+ */
+const s = subjects('shoal');
+
+describe('parking: re-acquire right after the release (SDK, balancer, 2 pool-nodes)', function () {
+  this.timeout(60_000);
+  let nats: NatsServer;
+  let dir: string;
+  const nodes: (Service & { nodeId: string })[] = [];
+  let balancer: Service;
+  let client: Client;
+
+  before(async function () {
+    this.timeout(30_000);
+    dir = mkdtempSync(join(tmpdir(), 'shoal-park-affinity-'));
+    nats = await startNatsServer({ jetstream: true });
+    const cfg = join(dir, 'node.yaml');
+    writeFileSync(cfg, JSON.stringify({
+      // A heartbeat long after each release: the balancers cannot know the key in time.
+      node: { heartbeat_interval: '10s', drain_grace: '500ms' },
+      pools: { chat: { driver: 'synthetic', min_size: 2, max_size: 4, initial_size: 2, options: { validate_latency: 300 }, session_management: { max_parked: 4, validate_on_return: true, validate_skip_window: '0s' } } },
+    }));
+    for (let i = 0; i < 2; i++) nodes.push(await startPoolNode({ SHOAL_NATS_URL: nats.url, SHOAL_CONFIG: cfg }));
+    balancer = startService('services/balancer/dist/main.js', { SHOAL_NATS_URL: nats.url, SHOAL_HTTP_PORT: '-1' });
+    await balancer.waitFor((l) => l.msg === 'listening');
+    client = await connect({ servers: [nats.url], name: 'chat-loop' });
+    await until('the balancer sees both nodes', async () => {
+      const st = await call<{ nodes: unknown[] }>(client.nc, s.adminStatus, {}, 3000).catch(() => ({ nodes: [] }));
+      return st.nodes.length === 2;
+    });
+  });
+  after(async () => {
+    await client?.close();
+    await balancer?.kill();
+    await Promise.all(nodes.map((n) => n.kill().catch(() => {})));
+    await nats?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
+  });
+
+  it('release({park}) then acquire({park}) at once, ten times over: a hit every time, the same resource', async () => {
+    let lease = await client.acquire('chat', { timeoutMs: 10_000 });
+    const first = lease.resourceId;
+    for (let turn = 1; turn <= 10; turn++) {
+      await lease.release({ park: 'conv-loop' });
+      lease = await client.acquire('chat', { park: 'conv-loop', timeoutMs: 10_000 });
+      expect(lease.parked, `turn ${turn}`).to.equal('hit');
+      expect(lease.resourceId, `turn ${turn}`).to.equal(first);
+    }
+    await lease.release();
+  });
+
+  it('one-shot calls with a key, back to back, ten times: each runs on the resource the previous one parked', async () => {
+    const info = async () => (await client.exec('chat', 'info', {}, { park: 'conv-oneshot', timeoutMs: 10_000 })) as { id: string; execs: number };
+    const first = await info();
+    for (let turn = 2; turn <= 11; turn++) {
+      const now = await info();
+      expect(now.id, `call ${turn}`).to.equal(first.id);
+      expect(now.execs, `call ${turn}`).to.equal(first.execs + turn - 1);
+    }
+  });
+
+  it('a node asked with onlyParked for a key it does not have answers NOT_PARKED and takes nothing; the SDK then goes through the balancer', async () => {
+    const node = nodes[0]!.nodeId;
+    const active = async () => (await call<{ pools: Record<string, { active: number }> }>(client.nc, s.nodeStatus(node), { v: PROTOCOL_VERSION }, 3000)).pools.chat!.active;
+    // Resources of the earlier calls may still be returning (a 300 ms validation).
+    await until('nothing held or returning on the node', async () => (await active()) === 0);
+    const err = await call(client.nc, s.nodeAcquire(node), { v: PROTOCOL_VERSION, pool: 'chat', park: 'nowhere', onlyParked: true, timeoutMs: 5000 }, 5000).then(() => undefined, (e: unknown) => e);
+    expect((err as { code?: string })?.code).to.equal('NOT_PARKED');
+    const bad = await call(client.nc, s.nodeAcquire(node), { v: PROTOCOL_VERSION, pool: 'chat', onlyParked: true }, 5000).then(() => undefined, (e: unknown) => e);
+    expect((bad as { code?: string })?.code).to.equal('BAD_REQUEST');
+    expect(await active()).to.equal(0);
+    expect(new NotParkedError('NOT_PARKED', 'x')).to.be.instanceOf(Error);
+
+    // The key parked here, then claimed behind this client's back (another client, straight from the node):
+    // this client's remembered node answers NOT_PARKED, and the acquire goes through the balancer.
+    const bob = await connect({ servers: [nats.url], name: 'bob' });
+    try {
+      const a = await client.acquire('chat', { timeoutMs: 10_000 });
+      await a.release({ park: 'conv-taken' });
+      const bobs = await bob.acquire('chat', { park: 'conv-taken', nodeId: a.nodeId, timeoutMs: 10_000 });
+      expect(bobs.parked).to.equal('hit');
+      const mine = await client.acquire('chat', { park: 'conv-taken', timeoutMs: 10_000 });
+      expect(mine.parked).to.equal('gone');
+      expect(mine.resourceId).to.not.equal(bobs.resourceId);
+      await mine.release();
+      await bobs.release();
+    } finally {
+      await bob.close();
+    }
+  });
+
+  it('the node the SDK parked on is gone: the keyed acquire falls back to the balancer and gets a lease elsewhere', async () => {
+    const a = await client.acquire('chat', { timeoutMs: 10_000 });
+    await a.release({ park: 'conv-dead' });
+    const victim = nodes.find((n) => n.nodeId === a.nodeId)!;
+    await victim.kill('SIGKILL');
+    // No responders there: through the balancer (which may take the dead node for alive a moment longer, and tries the other).
+    const l = await client.acquire('chat', { park: 'conv-dead', timeoutMs: 20_000 });
+    expect(l.nodeId).to.not.equal(victim.nodeId);
+    expect(l.parked).to.equal('gone');
+    await l.release();
+  });
+});
