@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { encode, ErrorCodes, PROTOCOL_VERSION, readReply, ShoalError, subjects, type Holder, type Lease as LeaseInfo, type LeaseLostReason, type Subjects } from '@shoal/protocol';
-import { call, connectNats, type NatsConnection, type NatsSettings } from '@shoal/runtime';
+import { call, closeNats, connectNats, type NatsConnection, type NatsSettings } from '@shoal/runtime';
 import { typed, CancelledError, UnavailableError } from './errors.js';
 import { leaseLost, NodeWatch } from './node-watch.js';
 import { ExecCall } from './stream.js';
@@ -385,7 +385,7 @@ export class Client {
   /** Release every held lease, then close the connection if we opened it. */
   async close(): Promise<void> {
     await Promise.allSettled([...this.held].map((l) => l.release()));
-    if (this.ownsConnection) await this.nc.drain().catch(() => {});
+    if (this.ownsConnection) await closeNats(this.nc);
   }
 }
 
