@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { connect as natsConnect, type NatsConnection } from 'nats';
 import { subjects } from '@shoal/protocol';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
-import { startPoolNode, startService, type Service } from '../helpers/procs.js';
+import { orHung, startPoolNode, startService, type Service } from '../helpers/procs.js';
 import { writeConfig } from '../helpers/cluster.js';
 
 /**
@@ -16,10 +16,7 @@ const s = subjects('shoal');
 const EXIT_BOUND_MS = 15_000;
 
 async function exitsByItself(p: Service): Promise<number | null> {
-  let t: NodeJS.Timeout | undefined;
-  const hung = new Promise<'hung'>((r) => { t = setTimeout(() => r('hung'), EXIT_BOUND_MS); });
-  const code = await Promise.race([p.exited, hung]);
-  clearTimeout(t);
+  const code = await orHung(p.exited, EXIT_BOUND_MS);
   if (code === 'hung') {
     await p.kill('SIGKILL');
     throw new Error(`the process was still running ${EXIT_BOUND_MS} ms after close(); stderr: ${p.stderr.slice(-2000)}`);

@@ -382,7 +382,12 @@ export class Client {
     return [...this.held];
   }
 
-  /** Release every held lease, then close the connection if we opened it. */
+  /**
+   * Release every held lease, then close the connection if we opened it (also
+   * when NATS is unreachable): calls still waiting on it (an acquire, an exec)
+   * fail at once with UNAVAILABLE (`closed`), and nothing of the client keeps
+   * the process alive.
+   */
   async close(): Promise<void> {
     await Promise.allSettled([...this.held].map((l) => l.release()));
     if (this.ownsConnection) await closeNats(this.nc);
