@@ -8,7 +8,7 @@ import { chromium, type BrowserContext } from 'playwright-core';
 import { encode, PROTOCOL_VERSION, readReply, subjects, type Lease } from '@shoal/protocol';
 import { connectNats } from '@shoal/runtime';
 import { freePort } from '../helpers/nats-server.js';
-import { ROOT, sleep } from '../helpers/procs.js';
+import { orHung, ROOT, sleep } from '../helpers/procs.js';
 
 /**
  * The operator's view against a real `shoal up` cluster (3 pool-nodes, 2
@@ -104,7 +104,7 @@ describe('status page and cluster HTTP API (e2e: `shoal up`, 3 nodes, 2 balancer
     await nc?.close();
     if (up && up.exitCode === null) {
       up.kill('SIGINT');
-      await Promise.race([new Promise((r) => up.once('exit', r)), sleep(15_000)]);
+      await orHung(new Promise((r) => up.once('exit', r)), 15_000);
       if (up.exitCode === null) up.kill('SIGKILL');
     }
     if (dir) rmSync(dir, { recursive: true, force: true });

@@ -65,6 +65,20 @@ export async function startPoolNode(env: Record<string, string>): Promise<Servic
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
+ * `p`'s value, or 'hung' if it has not settled within `ms`. Unlike a race
+ * with `sleep`, the timer goes with the answer: it cannot keep the test run
+ * alive after its last test.
+ */
+export async function orHung<T>(p: Promise<T>, ms: number): Promise<T | 'hung'> {
+  let t: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<'hung'>((r) => { t = setTimeout(() => r('hung'), ms); })]);
+  } finally {
+    clearTimeout(t);
+  }
+}
+
+/**
  * Poll `cond` until it holds: how a test waits for something to happen
  * (never a guessed sleep). The deadline is generous and only means "it hung".
  */

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { connect, createInbox, type NatsConnection } from 'nats';
 import { encode, parseHealthVerdict, PROTOCOL_VERSION, readReply, subjects, type HealthVerdict, type ProbeReply } from '@shoal/protocol';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
-import { ROOT, sleep, startService, type Service } from '../helpers/procs.js';
+import { orHung, ROOT, sleep, startService, type Service } from '../helpers/procs.js';
 
 const CLAUDE = join(ROOT, 'node_modules', '.bin', 'claude');
 const s = subjects('shoal');
@@ -33,7 +33,7 @@ describe('health: a Claude pool whose CLI is not logged in (real CLI, no credent
   });
   after(async () => {
     // SIGTERM: the node drains, which ends its CLI processes (a SIGKILLed node would leave them behind).
-    for (const p of procs) await Promise.race([p.kill('SIGTERM'), sleep(15_000).then(() => p.kill('SIGKILL'))]);
+    for (const p of procs) if (await orHung(p.kill('SIGTERM'), 15_000) === 'hung') await p.kill('SIGKILL');
     await nc?.close();
     await nats?.stop();
     try { if (dir) rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 }); } catch { /* a temp dir; the OS cleans it */ }

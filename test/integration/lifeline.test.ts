@@ -3,7 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { writeConfig } from '../helpers/cluster.js';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
-import { ROOT, sleep } from '../helpers/procs.js';
+import { orHung, ROOT, sleep } from '../helpers/procs.js';
 
 /**
  * The lifeline `shoal up` gives its children (@shoal/runtime onShutdown):
@@ -43,7 +43,7 @@ describe('lifeline: stdin ends → graceful stop (pool-node as its own process)'
   it('drains and exits 0 when stdin ends, as on SIGTERM', async () => {
     const n = await node(true);
     n.proc.stdin!.end();
-    const r = await Promise.race([n.exit, sleep(8000).then(() => 'hung' as const)]);
+    const r = await orHung(n.exit, 8000);
     expect(r, n.logs()).to.deep.equal({ code: 0, signal: null });
     const lines = n.logs().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines.find((l) => l.msg === 'shutting down')).to.include({ signal: 'SIGTERM' });
@@ -55,7 +55,7 @@ describe('lifeline: stdin ends → graceful stop (pool-node as its own process)'
     n.proc.stdout!.destroy();
     n.proc.stderr!.destroy();
     n.proc.stdin!.destroy();
-    const r = await Promise.race([n.exit, sleep(8000).then(() => 'hung' as const)]);
+    const r = await orHung(n.exit, 8000);
     expect(r).to.deep.equal({ code: 0, signal: null });
   });
 

@@ -179,8 +179,9 @@ describe('pool-node (integration: real nats-server, node as its own process)', f
 
   it('publishes heartbeats with the pool numbers, serves /metrics and /healthz', async () => {
     const n = await node({ min_size: 2, max_size: 5, initial_size: 2, weight: 3 });
-    const sub = nc.subscribe(s.heartbeat(n.nodeId), { max: 1 });
     const lease = await client.acquire('synthetic', { nodeId: n.nodeId });
+    // After the grant: a heartbeat sent while the acquire was on its way would still say active 0.
+    const sub = nc.subscribe(s.heartbeat(n.nodeId), { max: 1 });
     let hb: Heartbeat | undefined;
     for await (const m of sub) hb = parseHeartbeat(m.data);
     expect(hb!.nodeId).to.equal(n.nodeId);

@@ -1,6 +1,6 @@
 import { subjects, type Subjects } from '@shoal/protocol';
 import { connect as connectClient, type Client } from '@shoal/client';
-import type { NatsConnection, NatsSettings } from '@shoal/runtime';
+import { closeNats, type NatsConnection, type NatsSettings } from '@shoal/runtime';
 import type { FlagSpecs, FlagValues } from './args.js';
 import { openNats } from './cluster.js';
 
@@ -58,7 +58,7 @@ export class Ctx {
 
   async close(): Promise<void> {
     await this.client?.close().catch(() => {});
-    if (this.nc && !this.nc.isClosed()) await this.nc.drain().catch(() => {});
+    if (this.nc) await closeNats(this.nc);
   }
 }
 

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { encode, ErrorCodes, PROTOCOL_VERSION, readReply, RETRYABLE_ON_OTHER_NODE, ShoalError, subjects, type Holder, type Lease as LeaseInfo, type LeaseLostReason, type Subjects } from '@shoal/protocol';
-import { call, connectNats, type NatsConnection, type NatsSettings } from '@shoal/runtime';
+import { call, closeNats, connectNats, type NatsConnection, type NatsSettings } from '@shoal/runtime';
 import { typed, CancelledError, UnavailableError } from './errors.js';
 import { leaseLost, NodeWatch } from './node-watch.js';
 import { ExecCall } from './stream.js';
@@ -430,10 +430,15 @@ export class Client {
     return [...this.held];
   }
 
-  /** Release every held lease, then close the connection if we opened it. */
+  /**
+   * Release every held lease, then close the connection if we opened it (also
+   * when NATS is unreachable): calls still waiting on it (an acquire, an exec)
+   * fail at once with UNAVAILABLE (`closed`), and nothing of the client keeps
+   * the process alive.
+   */
   async close(): Promise<void> {
     await Promise.allSettled([...this.held].map((l) => l.release()));
-    if (this.ownsConnection) await this.nc.drain().catch(() => {});
+    if (this.ownsConnection) await closeNats(this.nc);
   }
 }
 

@@ -80,6 +80,17 @@ export async function connectNats(s: NatsSettings, log?: Logger): Promise<NatsCo
   return nc;
 }
 
+/**
+ * Drain, then make sure the connection is closed. nats.js's drain() flushes
+ * to the server; while NATS is unreachable that flush fails, drain() resolves
+ * all the same and the connection goes on reconnecting (forever, with our
+ * options), which keeps the process alive after its work is done.
+ */
+export async function closeNats(nc: NatsConnection): Promise<void> {
+  if (!nc.isClosed()) await nc.drain().catch(() => {});
+  if (!nc.isClosed()) await nc.close().catch(() => {});
+}
+
 /** A fresh NKey user seed (text, `SU...`) and its public key (`U...`), for `shoal up`'s credentials. */
 export function newUserNkey(): { seed: string; publicKey: string } {
   const kp = nkeys.createUser();

@@ -34,6 +34,15 @@ export class Requester {
   constructor(private readonly nc: NatsConnection) {
     // Under the connection's own inbox prefix: with roles on, the only replies it may receive.
     this.prefix = createInbox(inboxPrefixOf(nc));
+    // No reply can come on a closed connection: what waits fails now rather
+    // than at its deadline (up to minutes for an acquire), whose timer would
+    // also keep a process that closed its client from exiting.
+    const onClosed = () => this.failAll(new ShoalError(ErrorCodes.UNAVAILABLE, 'the NATS connection is closed', { details: { reason: 'closed' } }));
+    void nc.closed().then(onClosed, onClosed);
+  }
+
+  private failAll(err: ShoalError): void {
+    for (const [token, p] of this.pending) { this.pending.delete(token); clearTimeout(p.timer); p.onFail?.(err); }
   }
 
   private listen(): void {
@@ -42,7 +51,7 @@ export class Requester {
         if (err) {
           // The inbox subscription died (a permissions error): fail what waits, start afresh next time.
           this.sub = undefined;
-          for (const [token, p] of this.pending) { this.pending.delete(token); clearTimeout(p.timer); p.onFail?.(new ShoalError(ErrorCodes.UNAVAILABLE, `reply subscription failed: ${err.message}`, { details: { reason: 'subscription' } })); }
+          this.failAll(new ShoalError(ErrorCodes.UNAVAILABLE, `reply subscription failed: ${err.message}`, { details: { reason: 'subscription' } }));
           return;
         }
         const token = m.subject.slice(this.prefix.length + 1);
@@ -93,6 +102,10 @@ export class Requester {
   }
 
   private exchange(subject: string, data: Uint8Array, timeoutMs: number, h: { onMsg: (m: Msg) => boolean; onTimeout: () => void; onFail: (e: ShoalError) => void; idleMs?: number }, onLate?: (data: Uint8Array) => void): () => void {
+    if (this.nc.isClosed()) {
+      h.onFail(new ShoalError(ErrorCodes.UNAVAILABLE, `cannot send on ${subject}: the NATS connection is closed`, { details: { reason: 'closed', subject } }));
+      return () => {};
+    }
     if (!this.sub) this.listen();
     const token = (this.seq++).toString(36);
     const fire = () => {
