@@ -139,11 +139,12 @@ export async function runAutoscaleBench(opts: { quick: boolean; log: (s: string)
     nc = await connectNats({ servers: [nats.url], name: 'bench-autoscale-watch' });
     const s = subjects();
     // (total + creating) per node and pool, from the heartbeats.
-    const sizes = new Map<string, number>();
+    const sizes = new Map<string, { size: number; target: number; demand: number }>();
     nc.subscribe(s.anyHeartbeat, { callback: (_e, m) => {
-      try { const hb = parseHeartbeat(m.data); for (const [p, st] of Object.entries(hb.pools)) sizes.set(`${hb.nodeId}\0${p}`, st.total + st.creating); } catch { /* ignore */ }
+      try { const hb = parseHeartbeat(m.data); for (const [p, st] of Object.entries(hb.pools)) sizes.set(`${hb.nodeId}\0${p}`, { size: st.total + st.creating, target: st.target, demand: st.active + st.waiting }); } catch { /* ignore */ }
     } });
-    const poolSize = (pool: string) => [...sizes].filter(([k]) => k.endsWith(`\0${pool}`)).reduce((a, [, v]) => a + v, 0);
+    const sumOf = (pool: string, f: (x: { size: number; target: number; demand: number }) => number) => [...sizes].filter(([k]) => k.endsWith(`\0${pool}`)).reduce((a, [, v]) => a + f(v), 0);
+    const poolSize = (pool: string) => sumOf(pool, (x) => x.size);
     await sleep(3 * TICK_MS);
 
     // --quick: the ramp only (the trace the goals are about), to keep the quick run short.
@@ -159,12 +160,19 @@ export async function runAutoscaleBench(opts: { quick: boolean; log: (s: string)
       const rs: Record<string, number> = { pred: 0, react: 0 };
       let sampling = true;
       const sampler = (async () => {
-        let last = performance.now();
+        const start = performance.now();
+        let last = start;
+        let nextLine = start;
         while (sampling) {
           await sleep(100);
           const now = performance.now();
           for (const p of Object.keys(POOLS)) rs[p]! += (poolSize(p) * (now - last)) / 1000;
           last = now;
+          // BENCH_DEBUG: a timeline, once a second, of what each pool had against what the trace asked (in use / target / total + creating).
+          if (process.env.BENCH_DEBUG && now >= nextLine) {
+            nextLine += 1000;
+            log(`    t=${((now - start) / 1000).toFixed(0).padStart(2)} trace=${demandOf(now - start, T).toFixed(1).padStart(4)} ` + Object.keys(POOLS).map((p) => `${p} ${sumOf(p, (x) => x.demand)}/${sumOf(p, (x) => x.target)}/${poolSize(p)}`).join('  '));
+          }
         }
       })();
       const runs: Record<PoolName, PoolRun> = { pred: { waits: [], acquires: 0, failed: 0 }, react: { waits: [], acquires: 0, failed: 0 } };
