@@ -166,6 +166,23 @@ describe('autoscaler decide (pure, fake clock)', () => {
     expect(unserved.decisions.some((d) => d.reason === 'predictive')).to.equal(true);
   });
 
+  it('predictive: a step whose queued acquires land at once (leased resources leap, then fall back) is not extrapolated to the max', async () => {
+    // As the pool-nodes report a 2 → 16 step with 2 s creates: 2 in use; the queue piles up while the
+    // creates the pool started for it run; they land together (36 leased), the queue drains, 16 stay.
+    const step = (t: number): Partial<PoolView> => {
+      if (t < 3000) return { active: 2, total: 4, createLatencyMs: 2000 };
+      if (t < 5000) { const q = Math.round(((t - 3000) / 1000) * 16); return { active: 4, waiting: q, creating: q, total: 4, createLatencyMs: 2000 }; }
+      if (t < 6000) return { active: 36, total: 36, createLatencyMs: 2000 };
+      if (t < 7000) return { active: 26, total: 36, createLatencyMs: 2000 };
+      return { active: 16 + ((t / 1000) % 3 === 0 ? 1 : 0), total: 30, createLatencyMs: 2000 };
+    };
+    const cfg = (predictive: boolean) => config({ predictive, scaleUpIncrement: 2, scaleDownIncrement: 1, cooldownMs: 2000, stabilizationWindowMs: 5000 });
+    const pred = await run(clock, cfg(true), 20, step, 4);
+    const react = await run(new FakeClock(), cfg(false), 20, step, 4);
+    expect(pred.decisions.filter((d) => d.reason === 'predictive')).to.deep.equal([]);
+    expect(pred.target).to.equal(react.target);
+  });
+
   it('predictive: a flat or falling demand predicts nothing, and the forecast is bounded by max and the cooldown', async () => {
     const flat = await run(clock, config({ predictive: true, cooldownMs: 0 }), 10, () => ({ active: 5, createLatencyMs: 3000 }));
     expect(flat.decisions).to.deep.equal([]);
