@@ -57,7 +57,7 @@ function configYaml(): string {
     '    initial_size: 1',
     `    options: { create_latency: ${CREATE_MS}, exec_latency: 0 }`,
     '    session_management: { idle_timeout: 3s, cleanup_interval: 1s }',
-    `    auto_scaling: { enabled: true, scale_up_threshold: 0.8, scale_down_threshold: 0.3, scale_up_increment: 2, scale_down_increment: 1, cooldown_period: 2s, stabilization_window: 5s, predictive: ${predictive} }`,
+    `    auto_scaling: { enabled: true, scale_up_threshold: 0.8, scale_down_threshold: 0.3, scale_up_increment: 2, scale_down_increment: 1, cooldown_period: 2s, stabilization_window: 5s, scale_down_to_fit: true, predictive: ${predictive} }`,
   ].join('\n');
   return [
     'node:',
