@@ -32,27 +32,25 @@ function median(xs: number[]): number {
 }
 
 /**
- * A trend that held over the whole window: the Theil–Sen slopes of its
- * earlier and of its later half (split at the middle instant, the middle
- * point in both), the smaller of the two, and only when both rise. A ramp
- * rises in both halves and keeps its slope. A jump does not: before it the
- * window is flat, after it the series is flat or falling; and the jump a
- * pool shows when the creates it started for a queue of waiters land at
- * once (active leaps, then falls back as the queue drains) rises in one half
- * only. Theil–Sen alone reads such a jump as a ramp once more than half of
- * the pairs straddle it, and extrapolates the backlog. The level is the
- * later half's line at its last point. Undefined when either half has fewer
- * than 2 points or does not rise.
+ * The Theil–Sen line of the whole window, but only when the earlier and the
+ * later half of the window (split at the middle instant, the middle point in
+ * both) each rise on their own. A ramp rises in both halves. A jump does
+ * not: before it the window is flat, after it the series is flat or falling;
+ * nor does the leap a pool shows when the creates it started for a queue of
+ * waiters land together (leased resources leap, then fall back as the queue
+ * drains). Theil–Sen alone reads such a jump as a ramp once more than half
+ * of the pairs straddle it, and extrapolates the backlog. Slope and level
+ * come from the whole window (more points, less noise than a half).
+ * Undefined when either half has fewer than 2 points or does not rise.
  */
 export function sustainedTrend(points: readonly Point[]): { slope: number; last: number } | undefined {
   if (points.length < 3) return undefined;
   const mid = (points[0]!.at + points[points.length - 1]!.at) / 2;
-  const earlier = points.filter((p) => p.at <= mid);
-  const later = points.filter((p) => p.at >= mid);
-  const a = halfTrend(earlier);
-  const b = halfTrend(later);
+  const a = halfTrend(points.filter((p) => p.at <= mid));
+  const b = halfTrend(points.filter((p) => p.at >= mid));
   if (!a || !b || a.slope <= 0 || b.slope <= 0) return undefined;
-  return { slope: Math.min(a.slope, b.slope), last: b.last };
+  const t = linearTrend(points);
+  return t && t.slope > 0 ? t : undefined;
 }
 
 /** Theil–Sen on one half: two points are enough there (their slope), the whole window had at least three. */
