@@ -203,7 +203,7 @@ export async function runAutoscaleBench(opts: { quick: boolean; log: (s: string)
           line.met = met;
         }
         out.push(line);
-        if (process.env.BENCH_DEBUG) for (const l of autoscaler.logs.slice(decisionsBefore).filter((x) => x.msg === 'scaling decision' && x.pool === p)) log(`    ${String(l.ts).slice(17, 23)} ${l.direction} ${l.from}→${l.to} ${l.reason} demand=${l.demand} total=${l.total} util=${l.utilization} f=${l.forecast ?? '-'}`);
+        if (process.env.BENCH_DEBUG) for (const l of autoscaler.logs.slice(decisionsBefore).filter((x) => x.msg === 'scaling decision' && x.pool === p)) log(`    ${String(l.ts).slice(17, 23)} ${l.direction} ${l.from}→${l.to} ${l.reason} demand=${l.demand} waiting=${l.waiting} total=${l.total} creating=${l.creating} util=${l.utilization} f=${l.forecast ?? '-'} uncovered=${l.uncovered ?? '-'}`);
         log(`  ${p}: warm ${line.warm_acquire_ratio}, p99 wait ${line.p99_wait_ms} ms, resource-seconds ×${line.resource_seconds_ratio}, reversals ${reversals}`);
       }
     }

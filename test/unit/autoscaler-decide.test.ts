@@ -215,6 +215,13 @@ describe('autoscaler decide (pure, fake clock)', () => {
     expect(r.decisions.length).to.be.above(0); // the utilization rule still grows it
   });
 
+  it('predictive: no extrapolation while acquires wait and the pool holds its cluster max (a prediction could only keep the surplus)', async () => {
+    // At the max, the queue beyond it grows for 4 s, then drains: the uncovered waiters rise in both halves of the window.
+    const atMax = (t: number): Partial<PoolView> => (t < 3000 ? { active: 2, total: 4, createLatencyMs: 2000 } : { active: 20, total: 20, waiting: Math.min(16, 2 * ((t - 3000) / 500)), creating: 0, createLatencyMs: 2000, max: 20 });
+    const r = await run(clock, config({ predictive: true, scaleUpIncrement: 2, cooldownMs: 1000 }), 12, atMax, 4);
+    expect(r.decisions.filter((d) => d.reason === 'predictive')).to.deep.equal([]);
+  });
+
   it('predictive: a flat or falling demand predicts nothing, and the forecast is bounded by max and the cooldown', async () => {
     const flat = await run(clock, config({ predictive: true, cooldownMs: 0 }), 10, () => ({ active: 5, createLatencyMs: 3000 }));
     expect(flat.decisions).to.deep.equal([]);

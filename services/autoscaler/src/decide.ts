@@ -167,7 +167,7 @@ function heldFor(samples: readonly Sample[], now: number, ms: number, pred: (s: 
 export function decide(view: PoolView, cfg: ScalingConfig, history: History, now: number): Decision {
   const cur = sampleOf(view, now);
   const numbers: Record<string, number> = {
-    utilization: round(cur.utilization), demand: cur.demand, total: view.total, creating: view.creating, target: view.target,
+    utilization: round(cur.utilization), demand: cur.demand, waiting: view.waiting, total: view.total, creating: view.creating, target: view.target,
     min: view.min, max: view.max, nodes: view.nodes,
   };
   const none = (reason: string, wanted = view.target): Decision => ({ direction: 'none', target: view.target, wanted, reason, numbers });
@@ -194,11 +194,13 @@ export function decide(view: PoolView, cfg: ScalingConfig, history: History, now
     if (p.up && heldFor(samples, now, p.durationMs, (s) => value(s) >= p.up!.threshold)) votes.push({ dir: 'up', n: p.up.increment, reason: `policy:${p.name}` });
     else if (p.down && heldFor(samples, now, p.durationMs, (s) => value(s) <= p.down!.threshold)) votes.push({ dir: 'down', n: p.down.decrement, reason: `policy:${p.name}` });
   }
-  // Prediction gets ahead of demand. A pool that is creating for acquires already waiting is behind:
-  // its queue is transient (it drains as the creates land) and, extrapolated, sends the target far
-  // past the need; the utilization rule (waiting acquires count) and the pool's own creates serve it.
-  if (cfg.predictive && view.waiting > 0 && view.creating > 0) numbers.catchingUp = 1;
+  // Prediction gets ahead of demand. A pool with acquires waiting while it creates for them, or while
+  // it holds all it may (the cluster max), is behind: its queue is transient (it drains as the creates
+  // land) and, extrapolated, sends the target far past the need, where the band then keeps it; the
+  // utilization rule (waiting acquires count) and the pool's own creates serve it.
+  if (cfg.predictive && view.waiting > 0 && (view.creating > 0 || view.total + view.creating >= view.max)) numbers.catchingUp = 1;
   else if (cfg.predictive) {
+    numbers.uncovered = cur.uncovered;
     const lead = view.createLatencyMs + cfg.tickMs;
     const f = forecastDemand(samples.map((s) => ({ at: s.at, v: s.uncovered })), now, lead, Math.max(FORECAST_WINDOW_MIN_MS, 2 * lead));
     if (f !== undefined) {
