@@ -178,6 +178,19 @@ describe('autoscaler decide (pure, fake clock)', () => {
     }
   });
 
+  it('predictive: brings the forecast demand, not the forecast plus the threshold headroom; a ramp that the headroom covers needs no prediction', async () => {
+    // 0.5 more in use a second, 2 s creates: one lead (2.5 s) adds 1.25, less than the 20 % headroom
+    // the reactive rule keeps above 10 in use.
+    const gentle = (t: number) => ({ active: 10 + Math.floor(t / 2000), createLatencyMs: 2000 });
+    const cfg = config({ predictive: true, cooldownMs: 0, scaleUpIncrement: 2 });
+    const r = await run(clock, cfg, 12, gentle, 13);
+    expect(r.decisions.filter((d) => d.reason === 'predictive')).to.deep.equal([]);
+    // Steeper than the headroom: prediction acts, sized to the forecast itself.
+    const steep = await run(new FakeClock(), cfg, 8, (t) => ({ active: 10 + Math.floor((3 * t) / 1000), createLatencyMs: 2000 }), 13);
+    const first = steep.decisions.find((d) => d.reason === 'predictive')!;
+    expect(first.target).to.equal(Math.ceil(first.numbers.forecast! - 1e-9));
+  });
+
   it('predictive: acquires waiting for creates already under way are not extrapolated (a step is not a ramp)', async () => {
     // A step: 16 wanted at once; the pool creates for every waiter, so waiting is covered by creating.
     const cfg = config({ predictive: true, cooldownMs: 0, scaleUpThreshold: 0.99, scaleUpIncrement: 1 });

@@ -206,8 +206,11 @@ export function decide(view: PoolView, cfg: ScalingConfig, history: History, now
     if (f !== undefined) {
       numbers.forecast = round(f);
       numbers.leadMs = Math.round(lead);
-      // Enough resources for the forecast demand to sit at the scale-up threshold.
-      const want = Math.ceil(f / cfg.scaleUpThreshold - 1e-9);
+      // A resource for each acquire forecast one lead ahead: the growth the forecast sees is what
+      // prediction adds. The threshold's headroom is the reactive rule's buffer for growth it cannot
+      // see; sizing the forecast at the threshold as well counted that growth twice (on a ramp the
+      // headroom covers, prediction then kept ~25 % more than reactive for no warmer acquire).
+      const want = Math.ceil(f - 1e-9);
       if (want > view.target) votes.push({ dir: 'up', n: want - view.target, reason: 'predictive' });
     }
   }
