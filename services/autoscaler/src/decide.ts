@@ -161,8 +161,9 @@ function heldFor(samples: readonly Sample[], now: number, ms: number, pred: (s: 
  * a scale-down (with `scaleDownToFit`, the utilization rule's decrement is
  * what brings the target to `fitTarget` of the window's peak demand, if that
  * is more than scaleDownIncrement). Thresholds are a band (down < up,
- * checked by the config), so a pool between them holds. The cooldown spaces actions of either direction;
- * the target stays within the cluster's min..max.
+ * checked by the config), so a pool between them holds. The cooldown spaces
+ * actions of either direction; the target stays within the cluster's
+ * min..max.
  */
 export function decide(view: PoolView, cfg: ScalingConfig, history: History, now: number): Decision {
   const cur = sampleOf(view, now);
