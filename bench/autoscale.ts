@@ -57,7 +57,7 @@ function configYaml(): string {
     '    initial_size: 1',
     `    options: { create_latency: ${CREATE_MS}, exec_latency: 0 }`,
     '    session_management: { idle_timeout: 3s, cleanup_interval: 1s }',
-    `    auto_scaling: { enabled: true, scale_up_threshold: 0.8, scale_down_threshold: 0.3, scale_up_increment: 2, scale_down_increment: 1, cooldown_period: 2s, stabilization_window: 5s, predictive: ${predictive} }`,
+    `    auto_scaling: { enabled: true, scale_up_threshold: 0.8, scale_down_threshold: 0.3, scale_up_increment: 2, scale_down_increment: 1, cooldown_period: 2s, stabilization_window: 5s, scale_down_to_fit: true, predictive: ${predictive} }`,
   ].join('\n');
   return [
     'node:',
@@ -139,11 +139,12 @@ export async function runAutoscaleBench(opts: { quick: boolean; log: (s: string)
     nc = await connectNats({ servers: [nats.url], name: 'bench-autoscale-watch' });
     const s = subjects();
     // (total + creating) per node and pool, from the heartbeats.
-    const sizes = new Map<string, number>();
+    const sizes = new Map<string, { size: number; target: number; demand: number }>();
     nc.subscribe(s.anyHeartbeat, { callback: (_e, m) => {
-      try { const hb = parseHeartbeat(m.data); for (const [p, st] of Object.entries(hb.pools)) sizes.set(`${hb.nodeId}\0${p}`, st.total + st.creating); } catch { /* ignore */ }
+      try { const hb = parseHeartbeat(m.data); for (const [p, st] of Object.entries(hb.pools)) sizes.set(`${hb.nodeId}\0${p}`, { size: st.total + st.creating, target: st.target, demand: st.active + st.waiting }); } catch { /* ignore */ }
     } });
-    const poolSize = (pool: string) => [...sizes].filter(([k]) => k.endsWith(`\0${pool}`)).reduce((a, [, v]) => a + v, 0);
+    const sumOf = (pool: string, f: (x: { size: number; target: number; demand: number }) => number) => [...sizes].filter(([k]) => k.endsWith(`\0${pool}`)).reduce((a, [, v]) => a + f(v), 0);
+    const poolSize = (pool: string) => sumOf(pool, (x) => x.size);
     await sleep(3 * TICK_MS);
 
     // --quick: the ramp only (the trace the goals are about), to keep the quick run short.
@@ -159,12 +160,19 @@ export async function runAutoscaleBench(opts: { quick: boolean; log: (s: string)
       const rs: Record<string, number> = { pred: 0, react: 0 };
       let sampling = true;
       const sampler = (async () => {
-        let last = performance.now();
+        const start = performance.now();
+        let last = start;
+        let nextLine = start;
         while (sampling) {
           await sleep(100);
           const now = performance.now();
           for (const p of Object.keys(POOLS)) rs[p]! += (poolSize(p) * (now - last)) / 1000;
           last = now;
+          // BENCH_DEBUG: a timeline, once a second, of what each pool had against what the trace asked (in use / target / total + creating).
+          if (process.env.BENCH_DEBUG && now >= nextLine) {
+            nextLine += 1000;
+            log(`    t=${((now - start) / 1000).toFixed(0).padStart(2)} trace=${demandOf(now - start, T).toFixed(1).padStart(4)} ` + Object.keys(POOLS).map((p) => `${p} ${sumOf(p, (x) => x.demand)}/${sumOf(p, (x) => x.target)}/${poolSize(p)}`).join('  '));
+          }
         }
       })();
       const runs: Record<PoolName, PoolRun> = { pred: { waits: [], acquires: 0, failed: 0 }, react: { waits: [], acquires: 0, failed: 0 } };
@@ -195,7 +203,7 @@ export async function runAutoscaleBench(opts: { quick: boolean; log: (s: string)
           line.met = met;
         }
         out.push(line);
-        if (process.env.BENCH_DEBUG) for (const l of autoscaler.logs.slice(decisionsBefore).filter((x) => x.msg === 'scaling decision' && x.pool === p)) log(`    ${String(l.ts).slice(17, 23)} ${l.direction} ${l.from}→${l.to} ${l.reason} demand=${l.demand} total=${l.total} util=${l.utilization} f=${l.forecast ?? '-'}`);
+        if (process.env.BENCH_DEBUG) for (const l of autoscaler.logs.slice(decisionsBefore).filter((x) => x.msg === 'scaling decision' && x.pool === p)) log(`    ${String(l.ts).slice(17, 23)} ${l.direction} ${l.from}→${l.to} ${l.reason} demand=${l.demand} waiting=${l.waiting} total=${l.total} creating=${l.creating} util=${l.utilization} f=${l.forecast ?? '-'} uncovered=${l.uncovered ?? '-'}`);
         log(`  ${p}: warm ${line.warm_acquire_ratio}, p99 wait ${line.p99_wait_ms} ms, resource-seconds ×${line.resource_seconds_ratio}, reversals ${reversals}`);
       }
     }

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import type { ScalingPolicy } from '@shoal/config';
-import { decide, sampleOf, utilization, type Decision, type PoolView, type Sample, type ScalingConfig } from '../../services/autoscaler/src/decide.js';
+import { decide, fitTarget, sampleOf, utilization, type Decision, type PoolView, type Sample, type ScalingConfig } from '../../services/autoscaler/src/decide.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 
 const TICK = 1000;
@@ -109,6 +109,28 @@ describe('autoscaler decide (pure, fake clock)', () => {
     expect(fresh).to.include({ direction: 'none', reason: 'stabilizing' }); // a new leader has not seen the window yet
   });
 
+  it('scale_down_to_fit: far below the threshold a stabilized scale-down goes at once to the size at which the peak demand of the window reads mid-band; off, one increment per cooldown', async () => {
+    const cfg = (fit: boolean) => config({ scaleDownIncrement: 1, cooldownMs: 2000, stabilizationWindowMs: 5000, scaleDownToFit: fit });
+    // 16 in use on 40, then 2 from 3 s on; a 6 (still far below the threshold) at 6 s.
+    const load = (t: number) => ({ active: t < 3000 ? 16 : t === 6000 ? 6 : 2 });
+    const on = await run(clock, cfg(true), 20, load, 40);
+    const off = await run(new FakeClock(), cfg(false), 20, load, 40);
+    // The first down waits out the window either way (every tick low from 3 s, the window 5 s: 8 s).
+    expect(on.decisions[0]).to.include({ at: 8000, direction: 'down', reason: 'utilization' });
+    expect(off.decisions[0]).to.include({ at: 8000, direction: 'down', target: 39 });
+    // Sized on the window's peak (6 at 6 s): 6 / ((0.8 + 0.3) / 2) → 11; a cooldown later the 6 is still in the window
+    // and the pool still far below: one increment, as without the key; once the window holds only 2s: 2 / 0.55 → 4.
+    expect(on.decisions.map((d) => [d.at, d.target])).to.deep.equal([[8000, 11], [10_000, 10], [12_000, 4]]);
+    expect(on.decisions[0]!.numbers.fit).to.equal(11);
+    expect(on.decisions.every((d) => d.direction === 'down')).to.equal(true); // no reversal: 2 on 4 sits in the band
+    expect(off.decisions.map((d) => d.target)).to.deep.equal([39, 38, 37, 36, 35, 34]);
+    expect(fitTarget(2, config())).to.equal(4);
+    // Near the threshold the step is never less than scale_down_increment, never below the min.
+    expect(decide(busy(3, 10), config({ scaleDownIncrement: 5, scaleDownToFit: true }), { samples: [] }, clock.now())).to.include({ direction: 'down', target: 5 });
+    expect(decide(busy(3, 10), config({ scaleDownIncrement: 1, scaleDownToFit: true }), { samples: [] }, clock.now())).to.include({ direction: 'down', target: 6 });
+    expect(decide(busy(0, 10, { min: 3 }), config({ scaleDownIncrement: 1, scaleDownToFit: true }), { samples: [] }, clock.now())).to.include({ direction: 'down', target: 3 });
+  });
+
   for (const metric of ['cpu_usage', 'memory_usage', 'request_rate', 'queue_length'] as const) {
     it(`policy on ${metric}: acts only after the condition held for its duration; a shorter spike does nothing`, async () => {
       const field = { cpu_usage: 'cpu', memory_usage: 'memory', request_rate: 'requestRate', queue_length: 'waiting' }[metric] as keyof PoolView;
@@ -156,6 +178,19 @@ describe('autoscaler decide (pure, fake clock)', () => {
     }
   });
 
+  it('predictive: brings the forecast demand, not the forecast plus the threshold headroom; a ramp that the headroom covers needs no prediction', async () => {
+    // 0.5 more in use a second, 2 s creates: one lead (2.5 s) adds 1.25, less than the 20 % headroom
+    // the reactive rule keeps above 10 in use.
+    const gentle = (t: number) => ({ active: 10 + Math.floor(t / 2000), createLatencyMs: 2000 });
+    const cfg = config({ predictive: true, cooldownMs: 0, scaleUpIncrement: 2 });
+    const r = await run(clock, cfg, 12, gentle, 13);
+    expect(r.decisions.filter((d) => d.reason === 'predictive')).to.deep.equal([]);
+    // Steeper than the headroom: prediction acts, sized to the forecast itself.
+    const steep = await run(new FakeClock(), cfg, 8, (t) => ({ active: 10 + Math.floor((3 * t) / 1000), createLatencyMs: 2000 }), 13);
+    const first = steep.decisions.find((d) => d.reason === 'predictive')!;
+    expect(first.target).to.equal(Math.ceil(first.numbers.forecast! - 1e-9));
+  });
+
   it('predictive: acquires waiting for creates already under way are not extrapolated (a step is not a ramp)', async () => {
     // A step: 16 wanted at once; the pool creates for every waiter, so waiting is covered by creating.
     const cfg = config({ predictive: true, cooldownMs: 0, scaleUpThreshold: 0.99, scaleUpIncrement: 1 });
@@ -164,6 +199,40 @@ describe('autoscaler decide (pure, fake clock)', () => {
     // The same numbers with nothing being created: that queue is demand nobody serves yet, and it rises.
     const unserved = await run(new FakeClock(), cfg, 8, (t) => ({ active: 2, waiting: Math.max(0, Math.round((t - 2000) / 500)), createLatencyMs: 2000 }), 20);
     expect(unserved.decisions.some((d) => d.reason === 'predictive')).to.equal(true);
+  });
+
+  it('predictive: a step whose queued acquires land at once (leased resources leap, then fall back) is not extrapolated to the max', async () => {
+    // As the pool-nodes report a 2 → 16 step with 2 s creates: 2 in use; the queue piles up while the
+    // creates the pool started for it run; they land together (36 leased), the queue drains, 16 stay.
+    const step = (t: number): Partial<PoolView> => {
+      if (t < 3000) return { active: 2, total: 4, createLatencyMs: 2000 };
+      if (t < 5000) { const q = Math.round(((t - 3000) / 1000) * 16); return { active: 4, waiting: q, creating: q, total: 4, createLatencyMs: 2000 }; }
+      if (t < 6000) return { active: 36, total: 36, createLatencyMs: 2000 };
+      if (t < 7000) return { active: 26, total: 36, createLatencyMs: 2000 };
+      return { active: 16 + ((t / 1000) % 3 === 0 ? 1 : 0), total: 30, createLatencyMs: 2000 };
+    };
+    const cfg = (predictive: boolean) => config({ predictive, scaleUpIncrement: 2, scaleDownIncrement: 1, cooldownMs: 2000, stabilizationWindowMs: 5000 });
+    const pred = await run(clock, cfg(true), 20, step, 4);
+    const react = await run(new FakeClock(), cfg(false), 20, step, 4);
+    expect(pred.decisions.filter((d) => d.reason === 'predictive')).to.deep.equal([]);
+    expect(pred.target).to.equal(react.target);
+  });
+
+  it('predictive: no extrapolation while the pool is creating for acquires already waiting (it is catching up on a queue)', async () => {
+    // Creates landing one after another while a queue waits for the rest: leased resources rise for
+    // 6 s, in both halves of the window, but the rise is the queue being served, not new demand.
+    const catchingUp = (t: number): Partial<PoolView> => (t < 2000 ? { active: 2, total: 4, createLatencyMs: 2000 } : { active: Math.min(30, 2 + 3 * ((t - 2000) / 500)), total: Math.min(30, 2 + 3 * ((t - 2000) / 500)), waiting: 6, creating: 6, createLatencyMs: 2000 });
+    const cfg = config({ predictive: true, scaleUpIncrement: 2, cooldownMs: 2000 });
+    const r = await run(clock, cfg, 10, catchingUp, 4);
+    expect(r.decisions.filter((d) => d.reason === 'predictive')).to.deep.equal([]);
+    expect(r.decisions.length).to.be.above(0); // the utilization rule still grows it
+  });
+
+  it('predictive: no extrapolation while acquires wait and the pool holds its cluster max (a prediction could only keep the surplus)', async () => {
+    // At the max, the queue beyond it grows for 4 s, then drains: the uncovered waiters rise in both halves of the window.
+    const atMax = (t: number): Partial<PoolView> => (t < 3000 ? { active: 2, total: 4, createLatencyMs: 2000 } : { active: 20, total: 20, waiting: Math.min(16, 2 * ((t - 3000) / 500)), creating: 0, createLatencyMs: 2000, max: 20 });
+    const r = await run(clock, config({ predictive: true, scaleUpIncrement: 2, cooldownMs: 1000 }), 12, atMax, 4);
+    expect(r.decisions.filter((d) => d.reason === 'predictive')).to.deep.equal([]);
   });
 
   it('predictive: a flat or falling demand predicts nothing, and the forecast is bounded by max and the cooldown', async () => {

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { loadConfig, readPolicies } from '@shoal/config';
 import { desiredNodes, stabilizeDesired } from '../../services/autoscaler/src/desired.js';
-import { forecastDemand, linearTrend } from '../../services/autoscaler/src/forecast.js';
+import { forecastDemand, linearTrend, sustainedTrend } from '../../services/autoscaler/src/forecast.js';
 import { spread, type NodeSlot } from '../../services/autoscaler/src/spread.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 
@@ -97,6 +97,24 @@ describe('autoscaler forecast (pure)', () => {
     expect(forecastDemand(step, 5000, 2500, 10_000)).to.equal(undefined);
     const ramp = [0, 1000, 2000, 3000, 4000, 5000].map((at) => ({ at, v: 1 + (2 * at) / 1000 }));
     expect(forecastDemand(ramp, 5000, 2500, 10_000)).to.be.closeTo(16, 1e-9);
+  });
+
+  it('a trend counts only when it held in both halves of the window: a backlog landing at once is not a ramp', () => {
+    // Leased resources every 500 ms around a step, as the bench's pool-nodes report them: flat, the
+    // queue's creates landing together, the queue draining to the new level.
+    const series = [2, 2, 2, 2, 2, 2, 2, 10, 26, 37, 38, 28, 24, 18, 16, 17, 16, 16, 17, 16, 16, 16];
+    const pts = series.map((v, i) => ({ at: i * 500, v }));
+    for (let i = 2; i < pts.length; i++) {
+      const f = forecastDemand(pts.slice(0, i + 1), i * 500, 2500, 5000);
+      // Never the backlog extrapolated; at most a small rise of the new level.
+      if (f !== undefined) expect(f, `at ${i * 500} ms`).to.be.at.most(20);
+    }
+    // A ramp rises in both halves and keeps its slope.
+    const ramp = [0, 500, 1000, 1500, 2000, 2500, 3000].map((at) => ({ at, v: 4 + at / 500 }));
+    expect(sustainedTrend(ramp)!.slope).to.be.closeTo(1 / 500, 1e-12);
+    expect(forecastDemand(ramp, 3000, 2500, 5000)).to.be.closeTo(15, 1e-9);
+    // A rise that stopped halfway is no trend to extrapolate.
+    expect(sustainedTrend([0, 500, 1000, 1500, 2000, 2500, 3000].map((at) => ({ at, v: Math.min(10, 4 + at / 250) })))).to.equal(undefined);
   });
 
   it('no forecast from too few points, a flat or a falling series, or points out of the window', () => {

@@ -49,7 +49,7 @@ describe('config', () => {
       // Inherited from the design's session_pool block. (Parsing only, here and below: these tests prove a key
       // is read, typed and inherited, never that it does anything — the tests of the code that reads
       // auto_scaling.* and load_balancing.* prove that.)
-      expect(p.autoScaling).to.deep.equal({ enabled: true, scaleUpThreshold: 0.8, scaleDownThreshold: 0.3, scaleUpIncrement: 5, scaleDownIncrement: 2, cooldownMs: 30_000, stabilizationWindowMs: 60_000, predictive: false });
+      expect(p.autoScaling).to.deep.equal({ enabled: true, scaleUpThreshold: 0.8, scaleDownThreshold: 0.3, scaleUpIncrement: 5, scaleDownIncrement: 2, cooldownMs: 30_000, stabilizationWindowMs: 60_000, predictive: false, scaleDownToFit: false });
       expect(p.scalingPolicies).to.deep.equal([]);
       expect(p.loadBalancing).to.deep.equal({ strategy: 'weighted_round_robin', healthCheckIntervalMs: 30_000, circuitBreakerEnabled: true });
       expect(p.sessionManagement).to.deep.equal({

@@ -265,6 +265,7 @@ export class Autoscaler extends Actor {
       cooldownMs: a?.cooldownMs ?? 30_000,
       stabilizationWindowMs: a?.stabilizationWindowMs ?? DEFAULT_STABILIZATION_MS,
       predictive: a?.predictive ?? false,
+      scaleDownToFit: a?.scaleDownToFit ?? false,
       policies: pc?.scalingPolicies ?? [],
       tickMs: this.cfg.intervalMs,
     };

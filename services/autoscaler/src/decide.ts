@@ -37,6 +37,12 @@ export interface ScalingConfig {
   cooldownMs: number;
   stabilizationWindowMs: number;
   predictive: boolean;
+  /**
+   * A stabilized utilization scale-down removes at least scaleDownIncrement
+   * and, when the pool is far below the threshold, as many more as bring the
+   * target down to `fitTarget` of the window's peak demand.
+   */
+  scaleDownToFit?: boolean;
   policies: readonly ScalingPolicy[];
   /** The decision tick: the prediction looks one create latency plus one tick ahead. */
   tickMs: number;
@@ -118,17 +124,33 @@ function instantVotes(s: Sample, cfg: ScalingConfig): Vote[] {
 }
 
 /**
+ * The samples that stand for the last `ms`: those inside it and the newest
+ * one at or before its start (it stood for the state at that moment).
+ */
+function windowOf(samples: readonly Sample[], now: number, ms: number): readonly Sample[] {
+  let from = 0;
+  for (let i = 0; i < samples.length; i++) if (samples[i]!.at <= now - ms) from = i;
+  return samples.slice(from);
+}
+
+/**
+ * The smallest target at which `demand` reads at the middle of the band
+ * between the thresholds: as far from asking for a scale-up as from asking
+ * for another scale-down, so the step that lands there is not undone.
+ */
+export function fitTarget(demand: number, cfg: Pick<ScalingConfig, 'scaleUpThreshold' | 'scaleDownThreshold'>): number {
+  const mid = (cfg.scaleUpThreshold + cfg.scaleDownThreshold) / 2;
+  return Math.ceil(demand / mid - 1e-9);
+}
+
+/**
  * True when `pred` held for every sample of the last `ms` and the history
  * reaches back that far (a leader that just started has not seen it hold).
  */
 function heldFor(samples: readonly Sample[], now: number, ms: number, pred: (s: Sample) => boolean): boolean {
   if (ms <= 0) return pred(samples[samples.length - 1]!);
   if (samples.length === 0 || samples[0]!.at > now - ms) return false;
-  // The newest sample at or before the window's start stood for the state at that moment.
-  let from = 0;
-  for (let i = 0; i < samples.length; i++) if (samples[i]!.at <= now - ms) from = i;
-  for (let i = from; i < samples.length; i++) if (!pred(samples[i]!)) return false;
-  return true;
+  return windowOf(samples, now, ms).every(pred);
 }
 
 /**
@@ -136,14 +158,17 @@ function heldFor(samples: readonly Sample[], now: number, ms: number, pred: (s: 
  * Up wins over down (any rule asking for more gets the largest increment
  * asked); down needs every firing rule to agree, takes the smallest
  * decrement, and only after every tick of the stabilization window asked for
- * a scale-down. Thresholds are a band (down < up, checked by the config), so
- * a pool between them holds. The cooldown spaces actions of either direction;
- * the target stays within the cluster's min..max.
+ * a scale-down (with `scaleDownToFit`, the utilization rule's decrement is
+ * what brings the target to `fitTarget` of the window's peak demand, if that
+ * is more than scaleDownIncrement). Thresholds are a band (down < up,
+ * checked by the config), so a pool between them holds. The cooldown spaces
+ * actions of either direction; the target stays within the cluster's
+ * min..max.
  */
 export function decide(view: PoolView, cfg: ScalingConfig, history: History, now: number): Decision {
   const cur = sampleOf(view, now);
   const numbers: Record<string, number> = {
-    utilization: round(cur.utilization), demand: cur.demand, total: view.total, creating: view.creating, target: view.target,
+    utilization: round(cur.utilization), demand: cur.demand, waiting: view.waiting, total: view.total, creating: view.creating, target: view.target,
     min: view.min, max: view.max, nodes: view.nodes,
   };
   const none = (reason: string, wanted = view.target): Decision => ({ direction: 'none', target: view.target, wanted, reason, numbers });
@@ -153,21 +178,40 @@ export function decide(view: PoolView, cfg: ScalingConfig, history: History, now
 
   const votes: Vote[] = [];
   if (cur.utilization >= cfg.scaleUpThreshold) votes.push({ dir: 'up', n: cfg.scaleUpIncrement, reason: 'utilization' });
-  else if (cur.utilization <= cfg.scaleDownThreshold) votes.push({ dir: 'down', n: cfg.scaleDownIncrement, reason: 'utilization' });
+  else if (cur.utilization <= cfg.scaleDownThreshold) {
+    let n = cfg.scaleDownIncrement;
+    if (cfg.scaleDownToFit) {
+      // Sized on the highest demand the stabilization window saw (as HPA keeps the highest recommendation of its window).
+      const peak = Math.max(...windowOf(samples, now, cfg.stabilizationWindowMs).map((s) => s.demand));
+      const fit = fitTarget(peak, cfg);
+      numbers.fit = fit;
+      n = Math.max(n, view.target - fit);
+    }
+    votes.push({ dir: 'down', n, reason: 'utilization' });
+  }
   for (const p of cfg.policies) {
     const value = (s: Sample) => s.metrics[p.metric];
     numbers[p.metric] = round(value(cur));
     if (p.up && heldFor(samples, now, p.durationMs, (s) => value(s) >= p.up!.threshold)) votes.push({ dir: 'up', n: p.up.increment, reason: `policy:${p.name}` });
     else if (p.down && heldFor(samples, now, p.durationMs, (s) => value(s) <= p.down!.threshold)) votes.push({ dir: 'down', n: p.down.decrement, reason: `policy:${p.name}` });
   }
-  if (cfg.predictive) {
+  // Prediction gets ahead of demand. A pool with acquires waiting while it creates for them, or while
+  // it holds all it may (the cluster max), is behind: its queue is transient (it drains as the creates
+  // land) and, extrapolated, sends the target far past the need, where the band then keeps it; the
+  // utilization rule (waiting acquires count) and the pool's own creates serve it.
+  if (cfg.predictive && view.waiting > 0 && (view.creating > 0 || view.total + view.creating >= view.max)) numbers.catchingUp = 1;
+  else if (cfg.predictive) {
+    numbers.uncovered = cur.uncovered;
     const lead = view.createLatencyMs + cfg.tickMs;
     const f = forecastDemand(samples.map((s) => ({ at: s.at, v: s.uncovered })), now, lead, Math.max(FORECAST_WINDOW_MIN_MS, 2 * lead));
     if (f !== undefined) {
       numbers.forecast = round(f);
       numbers.leadMs = Math.round(lead);
-      // Enough resources for the forecast demand to sit at the scale-up threshold.
-      const want = Math.ceil(f / cfg.scaleUpThreshold - 1e-9);
+      // A resource for each acquire forecast one lead ahead: the growth the forecast sees is what
+      // prediction adds. The threshold's headroom is the reactive rule's buffer for growth it cannot
+      // see; sizing the forecast at the threshold as well counted that growth twice (on a ramp the
+      // headroom covers, prediction then kept ~25 % more than reactive for no warmer acquire).
+      const want = Math.ceil(f - 1e-9);
       if (want > view.target) votes.push({ dir: 'up', n: want - view.target, reason: 'predictive' });
     }
   }

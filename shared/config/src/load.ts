@@ -319,6 +319,7 @@ function toPool(name: string, { props: p, origin, fail, ordered, sources }: Retu
       cooldownMs: a.cooldown_period,
       stabilizationWindowMs: a.stabilization_window,
       predictive: a.predictive,
+      scaleDownToFit: a.scale_down_to_fit,
     },
     scalingPolicies: readPolicies(p.scaling_policies),
     loadBalancing: { strategy: lb.strategy, healthCheckIntervalMs: lb.health_check_interval, circuitBreakerEnabled: lb.circuit_breaker_enabled },

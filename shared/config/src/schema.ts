@@ -261,6 +261,7 @@ export const SHARED_SCHEMA: Section = {
     cooldown_period: dur('30s', 'minimum time between steps'),
     stabilization_window: dur('60s', 'a scale-down happens only when every tick of this window asked for one'),
     predictive: bool(false, 'create ahead of a rising demand, looking one create latency ahead'),
+    scale_down_to_fit: bool(false, 'a stabilized scale-down removes at least scale_down_increment and, far below the threshold, as many more as bring the window\'s peak demand to the middle of the band'),
   },
   scaling_policies: { default: [], format: 'shoal-policies', doc: 'the design\'s scaling_policies: name, metric, scale_up {threshold, increment}, scale_down {threshold, decrement}, duration' },
   load_balancing: {

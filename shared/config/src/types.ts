@@ -50,6 +50,8 @@ export interface PoolConfig {
     stabilizationWindowMs: number;
     /** Create ahead of a rising demand (forecast over the measured create latency). */
     predictive: boolean;
+    /** A stabilized scale-down may go past scale_down_increment, down to the size that fits the window's peak demand mid-band. */
+    scaleDownToFit: boolean;
   };
   scalingPolicies: ScalingPolicy[];
   loadBalancing: { strategy: Strategy; healthCheckIntervalMs: number; circuitBreakerEnabled: boolean };
