@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { connect as natsConnect, type NatsConnection, type StreamInfo } from 'nats';
 import { connect, type Client } from '@shoal/client';
 import { AUTOSCALER_LEADER_BUCKET, encode, PROTOCOL_VERSION, SETTINGS_BUCKET, subjects } from '@shoal/protocol';
-import { startNatsCluster, type NatsCluster } from '../helpers/nats-server.js';
+import { freePort, startNatsCluster, startNatsServer, type NatsCluster, type NatsServer } from '../helpers/nats-server.js';
 import { eventually, ROOT, startPoolNode, startService, type Service } from '../helpers/procs.js';
 
 /**
@@ -21,6 +21,59 @@ import { eventually, ROOT, startPoolNode, startService, type Service } from '../
 const STAND_IN = join(ROOT, 'test', 'stand-ins', 'claude', 'claude.mjs');
 const BUCKETS = [SETTINGS_BUCKET, AUTOSCALER_LEADER_BUCKET, 'shoal_turns', 'shoal_parked'];
 const s = subjects('shoal');
+
+/** A config with one claude-cli pool (stand-in CLI) whose account cap and parking open `shoal_turns` and `shoal_parked`. */
+function claudeConfig(dir: string, extra: Record<string, unknown> = {}): string {
+  const file = join(dir, 'shoal.yaml');
+  writeFileSync(file, JSON.stringify({
+    ...extra,
+    node: { heartbeat_interval: '200ms', drain_grace: '1s' },
+    autoscaler: { lease_ttl: '1s', interval: '200ms' },
+    pools: {
+      claude: {
+        driver: 'claude-cli', min_size: 1, max_size: 1, initial_size: 1, acquire_timeout: '15s',
+        resource_limits: { max_memory_per_session: '1GB', max_total_memory: '8GB' },
+        create: { timeout: '15s' },
+        session_management: { max_parked: 2 },
+        auto_scaling: { enabled: false },
+        options: { command: STAND_IN, cwd_root: join(dir, 'work'), stop_grace: '300ms', stop_kill_after: '700ms', account: { key: 'team-a', max_concurrent_turns: 1 } },
+      },
+    },
+  }));
+  return file;
+}
+
+/**
+ * A pool-node, an autoscaler and a health-checker (on servers `urls[0..2]`),
+ * and one parked turn: every bucket opened. Returns the processes and a client.
+ */
+async function startAll(procs: Service[], urls: string[], config: string, env: Record<string, string> = {}): Promise<Client> {
+  const common = { SHOAL_CONFIG: config, SHOAL_LOG_LEVEL: 'info', ...env };
+  const node = await startPoolNode({ ...common, SHOAL_NATS_URL: urls[0]!, SHOAL_NODE_ID: 'n1' });
+  procs.push(node);
+  const autoscaler = startService('services/autoscaler/dist/main.js', { ...common, SHOAL_NATS_URL: urls[1]!, SHOAL_HTTP_PORT: '-1', SHOAL_AUTOSCALER_ID: 'as-1' });
+  const checker = startService('services/health-checker/dist/main.js', { ...common, SHOAL_NATS_URL: urls[2]!, SHOAL_HTTP_PORT: '-1', SHOAL_HEALTH_CHECKER_ID: 'hc-1' });
+  procs.push(autoscaler, checker);
+  await autoscaler.waitFor((l) => l.msg === 'elected leader', 30_000);
+  const client = await connect({ servers: urls, name: 'it' });
+  // A one-shot turn (account cap: a slot in shoal_turns) parked under a key (its session recorded in shoal_parked).
+  const r = await client.exec('claude', 'send', { content: 'hello' }, { nodeId: node.nodeId, park: 'conv-1', timeoutMs: 20_000 }) as { subtype?: string };
+  expect(r.subtype).to.equal('success');
+  return client;
+}
+
+/** Every `shoal_*` bucket's stream, by bucket name, once all of BUCKETS exist (the parked record is written after the reply). */
+async function bucketStreams(nc: NatsConnection, domain?: string): Promise<Map<string, StreamInfo>> {
+  const jsm = await nc.jetstreamManager(domain ? { domain } : {});
+  return eventually('every bucket created', async () => {
+    const out = new Map<string, StreamInfo>();
+    for await (const si of jsm.streams.list()) if (si.config.name.startsWith('KV_shoal_')) out.set(si.config.name.slice(3), si);
+    return BUCKETS.every((b) => out.has(b)) ? out : false;
+  }, 20_000, 200);
+}
+
+const shapes = (all: Map<string, StreamInfo>) => Object.fromEntries([...all].map(([b, si]) => [b, { replicas: si.config.num_replicas, storage: si.config.storage }]));
+const every = (all: Map<string, StreamInfo>, shape: { replicas: number; storage: string }) => Object.fromEntries([...all.keys()].map((b) => [b, shape]));
 
 describe('jetstream.* on every bucket (3-server NATS cluster; pool-node, autoscaler, health-checker as OS processes)', function () {
   this.timeout(60_000);
@@ -52,67 +105,19 @@ describe('jetstream.* on every bucket (3-server NATS cluster; pool-node, autosca
     rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
   });
 
-  /** A config with one claude-cli pool (stand-in CLI) whose account cap and parking open `shoal_turns` and `shoal_parked`. */
-  function claudeConfig(extra: Record<string, unknown> = {}): string {
-    const file = join(dir, 'shoal.yaml');
-    writeFileSync(file, JSON.stringify({
-      ...extra,
-      node: { heartbeat_interval: '200ms', drain_grace: '1s' },
-      autoscaler: { lease_ttl: '1s', interval: '200ms' },
-      pools: {
-        claude: {
-          driver: 'claude-cli', min_size: 1, max_size: 1, initial_size: 1, acquire_timeout: '15s',
-          resource_limits: { max_memory_per_session: '1GB', max_total_memory: '8GB' },
-          create: { timeout: '15s' },
-          session_management: { max_parked: 2 },
-          auto_scaling: { enabled: false },
-          options: { command: STAND_IN, cwd_root: join(dir, 'work'), stop_grace: '300ms', stop_kill_after: '700ms', account: { key: 'team-a', max_concurrent_turns: 1 } },
-        },
-      },
-    }));
-    return file;
-  }
-
-  /** A pool-node, an autoscaler and a health-checker (each homed on another server), and one parked turn: every bucket opened. */
-  async function startAll(config: string, env: Record<string, string> = {}): Promise<void> {
-    const common = { SHOAL_CONFIG: config, SHOAL_LOG_LEVEL: 'info', ...env };
-    const node = await startPoolNode({ ...common, SHOAL_NATS_URL: cluster.urls[0]!, SHOAL_NODE_ID: 'n1' });
-    procs.push(node);
-    const autoscaler = startService('services/autoscaler/dist/main.js', { ...common, SHOAL_NATS_URL: cluster.urls[1]!, SHOAL_HTTP_PORT: '-1', SHOAL_AUTOSCALER_ID: 'as-1' });
-    const checker = startService('services/health-checker/dist/main.js', { ...common, SHOAL_NATS_URL: cluster.urls[2]!, SHOAL_HTTP_PORT: '-1', SHOAL_HEALTH_CHECKER_ID: 'hc-1' });
-    procs.push(autoscaler, checker);
-    await autoscaler.waitFor((l) => l.msg === 'elected leader', 30_000);
-    client = await connect({ servers: cluster.urls, name: 'it' });
-    // A one-shot turn (account cap: a slot in shoal_turns) parked under a key (its session recorded in shoal_parked).
-    const r = await client.exec('claude', 'send', { content: 'hello' }, { nodeId: node.nodeId, park: 'conv-1', timeoutMs: 20_000 }) as { subtype?: string };
-    expect(r.subtype).to.equal('success');
-  }
-
-  /** Every bucket's stream, once all exist (the parked record is written after the reply). */
-  async function streams(): Promise<Map<string, StreamInfo>> {
-    const jsm = await nc.jetstreamManager();
-    return eventually('every bucket created', async () => {
-      const out = new Map<string, StreamInfo>();
-      for await (const si of jsm.streams.list()) if (si.config.name.startsWith('KV_shoal_')) out.set(si.config.name.slice(3), si);
-      return BUCKETS.every((b) => out.has(b)) ? out : false;
-    }, 20_000, 200);
-  }
-
   it('with nothing configured, every shoal_* bucket (settings created by an autoscaler or health-checker, leader, turns, parked) has 3 replicas on file storage', async () => {
-    await startAll(claudeConfig());
-    const all = await streams();
-    const got = Object.fromEntries([...all].map(([b, si]) => [b, { replicas: si.config.num_replicas, storage: si.config.storage }]));
-    expect(got).to.deep.equal(Object.fromEntries([...all.keys()].map((b) => [b, { replicas: 3, storage: 'file' }])));
+    client = await startAll(procs, cluster.urls, claudeConfig(dir));
+    const all = await bucketStreams(nc);
+    expect(shapes(all)).to.deep.equal(every(all, { replicas: 3, storage: 'file' }));
     expect([...all.keys()]).to.include.members(BUCKETS);
     // The lease is still the leader bucket's max_age.
     expect(all.get(AUTOSCALER_LEADER_BUCKET)!.config.max_age).to.equal(1000 * 1e6);
   });
 
   it('jetstream.storage: memory (file) and SHOAL_JETSTREAM_REPLICAS=2 (env) apply to every shoal_* bucket', async () => {
-    await startAll(claudeConfig({ jetstream: { storage: 'memory' } }), { SHOAL_JETSTREAM_REPLICAS: '2' });
-    const all = await streams();
-    const got = Object.fromEntries([...all].map(([b, si]) => [b, { replicas: si.config.num_replicas, storage: si.config.storage }]));
-    expect(got).to.deep.equal(Object.fromEntries([...all.keys()].map((b) => [b, { replicas: 2, storage: 'memory' }])));
+    client = await startAll(procs, cluster.urls, claudeConfig(dir, { jetstream: { storage: 'memory' } }), { SHOAL_JETSTREAM_REPLICAS: '2' });
+    const all = await bucketStreams(nc);
+    expect(shapes(all)).to.deep.equal(every(all, { replicas: 2, storage: 'memory' }));
   });
 
   it('the server holding the leader bucket\'s stream leader SIGKILLed: an autoscaler leads again (renews or is elected) within JetStream failover + the lease', async () => {
@@ -146,5 +151,42 @@ describe('jetstream.* on every bucket (3-server NATS cluster; pool-node, autosca
     const rev = (await kv.get('leader'))!.revision;
     await eventually('a renewal after that', async () => ((await kv.get('leader'))?.revision ?? 0) > rev, 10_000, 200);
     if (process.env.SHOAL_TEST_FIGURES) console.log(JSON.stringify({ killed: si.cluster?.leader, leadingAgainMs: Date.now() - killedAt }));
+  });
+});
+
+describe('jetstream.domain on every bucket (a leaf server with its own JetStream, the buckets in the hub\'s domain)', function () {
+  this.timeout(60_000);
+  let hub: NatsServer;
+  let leaf: NatsServer;
+  let nc: NatsConnection;
+  let client: Client | undefined;
+  let dir: string;
+  const procs: Service[] = [];
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'shoal-js-domain-'));
+    mkdirSync(join(dir, 'work'));
+    const leafPort = await freePort();
+    hub = await startNatsServer({ domain: 'hub', conf: `leafnodes { listen: "127.0.0.1:${leafPort}" }` });
+    // The leaf's own JetStream answers the plain API (`$JS.API`): only the domain reaches the hub's.
+    leaf = await startNatsServer({ domain: 'leaf', conf: `leafnodes { remotes: [ { url: "nats-leaf://127.0.0.1:${leafPort}" } ] }` });
+    nc = await natsConnect({ servers: leaf.url });
+    await eventually('the hub reached through the leaf', async () => (await (await nc.jetstreamManager({ domain: 'hub' })).getAccountInfo()).domain === 'hub', 20_000, 100);
+  });
+  after(async () => {
+    await client?.close().catch(() => {});
+    await Promise.all(procs.splice(0).map((p) => p.kill('SIGKILL')));
+    await nc?.close().catch(() => {});
+    await Promise.all([leaf?.stop(), hub?.stop()]);
+    if (dir) rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
+  });
+
+  it('SHOAL_JETSTREAM_DOMAIN=hub: pool-node, autoscaler and health-checker on the leaf create every shoal_* bucket in the hub, none in the leaf', async () => {
+    client = await startAll(procs, [leaf.url, leaf.url, leaf.url], claudeConfig(dir), { SHOAL_JETSTREAM_DOMAIN: 'hub' });
+    const inHub = await bucketStreams(nc, 'hub');
+    expect([...inHub.keys()]).to.include.members(BUCKETS);
+    const inLeaf: string[] = [];
+    for await (const si of (await nc.jetstreamManager()).streams.list()) inLeaf.push(si.config.name);
+    expect(inLeaf.filter((n) => n.startsWith('KV_shoal_'))).to.deep.equal([]);
   });
 });
