@@ -1,12 +1,14 @@
 import { expect } from 'chai';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as natsConnect, type NatsConnection, type StreamInfo } from 'nats';
 import { connect, type Client } from '@shoal/client';
-import { AUTOSCALER_LEADER_BUCKET, encode, PROTOCOL_VERSION, SETTINGS_BUCKET, subjects } from '@shoal/protocol';
+import { openBucket } from '@shoal/runtime';
+import { AUTOSCALER_LEADER_BUCKET, encode, PROTOCOL_VERSION, readReply, SETTINGS_BUCKET, subjects } from '@shoal/protocol';
 import { freePort, startNatsCluster, startNatsServer, type NatsCluster, type NatsServer } from '../helpers/nats-server.js';
-import { eventually, ROOT, startPoolNode, startService, type Service } from '../helpers/procs.js';
+import { eventually, ROOT, runShoal, startPoolNode, startService, type Service } from '../helpers/procs.js';
+import { startSecureNats, type SecureNats } from '../helpers/roles.js';
 
 /**
  * The `jetstream` config section applies to every KV bucket Shoal creates,
@@ -29,6 +31,7 @@ function claudeConfig(dir: string, extra: Record<string, unknown> = {}): string 
     ...extra,
     node: { heartbeat_interval: '200ms', drain_grace: '1s' },
     autoscaler: { lease_ttl: '1s', interval: '200ms' },
+    health_check: { interval: '500ms' },
     pools: {
       claude: {
         driver: 'claude-cli', min_size: 1, max_size: 1, initial_size: 1, acquire_timeout: '15s',
@@ -47,15 +50,16 @@ function claudeConfig(dir: string, extra: Record<string, unknown> = {}): string 
  * A pool-node, an autoscaler and a health-checker (on servers `urls[0..2]`),
  * and one parked turn: every bucket opened. Returns the processes and a client.
  */
-async function startAll(procs: Service[], urls: string[], config: string, env: Record<string, string> = {}): Promise<Client> {
+async function startAll(procs: Service[], urls: string[], config: string, env: Record<string, string> = {}, seed?: (role: string) => string): Promise<Client> {
   const common = { SHOAL_CONFIG: config, SHOAL_LOG_LEVEL: 'info', ...env };
-  const node = await startPoolNode({ ...common, SHOAL_NATS_URL: urls[0]!, SHOAL_NODE_ID: 'n1' });
+  const as = (role: string): Record<string, string> => (seed ? { SHOAL_NATS_NKEY_SEED_FILE: seed(role) } : {});
+  const node = await startPoolNode({ ...common, ...as('pool-node'), SHOAL_NATS_URL: urls[0]!, SHOAL_NODE_ID: 'n1' });
   procs.push(node);
-  const autoscaler = startService('services/autoscaler/dist/main.js', { ...common, SHOAL_NATS_URL: urls[1]!, SHOAL_HTTP_PORT: '-1', SHOAL_AUTOSCALER_ID: 'as-1' });
-  const checker = startService('services/health-checker/dist/main.js', { ...common, SHOAL_NATS_URL: urls[2]!, SHOAL_HTTP_PORT: '-1', SHOAL_HEALTH_CHECKER_ID: 'hc-1' });
+  const autoscaler = startService('services/autoscaler/dist/main.js', { ...common, ...as('autoscaler'), SHOAL_NATS_URL: urls[1]!, SHOAL_HTTP_PORT: '-1', SHOAL_AUTOSCALER_ID: 'as-1' });
+  const checker = startService('services/health-checker/dist/main.js', { ...common, ...as('health-checker'), SHOAL_NATS_URL: urls[2]!, SHOAL_HTTP_PORT: '-1', SHOAL_HEALTH_CHECKER_ID: 'hc-1' });
   procs.push(autoscaler, checker);
   await autoscaler.waitFor((l) => l.msg === 'elected leader', 30_000);
-  const client = await connect({ servers: urls, name: 'it' });
+  const client = await connect({ servers: urls, name: 'it', ...(seed ? { nats: { nkeySeedFile: seed('client') } } : {}) });
   // A one-shot turn (account cap: a slot in shoal_turns) parked under a key (its session recorded in shoal_parked).
   const r = await client.exec('claude', 'send', { content: 'hello' }, { nodeId: node.nodeId, park: 'conv-1', timeoutMs: 20_000 }) as { subtype?: string };
   expect(r.subtype).to.equal('success');
@@ -188,5 +192,76 @@ describe('jetstream.domain on every bucket (a leaf server with its own JetStream
     const inLeaf: string[] = [];
     for await (const si of (await nc.jetstreamManager()).streams.list()) inLeaf.push(si.config.name);
     expect(inLeaf.filter((n) => n.startsWith('KV_shoal_'))).to.deep.equal([]);
+  });
+});
+
+describe('jetstream.domain with roles on (`shoal creds --domain`): a leaf server with roles, the buckets in the hub\'s domain', function () {
+  this.timeout(60_000);
+  let hub: NatsServer;
+  let sec: SecureNats;
+  let admin: NatsConnection;
+  let client: Client | undefined;
+  let dir: string;
+  const procs: Service[] = [];
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'shoal-js-roles-'));
+    mkdirSync(join(dir, 'work'));
+    const leafPort = await freePort();
+    hub = await startNatsServer({ domain: 'hub', conf: `leafnodes { listen: "127.0.0.1:${leafPort}" }` });
+    // The leaf checks the services' keys (the table of roles.ts for the domain `hub`) on the subjects as sent.
+    sec = await startSecureNats('shoal', { domain: 'hub', server: { domain: 'leaf', conf: `leafnodes { remotes: [ { url: "nats-leaf://127.0.0.1:${leafPort}" } ] }` } });
+    admin = await sec.connectAs('admin');
+    await eventually('the hub reached through the leaf', async () => (await (await admin.jetstreamManager({ domain: 'hub' })).getAccountInfo()).domain === 'hub', 20_000, 100);
+  });
+  after(async () => {
+    await client?.close().catch(() => {});
+    await Promise.all(procs.splice(0).map((p) => p.kill('SIGKILL')));
+    await admin?.close().catch(() => {});
+    await sec?.stop();
+    await hub?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
+  });
+
+  it('`shoal creds --domain hub` writes that table (SHOAL_JETSTREAM_DOMAIN too); a bad domain is a usage error', async () => {
+    const out = join(dir, 'creds');
+    for (const [args, env] of [[['--domain', 'hub'], {}], [[], { SHOAL_JETSTREAM_DOMAIN: 'hub' }]] as const) {
+      rmSync(out, { recursive: true, force: true });
+      const r = await runShoal(['creds', '--dir', out, ...args], env);
+      expect(r.code, r.stderr).to.equal(0);
+      const conf = readFileSync(join(out, 'nats-auth.conf'), 'utf8');
+      expect(conf).to.contain('"$JS.hub.API.STREAM.CREATE.KV_shoal_autoscaler_leader"');
+      expect(conf).to.contain('"$JS.hub.API.$KV.shoal_settings.target.>"');
+    }
+    const bad = await runShoal(['creds', '--dir', out, '--domain', 'a.b']);
+    expect(bad.code).to.equal(2);
+    expect(bad.stderr).to.match(/--domain/);
+  });
+
+  it('every service creates and uses its buckets in the domain with its own key; a balancer watches the settings there', async () => {
+    const url = sec.nats.url;
+    client = await startAll(procs, [url, url, url], claudeConfig(dir), { SHOAL_JETSTREAM_DOMAIN: 'hub' }, (role) => sec.seed(role));
+    const all = await bucketStreams(admin, 'hub');
+    expect([...all.keys()]).to.include.members(BUCKETS);
+    // The settings as the services wrote them: the epoch (autoscaler) and a verdict of n1 (health-checker).
+    const kv = await admin.jetstream({ domain: 'hub' }).views.kv(SETTINGS_BUCKET, { bindOnly: true });
+    expect(Number(new TextDecoder().decode((await kv.get('autoscaler.epoch'))!.value))).to.be.at.least(1);
+    await eventually('the health-checker\'s verdict stored', async () => (await kv.get('health.n1'))?.operation === 'PUT', 20_000, 200);
+    const b = startService('services/balancer/dist/main.js', { SHOAL_NATS_URL: url, SHOAL_HTTP_PORT: '-1', SHOAL_BALANCER_ID: 'b1', SHOAL_JETSTREAM_DOMAIN: 'hub', SHOAL_NATS_NKEY_SEED_FILE: sec.seed('balancer'), SHOAL_CONFIG: claudeConfig(dir) });
+    procs.push(b);
+    await b.waitFor((l) => l.msg === 'listening', 30_000);
+    const st = readReply<{ settings: { watched: boolean } }>((await admin.request(s.adminStatusOf('b1'), encode({ v: PROTOCOL_VERSION }), { timeout: 5000 })).data);
+    expect(st.settings.watched).to.equal(true);
+    // No service was refused anything on the way.
+    for (const p of procs) expect(p.logs.filter((l) => /permission|authorization/i.test(JSON.stringify(l))), JSON.stringify(p.logs.slice(-3))).to.deep.equal([]);
+
+    // A changed lease (autoscaler.lease_ttl) is brought to the leader bucket by the autoscaler's own key (its bucket, its stream update).
+    const asNc = await sec.connectAs('autoscaler');
+    try {
+      await openBucket(asNc, AUTOSCALER_LEADER_BUCKET, { domain: 'hub', ttlMs: 3000 });
+      expect((await (await admin.jetstreamManager({ domain: 'hub' })).streams.info(`KV_${AUTOSCALER_LEADER_BUCKET}`)).config.max_age).to.equal(3000 * 1e6);
+    } finally {
+      await asNc.close();
+    }
   });
 });
