@@ -99,7 +99,8 @@ export async function openBucket(nc: NatsConnection, name: string, opts: BucketO
   }
   if (info !== undefined) {
     await reconcile(jsm, info, want, opts);
-    return js.views.kv(name, { bindOnly: true, timeout });
+    // Direct gets when the stream allows them (any replica answers), as a bucket opened by creating it does.
+    return js.views.kv(name, { bindOnly: true, timeout, allow_direct: info.config.allow_direct === true });
   }
   const create = (replicas: number) => js.views.kv(name, {
     history: opts.history ?? 1, replicas, timeout,
