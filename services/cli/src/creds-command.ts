@@ -31,7 +31,7 @@ const creds: Command = {
   flags: {
     dir: { type: 'string', arg: 'dir', help: 'where to write (default $SHOAL_CREDS_DIR or .shoal/creds in the repository)' },
     owner: { type: 'string', arg: 'uid[:gid]', help: 'chown the seed files to this user (e.g. 1000 for the image\'s node user; needs the rights to chown)' },
-    domain: { type: 'string', arg: 'domain', help: 'the services\' jetstream.domain: their JetStream rights on $JS.<domain>.API (default $SHOAL_JETSTREAM_DOMAIN, else none)' },
+    domain: { type: 'string', arg: 'domain', help: 'the services\' jetstream.domain: their JetStream rights also on $JS.<domain>.API (default $SHOAL_JETSTREAM_DOMAIN, else none)' },
   },
   args: [0, 0],
   async run(ctx, _args, flags) {

@@ -70,7 +70,7 @@ function read(file: string, role: Role, name: string): Credential {
 /**
  * The nats-server config text (an `authorization` block) for these
  * credentials under `prefix`; with `domain`, the services' JetStream rights
- * are on that JetStream domain's API (their `jetstream.domain`).
+ * cover that JetStream domain's API too (their `jetstream.domain`).
  */
 export function authConfig(creds: Credential[], prefix: string, domain?: string): string {
   const users = creds.map((c) => ({
