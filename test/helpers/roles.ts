@@ -18,12 +18,17 @@ export interface SecureNats {
   stop(): Promise<void>;
 }
 
-export async function startSecureNats(prefix = 'shoal'): Promise<SecureNats> {
+/**
+ * `opts.domain`: the roles' JetStream domain (the services' `jetstream.domain`);
+ * `opts.server`: the server's own JetStream domain and extra config (leaf nodes).
+ */
+export async function startSecureNats(prefix = 'shoal', opts: { domain?: string; server?: { domain?: string; conf?: string } } = {}): Promise<SecureNats> {
   const dir = mkdtempSync(join(tmpdir(), 'shoal-creds-'));
   ensureCreds(dir);
   addClient(dir, 'b');
   const creds = ensureCreds(dir);
-  const nats = await startNatsServer({ conf: authConfig(creds, prefix) });
+  const server = opts.server ?? {};
+  const nats = await startNatsServer({ conf: [authConfig(creds, prefix, opts.domain), server.conf ?? ''].join('\n'), ...(server.domain ? { domain: server.domain } : {}) });
   const seed = (name: string) => {
     const c = creds.find((x) => x.name === name);
     if (!c) throw new Error(`no credential ${name}`);

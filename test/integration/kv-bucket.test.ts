@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { connect, type NatsConnection } from 'nats';
-import { clusterSize, defaultReplicas, isJetStreamUnavailable, openBucket } from '@shoal/runtime';
+import { clusterSize, defaultReplicas, isJetStreamUnavailable, openBucket, type Logger } from '@shoal/runtime';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 
 /** @shoal/runtime openBucket on one real nats-server: the `jetstream` config keys do what they say. */
@@ -36,6 +36,26 @@ describe('openBucket (real nats-server)', function () {
     expect(await info(nc, 'shoal_t2')).to.include({ storage: 'memory' });
     const again = await openBucket(nc, 'shoal_t2');
     expect(new TextDecoder().decode((await again.get('k'))!.value)).to.equal('1');
+  });
+
+  it('ttlMs is the max_age: set at creation, and an existing bucket with another is changed to it; a storage that differs is kept, with a warning', async () => {
+    const lines: { level: string; msg: string }[] = [];
+    const log: Logger = {
+      debug: () => {}, error: (msg) => lines.push({ level: 'error', msg }),
+      info: (msg) => lines.push({ level: 'info', msg }), warn: (msg) => lines.push({ level: 'warn', msg }),
+      child: () => log,
+    };
+    await openBucket(nc, 'shoal_t6', { ttlMs: 1500 });
+    expect(await info(nc, 'shoal_t6')).to.include({ max_age: 1500 * 1e6, storage: 'file' });
+    // A lease changed in the config (autoscaler.lease_ttl) is the lease in force once a service opens the bucket.
+    await openBucket(nc, 'shoal_t6', { ttlMs: 4000, storage: 'memory', log });
+    expect(await info(nc, 'shoal_t6')).to.include({ max_age: 4000 * 1e6, storage: 'file' });
+    expect(lines.filter((l) => l.level === 'warn').map((l) => l.msg)).to.deep.equal(['bucket keeps its storage (a stream cannot change it); delete the bucket to have it created anew']);
+    expect(lines.some((l) => l.level === 'info' && /configured settings/.test(l.msg))).to.equal(true);
+    // Nothing to change: no update, no line.
+    lines.length = 0;
+    await openBucket(nc, 'shoal_t6', { ttlMs: 4000, log });
+    expect(lines).to.deep.equal([]);
   });
 
   it('replicas set explicitly beyond what the server can hold is an error, not a silent 1', async () => {

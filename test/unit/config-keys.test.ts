@@ -19,7 +19,7 @@ type Proof = { file: string; test: string } | { pending: string };
 
 const PROOFS: Record<string, Proof[]> = {
   'nats.url': [{ file: 'test/integration/runtime-nats.test.ts', test: 'connects with user and password' }],
-  'jetstream.storage': [{ file: 'test/integration/kv-bucket.test.ts', test: 'storage: memory creates a memory stream' }, { file: 'test/unit/scaleout-config.test.ts', test: 'jetstream: replicas unset (auto) by default, file storage; SHOAL_JETSTREAM_* set them' }],
+  'jetstream.storage': [{ file: 'test/integration/kv-bucket.test.ts', test: 'storage: memory creates a memory stream' }, { file: 'test/integration/jetstream-buckets.test.ts', test: 'jetstream.storage: memory (file) and SHOAL_JETSTREAM_REPLICAS=2 (env) apply to every shoal_* bucket' }, { file: 'test/unit/scaleout-config.test.ts', test: 'jetstream: replicas unset (auto) by default, file storage; SHOAL_JETSTREAM_* set them' }],
   'node.prefix': [{ file: 'test/integration/node-settings.test.ts', test: 'node.prefix: a node under another prefix serves clients of that prefix only' }],
   'node.http_host': [{ file: 'test/integration/node-settings.test.ts', test: 'node.http_host: the status server binds that address only' }],
   'node.http_port': [{ file: 'test/integration/pool-node.test.ts', test: 'publishes heartbeats with the pool numbers, serves /metrics and /healthz' }],

@@ -40,6 +40,31 @@ describe('roles (the permission table)', () => {
     expect(pub('pool-node', 'shoal.node.n2.drain')).to.equal(false);
   });
 
+  it('a service may update the stream of its own bucket only (replicas, the lease), never the shared settings bucket', () => {
+    const update = (b: string) => `$JS.API.STREAM.UPDATE.KV_${b}`;
+    for (const r of ROLES) expect(pub(r, update('shoal_settings')), r).to.equal(r === 'admin');
+    for (const r of ROLES) expect(pub(r, update('shoal_autoscaler_leader')), r).to.equal(r === 'admin' || r === 'autoscaler');
+    for (const r of ROLES) expect(pub(r, update('shoal_turns')) && pub(r, update('shoal_parked')), r).to.equal(r === 'admin' || r === 'pool-node');
+  });
+
+  it('jetstream.domain: the same JetStream rights on $JS.<domain>.API (as a leaf server checks them) and $JS.API (as the domain\'s own server does)', () => {
+    const dpub = (role: (typeof ROLES)[number], subject: string) => may(permissionsFor(role, inbox, 'shoal', undefined, 'hub').publish, subject);
+    for (const api of ['$JS.API', '$JS.hub.API']) {
+      const kv = api === '$JS.API' ? '$KV' : `${api}.$KV`;
+      expect(dpub('autoscaler', `${api}.STREAM.CREATE.KV_shoal_autoscaler_leader`), api).to.equal(true);
+      expect(dpub('autoscaler', `${kv}.shoal_settings.target.synthetic`), api).to.equal(true);
+      expect(dpub('autoscaler', `${kv}.shoal_settings.strategy`), api).to.equal(false);
+      expect(dpub('health-checker', `${kv}.shoal_settings.health.n1`), api).to.equal(true);
+      expect(dpub('balancer', `${api}.DIRECT.GET.KV_shoal_settings.$KV.shoal_settings.strategy`), api).to.equal(true);
+      expect(dpub('pool-node', `${kv}.shoal_turns.team-a.0`), api).to.equal(true);
+      expect(dpub('admin', `${api}.STREAM.DELETE.KV_shoal_settings`), api).to.equal(true);
+      for (const r of ROLES.filter((x) => x !== 'admin')) expect(dpub(r, `${api}.STREAM.DELETE.KV_shoal_settings`), r).to.equal(false);
+      for (const no of [`${api}.INFO`, `${kv}.shoal_settings.strategy`, `${api}.STREAM.CREATE.KV_shoal_settings`]) expect(dpub('client', no), no).to.equal(false);
+    }
+    // Another domain is not granted.
+    expect(dpub('autoscaler', '$JS.other.API.STREAM.CREATE.KV_shoal_autoscaler_leader')).to.equal(false);
+  });
+
   it('the reply rule: only _INBOX subjects without wildcards', () => {
     for (const ok of ['_INBOX.abc', '_INBOX.UKEY.abc.12']) expect(isInboxSubject(ok), ok).to.equal(true);
     for (const no of [undefined, '', '_INBOX', '_INBOX.', '_INBOX.>', '_INBOX.a.*', '_INBOX..a', '_INBOX.a.', 'shoal.node.n1.drain', '_INBOXX.a', '_INBOX.a b']) expect(isInboxSubject(no), String(no)).to.equal(false);

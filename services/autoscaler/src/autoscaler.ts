@@ -4,7 +4,7 @@ import {
   TARGET_KEY_PREFIX, HEALTH_KEY_PREFIX,
   type Heartbeat, type Subjects, type ScaleRequest,
 } from '@shoal/protocol';
-import { Actor, call, type KV, type Logger, type Msg, type NatsConnection, type Subscription } from '@shoal/runtime';
+import { Actor, call, openBucket, type JetStreamSettings, type KV, type Logger, type Msg, type NatsConnection, type Subscription } from '@shoal/runtime';
 import { decide, sampleOf, type Decision, type PoolView, type Sample, type ScalingConfig } from './decide.js';
 import { desiredNodes, stabilizeDesired } from './desired.js';
 import { LeaderElection } from './leader.js';
@@ -21,6 +21,8 @@ export interface AutoscalerSettings {
   goneAfterIntervals: number;
   /** The pools' config, as the nodes read it (same file): auto_scaling, scaling_policies, memory limit. */
   pools: Record<string, PoolConfig>;
+  /** Replicas, storage and domain of the settings and leader buckets (the `jetstream` config section). */
+  jetstream?: JetStreamSettings;
 }
 
 /** A pool's cluster-wide target as stored in the settings bucket under `target.<pool>`. */
@@ -90,7 +92,7 @@ export class Autoscaler extends Actor {
     this.s = subjects(cfg.prefix);
     this.metrics = new AutoscalerMetrics(id);
     this.election = new LeaderElection(nc, {
-      id, leaseTtlMs: cfg.leaseTtlMs, settingsBucket: cfg.settingsBucket, log: this.log,
+      id, leaseTtlMs: cfg.leaseTtlMs, settingsBucket: cfg.settingsBucket, log: this.log, ...(cfg.jetstream ? { jetstream: cfg.jetstream } : {}),
       onElected: (epoch) => { void this.onElected(epoch); },
       onDeposed: () => this.onDeposed(),
     });
@@ -144,7 +146,7 @@ export class Autoscaler extends Actor {
   }
 
   private async kv(): Promise<KV> {
-    this.settings ??= await this.nc.jetstream({ timeout: 2000 }).views.kv(this.cfg.settingsBucket, { history: 1 });
+    this.settings ??= await openBucket(this.nc, this.cfg.settingsBucket, { ...this.cfg.jetstream, timeoutMs: 2000, log: this.log });
     return this.settings;
   }
 

@@ -1,5 +1,5 @@
 import { AUTOSCALER_EPOCH_KEY, AUTOSCALER_LEADER_BUCKET } from '@shoal/protocol';
-import type { KV, Logger, NatsConnection } from '@shoal/runtime';
+import { openBucket, type JetStreamSettings, type KV, type Logger, type NatsConnection } from '@shoal/runtime';
 
 /** The one key of the leader bucket. */
 export const LEADER_KEY = 'leader';
@@ -17,6 +17,8 @@ export interface LeaderOptions {
   log: Logger;
   /** JetStream request deadline. */
   timeoutMs?: number;
+  /** Replicas, storage and domain of both buckets (the `jetstream` config section). */
+  jetstream?: JetStreamSettings;
 }
 
 const enc = new TextEncoder();
@@ -67,9 +69,9 @@ export class LeaderElection {
   }
 
   private async open(): Promise<void> {
-    const views = this.nc.jetstream({ timeout: this.o.timeoutMs ?? 2000 }).views;
-    this.leaderKv ??= await views.kv(this.o.leaderBucket ?? AUTOSCALER_LEADER_BUCKET, { history: 1, ttl: this.ttl });
-    this.settingsKv ??= await views.kv(this.o.settingsBucket, { history: 1 });
+    const opts = { ...this.o.jetstream, timeoutMs: this.o.timeoutMs ?? 2000, log: this.o.log };
+    this.leaderKv ??= await openBucket(this.nc, this.o.leaderBucket ?? AUTOSCALER_LEADER_BUCKET, { ...opts, ttlMs: this.ttl });
+    this.settingsKv ??= await openBucket(this.nc, this.o.settingsBucket, opts);
   }
 
   private async tick(): Promise<void> {

@@ -25,7 +25,7 @@ async function main(): Promise<void> {
   const autoscaler = new Autoscaler(nc, log, {
     autoscalerId: id, prefix: cfg.prefix, settingsBucket: SETTINGS_BUCKET,
     leaseTtlMs: cfg.autoscaler.leaseTtlMs, intervalMs: cfg.autoscaler.intervalMs,
-    goneAfterIntervals: cfg.balancer.goneAfterIntervals, pools: cfg.pools,
+    goneAfterIntervals: cfg.balancer.goneAfterIntervals, pools: cfg.pools, jetstream: cfg.jetstream,
   });
   let stopping = false;
   const started: { http?: Awaited<ReturnType<typeof startHttp>> } = {};

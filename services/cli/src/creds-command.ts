@@ -31,14 +31,17 @@ const creds: Command = {
   flags: {
     dir: { type: 'string', arg: 'dir', help: 'where to write (default $SHOAL_CREDS_DIR or .shoal/creds in the repository)' },
     owner: { type: 'string', arg: 'uid[:gid]', help: 'chown the seed files to this user (e.g. 1000 for the image\'s node user; needs the rights to chown)' },
+    domain: { type: 'string', arg: 'domain', help: 'the services\' jetstream.domain: their JetStream rights also on $JS.<domain>.API (default $SHOAL_JETSTREAM_DOMAIN, else none)' },
   },
   args: [0, 0],
   async run(ctx, _args, flags) {
     const dir = typeof flags.dir === 'string' ? resolve(flags.dir) : process.env.SHOAL_CREDS_DIR ? resolve(process.env.SHOAL_CREDS_DIR) : defaultCredsDir(ROOT);
     const who = typeof flags.owner === 'string' ? owner(flags.owner) : undefined;
+    const domain = typeof flags.domain === 'string' ? flags.domain : process.env.SHOAL_JETSTREAM_DOMAIN || undefined;
+    if (domain !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(domain)) throw new UsageError(`--domain takes 1-64 of A-Z a-z 0-9 _ -, got '${domain}'`);
     const made = ensureCreds(dir);
     const conf = join(dir, 'nats-auth.conf');
-    writeFileSync(conf, authConfig(made, ctx.prefix), { mode: 0o644 });
+    writeFileSync(conf, authConfig(made, ctx.prefix, domain), { mode: 0o644 });
     if (who) for (const c of made) chownSync(c.seedFile, who.uid, who.gid);
     if (ctx.json) ctx.emit({ dir, authConfig: conf, roles: made.map((c) => ({ name: c.name, role: c.role, seedFile: c.seedFile, publicKey: c.publicKey })) });
     else {

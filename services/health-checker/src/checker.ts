@@ -3,7 +3,7 @@ import {
   encode, HEALTH_KEY_PREFIX, newId, parseHeartbeat, parseHealthVerdict, SETTINGS_BUCKET, subjects, validateHealthVerdict,
   type Heartbeat, type HealthVerdict, type ProbeReply, type Subjects,
 } from '@shoal/protocol';
-import { Actor, call, type KV, type Logger, type Msg, type NatsConnection } from '@shoal/runtime';
+import { Actor, call, openBucket, type JetStreamSettings, type KV, type Logger, type Msg, type NatsConnection } from '@shoal/runtime';
 import { CheckerMetrics } from './metrics.js';
 import { differs, initialState, judge, probeInterval, shouldWrite, step, toVerdict, type NodeHealthState, type Observation } from './verdict.js';
 
@@ -18,6 +18,8 @@ export interface CheckerSettings {
   forgetAfterMs?: number;
   /** Default SETTINGS_BUCKET. */
   settingsBucket?: string;
+  /** Replicas, storage and domain of the settings bucket (the `jetstream` config section). */
+  jetstream?: JetStreamSettings;
 }
 
 /** A verdict of another checker older than this many of the node's probe intervals is stale (its checker is gone). */
@@ -330,8 +332,7 @@ export class HealthChecker extends Actor {
     if (this.kv) return this.kv;
     if (Date.now() - this.kvFailedAt < KV_RETRY_MS) return undefined;
     try {
-      const views = this.nc.jetstream({ timeout: 2000 }).views;
-      this.kv = await views.kv(this.bucket, { history: 1, timeout: 2000 }).catch(() => views.kv(this.bucket, { history: 1, timeout: 2000 }));
+      this.kv = await openBucket(this.nc, this.bucket, { ...this.cfg.jetstream, timeoutMs: 2000, log: this.log });
       return this.kv;
     } catch (err) {
       this.kvFailedAt = Date.now();

@@ -22,7 +22,7 @@ async function main(): Promise<void> {
   const log = createLogger({ svc: 'health-checker' }, cfg.logLevel);
   installCrashGuards(log);
   const nc = await connectNats({ ...cfg.nats, name: cfg.nats.name ?? `shoal-health-checker${checkerId ? '-' + checkerId : ''}` }, log);
-  const checker = new HealthChecker(nc, log, { checkerId, prefix: cfg.prefix, healthCheck: cfg.healthCheck, goneAfterIntervals: cfg.balancer.goneAfterIntervals });
+  const checker = new HealthChecker(nc, log, { checkerId, prefix: cfg.prefix, healthCheck: cfg.healthCheck, goneAfterIntervals: cfg.balancer.goneAfterIntervals, jetstream: cfg.jetstream });
   let stopping = false;
   const started: { http?: Awaited<ReturnType<typeof startHttp>> } = {};
   onShutdown(async () => {

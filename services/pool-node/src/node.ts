@@ -3,7 +3,7 @@ import {
   encode, ErrorCodes, isInboxSubject, newLeaseId, newNodeId, parse, PROTOCOL_VERSION, ShoalError, subjects,
   type AcquireRequest, type Heartbeat, type Lease, type LeaseEvent, type PoolStats, type Subjects,
 } from '@shoal/protocol';
-import { Actor, refusalCounter, type Logger, type Msg, type NatsConnection } from '@shoal/runtime';
+import { Actor, refusalCounter, type JetStreamSettings, type Logger, type Msg, type NatsConnection } from '@shoal/runtime';
 import { systemClock, type Clock } from './clock.js';
 import type { Driver, DriverFactory } from './driver.js';
 import { NodeMetrics } from './metrics.js';
@@ -40,6 +40,8 @@ export interface NodeSettings {
   pools: Record<string, NodePoolSettings>;
   /** Register with NATS's services API (`$SRV.*`); default true. */
   micro?: boolean;
+  /** Replicas, storage and domain of `shoal_turns` and `shoal_parked` (the `jetstream` config section). */
+  jetstream?: JetStreamSettings;
 }
 
 /** Marks renew and release for admission: never refused for load. */
@@ -97,8 +99,8 @@ export class PoolNode extends Actor {
     this.nodeId = nodeId;
     this.s = subjects(cfg.prefix);
     this.metrics = new NodeMetrics(nodeId, () => this.pools.values(), () => this.inFlight);
-    this.gates = kvGates(nc, nodeId, Math.random, (msg, fields) => this.log.warn(msg, fields));
-    this.parking = new Parking(nc, nodeId, this.log);
+    this.gates = kvGates(nc, nodeId, Math.random, (msg, fields) => this.log.warn(msg, fields), { ...cfg.jetstream, log: this.log });
+    this.parking = new Parking(nc, nodeId, this.log, cfg.jetstream);
     refusalCounter(this.metrics.registry, this.refusals);
     for (const [name, pc] of Object.entries(cfg.pools)) {
       const driver = driverFor(pc.driver)({ clock, random: Math.random, options: pc.options, poolName: name, registry: this.metrics.registry, labels: { pool: name, node: nodeId }, log: this.log.child({ pool: name }), gates: this.gates });

@@ -1,5 +1,6 @@
 import type { KV, NatsConnection } from 'nats';
 import type { Lease } from '@shoal/protocol';
+import { openBucket, type JetStreamSettings, type Logger } from '@shoal/runtime';
 import type { Driver } from './driver.js';
 import type { Pool } from './pool.js';
 
@@ -27,11 +28,11 @@ interface Record_ {
 export class Parking {
   private opening: Promise<KV> | undefined;
 
-  constructor(private readonly nc: NatsConnection, private readonly nodeId: string, private readonly log: { warn(m: string, f?: Record<string, unknown>): void }) {}
+  constructor(private readonly nc: NatsConnection, private readonly nodeId: string, private readonly log: Logger, private readonly jetstream: JetStreamSettings = {}) {}
 
   private kv(): Promise<KV> {
     if (!this.opening) {
-      this.opening = this.nc.jetstream({ timeout: 5000 }).views.kv(PARKED_BUCKET, { history: 1, timeout: 5000 });
+      this.opening = openBucket(this.nc, PARKED_BUCKET, { ...this.jetstream, timeoutMs: 5000, log: this.log });
       this.opening.catch(() => { this.opening = undefined; });
     }
     return this.opening;

@@ -1,4 +1,5 @@
 import { ErrorCodes, ShoalError } from '@shoal/protocol';
+import { openBucket, type BucketOptions } from '@shoal/runtime';
 import type { KV, NatsConnection } from 'nats';
 
 /**
@@ -256,11 +257,11 @@ class LocalGate implements Gate {
 const sleep = (ms: number) => new Promise<void>((r) => { setTimeout(r, ms).unref?.(); });
 
 /** Gates backed by the `shoal_turns` bucket of this NATS connection; one per key and cap. */
-export function kvGates(nc: NatsConnection, holderId: string, random: () => number = Math.random, warn?: (msg: string, fields: Record<string, unknown>) => void): GateProvider {
+export function kvGates(nc: NatsConnection, holderId: string, random: () => number = Math.random, warn?: (msg: string, fields: Record<string, unknown>) => void, bucket: Pick<BucketOptions, 'replicas' | 'storage' | 'domain' | 'log'> = {}): GateProvider {
   let opening: Promise<KV> | undefined;
   const kv = (): Promise<KV> => {
     if (!opening) {
-      opening = nc.jetstream({ timeout: 5000 }).views.kv(TURNS_BUCKET, { history: 1, timeout: 5000 });
+      opening = openBucket(nc, TURNS_BUCKET, { ...bucket, timeoutMs: 5000 });
       opening.catch(() => { opening = undefined; });
     }
     return opening.catch((err: Error) => {

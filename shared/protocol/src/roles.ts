@@ -58,18 +58,33 @@ export function isInboxSubject(s: string | undefined): boolean {
 /** The JetStream stream behind a KV bucket. */
 const kvStream = (bucket: string) => `KV_${bucket}`;
 
+/**
+ * Where a connection's JetStream requests go: `$JS.API` and, with a
+ * JetStream domain (`jetstream.domain`), `$JS.<domain>.API`, under which
+ * nats.js also sends KV writes (`$JS.<domain>.API.$KV.<bucket>.<key>`).
+ * A domain needs both: a server in another domain (a leaf node) checks the
+ * subject as sent, while a server of that very domain maps it to `$JS.API`
+ * (and `$KV`) first and checks the mapped subject.
+ */
+function jsApis(domain?: string): string[] {
+  return domain ? ['$JS.API', `$JS.${domain}.API`] : ['$JS.API'];
+}
+const kvRoots = (apis: string[]) => apis.map((api) => (api === '$JS.API' ? '$KV' : `${api}.$KV`));
+
 /** Read a KV bucket (get, watch): stream/consumer info and creation, direct gets, acks and flow control. */
-function kvRead(bucket: string): string[] {
+function kvRead(bucket: string, apis: string[]): string[] {
   const st = kvStream(bucket);
   return [
-    '$JS.API.INFO',
-    `$JS.API.STREAM.INFO.${st}`,
-    `$JS.API.STREAM.MSG.GET.${st}`,
-    `$JS.API.DIRECT.GET.${st}.>`,
-    `$JS.API.CONSUMER.CREATE.${st}`,
-    `$JS.API.CONSUMER.CREATE.${st}.>`,
-    `$JS.API.CONSUMER.DELETE.${st}.>`,
-    `$JS.API.CONSUMER.INFO.${st}.>`,
+    ...apis.flatMap((api) => [
+      `${api}.INFO`,
+      `${api}.STREAM.INFO.${st}`,
+      `${api}.STREAM.MSG.GET.${st}`,
+      `${api}.DIRECT.GET.${st}.>`,
+      `${api}.CONSUMER.CREATE.${st}`,
+      `${api}.CONSUMER.CREATE.${st}.>`,
+      `${api}.CONSUMER.DELETE.${st}.>`,
+      `${api}.CONSUMER.INFO.${st}.>`,
+    ]),
     '$JS.FC.>',
     '$JS.ACK.>',
   ];
@@ -79,16 +94,23 @@ function kvRead(bucket: string): string[] {
 const kvAdvisories = (bucket: string) => `$JS.EVENT.ADVISORY.STREAM.*.${kvStream(bucket)}`;
 
 /** Write some keys of a KV bucket (and create the bucket if it is missing). */
-function kvWrite(bucket: string, keys: string[]): string[] {
-  return [`$JS.API.STREAM.CREATE.${kvStream(bucket)}`, ...keys.map((k) => `$KV.${bucket}.${k}`)];
+function kvWrite(bucket: string, keys: string[], apis: string[]): string[] {
+  return [...apis.map((api) => `${api}.STREAM.CREATE.${kvStream(bucket)}`), ...kvRoots(apis).flatMap((kv) => keys.map((k) => `${kv}.${bucket}.${k}`))];
 }
 
 /**
- * Buckets other than the settings bucket (e.g. an autoscaler's leader bucket)
- * are named `shoal_<what>`; NATS wildcards cannot match a token prefix, so the
- * services that own such buckets get the JetStream API as a whole.
+ * A service's own bucket (no other role writes it): it may also update the
+ * stream, so that openBucket can bring it to the configured replicas and
+ * max_age (the autoscaler's lease). Not for the shared settings bucket: an
+ * update there (a max_age of 1 s) would let any one service wipe the
+ * operator's settings.
  */
-const JS_ALL = ['$JS.API.>', '$JS.FC.>', '$JS.ACK.>', '$KV.>'];
+function kvOwn(bucket: string, apis: string[]): string[] {
+  return [...kvRead(bucket, apis), ...kvWrite(bucket, ['>'], apis), ...apis.map((api) => `${api}.STREAM.UPDATE.${kvStream(bucket)}`)];
+}
+
+/** The whole JetStream API and every bucket (a domain's `$KV` is under its API): the operator's. */
+const jsAll = (apis: string[]) => [...apis.map((api) => `${api}.>`), '$JS.FC.>', '$JS.ACK.>', '$KV.>'];
 
 /** NATS micro discovery (`$SRV.PING|INFO|STATS[.<name>[.<id>]]`): every service answers it. */
 const MICRO = '$SRV.>';
@@ -99,10 +121,13 @@ const PARKED_BUCKET = 'shoal_parked';
 
 /**
  * The permissions of `role` under subject prefix `prefix`, for a connection
- * whose inbox prefix is `inbox` (see inboxPrefixFor).
+ * whose inbox prefix is `inbox` (see inboxPrefixFor). With `domain` (the
+ * services' `jetstream.domain`) the JetStream rights extend to that domain's
+ * API (see jsApis).
  */
-export function permissionsFor(role: Role, inbox: string, prefix: string = DEFAULT_PREFIX, bucket: string = SETTINGS_BUCKET): RolePermissions {
+export function permissionsFor(role: Role, inbox: string, prefix: string = DEFAULT_PREFIX, bucket: string = SETTINGS_BUCKET, domain?: string): RolePermissions {
   const p = prefix;
+  const js = jsApis(domain);
   const myInbox = `${inbox}.>`;
   // Subjects no client may ever publish on, even when a wildcard below would match them
   // (a node named `acquire` heartbeats on `<p>.hb.acquire`, which `<p>.*.acquire` matches).
@@ -119,7 +144,7 @@ export function permissionsFor(role: Role, inbox: string, prefix: string = DEFAU
       };
     case 'pool-node':
       return {
-        publish: { allow: [`${INBOX_ROOT}.>`, `${p}.hb.*`, `${p}.events.lease.*`, ...kvRead(TURNS_BUCKET), ...kvWrite(TURNS_BUCKET, ['>']), ...kvRead(PARKED_BUCKET), ...kvWrite(PARKED_BUCKET, ['>'])] },
+        publish: { allow: [`${INBOX_ROOT}.>`, `${p}.hb.*`, `${p}.events.lease.*`, ...kvOwn(TURNS_BUCKET, js), ...kvOwn(PARKED_BUCKET, js)] },
         // Its own verdicts (a node unhealthy for long drains itself); the role is shared by every node.
         subscribe: { allow: [myInbox, `${p}.node.*.>`, `${p}.health.verdict.*`, MICRO] },
       };
@@ -130,7 +155,7 @@ export function permissionsFor(role: Role, inbox: string, prefix: string = DEFAU
             `${INBOX_ROOT}.>`,
             `${p}.node.*.acquire`, `${p}.node.*.exec`, `${p}.node.*.status`, `${p}.node.*.lease.release`,
             `${p}.events.node.*`, `${p}.autoscaler.status`,
-            ...kvRead(bucket), ...kvWrite(bucket, ['strategy', 'weight.>']),
+            ...kvRead(bucket, js), ...kvWrite(bucket, ['strategy', 'weight.>'], js),
           ],
         },
         subscribe: { allow: [myInbox, `${p}.*.acquire`, `${p}.*.exec`, `${p}.hb.*`, `${p}.admin.>`, `${p}.health.>`, `${p}.events.>`, `${p}.autoscaler.desired.*`, kvAdvisories(bucket), MICRO] },
@@ -142,8 +167,8 @@ export function permissionsFor(role: Role, inbox: string, prefix: string = DEFAU
           // JetStream: no purge or delete of a stream, no other service's bucket.
           allow: [
             `${INBOX_ROOT}.>`, `${p}.node.*.scale`, `${p}.node.*.status`, `${p}.autoscaler.>`,
-            ...kvRead(bucket), ...kvWrite(bucket, ['target.>', 'autoscaler.>']),
-            ...kvRead(AUTOSCALER_LEADER_BUCKET), ...kvWrite(AUTOSCALER_LEADER_BUCKET, ['>']),
+            ...kvRead(bucket, js), ...kvWrite(bucket, ['target.>', 'autoscaler.>'], js),
+            ...kvOwn(AUTOSCALER_LEADER_BUCKET, js),
           ],
         },
         subscribe: { allow: [myInbox, `${p}.hb.*`, `${p}.admin.scale.>`, `${p}.autoscaler.>`, `${p}.health.>`, `${p}.events.>`, '$JS.EVENT.ADVISORY.>', MICRO] },
@@ -154,7 +179,7 @@ export function permissionsFor(role: Role, inbox: string, prefix: string = DEFAU
           allow: [
             `${INBOX_ROOT}.>`, `${p}.node.*.ping`, `${p}.node.*.probe`, `${p}.node.*.status`,
             `${p}.health.>`,
-            ...kvRead(bucket), ...kvWrite(bucket, ['health.>']),
+            ...kvRead(bucket, js), ...kvWrite(bucket, ['health.>'], js),
           ],
         },
         subscribe: { allow: [myInbox, `${p}.hb.*`, `${p}.health.>`, `${p}.events.>`, kvAdvisories(bucket), MICRO] },
@@ -162,7 +187,7 @@ export function permissionsFor(role: Role, inbox: string, prefix: string = DEFAU
     case 'admin':
       // The operator: steers everything under the prefix and the KV buckets, reads what a status needs.
       return {
-        publish: { allow: [`${p}.>`, ...JS_ALL, MICRO], deny: [`${p}.hb.>`] },
+        publish: { allow: [`${p}.>`, ...jsAll(js), MICRO], deny: [`${p}.hb.>`] },
         subscribe: { allow: [myInbox, `${p}.hb.*`, `${p}.events.>`, `${p}.health.>`, `${p}.autoscaler.>`, '$JS.EVENT.ADVISORY.>'] },
       };
   }

@@ -1,18 +1,26 @@
-import { StorageType, type JetStreamManager, type KV, type NatsConnection, type NatsError, type StreamInfo } from 'nats';
+import { nanos, StorageType, type JetStreamManager, type KV, type NatsConnection, type NatsError, type StreamConfig, type StreamInfo } from 'nats';
 import type { Logger } from './log.js';
 
 /**
  * JetStream KV buckets as every Shoal service opens them: the settings
- * bucket (balancers), and whatever else a service keeps (`shoal_<what>`).
- * One place decides replicas, so that a bucket created by whichever service
- * comes first survives a server loss on a cluster.
+ * bucket (balancers, autoscalers, health-checkers), and whatever else a
+ * service keeps (`shoal_<what>`: the autoscalers' leader lease, the nodes'
+ * turn slots and parked keys). One place applies the `jetstream` config
+ * (replicas, storage, domain), so that a bucket is the same whichever
+ * service creates it first, and survives a server loss on a cluster.
  */
 export interface BucketOptions {
   /** Stream replicas. Unset: 3 when the connected cluster has 3 or more servers, else 1. */
   replicas?: number;
   /** Values kept per key. Default 1. */
   history?: number;
-  /** Default `file`. */
+  /**
+   * Entries older than this are dropped (the stream's max_age): a lease.
+   * Unset: kept. An existing bucket with another max_age is changed to it,
+   * so that the configured value is the one in force.
+   */
+  ttlMs?: number;
+  /** Default `file`. A stream cannot change its storage: an existing bucket keeps its own (logged). */
   storage?: 'file' | 'memory';
   /** JetStream domain (leaf nodes, superclusters); unset = the account's own JetStream. */
   domain?: string;
@@ -90,11 +98,13 @@ export async function openBucket(nc: NatsConnection, name: string, opts: BucketO
     if (!isStreamNotFound(err)) throw err;
   }
   if (info !== undefined) {
-    await rescale(jsm, info, want, opts);
-    return js.views.kv(name, { bindOnly: true, timeout });
+    await reconcile(jsm, info, want, opts);
+    // Direct gets when the stream allows them (any replica answers), as a bucket opened by creating it does.
+    return js.views.kv(name, { bindOnly: true, timeout, allow_direct: info.config.allow_direct === true });
   }
   const create = (replicas: number) => js.views.kv(name, {
     history: opts.history ?? 1, replicas, timeout,
+    ...(opts.ttlMs ? { ttl: opts.ttlMs } : {}),
     storage: opts.storage === 'memory' ? StorageType.Memory : StorageType.File,
   });
   try {
@@ -115,14 +125,29 @@ function tooFewServers(err: unknown): boolean {
   return c === JS_ERR.INSUFFICIENT_RESOURCES || c === JS_ERR.REPLICAS_NOT_SUPPORTED || /insufficient resources|replicas > 1 not supported/i.test(String((err as Error).message));
 }
 
-async function rescale(jsm: JetStreamManager, info: StreamInfo, want: number, opts: BucketOptions): Promise<void> {
-  const have = info.config.num_replicas;
-  if (have === want || (opts.replicas === undefined && have > want)) return;
+/**
+ * Bring an existing bucket's stream to what is configured, where a stream
+ * update can: replicas (up, or down only when set explicitly) and max_age.
+ * Storage cannot change in place; a mismatch is logged, not fixed.
+ */
+async function reconcile(jsm: JetStreamManager, info: StreamInfo, want: number, opts: BucketOptions): Promise<void> {
+  const have = info.config;
+  const name = have.name;
+  const wantStorage = opts.storage === 'memory' ? StorageType.Memory : StorageType.File;
+  if (opts.storage !== undefined && have.storage !== wantStorage) {
+    opts.log?.warn('bucket keeps its storage (a stream cannot change it); delete the bucket to have it created anew', { stream: name, storage: have.storage, configured: wantStorage });
+  }
+  const change: Partial<StreamConfig> = {};
+  if (have.num_replicas !== want && !(opts.replicas === undefined && have.num_replicas > want)) change.num_replicas = want;
+  if (opts.ttlMs !== undefined && have.max_age !== nanos(opts.ttlMs)) change.max_age = nanos(opts.ttlMs);
+  if (Object.keys(change).length === 0) return;
+  const from = { replicas: have.num_replicas, maxAgeMs: Math.round(have.max_age / 1e6) };
+  const to = { replicas: change.num_replicas ?? have.num_replicas, maxAgeMs: opts.ttlMs ?? from.maxAgeMs };
   try {
-    await jsm.streams.update(info.config.name, { ...info.config, num_replicas: want });
-    opts.log?.info('bucket replicas changed', { stream: info.config.name, from: have, to: want });
+    await jsm.streams.update(name, { ...have, ...change });
+    opts.log?.info('bucket changed to the configured settings', { stream: name, from, to });
   } catch (err) {
-    // The bucket still works with the replicas it has; say so rather than fail.
-    opts.log?.warn('could not change the bucket replicas', { stream: info.config.name, from: have, to: want, err: (err as Error).message });
+    // The bucket still works as it is; say so rather than fail.
+    opts.log?.warn('could not change the bucket to the configured settings', { stream: name, from, to, err: (err as Error).message });
   }
 }
