@@ -27,8 +27,8 @@ export function mochaGlobalTeardown(): void {
       'Timers are not listed one by one: run the suspect files alone with `npx mocha <file>` to find the one that does not end.',
       '',
     ].join('\n'), () => {
-      // Mocha's own 'exit' listener sets the code to its failure count: ours, added later, has the last word.
-      process.on('exit', () => { process.exitCode = 1; });
+      // Mocha's own 'exit' listener sets the code to its failure count: ours, added later, keeps that count (at least 1).
+      process.on('exit', () => { process.exitCode = Math.max(1, Number(process.exitCode) || 0); });
       process.exit(1);
     });
   }, GRACE_MS).unref();

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { connect as natsConnect, type NatsConnection } from 'nats';
-import { subjects } from '@shoal/protocol';
+import { encode, readReply, subjects } from '@shoal/protocol';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { orHung, startPoolNode, startService, type Service } from '../helpers/procs.js';
 import { writeConfig } from '../helpers/cluster.js';
@@ -59,6 +59,8 @@ describe('SDK close() lets the process exit (integration: real nats-server, chil
     await nc.flush();
     const p = child('acquire-waits');
     const closed = await p.waitFor((l) => l.msg === 'closed');
+    // Delivery to this listener and the child's line travel apart: wait for the one before counting.
+    for (const end = Date.now() + 5000; heard === 0 && Date.now() < end;) await new Promise((r) => setTimeout(r, 20));
     expect(heard, 'the acquire reached a listener').to.equal(1);
     expect(closed.acquire).to.deep.equal({ code: 'UNAVAILABLE', reason: 'closed' });
     expect(await exitsByItself(p)).to.equal(0);
@@ -70,5 +72,25 @@ describe('SDK close() lets the process exit (integration: real nats-server, chil
     const p = child('leased', n.nodeId);
     await p.waitFor((l) => l.msg === 'closed');
     expect(await exitsByItself(p)).to.equal(0);
+    expect(await activeOn(n.nodeId), 'the lease was released, not left to expire').to.equal(0);
   });
+
+  it('close() twice at once (a signal handler and a finally): both return and the process exits; with a lease held, it is released', async () => {
+    const bare = child('twice');
+    await bare.waitFor((l) => l.msg === 'closed');
+    expect(await exitsByItself(bare)).to.equal(0);
+    const n = await startPoolNode({ SHOAL_NATS_URL: nats.url, SHOAL_CONFIG: writeConfig({ min_size: 1, max_size: 1, initial_size: 1 }) });
+    procs.push(n);
+    const held = child('twice', n.nodeId);
+    await held.waitFor((l) => l.msg === 'closed');
+    expect(await exitsByItself(held)).to.equal(0);
+    expect(await activeOn(n.nodeId)).to.equal(0);
+  });
+
+  /** Leases active on the node's synthetic pool, from its status (a 60 s lease would still be active had close() not released it). */
+  async function activeOn(nodeId: string): Promise<number> {
+    nc ??= await natsConnect({ servers: nats.url });
+    const m = await nc.request(s.nodeStatus(nodeId), encode({ v: 1 }), { timeout: 3000 });
+    return readReply<{ pools: Record<string, { active: number }> }>(m.data).pools.synthetic!.active;
+  }
 });

@@ -129,6 +129,9 @@ describe('autoscaler decide (pure, fake clock)', () => {
     expect(decide(busy(3, 10), config({ scaleDownIncrement: 5, scaleDownToFit: true }), { samples: [] }, clock.now())).to.include({ direction: 'down', target: 5 });
     expect(decide(busy(3, 10), config({ scaleDownIncrement: 1, scaleDownToFit: true }), { samples: [] }, clock.now())).to.include({ direction: 'down', target: 6 });
     expect(decide(busy(0, 10, { min: 3 }), config({ scaleDownIncrement: 1, scaleDownToFit: true }), { samples: [] }, clock.now())).to.include({ direction: 'down', target: 3 });
+    // A policy asking for a smaller decrement at the same time still wins (down takes the smallest).
+    const queue = { name: 'queue', metric: 'queue_length' as const, durationMs: 0, down: { threshold: 5, decrement: 1 } };
+    expect(decide(busy(0, 10), config({ scaleDownIncrement: 1, scaleDownToFit: true, policies: [queue] }), { samples: [] }, clock.now())).to.include({ direction: 'down', target: 9 });
   });
 
   for (const metric of ['cpu_usage', 'memory_usage', 'request_rate', 'queue_length'] as const) {

@@ -3,6 +3,7 @@ import { loadConfig, readPolicies } from '@shoal/config';
 import { desiredNodes, stabilizeDesired } from '../../services/autoscaler/src/desired.js';
 import { forecastDemand, linearTrend, sustainedTrend } from '../../services/autoscaler/src/forecast.js';
 import { spread, type NodeSlot } from '../../services/autoscaler/src/spread.js';
+import { scalingConfigOf } from '../../services/autoscaler/src/decide.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 
 const slot = (nodeId: string, o: Partial<NodeSlot> = {}): NodeSlot => ({ nodeId, min: 1, max: 10, weight: 1, demand: 0, current: 1, ...o });
@@ -137,6 +138,17 @@ describe('autoscaler config keys', () => {
     ]);
     expect(c.pools.synthetic!.autoScaling).to.include({ stabilizationWindowMs: 60_000, predictive: false });
     expect(c.autoscaler).to.deep.equal({ leaseTtlMs: 2000, intervalMs: 1000 });
+  });
+
+  it('hands each auto_scaling key of a pool (its own block or the inherited session_pool one) to the decisions; an undescribed pool is off', () => {
+    const own = loadConfig({ env: {}, overrides: { 'pools.synthetic.auto_scaling': { enabled: true, scale_up_threshold: 0.7, scale_down_threshold: 0.2, scale_up_increment: 3, scale_down_increment: 1, cooldown_period: '5s', stabilization_window: '7s', predictive: true, scale_down_to_fit: true } } });
+    expect(scalingConfigOf(own.pools.synthetic, 500)).to.deep.equal({
+      enabled: true, scaleUpThreshold: 0.7, scaleDownThreshold: 0.2, scaleUpIncrement: 3, scaleDownIncrement: 1, cooldownMs: 5000, stabilizationWindowMs: 7000, predictive: true, scaleDownToFit: true, policies: [], tickMs: 500,
+    });
+    const inherited = loadConfig({ env: {}, overrides: { 'session_pool.auto_scaling.scale_down_to_fit': true } });
+    expect(scalingConfigOf(inherited.pools.synthetic, 1000).scaleDownToFit).to.equal(true);
+    expect(scalingConfigOf(loadConfig({ env: {} }).pools.synthetic, 1000).scaleDownToFit).to.equal(false);
+    expect(scalingConfigOf(undefined, 1000)).to.include({ enabled: false, scaleDownToFit: false });
   });
 
   it('rejects a bad policy with the key named', () => {

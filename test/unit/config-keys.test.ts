@@ -59,7 +59,10 @@ const PROOFS: Record<string, Proof[]> = {
   'pool.auto_scaling.scale_down_increment': [{ file: 'test/unit/autoscaler-decide.test.ts', test: 'shrinks by scale_down_increment at or below scale_down_threshold; holds between the thresholds (hysteresis band)' }],
   'pool.auto_scaling.cooldown_period': [{ file: 'test/unit/autoscaler-decide.test.ts', test: 'cooldown_period spaces actions: sustained load grows the pool once per cooldown' }, { file: 'test/integration/autoscaler.test.ts', test: 'no more often than the cooldown' }],
   'pool.auto_scaling.stabilization_window': [{ file: 'test/unit/autoscaler-decide.test.ts', test: 'stabilization window: a scale-down waits until every tick of the window asked for one' }],
-  'pool.auto_scaling.scale_down_to_fit': [{ file: 'test/unit/autoscaler-decide.test.ts', test: 'scale_down_to_fit: far below the threshold a stabilized scale-down goes at once to the size at which the peak demand of the window reads mid-band; off, one increment per cooldown' }],
+  'pool.auto_scaling.scale_down_to_fit': [
+    { file: 'test/unit/autoscaler-spread.test.ts', test: 'hands each auto_scaling key of a pool (its own block or the inherited session_pool one) to the decisions; an undescribed pool is off' },
+    { file: 'test/unit/autoscaler-decide.test.ts', test: 'scale_down_to_fit: far below the threshold a stabilized scale-down goes at once to the size at which the peak demand of the window reads mid-band; off, one increment per cooldown' },
+  ],
   'pool.auto_scaling.predictive': [{ file: 'test/unit/autoscaler-decide.test.ts', test: 'predictive: on a ramp it creates ahead of demand, one create latency plus a tick ahead; reactive waits for the threshold' }],
   'pool.scaling_policies': [{ file: 'test/unit/autoscaler-decide.test.ts', test: 'acts only after the condition held for its duration; a shorter spike does nothing' }, { file: 'test/unit/autoscaler-decide.test.ts', test: 'a policy with no duration acts at once; up wins over down, largest increment' }, { file: 'test/unit/autoscaler-spread.test.ts', test: 'reads scaling_policies in the design' }],
   'pool.load_balancing.strategy': [

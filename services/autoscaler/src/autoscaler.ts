@@ -5,7 +5,7 @@ import {
   type Heartbeat, type Subjects, type ScaleRequest,
 } from '@shoal/protocol';
 import { Actor, call, openBucket, type JetStreamSettings, type KV, type Logger, type Msg, type NatsConnection, type Subscription } from '@shoal/runtime';
-import { decide, sampleOf, type Decision, type PoolView, type Sample, type ScalingConfig } from './decide.js';
+import { decide, sampleOf, scalingConfigOf, type Decision, type PoolView, type Sample, type ScalingConfig } from './decide.js';
 import { desiredNodes, stabilizeDesired } from './desired.js';
 import { LeaderElection } from './leader.js';
 import { AutoscalerMetrics } from './metrics.js';
@@ -54,7 +54,6 @@ interface PoolMemory {
 const KEEP_MARGIN_MS = 5_000;
 /** A scale command not yet reflected in a heartbeat is sent again after this many heartbeat intervals. */
 const RESEND_AFTER_INTERVALS = 3;
-const DEFAULT_STABILIZATION_MS = 60_000;
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -255,22 +254,7 @@ export class Autoscaler extends Actor {
   }
 
   private scalingConfig(pool: string): ScalingConfig {
-    const pc = this.cfg.pools[pool];
-    const a = pc?.autoScaling;
-    return {
-      // A pool this autoscaler's config does not describe is left to the operator.
-      enabled: a?.enabled ?? false,
-      scaleUpThreshold: a?.scaleUpThreshold ?? 0.8,
-      scaleDownThreshold: a?.scaleDownThreshold ?? 0.3,
-      scaleUpIncrement: a?.scaleUpIncrement ?? 5,
-      scaleDownIncrement: a?.scaleDownIncrement ?? 2,
-      cooldownMs: a?.cooldownMs ?? 30_000,
-      stabilizationWindowMs: a?.stabilizationWindowMs ?? DEFAULT_STABILIZATION_MS,
-      predictive: a?.predictive ?? false,
-      scaleDownToFit: a?.scaleDownToFit ?? false,
-      policies: pc?.scalingPolicies ?? [],
-      tickMs: this.cfg.intervalMs,
-    };
+    return scalingConfigOf(this.cfg.pools[pool], this.cfg.intervalMs);
   }
 
   private pools(now: number): string[] {

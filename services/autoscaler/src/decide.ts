@@ -1,4 +1,4 @@
-import type { PolicyMetric, ScalingPolicy } from '@shoal/config';
+import type { PolicyMetric, PoolConfig, ScalingPolicy } from '@shoal/config';
 import { forecastDemand } from './forecast.js';
 
 /**
@@ -28,24 +28,25 @@ export interface PoolView {
   createLatencyMs: number;
 }
 
-export interface ScalingConfig {
-  enabled: boolean;
-  scaleUpThreshold: number;
-  scaleDownThreshold: number;
-  scaleUpIncrement: number;
-  scaleDownIncrement: number;
-  cooldownMs: number;
-  stabilizationWindowMs: number;
-  predictive: boolean;
-  /**
-   * A stabilized utilization scale-down removes at least scaleDownIncrement
-   * and, when the pool is far below the threshold, as many more as bring the
-   * target down to `fitTarget` of the window's peak demand.
-   */
+/**
+ * A pool's scaling settings as decide() reads them: the config's
+ * `auto_scaling` block (`scaleDownToFit` optional here: off unless said),
+ * its `scaling_policies`, and the decision tick (the prediction looks one
+ * create latency plus one tick ahead).
+ */
+export type ScalingConfig = Omit<PoolConfig['autoScaling'], 'scaleDownToFit'> & {
   scaleDownToFit?: boolean;
   policies: readonly ScalingPolicy[];
-  /** The decision tick: the prediction looks one create latency plus one tick ahead. */
   tickMs: number;
+};
+
+/** The scaling settings of a pool as this autoscaler's config describes it; a pool it does not describe is left to the operator (disabled). */
+export function scalingConfigOf(pc: PoolConfig | undefined, tickMs: number): ScalingConfig {
+  const a = pc?.autoScaling;
+  if (!a) {
+    return { enabled: false, scaleUpThreshold: 0.8, scaleDownThreshold: 0.3, scaleUpIncrement: 5, scaleDownIncrement: 2, cooldownMs: 30_000, stabilizationWindowMs: 60_000, predictive: false, scaleDownToFit: false, policies: [], tickMs };
+  }
+  return { ...a, policies: pc?.scalingPolicies ?? [], tickMs };
 }
 
 /** What one tick saw, kept as history. */
@@ -136,7 +137,10 @@ function windowOf(samples: readonly Sample[], now: number, ms: number): readonly
 /**
  * The smallest target at which `demand` reads at the middle of the band
  * between the thresholds: as far from asking for a scale-up as from asking
- * for another scale-down, so the step that lands there is not undone.
+ * for another scale-down, so a step that lands there is not undone. (A
+ * scale-down never removes less than scale_down_increment: when that is
+ * more than target − fit, the step lands below the fit, as without
+ * scaleDownToFit.)
  */
 export function fitTarget(demand: number, cfg: Pick<ScalingConfig, 'scaleUpThreshold' | 'scaleDownThreshold'>): number {
   const mid = (cfg.scaleUpThreshold + cfg.scaleDownThreshold) / 2;

@@ -451,6 +451,8 @@ export class Balancer extends Actor {
     let lastErr: ShoalError | undefined;
     let rounds = 0;
     for (;;) {
+      // Stopping, connection closed: no node can be asked, nor the caller answered (each try would fail at once).
+      if (this.nc.isClosed()) return 'closed';
       const now = Date.now();
       const remaining = deadline - now;
       if (remaining < MIN_TRY_MS) {

@@ -436,10 +436,16 @@ export class Client {
    * fail at once with UNAVAILABLE (`closed`), and nothing of the client keeps
    * the process alive.
    */
-  async close(): Promise<void> {
-    await Promise.allSettled([...this.held].map((l) => l.release()));
-    if (this.ownsConnection) await closeNats(this.nc);
+  /** Releases every held lease, then closes the connection if this client opened it. Safe to call more than once, concurrently too. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await Promise.allSettled([...this.held].map((l) => l.release()));
+      if (this.ownsConnection) await closeNats(this.nc);
+    })();
+    return this.closing;
   }
+
+  private closing: Promise<void> | undefined;
 }
 
 export async function connect(opts: ConnectOptions = {}): Promise<Client> {

@@ -86,9 +86,32 @@ export async function connectNats(s: NatsSettings, log?: Logger): Promise<NatsCo
  * all the same and the connection goes on reconnecting (forever, with our
  * options), which keeps the process alive after its work is done.
  */
-export async function closeNats(nc: NatsConnection): Promise<void> {
-  if (!nc.isClosed()) await nc.drain().catch(() => {});
-  if (!nc.isClosed()) await nc.close().catch(() => {});
+export function closeNats(nc: NatsConnection): Promise<void> {
+  // One close per connection: a second drain() is refused at once, and closing
+  // then would cut the first caller's drain short and leave it waiting forever.
+  let p = closing.get(nc);
+  if (!p) {
+    p = (async () => {
+      if (nc.isClosed()) return;
+      // Someone else's drain: let it finish (bounded: it may give up without closing, NATS down).
+      if (nc.isDraining()) await waitClosed(nc, OTHERS_DRAIN_MS);
+      else await nc.drain().catch(() => {});
+      if (!nc.isClosed()) await nc.close().catch(() => {});
+    })();
+    closing.set(nc, p);
+  }
+  return p;
+}
+
+const closing = new WeakMap<NatsConnection, Promise<void>>();
+const OTHERS_DRAIN_MS = 5000;
+
+function waitClosed(nc: NatsConnection, ms: number): Promise<void> {
+  let t: NodeJS.Timeout | undefined;
+  return Promise.race([
+    nc.closed().then(() => undefined),
+    new Promise<void>((r) => { t = setTimeout(r, ms); t.unref?.(); }),
+  ]).finally(() => clearTimeout(t));
 }
 
 /** A fresh NKey user seed (text, `SU...`) and its public key (`U...`), for `shoal up`'s credentials. */
