@@ -1086,24 +1086,30 @@ export class Pool<R = unknown> {
     this.cleanupTimer = this.clock.setTimeout(() => { this.cleanup(); this.scheduleCleanup(); }, every);
   }
 
-  /** Idle timeout (down to the target), max lifetime, memory limits; then refill to the target. */
+  /**
+   * Idle timeout (down to the target), max lifetime, memory limits; then
+   * refill to the target. In this order: destroys, max_total_memory
+   * recycling, then what takes resources out for a while (park_ttl's reset,
+   * validation), so that recycling sees every idle and parked resource in
+   * place and never defers to what this same cleanup took out.
+   */
   cleanup(): void {
     if (this.closed) return;
     const sm = this.cfg.sessionManagement;
     const now = this.clock.now();
     let surplus = this.live - this.target;
-    for (const r of [...this.parked.values()]) {
-      if (now - (r.parkedAt ?? now) >= sm.parkTtlMs || now >= r.expiresAt) void this.evict(r, 'park_ttl');
-    }
     for (const r of [...this.idle]) {
       if (now >= r.expiresAt) { void this.destroy(r, 'lifetime'); surplus--; continue; }
       if (this.overMemory(r)) { void this.destroy(r, 'memory'); surplus--; continue; }
       if (surplus > 0 && sm.idleTimeoutMs > 0 && now - r.idleSince >= sm.idleTimeoutMs) { void this.destroy(r, 'idle_timeout'); surplus--; continue; }
-      // A resource can die while idle (a CLI process crashing): find out before a holder does.
-      const validateEvery = this.driver.validateIntervalMs ?? (sm.validateOnReturn ? sm.cleanupIntervalMs : Infinity);
-      if (now - r.lastValidatedAt >= validateEvery) void this.validateIdle(r);
     }
     this.recycleOverTotalMemory();
+    for (const r of [...this.parked.values()]) {
+      if (now - (r.parkedAt ?? now) >= sm.parkTtlMs || now >= r.expiresAt) void this.evict(r, 'park_ttl');
+    }
+    // A resource can die while idle (a CLI process crashing): find out before a holder does.
+    const validateEvery = this.driver.validateIntervalMs ?? (sm.validateOnReturn ? sm.cleanupIntervalMs : Infinity);
+    for (const r of [...this.idle]) if (now - r.lastValidatedAt >= validateEvery) void this.validateIdle(r);
     this.replenish();
   }
 
@@ -1144,11 +1150,12 @@ export class Pool<R = unknown> {
   }
 
   /**
-   * Over max_total_memory: destroy the largest idle resources until under it
-   * (replenish then refills within the limit). A larger one that is only out
-   * of the idle list for a moment (being validated, or reset after its
-   * release) defers the choice to the next cleanup: recycling a smaller idle
-   * one now would leave the largest in place.
+   * Over max_total_memory: destroy the largest idle or parked resources
+   * until under it (replenish then refills within the limit); a parked one
+   * loses its context, as an eviction. A larger one that is only out for a
+   * moment (being validated, or returning after its release) defers the
+   * choice to the next cleanup: recycling a smaller one now would leave the
+   * largest in place. The cleanup runs this before taking any out itself.
    */
   private recycleOverTotalMemory(): void {
     const maxTotal = this.cfg.resourceLimits.maxTotalMemoryBytes;
@@ -1158,10 +1165,14 @@ export class Pool<R = unknown> {
     const mem = (r: Resource<R>) => (r.handle !== undefined ? this.driver.usage(r.handle).memoryBytes : 0);
     let settling = 0;
     for (const r of this.resources.values()) if (r.state === 'returning') settling = Math.max(settling, mem(r));
-    for (const r of [...this.idle].sort((a, b) => mem(b) - mem(a))) {
+    for (const r of [...this.idle, ...this.parked.values()].sort((a, b) => mem(b) - mem(a))) {
       if (total <= maxTotal || settling > mem(r)) break;
       total -= mem(r);
-      this.observer.log('warn', 'max_total_memory exceeded, recycling the largest idle resource', { pool: this.name, resourceId: r.id, memoryBytes: mem(r), maxTotal });
+      this.observer.log('warn', 'max_total_memory exceeded, recycling the largest idle or parked resource', { pool: this.name, resourceId: r.id, memoryBytes: mem(r), maxTotal, parked: r.parkedKey !== undefined });
+      if (r.parkedKey !== undefined) {
+        this.observer.log('info', 'parked resource evicted', { pool: this.name, resourceId: r.id, keyHash: r.parkedHash, why: 'total_memory' });
+        this.observer.op('evict', 'total_memory');
+      }
       void this.destroy(r, 'total_memory');
     }
   }
