@@ -1168,7 +1168,7 @@ export class Pool<R = unknown> {
     for (const r of [...this.idle, ...this.parked.values()].sort((a, b) => mem(b) - mem(a))) {
       if (total <= maxTotal || settling > mem(r)) break;
       total -= mem(r);
-      this.observer.log('warn', 'max_total_memory exceeded, recycling the largest idle or parked resource', { pool: this.name, resourceId: r.id, memoryBytes: mem(r), maxTotal, parked: r.parkedKey !== undefined });
+      this.observer.log('warn', 'max_total_memory exceeded, recycling the largest idle resource', { pool: this.name, resourceId: r.id, memoryBytes: mem(r), maxTotal, parked: r.parkedKey !== undefined });
       if (r.parkedKey !== undefined) {
         this.observer.log('info', 'parked resource evicted', { pool: this.name, resourceId: r.id, keyHash: r.parkedHash, why: 'total_memory' });
         this.observer.op('evict', 'total_memory');
