@@ -4,16 +4,16 @@ import { FakeClock, seeded } from '../helpers/fake-clock.js';
 
 /**
  * The pool's max_total_memory recycling (the cleanup hook added for Claude
- * sessions): over the limit, the largest idle resources are destroyed until
- * the sum is under it; leased ones are never touched; creates stay refused
- * while the sum is at the limit.
+ * sessions): over the limit, the largest idle or parked resources are
+ * destroyed until the sum is under it; leased ones are never touched;
+ * creates stay refused while the sum is at the limit.
  */
 interface Res { id: number; mem: number; dead: boolean }
 
-function settings(maxTotal: number, size: number): PoolSettings {
+function settings(maxTotal: number, size: number, sm: Partial<PoolSettings['sessionManagement']> = {}): PoolSettings {
   return {
     name: 'claude', minSize: size, maxSize: size, initialSize: size, maxWaitingClients: 100, acquireTimeoutMs: 1000, leaseTtlMs: 60_000, weight: 1,
-    sessionManagement: { enableReuse: true, idleTimeoutMs: 0, maxLifetimeMs: 0, lifetimeJitter: 0, maxReuseCount: 0, contextReset: false, cleanupIntervalMs: 1000, validateOnReturn: false, validateSkipWindowMs: 0, maxParked: 16, parkTtlMs: 600_000 },
+    sessionManagement: { enableReuse: true, idleTimeoutMs: 0, maxLifetimeMs: 0, lifetimeJitter: 0, maxReuseCount: 0, contextReset: false, cleanupIntervalMs: 1000, validateOnReturn: false, validateSkipWindowMs: 0, maxParked: 16, parkTtlMs: 600_000, ...sm },
     create: { timeoutMs: 5000, retryBaseMs: 100, retryMaxMs: 1000 },
     resourceLimits: { maxMemoryPerSessionBytes: 0, maxTotalMemoryBytes: maxTotal },
   };
@@ -104,6 +104,66 @@ describe('Pool max_total_memory recycling (unit, fake clock)', () => {
     await clock.advance(1000); // the 80 is idle again: it goes, the 30 stays
     expect([...res.keys()]).to.include(small).and.not.include(big);
     expect(destroyed).to.deep.equal([bigHandle.id]);
+    await pool.close();
+  });
+
+  it('recycles even when validation of every idle resource is due in the same cleanup (validate_on_return, no driver interval)', async () => {
+    const clock = new FakeClock();
+    const { d } = driver();
+    const pool = new Pool(settings(100, 3, { validateOnReturn: true }), d, clock, seeded());
+    await pool.start();
+    const res = (pool as unknown as { resources: Map<string, { handle: Res }> }).resources;
+    const [big, mid, small] = [...res.keys()];
+    res.get(big!)!.handle.mem = 80;
+    res.get(mid!)!.handle.mem = 30;
+    res.get(small!)!.handle.mem = 20;
+    // Every cleanup (1 s) finds all three due for validation (validated 1 s ago): the 80 must still go in the first one.
+    await clock.advance(1000);
+    expect([...res.keys()]).to.include(mid).and.include(small).and.not.include(big);
+    await pool.close();
+  });
+
+  it('counts a parked resource as a candidate: the largest, parked, is evicted (its context dropped) rather than a smaller idle one', async () => {
+    const clock = new FakeClock();
+    const { d, destroyed } = driver();
+    const pool = new Pool(settings(100, 3), d, clock, seeded());
+    await pool.start();
+    const res = (pool as unknown as { resources: Map<string, { handle: Res }> }).resources;
+    const lease = await pool.acquire();
+    const big = lease.resourceId;
+    const [mid, small] = [...res.keys()].filter((id) => id !== big);
+    res.get(big)!.handle.mem = 80;
+    res.get(mid!)!.handle.mem = 30;
+    res.get(small!)!.handle.mem = 20;
+    const bigHandle = res.get(big)!.handle;
+    pool.release(lease.leaseId, { park: 'conv' });
+    await clock.advance(10);
+    expect(pool.parkedKeys()).to.deep.equal(['conv']);
+    await clock.advance(1000); // 130 > 100: the parked 80 goes (→ 50); the 30 and 20 stay
+    expect(destroyed).to.deep.equal([bigHandle.id]);
+    expect([...res.keys()]).to.include(mid).and.include(small).and.not.include(big);
+    expect(pool.parkedKeys()).to.deep.equal([]);
+    expect(pool.claimParked('conv')).to.equal(undefined);
+    await pool.close();
+  });
+
+  it('a parked resource the same cleanup evicts for park_ttl does not defer recycling: the largest goes in that cleanup', async () => {
+    const clock = new FakeClock();
+    const { d, destroyed } = driver();
+    const pool = new Pool(settings(100, 3, { parkTtlMs: 500 }), d, clock, seeded());
+    await pool.start();
+    const res = (pool as unknown as { resources: Map<string, { handle: Res }> }).resources;
+    const lease = await pool.acquire();
+    const big = lease.resourceId;
+    const [mid, small] = [...res.keys()].filter((id) => id !== big);
+    res.get(big)!.handle.mem = 80;
+    res.get(mid!)!.handle.mem = 30;
+    res.get(small!)!.handle.mem = 20;
+    const bigHandle = res.get(big)!.handle;
+    pool.release(lease.leaseId, { park: 'conv' });
+    await clock.advance(1000); // the cleanup: the parked 80 is past park_ttl and the largest: destroyed, not reset
+    expect(destroyed).to.deep.equal([bigHandle.id]);
+    expect([...res.keys()]).to.include(mid).and.include(small);
     await pool.close();
   });
 });

@@ -39,6 +39,7 @@ describe('Pool (unit, fake clock)', () => {
   beforeEach(() => { clock = new FakeClock(); });
   afterEach(async () => { for (const p of pools.splice(0)) await p.close(); });
   const mk = (s: PoolSettings, d: Driver<any>, random = seeded()) => { const p = new Pool(s, d, clock, random); pools.push(p); return p; };
+  const wait = (ms: number) => new Promise<void>((r) => clock.setTimeout(r, ms));
 
   it('warms up to the initial size in parallel', async () => {
     const { d, n } = counting(clock, { create_latency: 100 });
@@ -577,9 +578,14 @@ describe('Pool (unit, fake clock)', () => {
       await clock.advance(400);
       await settle();
       expect(pool.parkedKeys()).to.deep.equal(['late']);
-      // Destroyed on return (a release asking for it overrides the park): the waiter hears undefined, not a timeout.
-      pool.release(b.leaseId, { park: 'gone', destroy: true });
-      expect(await pool.parkedSoon('gone', { timeoutMs: 5000 })).to.equal(undefined);
+      // A release with the key that asks for a destroy parks nothing and names nothing: the context
+      // parked under the key is neither replaced nor hidden behind a return, and is claimable at once.
+      pool.release(b.leaseId, { park: 'late', destroy: true });
+      const again = pool.claimParked('late', {});
+      expect(again?.resourceId).to.equal(a.resourceId);
+      pool.release(again!.leaseId, { park: 'late' });
+      await clock.advance(500);
+      expect(pool.parkedKeys()).to.deep.equal(['late']);
       // Released with the key while it is reset for invalidity: a waiter hears once it is settled.
       const c = await pool.acquire({ timeoutMs: 1000 });
       (pool as unknown as { driver: Driver<any> }).driver.validate = async () => { await new Promise<void>((r) => clock.setTimeout(() => r(), 500)); return false; };
@@ -590,6 +596,164 @@ describe('Pool (unit, fake clock)', () => {
       await settle();
       expect(got).to.equal(undefined);
       expect(pool.parkedKeys()).to.deep.equal(['late']);
+    });
+
+    it('at max_size with a non-keyed waiter queued, a keyed acquire waiting for the return gets the parked resource first (not reset for the waiter)', async () => {
+      const { d, n } = counting(clock, { validate_latency: 100 });
+      const pool = mk(settings({ maxSize: 1, sm: { validateOnReturn: true } }), d);
+      await pool.start();
+      const a = await pool.acquire({});
+      pool.release(a.leaseId, { park: 'conv' });
+      let keyed: Lease | undefined | 'pending' = 'pending';
+      void pool.parkedSoon('conv', { timeoutMs: 5000 }).then((l) => { keyed = l; });
+      let plain: Lease | undefined;
+      void pool.acquire({ timeoutMs: 5000 }).then((l) => { plain = l; });
+      await clock.advance(100);
+      // Parked and at once claimed by the key's waiter: the pressure relief that follows finds nothing parked.
+      expect((keyed as unknown as Lease).resourceId).to.equal(a.resourceId);
+      expect(n.reset).to.equal(0);
+      expect(plain).to.equal(undefined);
+      expect(pool.numbers()).to.include({ waiting: 1, active: 1 });
+      pool.release((keyed as unknown as Lease).leaseId);
+      await clock.advance(100);
+      expect(plain!.resourceId).to.equal(a.resourceId);
+    });
+
+    it('two releases of the same key: the newer context is the one parked, even when the older return ends last', async () => {
+      const { d, n } = counting(clock);
+      const pool = mk(settings({ maxSize: 2, sm: { validateOnReturn: true } }), d);
+      await pool.start();
+      const a = await pool.acquire({});
+      const b = await pool.acquire({});
+      d.validate = async (r: { id: string }) => { await wait(r.id === a.resourceId ? 500 : 100); return true; };
+      pool.release(a.leaseId, { park: 'conv' });
+      await clock.advance(10);
+      pool.release(b.leaseId, { park: 'conv' });
+      await clock.advance(600);
+      expect(pool.parkedKeys()).to.deep.equal(['conv']);
+      expect(pool.claimParked('conv', {})?.resourceId).to.equal(b.resourceId);
+      // The older one is ordinary capacity, reset (and validated again).
+      expect(n.reset).to.equal(1);
+      await clock.advance(500);
+      expect(pool.numbers()).to.include({ idle: 1, active: 1 }); // the newer one was claimed above
+      expect((await pool.acquire({ timeoutMs: 1000 })).resourceId).to.equal(a.resourceId);
+    });
+
+    it('a keyed acquire does not take the key\'s older parked context while a newer release of the key is returning: it waits for the newer', async () => {
+      const { d, n } = counting(clock, { validate_latency: 500 });
+      const pool = mk(settings({ maxSize: 2, sm: { validateOnReturn: true } }), d);
+      await pool.start();
+      const a = await pool.acquire({});
+      const b = await pool.acquire({});
+      pool.release(a.leaseId, { park: 'conv' });
+      await clock.advance(500);
+      expect(pool.parkedKeys()).to.deep.equal(['conv']);
+      pool.release(b.leaseId, { park: 'conv' });
+      expect(pool.claimParked('conv', {})).to.equal(undefined);
+      let got: Lease | undefined | 'pending' = 'pending';
+      void pool.claimKeyed('conv', { timeoutMs: 5000 }).then(({ lease }) => { got = lease; });
+      await clock.advance(499);
+      expect(got).to.equal('pending');
+      await clock.advance(1);
+      expect((got as unknown as Lease).resourceId).to.equal(b.resourceId);
+      expect(n.reset).to.equal(1); // the older context, at the newer release
+    });
+
+    it('a keyed acquire waiting for a return moves to a newer release of the key, and its deadline goes with it', async () => {
+      const { d, n } = counting(clock, { validate_latency: 500 });
+      const pool = mk(settings({ maxSize: 2, sm: { validateOnReturn: true } }), d);
+      await pool.start();
+      const a = await pool.acquire({});
+      const b = await pool.acquire({});
+      pool.release(a.leaseId, { park: 'conv' });
+      const short = rejection(pool.parkedSoon('conv', { timeoutMs: 300 }));
+      let long: Lease | undefined | 'pending' = 'pending';
+      void pool.parkedSoon('conv', { timeoutMs: 5000 }).then((l) => { long = l; });
+      await clock.advance(100);
+      pool.release(b.leaseId, { park: 'conv' });
+      await clock.advance(200);
+      expect((await short).code).to.equal('POOL_TIMEOUT');
+      await clock.advance(200); // t=500: the older return is over, and parks nothing
+      expect(long).to.equal('pending');
+      expect(pool.parkedKeys()).to.deep.equal([]);
+      await clock.advance(100); // t=600: the newer one parks and goes to the waiter
+      expect((long as unknown as Lease).resourceId).to.equal(b.resourceId);
+      expect(n.reset).to.equal(1);
+      await clock.advance(1000); // the older one's second validation, after its reset
+      expect(pool.numbers()).to.include({ idle: 1, active: 1 });
+      expect(clock.pending).to.equal(1); // the lease's TTL only: no waiter's timer left behind
+    });
+
+    it('a return that settles after the same resource was claimed and released with the key again does not settle the newer release', async () => {
+      const { d } = counting(clock, { validate_latency: 100 });
+      const pool = mk(settings({ maxSize: 1, sm: { validateOnReturn: true } }), d);
+      await pool.start();
+      const a = await pool.acquire({});
+      pool.release(a.leaseId, { park: 'conv' });
+      let second: Lease | undefined | 'pending' = 'pending';
+      // The waiter gets it as it parks and releases it with the key again before that first return has finished settling.
+      void pool.parkedSoon('conv', { timeoutMs: 5000 }).then((l) => {
+        pool.release(l!.leaseId, { park: 'conv' });
+        void pool.parkedSoon('conv', { timeoutMs: 5000 }).then((l2) => { second = l2; });
+      });
+      await clock.advance(100);
+      expect(second).to.equal('pending');
+      await clock.advance(100);
+      expect((second as unknown as Lease).resourceId).to.equal(a.resourceId);
+    });
+
+    it('close and drain refuse keyed acquires waiting for a return at once (NODE_DRAINING), leaving no timer', async () => {
+      const { d } = counting(clock, { validate_latency: 500 });
+      const pool = mk(settings({ maxSize: 2, sm: { validateOnReturn: true } }), d);
+      await pool.start();
+      const a = await pool.acquire({});
+      const b = await pool.acquire({});
+      pool.release(a.leaseId, { park: 'conv' });
+      let closed: string | undefined;
+      pool.parkedSoon('conv', { timeoutMs: 5000 }).then(() => { closed = 'resolved'; }, (e: ShoalError) => { closed = e.code; });
+      const drained = pool.drain(1000);
+      await settle();
+      expect(closed).to.equal('NODE_DRAINING');
+      pool.release(b.leaseId);
+      await clock.advance(1000);
+      await drained;
+
+      const pool2 = mk(settings({ maxSize: 1, sm: { validateOnReturn: true } }), d);
+      await pool2.start();
+      const c = await pool2.acquire({});
+      pool2.release(c.leaseId, { park: 'conv' });
+      const before = clock.pending;
+      let closed2: string | undefined;
+      pool2.parkedSoon('conv', { timeoutMs: 5000 }).then(() => { closed2 = 'resolved'; }, (e: ShoalError) => { closed2 = e.code; });
+      expect(clock.pending).to.equal(before + 1);
+      await pool2.close();
+      expect(closed2).to.equal('NODE_DRAINING');
+      // The waiter's deadline timer went with it (the return's validation still runs out on its own).
+      expect(clock.pending).to.equal(before);
+    });
+
+    it('the acquire deadline is shared: a return that takes 0.9 of it and does not park leaves the fresh acquire only the rest (POOL_TIMEOUT at 1.0)', async () => {
+      const { d } = counting(clock, { create_latency: 500 });
+      const pool = mk(settings({ maxSize: 1, initialSize: 1, sm: { validateOnReturn: true } }), d);
+      const started = pool.start();
+      await clock.advance(500);
+      await started;
+      const a = await pool.acquire({});
+      d.validate = async () => { await wait(900); return false; };
+      pool.release(a.leaseId, { park: 'conv' });
+      const t0 = clock.now();
+      let outcome: string | undefined;
+      let at = 0;
+      // As the node does it: the key first, then a fresh acquire with what is left.
+      void pool.claimKeyed('conv', { timeoutMs: 1000 })
+        .then(({ lease, rest }) => lease ?? pool.acquire(rest))
+        .then(() => { outcome = 'granted'; }, (e: ShoalError) => { outcome = e.code; })
+        .finally(() => { at = clock.now() - t0; });
+      await clock.advance(1000);
+      expect(outcome).to.equal('POOL_TIMEOUT');
+      expect(at).to.be.at.most(1000);
+      await clock.advance(500); // the replacement lands, idle
+      expect(pool.numbers()).to.include({ total: 1, idle: 1, waiting: 0 });
     });
 
     it('max_parked 0 turns parking off: a park release is an ordinary release', async () => {

@@ -231,14 +231,15 @@ export class PoolNode extends Actor {
     const key = req.park!;
     // Bad options are refused before anything is taken, a parked session included.
     if (req.options !== undefined) pool.checkLeaseOptions(req.options);
-    const hit = pool.claimParked(key, req) ?? await pool.parkedSoon(key, req);
+    // A miss's fresh acquire gets what is left of the deadline after waiting for a return that did not park.
+    const { lease: hit, rest } = await pool.claimKeyed(key, req);
     if (hit) {
       this.granted(m, pool, req.options !== undefined ? await pool.prepareParked(hit.leaseId, req.options as Record<string, unknown>) : { ...hit, park: 'hit' });
       return;
     }
     if (req.onlyParked) throw notParked(this.nodeId, pool.name);
     const lease = await this.withPoolSlot(pool, async () => {
-      let l = await pool.acquire(req);
+      let l = await pool.acquire(rest);
       if (req.options !== undefined) l = await pool.prepare(l.leaseId, req.options as Record<string, unknown>);
       return this.parking.adopt(pool, this.drivers.get(pool.name)!, l, key);
     });
@@ -285,7 +286,7 @@ export class PoolNode extends Actor {
     if (allowed && !allowed.has(req.op)) throw new ShoalError(ErrorCodes.UNSUPPORTED_OP, `op ${req.op} cannot run one-shot on pool ${pool.name} (one-shot ops: ${[...allowed].join(', ')}); acquire a lease for it`);
     await this.withPoolSlot(pool, async () => {
       const timeoutMs = req.timeoutMs ?? this.cfg.pools[pool.name]!.acquireTimeoutMs;
-      const deadline = Date.now() + timeoutMs;
+      const deadline = this.clock.now() + timeoutMs;
       // The exec's own deadline (a long turn) when the caller or the pool's driver sets one, else what is left of the call's.
       const fixedMs = req.execTimeoutMs ?? pool.defaultExecTimeoutMs(req.op);
       // Refusals up to here answer `m`: a balancer that handed the call over can still try another node.
@@ -293,10 +294,12 @@ export class PoolNode extends Actor {
       if (req.options !== undefined) pool.checkLeaseOptions(req.options);
       const ttl = { ...req, timeoutMs, ttlMs: (fixedMs ?? timeoutMs) + ONE_SHOT_TTL_MARGIN_MS };
       // With a parking key: its parked resource (context intact) if here, else a fresh one continued where possible; parked again after.
-      let lease = req.park !== undefined ? pool.claimParked(req.park, ttl) ?? await pool.parkedSoon(req.park, ttl) : undefined;
+      const keyed = req.park !== undefined ? await pool.claimKeyed(req.park, ttl) : undefined;
+      let lease = keyed?.lease;
       const hit = lease !== undefined;
       if (!hit && req.onlyParked) throw notParked(this.nodeId, pool.name);
-      lease ??= await pool.acquire(ttl);
+      // What is left of the call's deadline after waiting for a return that did not park.
+      lease ??= await pool.acquire(keyed?.rest ?? ttl);
       if (req.options !== undefined) lease = hit ? await pool.prepareParked(lease.leaseId, req.options as Record<string, unknown>) : await pool.prepare(lease.leaseId, req.options as Record<string, unknown>);
       if (!hit && req.park !== undefined) lease = await this.parking.adopt(pool, this.drivers.get(pool.name)!, lease, req.park);
       if (lease.reused) this.metrics.reused(pool.name, pool.kind);
@@ -305,7 +308,7 @@ export class PoolNode extends Actor {
       if (req.keepAliveMs) out.keepAlive(req.keepAliveMs);
       let result: { ok: true; value: unknown } | { ok: false; err: unknown };
       try {
-        result = { ok: true, value: await pool.exec(lease.leaseId, req.op, req.args, out.emit, fixedMs ?? Math.max(1, deadline - Date.now())) };
+        result = { ok: true, value: await pool.exec(lease.leaseId, req.op, req.args, out.emit, fixedMs ?? Math.max(1, deadline - this.clock.now())) };
       } catch (err) {
         this.metrics.errors.inc({ node: this.nodeId, code: ShoalError.from(err).code });
         result = { ok: false, err };

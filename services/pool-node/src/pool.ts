@@ -13,13 +13,15 @@ import { PoolMeter } from './stats.js';
  * A release with a parking key takes the Returning path too and ends in the
  * parked map instead of Ready; from the release on, the key names it
  * (`returning`), so a keyed acquire that comes before it is parked waits
- * for it rather than missing.
+ * for it rather than missing. The newest release of a key is the one it
+ * names: an older context (parked, or still returning) is reset.
  *
  * Everything here runs on one event loop and is changed only through the
  * public methods (called by the node's message handlers) and the pool's own
  * timers. Every pending acquire has a deadline timer (a keyed one waiting for
- * its resource to come back too); every lease has a TTL timer; every create
- * has a timeout. Nothing here knows about NATS.
+ * its resource to come back too), and drain and close refuse both kinds at
+ * once; every lease has a TTL timer; every create has a timeout. Nothing
+ * here knows about NATS.
  */
 
 /**
@@ -82,6 +84,9 @@ interface LeaseRec {
   /** The drivers' exec promises themselves: a returned resource waits until they have stopped. */
   running: Set<Promise<unknown>>;
 }
+
+/** A release with a parking key, from the release until its return is over; a newer release of the key replaces it. */
+interface Returning<R> { r: Resource<R>; waiters: ParkWaiter[] }
 
 /** A keyed acquire waiting for the resource its key names to finish returning to park. */
 interface ParkWaiter {
@@ -146,7 +151,7 @@ export class Pool<R = unknown> {
    * Set by the release itself, so a holder's next acquire with the key
    * (answered after the release) finds it here or parked, never missing.
    */
-  private readonly returning = new Map<string, { r: Resource<R>; waiters: ParkWaiter[] }>();
+  private readonly returning = new Map<string, Returning<R>>();
   /** Parked resources being reset for waiters. */
   private evicting = 0;
   /** Wait queue: buckets by priority, highest first, FIFO inside a bucket. */
@@ -243,6 +248,7 @@ export class Pool<R = unknown> {
     this.drainPhase = 'grace';
     const gen = ++this.drainGen;
     this.rejectAllWaiters(() => new ShoalError(ErrorCodes.NODE_DRAINING, `pool ${this.name} is draining`));
+    this.rejectParkWaiters('draining');
     const deadline = this.clock.now() + graceMs;
     while (this.leases.size > 0 && this.clock.now() < deadline && gen === this.drainGen) {
       await new Promise<void>((r) => this.clock.setTimeout(r, Math.min(50, deadline - this.clock.now())));
@@ -307,6 +313,9 @@ export class Pool<R = unknown> {
     this.clock.clearTimeout(this.chunkTimer);
     this.chunkTimer = undefined;
     this.rejectAllWaiters(() => new ShoalError(ErrorCodes.NODE_DRAINING, `pool ${this.name} is closed`));
+    this.rejectParkWaiters('closed');
+    // Every resource is destroyed below: no return will park, nothing is named by a key any more.
+    this.returning.clear();
     for (const lease of [...this.leases.values()]) this.endLease(lease, 'revoked');
     const pending: Promise<void>[] = [];
     for (const r of [...this.resources.values()]) if (r.state !== 'creating' && r.state !== 'destroying') pending.push(this.destroy(r, 'close'));
@@ -341,6 +350,8 @@ export class Pool<R = unknown> {
   /**
    * The resource parked under `key`, leased as it is (context intact), or
    * undefined. Synchronous, like tryAcquire: a hit costs no extra hop.
+   * (While a release of the key is still returning, nothing is parked
+   * under it: that release reset the older context.)
    */
   claimParked(key: string, opts: AcquireOptions = {}): Lease | undefined {
     const r = this.parked.get(key);
@@ -379,6 +390,19 @@ export class Pool<R = unknown> {
       }, timeoutMs);
       entry.waiters.push(w);
     });
+  }
+
+  /**
+   * A keyed acquire's first step: the key's parked resource, at once, or the
+   * one a release of the key is still returning, waited for. A miss comes
+   * with the options for a fresh acquire, whose `timeoutMs` is what is left
+   * of the caller's deadline: a wait for a return that did not park (stuck,
+   * invalid) is not paid a second time.
+   */
+  async claimKeyed(key: string, opts: AcquireOptions = {}): Promise<{ lease: Lease | undefined; rest: AcquireOptions }> {
+    const deadline = this.clock.now() + (opts.timeoutMs ?? this.cfg.acquireTimeoutMs);
+    const lease = this.claimParked(key, opts) ?? await this.parkedSoon(key, opts);
+    return { lease, rest: { ...opts, timeoutMs: Math.max(1, deadline - this.clock.now()) } };
   }
 
   /** Whether a release with `park` parks here (`max_parked` > 0). */
@@ -467,7 +491,8 @@ export class Pool<R = unknown> {
     if (r.parkedKey === undefined) return;
     // Only its own entry: the key may already name another resource.
     if (this.parked.get(r.parkedKey) === r) this.parked.delete(r.parkedKey);
-    this.observer.log('info', 'parked resource evicted', { pool: this.name, resourceId: r.id, key: r.parkedKey, why });
+    // The hash, never the key: keys travel only in their holders' requests.
+    this.observer.log('info', 'parked resource evicted', { pool: this.name, resourceId: r.id, keyHash: r.parkedHash, why });
     this.observer.op('evict', why);
     r.parkedKey = undefined;
     this.evicting++;
@@ -611,23 +636,39 @@ export class Pool<R = unknown> {
     const r = rec.resource as Resource<R>;
     const key = this.parkKey(opts);
     if (key === undefined) { void this.giveBack(r, opts, rec.running); return; }
-    // The key names it from now on; a newer release of the key takes over the waiters of an older one.
-    this.returning.set(key, { r, waiters: this.returning.get(key)?.waiters ?? [] });
-    void this.giveBack(r, opts, rec.running).finally(() => this.settleReturning(key, r));
+    // The key names this resource from now on: a context parked under it before is older (reset, ordinary
+    // capacity), and an older release of the key still returning will not park (giveBack); its waiters move here.
+    const older = this.parked.get(key);
+    if (older) void this.evict(older, 'max_parked');
+    const before = this.returning.get(key);
+    const entry: Returning<R> = { r, waiters: before ? before.waiters.splice(0) : [] };
+    this.returning.set(key, entry);
+    void this.giveBack(r, opts, rec.running).finally(() => this.settleReturning(key, entry));
   }
 
   /**
-   * The return of the key's resource `r` is over (parked, or not): its
-   * waiters claim it, first come first served; the others (and all, if it
-   * did not park) get undefined and go on as a miss.
+   * The return of the key's release `entry` is over (parked, or not): its
+   * waiters claim the resource, first come first served; the others (and
+   * all, if it did not park) get undefined and go on as a miss. Nothing if a
+   * newer release of the key has replaced the entry.
    */
-  private settleReturning(key: string, r: Resource<R>): void {
-    const entry = this.returning.get(key);
-    if (entry?.r !== r) return;
+  private settleReturning(key: string, entry: Returning<R>): void {
+    if (this.returning.get(key) !== entry) return;
     this.returning.delete(key);
     for (const w of entry.waiters) {
       this.clock.clearTimeout(w.timer);
       w.resolve(this.claimParked(key, w.opts));
+    }
+  }
+
+  /** Keyed acquires waiting for returns are refused now (drain, close), as queued ones are; the returns go on. */
+  private rejectParkWaiters(why: string): void {
+    for (const entry of this.returning.values()) {
+      for (const w of entry.waiters.splice(0)) {
+        this.clock.clearTimeout(w.timer);
+        this.meter.request();
+        w.reject(this.refused(ErrorCodes.NODE_DRAINING, `pool ${this.name} is ${why}`));
+      }
     }
   }
 
@@ -801,16 +842,19 @@ export class Pool<R = unknown> {
       return;
     }
     if (r.state !== 'returning') return; // closed under us
-    if (park !== undefined) { this.park(r, park); return; }
+    if (park !== undefined) {
+      const entry = this.returning.get(park);
+      // A newer release of the key came while this one was returning: the key names that one; this context is dropped.
+      if (entry?.r !== r) { this.observer.op('evict', 'max_parked'); await this.giveBack(r, { reset: true }); return; }
+      this.park(r, park, entry);
+      return;
+    }
     this.dispatch(r);
   }
 
-  private park(r: Resource<R>, key: string): void {
+  /** `r`, named by the key's current release `entry`, ends its return parked. */
+  private park(r: Resource<R>, key: string, entry: Returning<R>): void {
     const sm = this.cfg.sessionManagement;
-    // One resource per key: a key parked again replaces the older one, whose context is dropped.
-    // The older one goes first: evict() frees its key synchronously, before the new one takes it.
-    const older = this.parked.get(key);
-    if (older && older !== r) void this.evict(older, 'max_parked');
     r.state = 'ready';
     r.parkedKey = key;
     r.parkedHash = parkKeyHash(key);
@@ -820,7 +864,7 @@ export class Pool<R = unknown> {
     this.parked.set(key, r);
     while (this.parked.size > sm.maxParked) void this.evict(this.parked.values().next().value!, 'max_parked');
     // An acquire with the key that came while it was returning gets it before any waiter without one.
-    this.settleReturning(key, r);
+    this.settleReturning(key, entry);
     // Someone is waiting right now: parked capacity is theirs.
     this.relieve();
   }
@@ -1042,24 +1086,30 @@ export class Pool<R = unknown> {
     this.cleanupTimer = this.clock.setTimeout(() => { this.cleanup(); this.scheduleCleanup(); }, every);
   }
 
-  /** Idle timeout (down to the target), max lifetime, memory limits; then refill to the target. */
+  /**
+   * Idle timeout (down to the target), max lifetime, memory limits; then
+   * refill to the target. In this order: destroys, max_total_memory
+   * recycling, then what takes resources out for a while (park_ttl's reset,
+   * validation), so that recycling sees every idle and parked resource in
+   * place and never defers to what this same cleanup took out.
+   */
   cleanup(): void {
     if (this.closed) return;
     const sm = this.cfg.sessionManagement;
     const now = this.clock.now();
     let surplus = this.live - this.target;
-    for (const r of [...this.parked.values()]) {
-      if (now - (r.parkedAt ?? now) >= sm.parkTtlMs || now >= r.expiresAt) void this.evict(r, 'park_ttl');
-    }
     for (const r of [...this.idle]) {
       if (now >= r.expiresAt) { void this.destroy(r, 'lifetime'); surplus--; continue; }
       if (this.overMemory(r)) { void this.destroy(r, 'memory'); surplus--; continue; }
       if (surplus > 0 && sm.idleTimeoutMs > 0 && now - r.idleSince >= sm.idleTimeoutMs) { void this.destroy(r, 'idle_timeout'); surplus--; continue; }
-      // A resource can die while idle (a CLI process crashing): find out before a holder does.
-      const validateEvery = this.driver.validateIntervalMs ?? (sm.validateOnReturn ? sm.cleanupIntervalMs : Infinity);
-      if (now - r.lastValidatedAt >= validateEvery) void this.validateIdle(r);
     }
     this.recycleOverTotalMemory();
+    for (const r of [...this.parked.values()]) {
+      if (now - (r.parkedAt ?? now) >= sm.parkTtlMs || now >= r.expiresAt) void this.evict(r, 'park_ttl');
+    }
+    // A resource can die while idle (a CLI process crashing): find out before a holder does.
+    const validateEvery = this.driver.validateIntervalMs ?? (sm.validateOnReturn ? sm.cleanupIntervalMs : Infinity);
+    for (const r of [...this.idle]) if (now - r.lastValidatedAt >= validateEvery) void this.validateIdle(r);
     this.replenish();
   }
 
@@ -1100,11 +1150,12 @@ export class Pool<R = unknown> {
   }
 
   /**
-   * Over max_total_memory: destroy the largest idle resources until under it
-   * (replenish then refills within the limit). A larger one that is only out
-   * of the idle list for a moment (being validated, or reset after its
-   * release) defers the choice to the next cleanup: recycling a smaller idle
-   * one now would leave the largest in place.
+   * Over max_total_memory: destroy the largest idle or parked resources
+   * until under it (replenish then refills within the limit); a parked one
+   * loses its context, as an eviction. A larger one that is only out for a
+   * moment (being validated, or returning after its release) defers the
+   * choice to the next cleanup: recycling a smaller one now would leave the
+   * largest in place. The cleanup runs this before taking any out itself.
    */
   private recycleOverTotalMemory(): void {
     const maxTotal = this.cfg.resourceLimits.maxTotalMemoryBytes;
@@ -1114,10 +1165,14 @@ export class Pool<R = unknown> {
     const mem = (r: Resource<R>) => (r.handle !== undefined ? this.driver.usage(r.handle).memoryBytes : 0);
     let settling = 0;
     for (const r of this.resources.values()) if (r.state === 'returning') settling = Math.max(settling, mem(r));
-    for (const r of [...this.idle].sort((a, b) => mem(b) - mem(a))) {
+    for (const r of [...this.idle, ...this.parked.values()].sort((a, b) => mem(b) - mem(a))) {
       if (total <= maxTotal || settling > mem(r)) break;
       total -= mem(r);
-      this.observer.log('warn', 'max_total_memory exceeded, recycling the largest idle resource', { pool: this.name, resourceId: r.id, memoryBytes: mem(r), maxTotal });
+      this.observer.log('warn', 'max_total_memory exceeded, recycling the largest idle resource', { pool: this.name, resourceId: r.id, memoryBytes: mem(r), maxTotal, parked: r.parkedKey !== undefined });
+      if (r.parkedKey !== undefined) {
+        this.observer.log('info', 'parked resource evicted', { pool: this.name, resourceId: r.id, keyHash: r.parkedHash, why: 'total_memory' });
+        this.observer.op('evict', 'total_memory');
+      }
       void this.destroy(r, 'total_memory');
     }
   }
