@@ -66,11 +66,11 @@ describe('pool-node heartbeats with many long parked keys under a small max_payl
       const sub = alice.nc.subscribe(s.heartbeat(parker.nodeId), { callback: (_e, m) => {
         const h = parseHeartbeat(m.data);
         const p = h.pools.synthetic!;
-        if ((p.parked?.length ?? 0) + (p.parkedOmitted ?? 0) === KEYS) { clearTimeout(t); sub.unsubscribe(); resolve({ hb: h, bytes: m.data.length }); }
+        if ((p.parkedHashes?.length ?? 0) + (p.parkedOmitted ?? 0) === KEYS) { clearTimeout(t); sub.unsubscribe(); resolve({ hb: h, bytes: m.data.length }); }
       } });
     });
     expect(hb.bytes).to.be.at.most(MAX_PAYLOAD);
-    const listed = hb.hb.pools.synthetic!.parked!;
+    const listed = hb.hb.pools.synthetic!.parkedHashes!;
     expect(listed.length).to.be.greaterThan(50);
     expect(hb.hb.pools.synthetic!.parkedOmitted).to.be.greaterThan(0);
     // Newest first, hashes only: no key travels in a heartbeat.

@@ -2,7 +2,7 @@ import { parkKeyHash, type Heartbeat } from '@shoal/protocol';
 
 /**
  * Which node holds each parked conversation, as the nodes' heartbeats list
- * them (`pools.<pool>.parked`, hashes of the keys): a hash and a map read per
+ * them (`pools.<pool>.parkedHashes`, hashes of the keys): a hash and a map read per
  * keyed acquire, no lookup. A node's entries are rebuilt from each of its
  * heartbeats and dropped when it goes. Keys a node left out of its heartbeat
  * (over its byte budget, `parkedOmitted`) are not here: their acquires are
@@ -24,7 +24,7 @@ export class ParkIndex {
     this.forget(hb.nodeId);
     const now: string[] = [];
     for (const [pool, st] of Object.entries(hb.pools)) {
-      const keys = (st as { parked?: unknown }).parked;
+      const keys = (st as { parkedHashes?: unknown }).parkedHashes;
       if (!Array.isArray(keys)) continue;
       for (const key of keys) if (typeof key === 'string') { const k = `${pool}\u0000${key}`; this.byKey.set(k, hb.nodeId); now.push(k); }
     }
