@@ -135,6 +135,8 @@ export const RETRYABLE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   ErrorCodes.WEAVIATE_UNAVAILABLE,
   ErrorCodes.POOL_UNAVAILABLE,
   ErrorCodes.LEASE_LOST,
+  // From the node a key was parked on: nothing ran; the balancers place it anew.
+  ErrorCodes.NOT_PARKED,
 ]);
 
 /** Codes meaning "this pool's backend is down here": at once, not after a wait. */
