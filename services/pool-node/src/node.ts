@@ -19,6 +19,11 @@ function notParked(nodeId: string, pool: string): ShoalError {
   return new ShoalError(ErrorCodes.NOT_PARKED, `nothing is parked under the key in pool ${pool} on node ${nodeId}; ask through a balancer`, { details: { retryable: true, nodeId } });
 }
 
+/** The answer to an `onlyParked` request while the health checker has this node (or pool) out of rotation. */
+function outOfRotation(nodeId: string, pool: string): ShoalError {
+  return new ShoalError(ErrorCodes.NOT_PARKED, `node ${nodeId} is out of rotation for pool ${pool} (health verdict); ask through a balancer`, { details: { retryable: true, nodeId, reason: 'unhealthy' } });
+}
+
 export interface NodePoolSettings extends PoolSettings {
   driver: string;
   options: Record<string, unknown>;
@@ -180,7 +185,8 @@ export class PoolNode extends Actor {
 
   private fail(m: Msg, err: unknown): void {
     const e = ShoalError.from(err);
-    this.metrics.errors.inc({ node: this.nodeId, code: e.code });
+    // A miss of the SDK's direct try is routing, not an error: every key's first acquire after a lost park would count.
+    if (e.code !== ErrorCodes.NOT_PARKED) this.metrics.errors.inc({ node: this.nodeId, code: e.code });
     if (e.code === ErrorCodes.INTERNAL) this.log.error('internal error', { subject: m.subject, err: e.message });
     this.replyError(m, e);
   }
@@ -213,6 +219,8 @@ export class PoolNode extends Actor {
     this.checkDraining();
     const pool = this.pool(req.pool);
     if (req.onlyParked && req.park === undefined) throw new ShoalError(ErrorCodes.BAD_REQUEST, 'field onlyParked: only with park', { details: { field: 'onlyParked' } });
+    // The SDK's direct try skips the balancers: it must not skip their verdict too (a chat would stay on an unhealthy node).
+    if (req.onlyParked && this.health.outOfRotation(pool.name)) throw outOfRotation(this.nodeId, pool.name);
     if (req.park !== undefined) return this.acquireParked(m, pool, req);
     if (req.options !== undefined) return this.acquireWithOptions(m, pool, req);
     const now = pool.tryAcquire(req);
@@ -279,6 +287,7 @@ export class PoolNode extends Actor {
     if (req.replyTo !== undefined && !isInboxSubject(req.replyTo)) { this.refusals.refuse('reply_not_inbox', { subject: m.subject, replyTo: req.replyTo.slice(0, 100) }); return; }
     this.checkDraining();
     const pool = this.pool(req.pool);
+    if (req.onlyParked && this.health.outOfRotation(pool.name)) throw outOfRotation(this.nodeId, pool.name);
     const allowed = this.drivers.get(pool.name)!.oneShotOps;
     if (allowed && !allowed.has(req.op)) throw new ShoalError(ErrorCodes.UNSUPPORTED_OP, `op ${req.op} cannot run one-shot on pool ${pool.name} (one-shot ops: ${[...allowed].join(', ')}); acquire a lease for it`);
     await this.withPoolSlot(pool, async () => {
@@ -344,9 +353,11 @@ export class PoolNode extends Actor {
     const req = parse('release', m.data);
     const pool = this.poolOfLease(req.leaseId, req.secret);
     // max_parked 0 turns parking off: the release is an ordinary one, and nothing is recorded for a resume.
-    if (req.park !== undefined && pool.parks && pool.holds(req.leaseId)) this.parking.remember(pool.name, req.park, pool.describeLease(req.leaseId));
+    // `parked` tells the SDK to ask this node first for the key's next acquire; a return that then fails only costs that one miss.
+    const parks = req.park !== undefined && pool.parks && !req.reset && !req.destroy && !pool.isDraining && pool.holds(req.leaseId);
+    if (parks) this.parking.remember(pool.name, req.park!, pool.describeLease(req.leaseId));
     pool.release(req.leaseId, req);
-    this.reply(m, { released: req.leaseId });
+    this.reply(m, parks ? { released: req.leaseId, parked: true } : { released: req.leaseId });
   }
 
   /** The pool of a lease its holder names: a wrong secret is answered exactly as an unknown lease. */
@@ -511,7 +522,7 @@ export class PoolNode extends Actor {
     for (const p of parking) {
       const n = share.get(p.name) ?? 0;
       const st = hb.pools[p.name]!;
-      if (n > 0) st.parked = p.parkedHashes(n);
+      if (n > 0) st.parkedHashes = p.parkedHashes(n);
       if (n < p.parkedCount) st.parkedOmitted = p.parkedCount - n;
     }
   }
