@@ -141,6 +141,24 @@ describe('parking: re-acquire right after the release (SDK, balancer, 2 pool-nod
     }
   });
 
+  it('a node the operator set to weight 0 refuses the direct try (it watches its weight): the chat moves through the balancer', async () => {
+    const a = await client.acquire('chat', { timeoutMs: 10_000 });
+    await a.release({ park: 'conv-weight' });
+    const node = a.nodeId;
+    const refusal = async () => (await call(client.nc, s.nodeAcquire(node), { v: PROTOCOL_VERSION, pool: 'chat', park: 'conv-probe', onlyParked: true, timeoutMs: 1000 }, 3000).then(() => undefined, (err: unknown) => err)) as { code?: string; details?: { reason?: string } } | undefined;
+    await call(client.nc, s.adminWeight, { v: PROTOCOL_VERSION, nodeId: node, weight: 0 }, 5000);
+    try {
+      await until('the node refuses onlyParked for its weight', async () => (await refusal())?.details?.reason === 'weight_0');
+      const l = await client.acquire('chat', { park: 'conv-weight', timeoutMs: 10_000 });
+      expect(l.nodeId).to.not.equal(node);
+      expect(l.parked).to.equal('gone');
+      await l.release();
+    } finally {
+      await call(client.nc, s.adminWeight, { v: PROTOCOL_VERSION, nodeId: node, weight: 1 }, 5000);
+    }
+    await until('the node takes onlyParked again', async () => { const e = await refusal(); return e?.code === 'NOT_PARKED' && e.details?.reason === undefined; });
+  });
+
   it('a client\'s onlyParked sent to a balancer is not forwarded: a key parked nowhere gets a lease, not NOT_PARKED', async () => {
     const l = await call<{ leaseId: string; nodeId: string; secret: string; park?: string }>(client.nc, s.poolAcquire('chat'), { v: PROTOCOL_VERSION, pool: 'chat', park: 'conv-unknown', onlyParked: true, timeoutMs: 5000 }, 6000);
     expect(l.park).to.equal('gone');

@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import {
-  encode, ErrorCodes, isInboxSubject, newLeaseId, newNodeId, parse, PROTOCOL_VERSION, ShoalError, subjects,
+  encode, ErrorCodes, isInboxSubject, newLeaseId, newNodeId, parse, PROTOCOL_VERSION, SETTINGS_BUCKET, ShoalError, subjects,
   type AcquireRequest, type Heartbeat, type Lease, type LeaseEvent, type PoolStats, type Subjects,
 } from '@shoal/protocol';
 import { Actor, refusalCounter, type Logger, type Msg, type NatsConnection } from '@shoal/runtime';
@@ -12,6 +12,7 @@ import { Pool, type PoolSettings } from './pool.js';
 import { StreamOut } from './stream-out.js';
 import { kvGates, type GateProvider } from './turn-gate.js';
 import { Parking } from './parking.js';
+import { OwnWeight } from './own-weight.js';
 import { parkedBudget, shareParked } from './park-heartbeat.js';
 
 /** The answer to an `onlyParked` acquire that finds nothing under its key here. */
@@ -19,9 +20,9 @@ function notParked(nodeId: string, pool: string): ShoalError {
   return new ShoalError(ErrorCodes.NOT_PARKED, `nothing is parked under the key in pool ${pool} on node ${nodeId}; ask through a balancer`, { details: { retryable: true, nodeId } });
 }
 
-/** The answer to an `onlyParked` request while the health checker has this node (or pool) out of rotation. */
-function outOfRotation(nodeId: string, pool: string): ShoalError {
-  return new ShoalError(ErrorCodes.NOT_PARKED, `node ${nodeId} is out of rotation for pool ${pool} (health verdict); ask through a balancer`, { details: { retryable: true, nodeId, reason: 'unhealthy' } });
+/** The answer to an `onlyParked` request while the operator (weight 0) or the health checker has this node (or pool) out of rotation. */
+function outOfRotation(nodeId: string, pool: string, reason: 'weight_0' | 'unhealthy'): ShoalError {
+  return new ShoalError(ErrorCodes.NOT_PARKED, `node ${nodeId} is out of rotation for pool ${pool} (${reason === 'weight_0' ? 'operator weight 0' : 'health verdict'}); ask through a balancer`, { details: { retryable: true, nodeId, reason } });
 }
 
 export interface NodePoolSettings extends PoolSettings {
@@ -83,6 +84,7 @@ export class PoolNode extends Actor {
   /** Newest autoscaler epoch seen on a scale command: an older leader's commands are refused. */
   private scaleEpoch = 0;
   private readonly parking: Parking;
+  private readonly weight: OwnWeight;
   /** Cluster-wide caps (claude-cli `account.max_concurrent_turns`), opened on first use only. */
   private readonly gates: GateProvider;
   /** A drain for exit (SIGTERM) cannot be undone. */
@@ -104,6 +106,7 @@ export class PoolNode extends Actor {
     this.metrics = new NodeMetrics(nodeId, () => this.pools.values(), () => this.inFlight);
     this.gates = kvGates(nc, nodeId, Math.random, (msg, fields) => this.log.warn(msg, fields));
     this.parking = new Parking(nc, nodeId, this.log);
+    this.weight = new OwnWeight(nc, SETTINGS_BUCKET, nodeId, this.log);
     refusalCounter(this.metrics.registry, this.refusals);
     for (const [name, pc] of Object.entries(cfg.pools)) {
       const driver = driverFor(pc.driver)({ clock, random: Math.random, options: pc.options, poolName: name, registry: this.metrics.registry, labels: { pool: name, node: nodeId }, log: this.log.child({ pool: name }), gates: this.gates });
@@ -151,6 +154,7 @@ export class PoolNode extends Actor {
     this.listen(s.nodePing(id), (m) => this.reply(m, { nodeId: id }));
     this.listen(s.nodeProbe(id), async (m) => this.reply(m, await this.health.probe()));
     this.listen(s.healthVerdict(id), (m) => this.health.onVerdict(m.data));
+    this.weight.start();
     await Promise.all([...this.pools.values()].map((p) => p.start()));
     await this.flushed();
     this.startHeartbeats();
@@ -210,6 +214,17 @@ export class PoolNode extends Actor {
     }
   }
 
+  /**
+   * The SDK's direct try at a parked key skips the balancers: it must not
+   * skip what they place by too (a chat would stay on a node the operator
+   * or the health checker took out). Both are known ahead (a watch, the
+   * verdict subject): nothing is read here.
+   */
+  private checkInRotation(pool: string): void {
+    if (this.weight.zero) throw outOfRotation(this.nodeId, pool, 'weight_0');
+    if (this.health.outOfRotation(pool)) throw outOfRotation(this.nodeId, pool, 'unhealthy');
+  }
+
   private checkDraining(): void {
     if (this.draining) throw new ShoalError(ErrorCodes.NODE_DRAINING, `node ${this.nodeId} is draining`);
   }
@@ -219,8 +234,7 @@ export class PoolNode extends Actor {
     this.checkDraining();
     const pool = this.pool(req.pool);
     if (req.onlyParked && req.park === undefined) throw new ShoalError(ErrorCodes.BAD_REQUEST, 'field onlyParked: only with park', { details: { field: 'onlyParked' } });
-    // The SDK's direct try skips the balancers: it must not skip their verdict too (a chat would stay on an unhealthy node).
-    if (req.onlyParked && this.health.outOfRotation(pool.name)) throw outOfRotation(this.nodeId, pool.name);
+    if (req.onlyParked) this.checkInRotation(pool.name);
     if (req.park !== undefined) return this.acquireParked(m, pool, req);
     if (req.options !== undefined) return this.acquireWithOptions(m, pool, req);
     const now = pool.tryAcquire(req);
@@ -287,7 +301,7 @@ export class PoolNode extends Actor {
     if (req.replyTo !== undefined && !isInboxSubject(req.replyTo)) { this.refusals.refuse('reply_not_inbox', { subject: m.subject, replyTo: req.replyTo.slice(0, 100) }); return; }
     this.checkDraining();
     const pool = this.pool(req.pool);
-    if (req.onlyParked && this.health.outOfRotation(pool.name)) throw outOfRotation(this.nodeId, pool.name);
+    if (req.onlyParked) this.checkInRotation(pool.name);
     const allowed = this.drivers.get(pool.name)!.oneShotOps;
     if (allowed && !allowed.has(req.op)) throw new ShoalError(ErrorCodes.UNSUPPORTED_OP, `op ${req.op} cannot run one-shot on pool ${pool.name} (one-shot ops: ${[...allowed].join(', ')}); acquire a lease for it`);
     await this.withPoolSlot(pool, async () => {
@@ -445,6 +459,7 @@ export class PoolNode extends Actor {
   async stop(): Promise<void> {
     clearInterval(this.hbTimer);
     this.health.stop();
+    this.weight.stop();
     await this.unlisten();
     for (const p of this.pools.values()) await p.close();
   }
