@@ -46,7 +46,10 @@ export class ParkIndex {
 
 /**
  * The parked node among the candidates, if it may take it: a node the
- * operator set to weight 0 is out of rotation, parked keys or not.
+ * operator set to weight 0 is out of rotation, parked keys or not. This
+ * holds for requests through a balancer; the SDK's direct try at the node
+ * is refused by the node itself for weight 0 (the runtime setting, which
+ * it watches) and for an unhealthy verdict, not for the circuit breaker.
  */
 export function pinnedCandidate<C extends { nodeId: string; weight?: number }>(candidates: readonly C[], prefer: string | undefined): C | undefined {
   if (prefer === undefined) return undefined;

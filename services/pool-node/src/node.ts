@@ -221,7 +221,8 @@ export class PoolNode extends Actor {
    * verdict subject): nothing is read here.
    */
   private checkInRotation(pool: string): void {
-    if (this.weight.zero) throw outOfRotation(this.nodeId, pool, 'weight_0');
+    // As the balancers weigh it: the operator's weight, else the pool's configured one.
+    if ((this.weight.value ?? this.pool(pool).limits.weight) === 0) throw outOfRotation(this.nodeId, pool, 'weight_0');
     if (this.health.outOfRotation(pool)) throw outOfRotation(this.nodeId, pool, 'unhealthy');
   }
 

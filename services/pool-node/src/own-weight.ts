@@ -25,9 +25,9 @@ export class OwnWeight {
     private readonly log: { debug(m: string, f?: Record<string, unknown>): void; info(m: string, f?: Record<string, unknown>): void },
   ) {}
 
-  /** The operator set this node's weight to 0. */
-  get zero(): boolean {
-    return this.weight === 0;
+  /** The operator's weight for this node, if one is set (it overrides the pools' configured `weight`, as in the balancers). */
+  get value(): number | undefined {
+    return this.weight;
   }
 
   start(): void {

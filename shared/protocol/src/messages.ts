@@ -45,8 +45,10 @@ const acquireShape = {
   park: optional(parkKey),
   /**
    * With `park`, on a node asked directly: only the resource parked (or being
-   * returned to park) here under the key; else NOT_PARKED at once, nothing
-   * taken. The SDK's first try at the node where it parked the key.
+   * returned to park, waited for) here under the key; else NOT_PARKED,
+   * nothing taken — at once while the node is out of rotation (operator
+   * weight 0, an unhealthy verdict). The SDK's first try at the node where it
+   * parked the key; balancers drop it from clients' requests.
    */
   onlyParked: optional(bool()),
 };
