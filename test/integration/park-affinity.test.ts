@@ -21,7 +21,7 @@ describe('parking: re-acquire right after the release (SDK, balancer, 2 pool-nod
   this.timeout(60_000);
   let nats: NatsServer;
   let dir: string;
-  const nodes: (Service & { nodeId: string })[] = [];
+  const nodes: (Service & { nodeId: string; httpPort: number | null })[] = [];
   let balancer: Service;
   let client: Client;
 
@@ -85,6 +85,10 @@ describe('parking: re-acquire right after the release (SDK, balancer, 2 pool-nod
     expect((bad as { code?: string })?.code).to.equal('BAD_REQUEST');
     expect(await active()).to.equal(0);
     expect(new NotParkedError('NOT_PARKED', 'x')).to.be.instanceOf(Error);
+    // A miss of the direct try is routing, not an error: not in the node's error count (BAD_REQUEST is).
+    const metrics = await (await fetch(`http://127.0.0.1:${nodes[0]!.httpPort}/metrics`)).text();
+    expect(metrics).to.match(/shoal_errors_total\{[^}]*code="BAD_REQUEST"[^}]*\} 1/);
+    expect(metrics).to.not.contain('code="NOT_PARKED"');
 
     // The key parked here, then claimed behind this client's back (another client, straight from the node):
     // this client's remembered node answers NOT_PARKED, and the acquire goes through the balancer.
