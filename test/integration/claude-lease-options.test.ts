@@ -141,7 +141,7 @@ describe('claude-cli per-lease options (SDK, balancer, pool-node, stand-in CLI)'
     await new Promise<void>((resolve, reject) => {
       const t = setTimeout(() => { sub.unsubscribe(); reject(new Error(`key ${key} never showed as ${listed ? 'parked' : 'not parked'}`)); }, 10_000);
       const sub = client.nc.subscribe(s.anyHeartbeat, { callback: (_e, m) => {
-        if ((parseHeartbeat(m.data).pools[pool]?.parked?.includes(parkKeyHash(key)) === true) === listed) { clearTimeout(t); sub.unsubscribe(); resolve(); }
+        if ((parseHeartbeat(m.data).pools[pool]?.parkedHashes?.includes(parkKeyHash(key)) === true) === listed) { clearTimeout(t); sub.unsubscribe(); resolve(); }
       } });
     });
   }
@@ -199,9 +199,12 @@ describe('claude-cli per-lease options (SDK, balancer, pool-node, stand-in CLI)'
     const on = await client.acquire('claude');
     await on.exec('send', { content: 'x' });
     await on.release({ park: 'marker' });
-    for (let i = 0; i < 200 && !(await kv.get('claude.marker')); i++) await new Promise((r) => setTimeout(r, 50));
-    expect(await kv.get('claude.marker')).to.not.equal(null);
-    expect(await kv.get('bare.never')).to.equal(null);
+    // Recorded by the key's hash: the key itself (a bearer credential) is not in the bucket.
+    const marker = `claude.${parkKeyHash('marker')}`;
+    for (let i = 0; i < 200 && !(await kv.get(marker)); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(await kv.get(marker)).to.not.equal(null);
+    expect(await kv.get('claude.marker')).to.equal(null);
+    expect(await kv.get(`bare.${parkKeyHash('never')}`)).to.equal(null);
     const back = await client.acquire('bare', { park: 'never' });
     expect(back.parked).to.equal('gone');
     await back.release();

@@ -61,11 +61,11 @@ describe('claude-cli parked conversations (SDK, 2 balancers, 2 pool-nodes, stand
       const t = setTimeout(() => { sub.unsubscribe(); reject(new Error(`key ${key} never showed as parked`)); }, 10_000);
       const sub = alice.nc.subscribe(s.anyHeartbeat, { callback: (_e, m) => {
         const hb = parseHeartbeat(m.data);
-        if (hb.pools[pool]?.parked?.includes(parkKeyHash(key))) { clearTimeout(t); sub.unsubscribe(); resolve(hb.nodeId); }
+        if (hb.pools[pool]?.parkedHashes?.includes(parkKeyHash(key))) { clearTimeout(t); sub.unsubscribe(); resolve(hb.nodeId); }
       } });
     });
-    const st = await call<{ nodes: { nodeId: string; pools: Record<string, { parked?: string[]; parkedCount?: number }> }[] }>(alice.nc, s.adminStatus, {}, 3000);
-    for (const n of st.nodes) expect(n.pools[pool]?.parked, 'parking keys never leave the node in a status').to.equal(undefined);
+    const st = await call<{ nodes: { nodeId: string; pools: Record<string, { parkedHashes?: string[]; parkedCount?: number }> }[] }>(alice.nc, s.adminStatus, {}, 3000);
+    for (const n of st.nodes) expect(n.pools[pool]?.parkedHashes, 'parking keys never leave the node in a status').to.equal(undefined);
     await sleep(250);
     return holder;
   }

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type Client, type Lease } from '@shoal/client';
 import { parkKeyHash, parseHeartbeat, subjects, type Heartbeat } from '@shoal/protocol';
-import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
+import { freePort, startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { eventually, startPoolNode, startService, type Service } from '../helpers/procs.js';
 
 /**
@@ -66,11 +66,11 @@ describe('pool-node heartbeats with many long parked keys under a small max_payl
       const sub = alice.nc.subscribe(s.heartbeat(parker.nodeId), { callback: (_e, m) => {
         const h = parseHeartbeat(m.data);
         const p = h.pools.synthetic!;
-        if ((p.parked?.length ?? 0) + (p.parkedOmitted ?? 0) === KEYS) { clearTimeout(t); sub.unsubscribe(); resolve({ hb: h, bytes: m.data.length }); }
+        if ((p.parkedHashes?.length ?? 0) + (p.parkedOmitted ?? 0) === KEYS) { clearTimeout(t); sub.unsubscribe(); resolve({ hb: h, bytes: m.data.length }); }
       } });
     });
     expect(hb.bytes).to.be.at.most(MAX_PAYLOAD);
-    const listed = hb.hb.pools.synthetic!.parked!;
+    const listed = hb.hb.pools.synthetic!.parkedHashes!;
     expect(listed.length).to.be.greaterThan(50);
     expect(hb.hb.pools.synthetic!.parkedOmitted).to.be.greaterThan(0);
     // Newest first, hashes only: no key travels in a heartbeat.
@@ -98,19 +98,30 @@ describe('pool-node heartbeats with many long parked keys under a small max_payl
     await omitted.release();
   });
 
-  it('a heartbeat too large even without parked keys (many pools) is not sent: the node warns once per streak, not every interval', async () => {
+  it('a heartbeat too large even without parked keys (many pools) is not sent: the node warns once per streak, not every interval, and says when they are sent again', async () => {
     const cfg = join(dir, 'wide.yaml');
     const pools = Object.fromEntries(Array.from({ length: 60 }, (_, i) => [`pool${String(i).padStart(2, '0')}`, { driver: 'synthetic', min_size: 0, max_size: 1, initial_size: 0 }]));
     writeFileSync(cfg, JSON.stringify({ node: { heartbeat_interval: '100ms', drain_grace: '500ms' }, pools }));
-    const wide = await startPoolNode({ SHOAL_NATS_URL: nats.url, SHOAL_CONFIG: cfg, SHOAL_LOG_LEVEL: 'debug' });
+    // Its own small server, and a second one with the default max_payload not started yet: the node moves there when the first stops.
+    const small = await startNatsServer({ maxPayload: MAX_PAYLOAD });
+    const roomyPort = await freePort();
+    let roomy: NatsServer | undefined;
+    const wide = await startPoolNode({ SHOAL_NATS_URL: `${small.url},nats://127.0.0.1:${roomyPort}`, SHOAL_CONFIG: cfg, SHOAL_LOG_LEVEL: 'debug' });
     try {
       const warns = () => wide.logs.filter((l) => l.level === 'warn' && String(l.msg).startsWith('heartbeat not sent'));
       const warned = await eventually('a warning', async () => warns()[0], 10_000, 50);
       expect(Number(warned.bytes)).to.be.greaterThan(MAX_PAYLOAD);
       await eventually('more failed heartbeats', async () => wide.logs.filter((l) => l.level === 'debug' && l.msg === 'heartbeat not sent').length >= 3, 10_000, 50);
       expect(warns()).to.have.length(1);
+      expect(wide.logs.some((l) => l.msg === 'heartbeats sent again')).to.equal(false);
+      // Room again (a server whose max_payload fits it): the streak ends, and the node says so.
+      roomy = await startNatsServer({ port: roomyPort });
+      await small.stop();
+      await eventually('heartbeats again', async () => wide.logs.some((l) => l.msg === 'heartbeats sent again'), 20_000, 50);
     } finally {
       await wide.kill();
+      await small.stop().catch(() => {});
+      await roomy?.stop();
     }
   });
 });

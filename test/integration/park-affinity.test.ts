@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, NotParkedError, type Client } from '@shoal/client';
-import { PROTOCOL_VERSION, subjects } from '@shoal/protocol';
+import { encode, PROTOCOL_VERSION, subjects, type HealthVerdict } from '@shoal/protocol';
 import { call } from '@shoal/runtime';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { startPoolNode, startService, until, type Service } from '../helpers/procs.js';
@@ -21,7 +21,7 @@ describe('parking: re-acquire right after the release (SDK, balancer, 2 pool-nod
   this.timeout(60_000);
   let nats: NatsServer;
   let dir: string;
-  const nodes: (Service & { nodeId: string })[] = [];
+  const nodes: (Service & { nodeId: string; httpPort: number | null })[] = [];
   let balancer: Service;
   let client: Client;
 
@@ -85,6 +85,10 @@ describe('parking: re-acquire right after the release (SDK, balancer, 2 pool-nod
     expect((bad as { code?: string })?.code).to.equal('BAD_REQUEST');
     expect(await active()).to.equal(0);
     expect(new NotParkedError('NOT_PARKED', 'x')).to.be.instanceOf(Error);
+    // A miss of the direct try is routing, not an error: not in the node's error count (BAD_REQUEST is).
+    const metrics = await (await fetch(`http://127.0.0.1:${nodes[0]!.httpPort}/metrics`)).text();
+    expect(metrics).to.match(/shoal_errors_total\{[^}]*code="BAD_REQUEST"[^}]*\} 1/);
+    expect(metrics).to.not.contain('code="NOT_PARKED"');
 
     // The key parked here, then claimed behind this client's back (another client, straight from the node):
     // this client's remembered node answers NOT_PARKED, and the acquire goes through the balancer.
@@ -102,6 +106,80 @@ describe('parking: re-acquire right after the release (SDK, balancer, 2 pool-nod
     } finally {
       await bob.close();
     }
+  });
+
+  it('a node the health checker has out of rotation refuses the direct try: the chat moves through the balancer (also when only its pool is unhealthy)', async () => {
+    const verdict = (nodeId: string, healthy: boolean, pools: HealthVerdict['pools'] = {}): HealthVerdict => ({ v: PROTOCOL_VERSION, nodeId, healthy, at: Date.now(), since: Date.now(), checkerId: 'test', ...(healthy ? {} : { reason: 'test says so' }), checks: [], pools });
+    const tell = async (v: HealthVerdict) => { client.nc.publish(s.healthVerdict(v.nodeId), encode(v)); await client.nc.flush(); };
+    let sick: string | undefined;
+    // Healthy again however this ends: the next test needs both nodes.
+    try {
+      for (const pools of [undefined, { chat: { healthy: false, reason: 'backend down' } }]) {
+        const a = await client.acquire('chat', { timeoutMs: 10_000 });
+        await a.release({ park: 'conv-sick' });
+        const node = a.nodeId;
+        sick = node;
+        await tell(pools ? verdict(node, true, pools) : verdict(node, false));
+        // The balancers hear it too (they skip the node); the node hears it on the same subject: wait until it refuses.
+        await until('the node refuses onlyParked', async () => {
+          const e = await call(client.nc, s.nodeAcquire(node), { v: PROTOCOL_VERSION, pool: 'chat', park: 'conv-probe', onlyParked: true, timeoutMs: 1000 }, 3000).then(() => undefined, (err: unknown) => err);
+          return (e as { details?: { reason?: string } })?.details?.reason === 'unhealthy';
+        });
+        const l = await client.acquire('chat', { park: 'conv-sick', timeoutMs: 10_000 });
+        expect(l.nodeId, pools ? 'pool unhealthy' : 'node unhealthy').to.not.equal(node);
+        expect(l.parked).to.equal('gone');
+        await l.release({ park: 'conv-sick-2' });
+        // A one-shot with a key parked on the sick node goes elsewhere too.
+        const b = await client.acquire('chat', { nodeId: node, timeoutMs: 10_000 });
+        await b.release({ park: 'conv-sick-1shot' });
+        const ran = (await client.exec('chat', 'info', {}, { park: 'conv-sick-1shot', timeoutMs: 10_000 })) as { id: string };
+        expect(ran.id).to.not.equal(b.resourceId);
+        await tell(verdict(node, true));
+        await until('the node takes onlyParked again', async () => {
+          const e = await call(client.nc, s.nodeAcquire(node), { v: PROTOCOL_VERSION, pool: 'chat', park: 'conv-probe', onlyParked: true, timeoutMs: 1000 }, 3000).then(() => undefined, (err: unknown) => err);
+          return (e as { code?: string })?.code === 'NOT_PARKED' && (e as { details?: { reason?: string } }).details?.reason === undefined;
+        });
+      }
+    } finally {
+      if (sick !== undefined) await tell(verdict(sick, true));
+    }
+  });
+
+  it('a node the operator set to weight 0 refuses the direct try (it watches its weight): the chat moves through the balancer', async () => {
+    const a = await client.acquire('chat', { timeoutMs: 10_000 });
+    await a.release({ park: 'conv-weight' });
+    const node = a.nodeId;
+    const refusal = async () => (await call(client.nc, s.nodeAcquire(node), { v: PROTOCOL_VERSION, pool: 'chat', park: 'conv-probe', onlyParked: true, timeoutMs: 1000 }, 3000).then(() => undefined, (err: unknown) => err)) as { code?: string; details?: { reason?: string } } | undefined;
+    await call(client.nc, s.adminWeight, { v: PROTOCOL_VERSION, nodeId: node, weight: 0 }, 5000);
+    try {
+      await until('the node refuses onlyParked for its weight', async () => (await refusal())?.details?.reason === 'weight_0');
+      const l = await client.acquire('chat', { park: 'conv-weight', timeoutMs: 10_000 });
+      expect(l.nodeId).to.not.equal(node);
+      expect(l.parked).to.equal('gone');
+      await l.release();
+    } finally {
+      await call(client.nc, s.adminWeight, { v: PROTOCOL_VERSION, nodeId: node, weight: 1 }, 5000);
+    }
+    await until('the node takes onlyParked again', async () => { const e = await refusal(); return e?.code === 'NOT_PARKED' && e.details?.reason === undefined; });
+  });
+
+  it('a client\'s onlyParked sent to a balancer is not forwarded: a key parked nowhere gets a lease, not NOT_PARKED', async () => {
+    const l = await call<{ leaseId: string; nodeId: string; secret: string; park?: string }>(client.nc, s.poolAcquire('chat'), { v: PROTOCOL_VERSION, pool: 'chat', park: 'conv-unknown', onlyParked: true, timeoutMs: 5000 }, 6000);
+    expect(l.park).to.equal('gone');
+    await call(client.nc, s.leaseRelease(l.nodeId), { v: PROTOCOL_VERSION, leaseId: l.leaseId, secret: l.secret }, 5000);
+  });
+
+  it('a release says parked only where it parks (not with reset or destroy)', async () => {
+    const rel = async (opts: Record<string, unknown>) => {
+      const l = await client.acquire('chat', { timeoutMs: 10_000 });
+      const r = await call<{ released: string; parked?: boolean }>(client.nc, s.leaseRelease(l.nodeId), { v: PROTOCOL_VERSION, leaseId: l.id, secret: l.info.secret, ...opts }, 5000);
+      l.abandon();
+      return r.parked;
+    };
+    expect(await rel({ park: 'conv-rel' })).to.equal(true);
+    expect(await rel({ park: 'conv-rel-reset', reset: true })).to.equal(undefined);
+    expect(await rel({ park: 'conv-rel-destroy', destroy: true })).to.equal(undefined);
+    expect(await rel({})).to.equal(undefined);
   });
 
   it('the node the SDK parked on is gone: the keyed acquire falls back to the balancer and gets a lease elsewhere', async () => {

@@ -199,6 +199,22 @@ describe('security: roles on NATS (integration, real nats-server with authorizat
       expect(svc.logs.filter((l) => /\n\s+at /.test(JSON.stringify(l)))).to.deep.equal([]);
     }
   });
+
+  it('a pool-node watches its own weight in the settings bucket (weight 0 refuses a parked key\'s direct acquire) and writes none of it', async () => {
+    const pn = await sec.connectAs('pool-node');
+    try {
+      const putErr = await pn.jetstream({ timeout: 2000 }).views.kv('shoal_settings', { bindOnly: true }).then((kv) => kv.put('weight.n1', JSON.stringify({ weight: 5 }))).then(() => undefined, (e: Error) => e);
+      expect(putErr?.message).to.match(/permissions violation/i);
+    } finally {
+      await pn.close().catch(() => {});
+    }
+    await call(admin, s.adminWeight, { nodeId: 'n1', weight: 0 }, 3000);
+    try {
+      await until('n1 refusing onlyParked for its weight', async () => ((await tryRequest(a, s.nodeAcquire('n1'), { pool: POOL, park: 'k', onlyParked: true, timeoutMs: 500 })) as ShoalError).details?.reason === 'weight_0' ? true : undefined);
+    } finally {
+      await call(admin, s.adminWeight, { nodeId: 'n1', weight: 1 }, 3000);
+    }
+  });
 });
 
 describe('security: roles off (development mode) keeps today\'s open behaviour', function () {

@@ -5,7 +5,7 @@ import { ParkIndex, pinnedCandidate } from '../../services/balancer/src/park-ind
 const hb = (nodeId: string, pools: Record<string, string[]>): Heartbeat => ({
   v: 1, nodeId, seq: 1, startedAt: 1000, intervalMs: 1000, draining: false, host: 'h', pid: 1, inFlight: 0, maxConcurrent: 0, cpu: 0, memory: { rss: 0, heapUsed: 0 },
   // Heartbeats carry the keys' hashes, never the keys.
-  pools: Object.fromEntries(Object.entries(pools).map(([p, parked]) => [p, { parked: parked.map(parkKeyHash) }])),
+  pools: Object.fromEntries(Object.entries(pools).map(([p, parked]) => [p, { parkedHashes: parked.map(parkKeyHash) }])),
 } as unknown as Heartbeat);
 
 describe('balancer park index (parked key hashes from heartbeats)', () => {

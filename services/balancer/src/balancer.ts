@@ -412,6 +412,8 @@ export class Balancer extends Actor {
     if (req.pool !== pool) {
       throw new ShoalError(ErrorCodes.BAD_REQUEST, `field pool: ${JSON.stringify(req.pool)} does not match the subject's pool ${JSON.stringify(pool)}`, { details: { field: 'pool' } });
     }
+    // `onlyParked` is for a node asked directly; through a balancer the strategy's node would refuse a miss (NOT_PARKED).
+    delete raw.onlyParked;
     return { raw, req };
   }
 
@@ -934,11 +936,13 @@ function readError(data: Uint8Array): ShoalError {
  */
 function withoutParkingKeys(pools: Heartbeat['pools']): Heartbeat['pools'] {
   let out: Heartbeat['pools'] | undefined;
-  for (const [name, p] of Object.entries(pools)) {
-    if (p.parked === undefined && p.parkedOmitted === undefined) continue;
+  for (const [name, p0] of Object.entries(pools)) {
+    // `parked`: the raw keys an older node may still send (never shown, never routed by).
+    const p = p0 as typeof p0 & { parked?: unknown };
+    if (p.parkedHashes === undefined && p.parkedOmitted === undefined && p.parked === undefined) continue;
     out ??= { ...pools };
-    const { parked, parkedOmitted, ...rest } = p;
-    out[name] = { ...rest, parkedCount: (parked?.length ?? 0) + (parkedOmitted ?? 0) } as Heartbeat['pools'][string];
+    const { parkedHashes, parkedOmitted, parked: _old, ...rest } = p;
+    out[name] = { ...rest, parkedCount: (parkedHashes?.length ?? 0) + (parkedOmitted ?? 0) } as Heartbeat['pools'][string];
   }
   return out ?? pools;
 }

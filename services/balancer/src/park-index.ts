@@ -2,7 +2,7 @@ import { parkKeyHash, type Heartbeat } from '@shoal/protocol';
 
 /**
  * Which node holds each parked conversation, as the nodes' heartbeats list
- * them (`pools.<pool>.parked`, hashes of the keys): a hash and a map read per
+ * them (`pools.<pool>.parkedHashes`, hashes of the keys): a hash and a map read per
  * keyed acquire, no lookup. A node's entries are rebuilt from each of its
  * heartbeats and dropped when it goes. Keys a node left out of its heartbeat
  * (over its byte budget, `parkedOmitted`) are not here: their acquires are
@@ -24,7 +24,7 @@ export class ParkIndex {
     this.forget(hb.nodeId);
     const now: string[] = [];
     for (const [pool, st] of Object.entries(hb.pools)) {
-      const keys = (st as { parked?: unknown }).parked;
+      const keys = (st as { parkedHashes?: unknown }).parkedHashes;
       if (!Array.isArray(keys)) continue;
       for (const key of keys) if (typeof key === 'string') { const k = `${pool}\u0000${key}`; this.byKey.set(k, hb.nodeId); now.push(k); }
     }
@@ -46,7 +46,10 @@ export class ParkIndex {
 
 /**
  * The parked node among the candidates, if it may take it: a node the
- * operator set to weight 0 is out of rotation, parked keys or not.
+ * operator set to weight 0 is out of rotation, parked keys or not. This
+ * holds for requests through a balancer; the SDK's direct try at the node
+ * is refused by the node itself for weight 0 (the runtime setting, which
+ * it watches) and for an unhealthy verdict, not for the circuit breaker.
  */
 export function pinnedCandidate<C extends { nodeId: string; weight?: number }>(candidates: readonly C[], prefer: string | undefined): C | undefined {
   if (prefer === undefined) return undefined;

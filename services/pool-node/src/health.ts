@@ -100,6 +100,16 @@ export class NodeHealth {
     return this.last;
   }
 
+  /**
+   * Whether the latest verdict takes this node (or its pool) out of rotation,
+   * as it does in the balancers: then a parked key's direct acquire is
+   * refused (NOT_PARKED) and goes through a balancer instead.
+   */
+  outOfRotation(pool: string): boolean {
+    const v = this.last;
+    return v !== undefined && (!v.healthy || v.pools[pool]?.healthy === false);
+  }
+
   stop(): void {
     clearTimeout(this.drainTimer);
   }

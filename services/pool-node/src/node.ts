@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import {
-  encode, ErrorCodes, isInboxSubject, newLeaseId, newNodeId, parse, PROTOCOL_VERSION, ShoalError, subjects,
+  encode, ErrorCodes, isInboxSubject, newLeaseId, newNodeId, parse, PROTOCOL_VERSION, SETTINGS_BUCKET, ShoalError, subjects,
   type AcquireRequest, type Heartbeat, type Lease, type LeaseEvent, type PoolStats, type Subjects,
 } from '@shoal/protocol';
 import { Actor, refusalCounter, type JetStreamSettings, type Logger, type Msg, type NatsConnection } from '@shoal/runtime';
@@ -12,11 +12,17 @@ import { Pool, type PoolSettings } from './pool.js';
 import { StreamOut } from './stream-out.js';
 import { kvGates, type GateProvider } from './turn-gate.js';
 import { Parking } from './parking.js';
+import { OwnWeight } from './own-weight.js';
 import { parkedBudget, shareParked } from './park-heartbeat.js';
 
 /** The answer to an `onlyParked` acquire that finds nothing under its key here. */
 function notParked(nodeId: string, pool: string): ShoalError {
   return new ShoalError(ErrorCodes.NOT_PARKED, `nothing is parked under the key in pool ${pool} on node ${nodeId}; ask through a balancer`, { details: { retryable: true, nodeId } });
+}
+
+/** The answer to an `onlyParked` request while the operator (weight 0) or the health checker has this node (or pool) out of rotation. */
+function outOfRotation(nodeId: string, pool: string, reason: 'weight_0' | 'unhealthy'): ShoalError {
+  return new ShoalError(ErrorCodes.NOT_PARKED, `node ${nodeId} is out of rotation for pool ${pool} (${reason === 'weight_0' ? 'operator weight 0' : 'health verdict'}); ask through a balancer`, { details: { retryable: true, nodeId, reason } });
 }
 
 export interface NodePoolSettings extends PoolSettings {
@@ -80,6 +86,7 @@ export class PoolNode extends Actor {
   /** Newest autoscaler epoch seen on a scale command: an older leader's commands are refused. */
   private scaleEpoch = 0;
   private readonly parking: Parking;
+  private readonly weight: OwnWeight;
   /** Cluster-wide caps (claude-cli `account.max_concurrent_turns`), opened on first use only. */
   private readonly gates: GateProvider;
   /** A drain for exit (SIGTERM) cannot be undone. */
@@ -101,6 +108,7 @@ export class PoolNode extends Actor {
     this.metrics = new NodeMetrics(nodeId, () => this.pools.values(), () => this.inFlight);
     this.gates = kvGates(nc, nodeId, Math.random, (msg, fields) => this.log.warn(msg, fields), { ...cfg.jetstream, log: this.log });
     this.parking = new Parking(nc, nodeId, this.log, cfg.jetstream);
+    this.weight = new OwnWeight(nc, SETTINGS_BUCKET, nodeId, this.log, cfg.jetstream?.domain);
     refusalCounter(this.metrics.registry, this.refusals);
     for (const [name, pc] of Object.entries(cfg.pools)) {
       const driver = driverFor(pc.driver)({ clock, random: Math.random, options: pc.options, poolName: name, registry: this.metrics.registry, labels: { pool: name, node: nodeId }, log: this.log.child({ pool: name }), gates: this.gates });
@@ -148,6 +156,7 @@ export class PoolNode extends Actor {
     this.listen(s.nodePing(id), (m) => this.reply(m, { nodeId: id }));
     this.listen(s.nodeProbe(id), async (m) => this.reply(m, await this.health.probe()));
     this.listen(s.healthVerdict(id), (m) => this.health.onVerdict(m.data));
+    this.weight.start();
     await Promise.all([...this.pools.values()].map((p) => p.start()));
     await this.flushed();
     this.startHeartbeats();
@@ -182,7 +191,8 @@ export class PoolNode extends Actor {
 
   private fail(m: Msg, err: unknown): void {
     const e = ShoalError.from(err);
-    this.metrics.errors.inc({ node: this.nodeId, code: e.code });
+    // A miss of the SDK's direct try is routing, not an error: every key's first acquire after a lost park would count.
+    if (e.code !== ErrorCodes.NOT_PARKED) this.metrics.errors.inc({ node: this.nodeId, code: e.code });
     if (e.code === ErrorCodes.INTERNAL) this.log.error('internal error', { subject: m.subject, err: e.message });
     this.replyError(m, e);
   }
@@ -206,6 +216,18 @@ export class PoolNode extends Actor {
     }
   }
 
+  /**
+   * The SDK's direct try at a parked key skips the balancers: it must not
+   * skip what they place by too (a chat would stay on a node the operator
+   * or the health checker took out). Both are known ahead (a watch, the
+   * verdict subject): nothing is read here.
+   */
+  private checkInRotation(pool: string): void {
+    // As the balancers weigh it: the operator's weight, else the pool's configured one.
+    if ((this.weight.value ?? this.pool(pool).limits.weight) === 0) throw outOfRotation(this.nodeId, pool, 'weight_0');
+    if (this.health.outOfRotation(pool)) throw outOfRotation(this.nodeId, pool, 'unhealthy');
+  }
+
   private checkDraining(): void {
     if (this.draining) throw new ShoalError(ErrorCodes.NODE_DRAINING, `node ${this.nodeId} is draining`);
   }
@@ -215,6 +237,7 @@ export class PoolNode extends Actor {
     this.checkDraining();
     const pool = this.pool(req.pool);
     if (req.onlyParked && req.park === undefined) throw new ShoalError(ErrorCodes.BAD_REQUEST, 'field onlyParked: only with park', { details: { field: 'onlyParked' } });
+    if (req.onlyParked) this.checkInRotation(pool.name);
     if (req.park !== undefined) return this.acquireParked(m, pool, req);
     if (req.options !== undefined) return this.acquireWithOptions(m, pool, req);
     const now = pool.tryAcquire(req);
@@ -282,6 +305,7 @@ export class PoolNode extends Actor {
     if (req.replyTo !== undefined && !isInboxSubject(req.replyTo)) { this.refusals.refuse('reply_not_inbox', { subject: m.subject, replyTo: req.replyTo.slice(0, 100) }); return; }
     this.checkDraining();
     const pool = this.pool(req.pool);
+    if (req.onlyParked) this.checkInRotation(pool.name);
     const allowed = this.drivers.get(pool.name)!.oneShotOps;
     if (allowed && !allowed.has(req.op)) throw new ShoalError(ErrorCodes.UNSUPPORTED_OP, `op ${req.op} cannot run one-shot on pool ${pool.name} (one-shot ops: ${[...allowed].join(', ')}); acquire a lease for it`);
     await this.withPoolSlot(pool, async () => {
@@ -349,9 +373,11 @@ export class PoolNode extends Actor {
     const req = parse('release', m.data);
     const pool = this.poolOfLease(req.leaseId, req.secret);
     // max_parked 0 turns parking off: the release is an ordinary one, and nothing is recorded for a resume.
-    if (req.park !== undefined && pool.parks && pool.holds(req.leaseId)) this.parking.remember(pool.name, req.park, pool.describeLease(req.leaseId));
+    // `parked` tells the SDK to ask this node first for the key's next acquire; a return that then fails only costs that one miss.
+    const parks = req.park !== undefined && pool.parks && !req.reset && !req.destroy && !pool.isDraining && pool.holds(req.leaseId);
+    if (parks) this.parking.remember(pool.name, req.park!, pool.describeLease(req.leaseId));
     pool.release(req.leaseId, req);
-    this.reply(m, { released: req.leaseId });
+    this.reply(m, parks ? { released: req.leaseId, parked: true } : { released: req.leaseId });
   }
 
   /** The pool of a lease its holder names: a wrong secret is answered exactly as an unknown lease. */
@@ -439,6 +465,7 @@ export class PoolNode extends Actor {
   async stop(): Promise<void> {
     clearInterval(this.hbTimer);
     this.health.stop();
+    this.weight.stop();
     await this.unlisten();
     for (const p of this.pools.values()) await p.close();
   }
@@ -516,7 +543,7 @@ export class PoolNode extends Actor {
     for (const p of parking) {
       const n = share.get(p.name) ?? 0;
       const st = hb.pools[p.name]!;
-      if (n > 0) st.parked = p.parkedHashes(n);
+      if (n > 0) st.parkedHashes = p.parkedHashes(n);
       if (n < p.parkedCount) st.parkedOmitted = p.parkedCount - n;
     }
   }

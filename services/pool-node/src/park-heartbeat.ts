@@ -7,7 +7,7 @@ import { PARK_KEY_HASH_BYTES } from '@shoal/protocol';
  */
 export const PARKED_HEARTBEAT_BYTES = 64 * 1024;
 
-/** Room for a pool's `parked` and `parkedOmitted` fields around the hashes. */
+/** Room for a pool's `parkedHashes` and `parkedOmitted` fields around the hashes. */
 const PER_POOL_OVERHEAD = 40;
 /** Left free under max_payload for what the estimate does not see (the subject is not in the payload, this is slack). */
 const SLACK = 256;

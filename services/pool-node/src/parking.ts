@@ -1,5 +1,5 @@
 import type { KV, NatsConnection } from 'nats';
-import type { Lease } from '@shoal/protocol';
+import { parkKeyHash, type Lease } from '@shoal/protocol';
 import { openBucket, type JetStreamSettings, type Logger } from '@shoal/runtime';
 import type { Driver } from './driver.js';
 import type { Pool } from './pool.js';
@@ -11,13 +11,22 @@ import type { Pool } from './pool.js';
  * the node whose heartbeat lists the key, so a hit costs no lookup.
  *
  * For the key to outlive its resource (evicted, node died) the node records
- * `<pool>.<key>` → the resource's description (the Claude session id) in the
- * KV bucket `shoal_parked` when parking — on the release path, never on an
- * acquire that hits. An acquire that misses reads it once and asks the
+ * `<pool>.<hash of the key>` → the resource's description (the Claude
+ * session id) in the KV bucket `shoal_parked` when parking. The key itself
+ * is a bearer credential for its conversation: it is neither stored (every
+ * pool-node and admin credential reads the bucket) nor logged, only its
+ * hash (so a key outside the KV's character set is recorded all the
+ * same). The record is written on the release path, never on an acquire
+ * that hits. An acquire that misses reads it once and asks the
  * driver to continue from it (`adopt`: claude-cli `--resume` from a shared
  * session store): `park: 'resumed'`, else `park: 'gone'`.
  */
 export const PARKED_BUCKET = 'shoal_parked';
+
+/** A key's record in `shoal_parked`: by its hash (base64url, within the KV's character set). */
+export function recordKey(pool: string, keyHash: string): string {
+  return `${pool}.${keyHash}`;
+}
 
 interface Record_ {
   meta: Record<string, unknown>;
@@ -42,8 +51,9 @@ export class Parking {
   remember(pool: string, key: string, meta: Record<string, unknown> | undefined): void {
     if (!meta) return;
     const value: Record_ = { meta, nodeId: this.nodeId, at: Date.now() };
-    this.kv().then((kv) => kv.put(`${pool}.${key}`, JSON.stringify(value))).catch((err: Error) => {
-      this.log.warn('parked key not recorded (no resume elsewhere for it)', { pool, key, err: err.message });
+    const keyHash = parkKeyHash(key);
+    this.kv().then((kv) => kv.put(recordKey(pool, keyHash), JSON.stringify(value))).catch((err: Error) => {
+      this.log.warn('parked key not recorded (no resume elsewhere for it)', { pool, keyHash, err: err.message });
     });
   }
 
@@ -54,7 +64,7 @@ export class Parking {
   async adopt(pool: Pool, driver: Driver, lease: Lease, key: string): Promise<Lease> {
     let rec: Record_ | undefined;
     try {
-      const e = await (await this.kv()).get(`${pool.name}.${key}`);
+      const e = await (await this.kv()).get(recordKey(pool.name, parkKeyHash(key)));
       if (e && e.operation === 'PUT') rec = JSON.parse(new TextDecoder().decode(e.value)) as Record_;
     } catch {
       rec = undefined;

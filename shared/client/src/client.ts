@@ -5,7 +5,7 @@ import { encode, ErrorCodes, PROTOCOL_VERSION, readReply, RETRYABLE_ON_OTHER_NOD
 import { call, closeNats, connectNats, type NatsConnection, type NatsSettings } from '@shoal/runtime';
 import { typed, CancelledError, UnavailableError } from './errors.js';
 import { leaseLost, NodeWatch } from './node-watch.js';
-import { ExecCall } from './stream.js';
+import { ExecCall, serverDeadline } from './stream.js';
 
 export interface ConnectOptions {
   /** NATS servers, e.g. ['nats://127.0.0.1:4222']; or a ready connection in `nc`. */
@@ -81,9 +81,14 @@ const RECONNECT_RETRY_MS = 50;
 /** Keys this client remembers the node of (where it parked them); the oldest is forgotten beyond. */
 const PARKED_ON_MAX = 10_000;
 
-/** Leave a little of the caller's deadline for the reply's trip back. */
-function serverDeadline(timeoutMs: number): number {
-  return Math.max(1, Math.floor(timeoutMs - Math.min(100, timeoutMs * 0.1)));
+
+/**
+ * How a lease nobody will use goes back: a keyed one that holds the key's
+ * conversation (a hit, or resumed) is parked again under the key, so that
+ * a late or aborted acquire does not throw the context away.
+ */
+function keepParked(info: LeaseInfo, park: string | undefined): { park?: string } {
+  return park !== undefined && (info.park === 'hit' || info.park === 'resumed') ? { park } : {};
 }
 
 /**
@@ -211,12 +216,14 @@ export class Lease extends EventEmitter<{ lost: [ShoalError] }> {
     this.ended = true;
     clearTimeout(this.renewTimer);
     this.client.forget(this);
+    let reply: { parked?: boolean };
     try {
-      await call(this.client.nc, this.client.subjects.leaseRelease(this.nodeId), { leaseId: this.id, secret: this.info.secret, ...opts }, 5000);
+      reply = await call<{ parked?: boolean }>(this.client.nc, this.client.subjects.leaseRelease(this.nodeId), { leaseId: this.id, secret: this.info.secret, ...opts }, 5000);
     } catch (err) {
       throw typed(err);
     }
-    if (opts.park !== undefined && !opts.reset && !opts.destroy) this.client.parkedOn(this.info.pool, opts.park, this.nodeId);
+    // Only where it parks (not with max_parked 0, nor on a draining node): else every next acquire would pay a NOT_PARKED trip.
+    if (opts.park !== undefined && reply.parked === true) this.client.parkedOn(this.info.pool, opts.park, this.nodeId);
   }
 
   private scheduleRenew(delayMs = Math.max(50, Math.floor(this.info.ttlMs / 3))): void {
@@ -315,7 +322,7 @@ export class Client {
       if (parkedNode !== undefined) {
         const left = deadline - Date.now();
         try {
-          return await call<LeaseInfo>(this.nc, this.subjects.nodeAcquire(parkedNode), { ...body, timeoutMs: given === undefined ? undefined : serverDeadline(left), onlyParked: true }, left, (late) => this.returnLate(late));
+          return await call<LeaseInfo>(this.nc, this.subjects.nodeAcquire(parkedNode), { ...body, timeoutMs: given === undefined ? undefined : serverDeadline(left), onlyParked: true }, left, (late) => this.returnLate(late, opts.park));
         } catch (e) {
           const err = ShoalError.from(e);
           const elsewhere = err.code === ErrorCodes.NOT_PARKED || RETRYABLE_ON_OTHER_NODE.has(err.code);
@@ -326,7 +333,7 @@ export class Client {
         const left = deadline - Date.now();
         body.timeoutMs = given === undefined ? undefined : serverDeadline(left);
         try {
-          return await call<LeaseInfo>(this.nc, subject, body, left, (late) => this.returnLate(late));
+          return await call<LeaseInfo>(this.nc, subject, body, left, (late) => this.returnLate(late, opts.park));
         } catch (e) {
           // Just after our own reconnect, nobody on the subject may only mean the balancers (or the node) have not
           // reconnected yet: wait for them within the deadline, as a balancer waits for its nodes, rather than fail.
@@ -343,8 +350,8 @@ export class Client {
     return new Promise<Lease>((resolve, reject) => {
       const onAbort = () => {
         reject(new CancelledError(ErrorCodes.CANCELLED, `acquire on ${pool} aborted`));
-        // A lease granted after we gave up goes straight back.
-        pending.then((l) => l.release().catch(() => {}), () => {});
+        // A lease granted after we gave up goes straight back (parked again if it holds the key's context).
+        pending.then((l) => l.release(keepParked(l.info, opts.park)).catch(() => {}), () => {});
       };
       signal.addEventListener('abort', onAbort, { once: true });
       pending.then(
@@ -355,10 +362,10 @@ export class Client {
   }
 
   /** A lease granted after we stopped waiting goes straight back instead of sitting out its TTL. */
-  private returnLate(data: Uint8Array): void {
+  private returnLate(data: Uint8Array, park: string | undefined): void {
     try {
       const info = readReply<LeaseInfo>(data);
-      this.nc.publish(this.subjects.leaseRelease(info.nodeId), encode({ v: PROTOCOL_VERSION, leaseId: info.leaseId, secret: info.secret }));
+      this.nc.publish(this.subjects.leaseRelease(info.nodeId), encode({ v: PROTOCOL_VERSION, leaseId: info.leaseId, secret: info.secret, ...keepParked(info, park) }));
     } catch {
       // An error reply, or not a lease: nothing to give back.
     }

@@ -2,6 +2,11 @@ import { encode, ErrorCodes, PROTOCOL_VERSION, readStream, ShoalError } from '@s
 import { isNoRespondersStatus, requesterOf, type NatsConnection } from '@shoal/runtime';
 import { typed } from './errors.js';
 
+/** Leave a little of the caller's deadline for the reply's trip back. */
+export function serverDeadline(timeoutMs: number): number {
+  return Math.max(1, Math.floor(timeoutMs - Math.min(100, timeoutMs * 0.1)));
+}
+
 /**
  * A streamed request: events arrive as messages on our inbox, the last one
  * carries `done` and the result. Await it for the result; iterate it for the
@@ -67,13 +72,16 @@ export class ExecCall implements PromiseLike<unknown>, AsyncIterable<unknown> {
   private retried(err: unknown): boolean {
     const r = this.retry;
     const e = ShoalError.from(err);
-    const nothingRan = e.code === ErrorCodes.NOT_PARKED || e.code === ErrorCodes.NODE_DRAINING || e.details?.reason === 'no_responders';
+    // Refusals sent before anything is taken. Not POOL_UNAVAILABLE / WEAVIATE_UNAVAILABLE: an exec can end with them after it ran.
+    const nothingRan = e.code === ErrorCodes.NOT_PARKED || e.code === ErrorCodes.NODE_DRAINING || e.code === ErrorCodes.POOL_BUSY || e.details?.reason === 'no_responders';
     if (!r || !nothingRan) return false;
     this.retry = undefined;
     this.subject = r.subject;
-    this.body = r.body;
+    // The wait for a resource already spent here (a return waited for) is not given again.
+    const spent = Date.now() - this.sentAt;
+    this.body = typeof r.body.timeoutMs === 'number' ? { ...r.body, timeoutMs: serverDeadline(Math.max(1, r.body.timeoutMs - spent)) } : r.body;
     this.started = false;
-    this.start(Math.max(1, this.timeoutMs - (Date.now() - this.sentAt)));
+    this.start(Math.max(1, this.timeoutMs - spent));
     return true;
   }
 

@@ -50,7 +50,8 @@ export const ErrorCodes = {
   /**
    * An acquire with `onlyParked` (the SDK's first try at the node it parked
    * the key on) found no resource parked, or returning to park, under the key
-   * there: ask again through a balancer. Nothing was taken.
+   * there, or that node is out of rotation (`details.reason` `weight_0` or
+   * `unhealthy`): ask again through a balancer. Nothing was taken.
    */
   NOT_PARKED: 'NOT_PARKED',
   /** A scale command from an autoscaler leadership term older than one the node has seen: refused, not retryable. */
@@ -135,6 +136,8 @@ export const RETRYABLE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   ErrorCodes.WEAVIATE_UNAVAILABLE,
   ErrorCodes.POOL_UNAVAILABLE,
   ErrorCodes.LEASE_LOST,
+  // From the node a key was parked on: nothing ran; the balancers place it anew.
+  ErrorCodes.NOT_PARKED,
 ]);
 
 /** Codes meaning "this pool's backend is down here": at once, not after a wait. */

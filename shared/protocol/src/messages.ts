@@ -45,8 +45,10 @@ const acquireShape = {
   park: optional(parkKey),
   /**
    * With `park`, on a node asked directly: only the resource parked (or being
-   * returned to park) here under the key; else NOT_PARKED at once, nothing
-   * taken. The SDK's first try at the node where it parked the key.
+   * returned to park, waited for) here under the key; else NOT_PARKED,
+   * nothing taken — at once while the node is out of rotation (operator
+   * weight 0, an unhealthy verdict). The SDK's first try at the node where it
+   * parked the key; balancers drop it from clients' requests.
    */
   onlyParked: optional(bool()),
 };
@@ -341,12 +343,15 @@ export interface PoolStats {
   /**
    * Hashes (`parkKeyHash`) of the keys of resources parked on this node
    * (release `park`), newest first, as many as fit the heartbeat's byte
-   * budget: balancers route an acquire with the key here.
+   * budget: balancers route an acquire with the key here. Named apart from
+   * the `parked` of nodes before it (raw keys): a balancer routes by one
+   * field only, so mixed versions place those keys by strategy, never by
+   * a key taken for a hash.
    */
-  parked?: string[];
-  /** Parked here but left out of `parked` (the budget was spent): balancers place acquires with these keys by strategy. */
+  parkedHashes?: string[];
+  /** Parked here but left out of `parkedHashes` (the budget was spent): balancers place acquires with these keys by strategy. */
   parkedOmitted?: number;
-  /** In balancer status replies instead of `parked`: how many are parked. */
+  /** In balancer status replies instead of `parkedHashes`: how many are parked. */
   parkedCount?: number;
 }
 

@@ -144,7 +144,8 @@ export function permissionsFor(role: Role, inbox: string, prefix: string = DEFAU
       };
     case 'pool-node':
       return {
-        publish: { allow: [`${INBOX_ROOT}.>`, `${p}.hb.*`, `${p}.events.lease.*`, ...kvOwn(TURNS_BUCKET, js), ...kvOwn(PARKED_BUCKET, js)] },
+        // Reads the settings bucket (watches its own `weight.<id>`: a parked key's direct acquire respects weight 0), writes none of it.
+        publish: { allow: [`${INBOX_ROOT}.>`, `${p}.hb.*`, `${p}.events.lease.*`, ...kvOwn(TURNS_BUCKET, js), ...kvOwn(PARKED_BUCKET, js), ...kvRead(bucket, js)] },
         // Its own verdicts (a node unhealthy for long drains itself); the role is shared by every node.
         subscribe: { allow: [myInbox, `${p}.node.*.>`, `${p}.health.verdict.*`, MICRO] },
       };
