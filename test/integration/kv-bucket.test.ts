@@ -56,6 +56,11 @@ describe('openBucket (real nats-server)', function () {
     lines.length = 0;
     await openBucket(nc, 'shoal_t6', { ttlMs: 4000, log });
     expect(lines).to.deep.equal([]);
+    // A shorter lease too: below the duplicate window the bucket was created with (from its old max_age).
+    await openBucket(nc, 'shoal_t7', { ttlMs: 10_000 });
+    await openBucket(nc, 'shoal_t7', { ttlMs: 2000, log });
+    expect(await info(nc, 'shoal_t7')).to.include({ max_age: 2000 * 1e6 });
+    expect(lines.filter((l) => l.level === 'warn')).to.deep.equal([]);
   });
 
   it('replicas set explicitly beyond what the server can hold is an error, not a silent 1', async () => {

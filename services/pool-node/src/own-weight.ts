@@ -17,12 +17,13 @@ export class OwnWeight {
   private stopped = false;
   private retry: NodeJS.Timeout | undefined;
   private wake: (() => void) | undefined;
+  private refusedOnce = false;
 
   constructor(
     private readonly nc: NatsConnection,
     private readonly bucket: string,
     private readonly nodeId: string,
-    private readonly log: { debug(m: string, f?: Record<string, unknown>): void; info(m: string, f?: Record<string, unknown>): void },
+    private readonly log: { debug(m: string, f?: Record<string, unknown>): void; info(m: string, f?: Record<string, unknown>): void; warn(m: string, f?: Record<string, unknown>): void },
     /** The JetStream domain of the settings bucket (`jetstream.domain`), if any. */
     private readonly domain?: string,
   ) {}
@@ -34,6 +35,19 @@ export class OwnWeight {
 
   start(): void {
     void this.run();
+    void this.rewatchOnReconnect();
+  }
+
+  /**
+   * A server restarted without its store (memory storage) comes back with a
+   * new settings stream, which the consumer would follow from the old
+   * stream's sequence, missing what is written there: watch it anew.
+   */
+  private async rewatchOnReconnect(): Promise<void> {
+    for await (const st of this.nc.status()) {
+      if (this.stopped) return;
+      if (st.type === 'reconnect') this.watch?.stop();
+    }
   }
 
   stop(): void {
@@ -50,11 +64,22 @@ export class OwnWeight {
         // Bind only: the bucket is the balancers' to create (and this role may not).
         const kv = await this.nc.jetstream({ timeout: 5000, ...(this.domain ? { domain: this.domain } : {}) }).views.kv(this.bucket, { bindOnly: true });
         if (this.stopped) return;
-        this.watch = await kv.watch({ key: `weight.${this.nodeId}` });
+        // A watch anew (a new stream) that holds no weight for this node: none is set any more.
+        let seen = false;
+        this.watch = await kv.watch({ key: `weight.${this.nodeId}`, initializedFn: () => { if (!seen) this.set(undefined); } });
+        // Stopped while the watch was being made: stop() could not see it.
+        if (this.stopped) { this.watch.stop(); return; }
         delay = 500;
-        for await (const e of this.watch) this.apply(e);
+        for await (const e of this.watch) { seen = true; this.apply(e); }
       } catch (err) {
-        this.log.debug('operator weight not watched (yet)', { bucket: this.bucket, err: (err as Error).message });
+        const msg = (err as Error).message;
+        // No bucket yet is normal until a balancer makes it; a refusal is a deployment to fix (credentials older than this role).
+        if (/permission|authorization/i.test(msg) && !this.refusedOnce) {
+          this.refusedOnce = true;
+          this.log.warn('cannot watch the operator weight (permission refused): weight 0 will not stop direct acquires of parked keys here; regenerate the pool-node credentials (shoal creds)', { bucket: this.bucket, err: msg });
+        } else {
+          this.log.debug('operator weight not watched (yet)', { bucket: this.bucket, err: msg });
+        }
       }
       if (this.stopped || this.nc.isClosed()) return;
       await new Promise<void>((r) => { this.wake = r; this.retry = setTimeout(r, delay); this.retry.unref?.(); });
@@ -72,6 +97,10 @@ export class OwnWeight {
         w = undefined;
       }
     }
+    this.set(w);
+  }
+
+  private set(w: number | undefined): void {
     if ((w === 0) !== (this.weight === 0)) this.log.info(w === 0 ? 'operator weight 0: direct acquires of parked keys are refused' : 'operator weight no longer 0', { weight: w ?? null });
     this.weight = w;
   }

@@ -139,7 +139,11 @@ async function reconcile(jsm: JetStreamManager, info: StreamInfo, want: number, 
   }
   const change: Partial<StreamConfig> = {};
   if (have.num_replicas !== want && !(opts.replicas === undefined && have.num_replicas > want)) change.num_replicas = want;
-  if (opts.ttlMs !== undefined && have.max_age !== nanos(opts.ttlMs)) change.max_age = nanos(opts.ttlMs);
+  if (opts.ttlMs !== undefined && have.max_age !== nanos(opts.ttlMs)) {
+    change.max_age = nanos(opts.ttlMs);
+    // The server refuses a max_age below the duplicate window (set at creation from the old max_age, at most 2 min).
+    if (opts.ttlMs > 0 && (have.duplicate_window ?? 0) > change.max_age) change.duplicate_window = change.max_age;
+  }
   if (Object.keys(change).length === 0) return;
   const from = { replicas: have.num_replicas, maxAgeMs: Math.round(have.max_age / 1e6) };
   const to = { replicas: change.num_replicas ?? have.num_replicas, maxAgeMs: opts.ttlMs ?? from.maxAgeMs };
