@@ -231,6 +231,25 @@ describe('autoscaler decide (pure, fake clock)', () => {
     expect(r.decisions.length).to.be.above(0); // the utilization rule still grows it
   });
 
+  it('predictive: a steady ramp that outruns the target acts although acquires wait for creates on every tick (waiting = creating = k > 0)', async () => {
+    // The pool creates for each waiter, so while demand outruns the target, k acquires wait for k creates
+    // on every tick: demand (active + waiting) rises 2 a second, in both halves of the window. That is
+    // the case prediction exists for; only the reactive rule (2 per 2 s cooldown, 1 a second) acting
+    // here falls behind the ramp.
+    const ramp = (t: number): Partial<PoolView> => { const a = 4 + 2 * (t / 1000); return { active: a, total: a, waiting: 2, creating: 2, createLatencyMs: 2000 }; };
+    const cfg = (predictive: boolean) => config({ predictive, scaleUpIncrement: 2, cooldownMs: 2000 });
+    const pred = await run(clock, cfg(true), 12, ramp, 6);
+    const react = await run(new FakeClock(), cfg(false), 12, ramp, 6);
+    const preds = pred.decisions.filter((d) => d.reason === 'predictive');
+    expect(preds.length).to.be.above(0);
+    for (const d of preds) expect(d.numbers.catchingUp).to.equal(undefined);
+    // Sized to the forecast: ahead of the demand it saw, and of where the reactive scaler got.
+    expect(preds[0]!.target).to.be.above(preds[0]!.numbers.demand!);
+    expect(pred.target).to.be.above(react.target);
+    const end = ramp(11_000);
+    expect(pred.target).to.be.at.least(end.active! + end.waiting!);
+  });
+
   it('predictive: no extrapolation while acquires wait and the pool holds its cluster max (a prediction could only keep the surplus)', async () => {
     // At the max, the queue beyond it grows for 4 s, then drains: the uncovered waiters rise in both halves of the window.
     const atMax = (t: number): Partial<PoolView> => (t < 3000 ? { active: 2, total: 4, createLatencyMs: 2000 } : { active: 20, total: 20, waiting: Math.min(16, 2 * ((t - 3000) / 500)), creating: 0, createLatencyMs: 2000, max: 20 });
