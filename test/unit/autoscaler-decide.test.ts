@@ -222,11 +222,17 @@ describe('autoscaler decide (pure, fake clock)', () => {
   });
 
   it('predictive: no extrapolation while the pool is creating for acquires already waiting (it is catching up on a queue)', async () => {
-    // Creates landing one after another while a queue waits for the rest: leased resources rise for
-    // 6 s, in both halves of the window, but the rise is the queue being served, not new demand.
-    const catchingUp = (t: number): Partial<PoolView> => (t < 2000 ? { active: 2, total: 4, createLatencyMs: 2000 } : { active: Math.min(30, 2 + 3 * ((t - 2000) / 500)), total: Math.min(30, 2 + 3 * ((t - 2000) / 500)), waiting: 6, creating: 6, createLatencyMs: 2000 });
+    // A step to 40 wanted at 2 s; the creates started for the queue land one after another (6 a second)
+    // while the rest wait: leased resources rise for 6 s, in both halves of the window, but the demand
+    // (active + waiting) stays at 40: the rise is the queue being served, not new demand. (Waiting
+    // stays above 0 through the last tick, 8 s; the max is far off, so the at-max hold is not what holds.)
+    const catchingUp = (t: number): Partial<PoolView> => {
+      if (t < 2000) return { active: 2, total: 4, createLatencyMs: 2000 };
+      const landed = Math.min(38, 6 * ((t - 2000) / 1000));
+      return { active: 2 + landed, total: 2 + landed, waiting: 38 - landed, creating: 38 - landed, createLatencyMs: 2000, max: 100 };
+    };
     const cfg = config({ predictive: true, scaleUpIncrement: 2, cooldownMs: 2000 });
-    const r = await run(clock, cfg, 10, catchingUp, 4);
+    const r = await run(clock, cfg, 9, catchingUp, 4);
     expect(r.decisions.filter((d) => d.reason === 'predictive')).to.deep.equal([]);
     expect(r.decisions.length).to.be.above(0); // the utilization rule still grows it
   });

@@ -1,5 +1,5 @@
 import type { PolicyMetric, PoolConfig, ScalingPolicy } from '@shoal/config';
-import { forecastDemand } from './forecast.js';
+import { forecastDemand, sustainedTrend } from './forecast.js';
 
 /**
  * One pool as the leader sees it across its live capacity: the nodes that
@@ -158,6 +158,25 @@ function heldFor(samples: readonly Sample[], now: number, ms: number, pred: (s: 
 }
 
 /**
+ * A pool with acquires waiting while it holds all it may (the cluster max), or while it creates for
+ * them and its demand (active + waiting) shows no sustained rise over the forecast window, is
+ * catching up on a queue: the queue drains as the creates land, and the leased resources rising as
+ * they land, extrapolated, send the target far past the need, where the band then keeps it; the
+ * utilization rule (waiting acquires count) and the pool's own creates serve it. A pool creates for
+ * each waiter, so a ramp that outruns the target has acquires waiting on creates on almost every
+ * tick: there the demand itself rises in both halves of the window (`sustainedTrend`, which a step
+ * or its queue piling up and draining does not pass), and prediction acts; a hold on "creating"
+ * alone silenced it exactly when it was behind.
+ */
+function catchingUp(view: PoolView, samples: readonly Sample[], now: number, windowMs: number): boolean {
+  if (view.waiting === 0) return false;
+  if (view.total + view.creating >= view.max) return true;
+  if (view.creating === 0) return false;
+  const demand = samples.filter((s) => s.at >= now - windowMs && s.at <= now).map((s) => ({ at: s.at, v: s.demand }));
+  return sustainedTrend(demand) === undefined;
+}
+
+/**
  * One scaling decision of one pool: (view, config, history, now) → action.
  * Up wins over down (any rule asking for more gets the largest increment
  * asked); down needs every firing rule to agree, takes the smallest
@@ -199,24 +218,24 @@ export function decide(view: PoolView, cfg: ScalingConfig, history: History, now
     if (p.up && heldFor(samples, now, p.durationMs, (s) => value(s) >= p.up!.threshold)) votes.push({ dir: 'up', n: p.up.increment, reason: `policy:${p.name}` });
     else if (p.down && heldFor(samples, now, p.durationMs, (s) => value(s) <= p.down!.threshold)) votes.push({ dir: 'down', n: p.down.decrement, reason: `policy:${p.name}` });
   }
-  // Prediction gets ahead of demand. A pool with acquires waiting while it creates for them, or while
-  // it holds all it may (the cluster max), is behind: its queue is transient (it drains as the creates
-  // land) and, extrapolated, sends the target far past the need, where the band then keeps it; the
-  // utilization rule (waiting acquires count) and the pool's own creates serve it.
-  if (cfg.predictive && view.waiting > 0 && (view.creating > 0 || view.total + view.creating >= view.max)) numbers.catchingUp = 1;
-  else if (cfg.predictive) {
-    numbers.uncovered = cur.uncovered;
+  // Prediction gets ahead of demand, except while the pool is catching up on a queue (see catchingUp).
+  if (cfg.predictive) {
     const lead = view.createLatencyMs + cfg.tickMs;
-    const f = forecastDemand(samples.map((s) => ({ at: s.at, v: s.uncovered })), now, lead, Math.max(FORECAST_WINDOW_MIN_MS, 2 * lead));
-    if (f !== undefined) {
-      numbers.forecast = round(f);
-      numbers.leadMs = Math.round(lead);
-      // A resource for each acquire forecast one lead ahead: the growth the forecast sees is what
-      // prediction adds. The threshold's headroom is the reactive rule's buffer for growth it cannot
-      // see; sizing the forecast at the threshold as well counted that growth twice (on a ramp the
-      // headroom covers, prediction then kept ~25 % more than reactive for no warmer acquire).
-      const want = Math.ceil(f - 1e-9);
-      if (want > view.target) votes.push({ dir: 'up', n: want - view.target, reason: 'predictive' });
+    const windowMs = Math.max(FORECAST_WINDOW_MIN_MS, 2 * lead);
+    if (catchingUp(view, samples, now, windowMs)) numbers.catchingUp = 1;
+    else {
+      numbers.uncovered = cur.uncovered;
+      const f = forecastDemand(samples.map((s) => ({ at: s.at, v: s.uncovered })), now, lead, windowMs);
+      if (f !== undefined) {
+        numbers.forecast = round(f);
+        numbers.leadMs = Math.round(lead);
+        // A resource for each acquire forecast one lead ahead: the growth the forecast sees is what
+        // prediction adds. The threshold's headroom is the reactive rule's buffer for growth it cannot
+        // see; sizing the forecast at the threshold as well counted that growth twice (on a ramp the
+        // headroom covers, prediction then kept ~25 % more than reactive for no warmer acquire).
+        const want = Math.ceil(f - 1e-9);
+        if (want > view.target) votes.push({ dir: 'up', n: want - view.target, reason: 'predictive' });
+      }
     }
   }
 
