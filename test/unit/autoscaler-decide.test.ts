@@ -221,7 +221,7 @@ describe('autoscaler decide (pure, fake clock)', () => {
     expect(pred.target).to.equal(react.target);
   });
 
-  it('predictive: no extrapolation while the pool is creating for acquires already waiting (it is catching up on a queue)', async () => {
+  it('predictive: no extrapolation while the pool is creating for acquires already waiting (it is catching up on a queue), nor after the queue drained', async () => {
     // A step to 40 wanted at 2 s; the creates started for the queue land one after another (6 a second)
     // while the rest wait: leased resources rise for 6 s, in both halves of the window, but the demand
     // (active + waiting) stays at 40: the rise is the queue being served, not new demand. (Waiting
@@ -235,6 +235,10 @@ describe('autoscaler decide (pure, fake clock)', () => {
     const r = await run(clock, cfg, 9, catchingUp, 4);
     expect(r.decisions.filter((d) => d.reason === 'predictive')).to.deep.equal([]);
     expect(r.decisions.length).to.be.above(0); // the utilization rule still grows it
+    // Nor once the queue has drained (from 9 s on nothing waits): the window still holds the leased
+    // resources rising as the creates landed, but the demand never rose after the step.
+    const after = await run(new FakeClock(), cfg, 14, catchingUp, 4);
+    expect(after.decisions.filter((d) => d.reason === 'predictive')).to.deep.equal([]);
   });
 
   it('predictive: a steady ramp that outruns the target acts although acquires wait for creates on every tick (waiting = creating = k > 0)', async () => {

@@ -158,22 +158,20 @@ function heldFor(samples: readonly Sample[], now: number, ms: number, pred: (s: 
 }
 
 /**
- * A pool with acquires waiting while it holds all it may (the cluster max), or while it creates for
- * them and its demand (active + waiting) shows no sustained rise over the forecast window, is
- * catching up on a queue: the queue drains as the creates land, and the leased resources rising as
- * they land, extrapolated, send the target far past the need, where the band then keeps it; the
- * utilization rule (waiting acquires count) and the pool's own creates serve it. A pool creates for
- * each waiter, so a ramp that outruns the target has acquires waiting on creates on almost every
- * tick: there the demand itself rises in both halves of the window (`sustainedTrend`, which a step
- * or its queue piling up and draining does not pass), and prediction acts; a hold on "creating"
- * alone silenced it exactly when it was behind.
+ * Why prediction stays quiet this tick, if it does. It extrapolates only a demand (active + waiting)
+ * that itself rose in both halves of the forecast window (`sustainedTrend`), and never while
+ * acquires wait and the pool holds all it may (the cluster max: a prediction could only keep the
+ * surplus). A pool catching up on a queue (a step: the queue piles up while the creates it started
+ * run, then drains as they land) shows leased resources rising as the creates land, before and after
+ * the queue is gone; extrapolated, that sent the target far past the need, where the band then kept
+ * it. Its demand does not rise in both halves: it jumps, then stays or falls. A ramp that outruns
+ * the target does, although the pool (which creates for each waiter) has acquires waiting on
+ * creates on almost every tick; a hold on "waiting while creating" silenced prediction exactly then.
  */
-function catchingUp(view: PoolView, samples: readonly Sample[], now: number, windowMs: number): boolean {
-  if (view.waiting === 0) return false;
-  if (view.total + view.creating >= view.max) return true;
-  if (view.creating === 0) return false;
+function predictionHeld(view: PoolView, samples: readonly Sample[], now: number, windowMs: number): 'at_max' | 'no_demand_trend' | undefined {
+  if (view.waiting > 0 && view.total + view.creating >= view.max) return 'at_max';
   const demand = samples.filter((s) => s.at >= now - windowMs && s.at <= now).map((s) => ({ at: s.at, v: s.demand }));
-  return sustainedTrend(demand) === undefined;
+  return sustainedTrend(demand) === undefined ? 'no_demand_trend' : undefined;
 }
 
 /**
@@ -218,12 +216,14 @@ export function decide(view: PoolView, cfg: ScalingConfig, history: History, now
     if (p.up && heldFor(samples, now, p.durationMs, (s) => value(s) >= p.up!.threshold)) votes.push({ dir: 'up', n: p.up.increment, reason: `policy:${p.name}` });
     else if (p.down && heldFor(samples, now, p.durationMs, (s) => value(s) <= p.down!.threshold)) votes.push({ dir: 'down', n: p.down.decrement, reason: `policy:${p.name}` });
   }
-  // Prediction gets ahead of demand, except while the pool is catching up on a queue (see catchingUp).
+  // Prediction gets ahead of a demand that rises (see predictionHeld).
   if (cfg.predictive) {
     const lead = view.createLatencyMs + cfg.tickMs;
     const windowMs = Math.max(FORECAST_WINDOW_MIN_MS, 2 * lead);
-    if (catchingUp(view, samples, now, windowMs)) numbers.catchingUp = 1;
-    else {
+    const held = predictionHeld(view, samples, now, windowMs);
+    // catchingUp: waiters that the pool's creates or the utilization rule serve, not a trend to extrapolate.
+    if (held && view.waiting > 0) numbers.catchingUp = 1;
+    if (!held) {
       numbers.uncovered = cur.uncovered;
       const f = forecastDemand(samples.map((s) => ({ at: s.at, v: s.uncovered })), now, lead, windowMs);
       if (f !== undefined) {
