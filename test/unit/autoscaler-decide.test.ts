@@ -221,14 +221,43 @@ describe('autoscaler decide (pure, fake clock)', () => {
     expect(pred.target).to.equal(react.target);
   });
 
-  it('predictive: no extrapolation while the pool is creating for acquires already waiting (it is catching up on a queue)', async () => {
-    // Creates landing one after another while a queue waits for the rest: leased resources rise for
-    // 6 s, in both halves of the window, but the rise is the queue being served, not new demand.
-    const catchingUp = (t: number): Partial<PoolView> => (t < 2000 ? { active: 2, total: 4, createLatencyMs: 2000 } : { active: Math.min(30, 2 + 3 * ((t - 2000) / 500)), total: Math.min(30, 2 + 3 * ((t - 2000) / 500)), waiting: 6, creating: 6, createLatencyMs: 2000 });
+  it('predictive: no extrapolation while the pool is creating for acquires already waiting (it is catching up on a queue), nor after the queue drained', async () => {
+    // A step to 40 wanted at 2 s; the creates started for the queue land one after another (6 a second)
+    // while the rest wait: leased resources rise for 6 s, in both halves of the window, but the demand
+    // (active + waiting) stays at 40: the rise is the queue being served, not new demand. (Waiting
+    // stays above 0 through the last tick, 8 s; the max is far off, so the at-max hold is not what holds.)
+    const catchingUp = (t: number): Partial<PoolView> => {
+      if (t < 2000) return { active: 2, total: 4, createLatencyMs: 2000 };
+      const landed = Math.min(38, 6 * ((t - 2000) / 1000));
+      return { active: 2 + landed, total: 2 + landed, waiting: 38 - landed, creating: 38 - landed, createLatencyMs: 2000, max: 100 };
+    };
     const cfg = config({ predictive: true, scaleUpIncrement: 2, cooldownMs: 2000 });
-    const r = await run(clock, cfg, 10, catchingUp, 4);
+    const r = await run(clock, cfg, 9, catchingUp, 4);
     expect(r.decisions.filter((d) => d.reason === 'predictive')).to.deep.equal([]);
     expect(r.decisions.length).to.be.above(0); // the utilization rule still grows it
+    // Nor once the queue has drained (from 9 s on nothing waits): the window still holds the leased
+    // resources rising as the creates landed, but the demand never rose after the step.
+    const after = await run(new FakeClock(), cfg, 14, catchingUp, 4);
+    expect(after.decisions.filter((d) => d.reason === 'predictive')).to.deep.equal([]);
+  });
+
+  it('predictive: a steady ramp that outruns the target acts although acquires wait for creates on every tick (waiting = creating = k > 0)', async () => {
+    // The pool creates for each waiter, so while demand outruns the target, k acquires wait for k creates
+    // on every tick: demand (active + waiting) rises 2 a second, in both halves of the window. That is
+    // the case prediction exists for; only the reactive rule (2 per 2 s cooldown, 1 a second) acting
+    // here falls behind the ramp.
+    const ramp = (t: number): Partial<PoolView> => { const a = 4 + 2 * (t / 1000); return { active: a, total: a, waiting: 2, creating: 2, createLatencyMs: 2000 }; };
+    const cfg = (predictive: boolean) => config({ predictive, scaleUpIncrement: 2, cooldownMs: 2000 });
+    const pred = await run(clock, cfg(true), 12, ramp, 6);
+    const react = await run(new FakeClock(), cfg(false), 12, ramp, 6);
+    const preds = pred.decisions.filter((d) => d.reason === 'predictive');
+    expect(preds.length).to.be.above(0);
+    for (const d of preds) expect(d.numbers.catchingUp).to.equal(undefined);
+    // Sized to the forecast: ahead of the demand it saw, and of where the reactive scaler got.
+    expect(preds[0]!.target).to.be.above(preds[0]!.numbers.demand!);
+    expect(pred.target).to.be.above(react.target);
+    const end = ramp(11_000);
+    expect(pred.target).to.be.at.least(end.active! + end.waiting!);
   });
 
   it('predictive: no extrapolation while acquires wait and the pool holds its cluster max (a prediction could only keep the surplus)', async () => {

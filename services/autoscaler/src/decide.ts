@@ -1,5 +1,5 @@
 import type { PolicyMetric, PoolConfig, ScalingPolicy } from '@shoal/config';
-import { forecastDemand } from './forecast.js';
+import { forecastDemand, sustainedTrend } from './forecast.js';
 
 /**
  * One pool as the leader sees it across its live capacity: the nodes that
@@ -158,6 +158,23 @@ function heldFor(samples: readonly Sample[], now: number, ms: number, pred: (s: 
 }
 
 /**
+ * Why prediction stays quiet this tick, if it does. It extrapolates only a demand (active + waiting)
+ * that itself rose in both halves of the forecast window (`sustainedTrend`), and never while
+ * acquires wait and the pool holds all it may (the cluster max: a prediction could only keep the
+ * surplus). A pool catching up on a queue (a step: the queue piles up while the creates it started
+ * run, then drains as they land) shows leased resources rising as the creates land, before and after
+ * the queue is gone; extrapolated, that sent the target far past the need, where the band then kept
+ * it. Its demand does not rise in both halves: it jumps, then stays or falls. A ramp that outruns
+ * the target does, although the pool (which creates for each waiter) has acquires waiting on
+ * creates on almost every tick; a hold on "waiting while creating" silenced prediction exactly then.
+ */
+function predictionHeld(view: PoolView, samples: readonly Sample[], now: number, windowMs: number): 'at_max' | 'no_demand_trend' | undefined {
+  if (view.waiting > 0 && view.total + view.creating >= view.max) return 'at_max';
+  const demand = samples.filter((s) => s.at >= now - windowMs && s.at <= now).map((s) => ({ at: s.at, v: s.demand }));
+  return sustainedTrend(demand) === undefined ? 'no_demand_trend' : undefined;
+}
+
+/**
  * One scaling decision of one pool: (view, config, history, now) → action.
  * Up wins over down (any rule asking for more gets the largest increment
  * asked); down needs every firing rule to agree, takes the smallest
@@ -199,24 +216,26 @@ export function decide(view: PoolView, cfg: ScalingConfig, history: History, now
     if (p.up && heldFor(samples, now, p.durationMs, (s) => value(s) >= p.up!.threshold)) votes.push({ dir: 'up', n: p.up.increment, reason: `policy:${p.name}` });
     else if (p.down && heldFor(samples, now, p.durationMs, (s) => value(s) <= p.down!.threshold)) votes.push({ dir: 'down', n: p.down.decrement, reason: `policy:${p.name}` });
   }
-  // Prediction gets ahead of demand. A pool with acquires waiting while it creates for them, or while
-  // it holds all it may (the cluster max), is behind: its queue is transient (it drains as the creates
-  // land) and, extrapolated, sends the target far past the need, where the band then keeps it; the
-  // utilization rule (waiting acquires count) and the pool's own creates serve it.
-  if (cfg.predictive && view.waiting > 0 && (view.creating > 0 || view.total + view.creating >= view.max)) numbers.catchingUp = 1;
-  else if (cfg.predictive) {
-    numbers.uncovered = cur.uncovered;
+  // Prediction gets ahead of a demand that rises (see predictionHeld).
+  if (cfg.predictive) {
     const lead = view.createLatencyMs + cfg.tickMs;
-    const f = forecastDemand(samples.map((s) => ({ at: s.at, v: s.uncovered })), now, lead, Math.max(FORECAST_WINDOW_MIN_MS, 2 * lead));
-    if (f !== undefined) {
-      numbers.forecast = round(f);
-      numbers.leadMs = Math.round(lead);
-      // A resource for each acquire forecast one lead ahead: the growth the forecast sees is what
-      // prediction adds. The threshold's headroom is the reactive rule's buffer for growth it cannot
-      // see; sizing the forecast at the threshold as well counted that growth twice (on a ramp the
-      // headroom covers, prediction then kept ~25 % more than reactive for no warmer acquire).
-      const want = Math.ceil(f - 1e-9);
-      if (want > view.target) votes.push({ dir: 'up', n: want - view.target, reason: 'predictive' });
+    const windowMs = Math.max(FORECAST_WINDOW_MIN_MS, 2 * lead);
+    const held = predictionHeld(view, samples, now, windowMs);
+    // catchingUp: waiters that the pool's creates or the utilization rule serve, not a trend to extrapolate.
+    if (held && view.waiting > 0) numbers.catchingUp = 1;
+    if (!held) {
+      numbers.uncovered = cur.uncovered;
+      const f = forecastDemand(samples.map((s) => ({ at: s.at, v: s.uncovered })), now, lead, windowMs);
+      if (f !== undefined) {
+        numbers.forecast = round(f);
+        numbers.leadMs = Math.round(lead);
+        // A resource for each acquire forecast one lead ahead: the growth the forecast sees is what
+        // prediction adds. The threshold's headroom is the reactive rule's buffer for growth it cannot
+        // see; sizing the forecast at the threshold as well counted that growth twice (on a ramp the
+        // headroom covers, prediction then kept ~25 % more than reactive for no warmer acquire).
+        const want = Math.ceil(f - 1e-9);
+        if (want > view.target) votes.push({ dir: 'up', n: want - view.target, reason: 'predictive' });
+      }
     }
   }
 
