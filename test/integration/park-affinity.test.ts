@@ -83,11 +83,14 @@ describe('parking: re-acquire right after the release (SDK, balancer, 2 pool-nod
     expect((err as { code?: string })?.code).to.equal('NOT_PARKED');
     const bad = await call(client.nc, s.nodeAcquire(node), { v: PROTOCOL_VERSION, pool: 'chat', onlyParked: true }, 5000).then(() => undefined, (e: unknown) => e);
     expect((bad as { code?: string })?.code).to.equal('BAD_REQUEST');
+    // A one-shot likewise: refused as malformed, not NOT_PARKED (which a client would retry elsewhere).
+    const badExec = await call(client.nc, s.nodeExec(node), { v: PROTOCOL_VERSION, pool: 'chat', op: 'echo', args: {}, onlyParked: true }, 5000).then(() => undefined, (e: unknown) => e);
+    expect((badExec as { code?: string })?.code).to.equal('BAD_REQUEST');
     expect(await active()).to.equal(0);
     expect(new NotParkedError('NOT_PARKED', 'x')).to.be.instanceOf(Error);
     // A miss of the direct try is routing, not an error: not in the node's error count (BAD_REQUEST is).
     const metrics = await (await fetch(`http://127.0.0.1:${nodes[0]!.httpPort}/metrics`)).text();
-    expect(metrics).to.match(/shoal_errors_total\{[^}]*code="BAD_REQUEST"[^}]*\} 1/);
+    expect(metrics).to.match(/shoal_errors_total\{[^}]*code="BAD_REQUEST"[^}]*\} 2/);
     expect(metrics).to.not.contain('code="NOT_PARKED"');
 
     // The key parked here, then claimed behind this client's back (another client, straight from the node):

@@ -942,7 +942,7 @@ function withoutParkingKeys(pools: Heartbeat['pools']): Heartbeat['pools'] {
     if (p.parkedHashes === undefined && p.parkedOmitted === undefined && p.parked === undefined) continue;
     out ??= { ...pools };
     const { parkedHashes, parkedOmitted, parked: _old, ...rest } = p;
-    out[name] = { ...rest, parkedCount: (parkedHashes?.length ?? 0) + (parkedOmitted ?? 0) } as Heartbeat['pools'][string];
+    out[name] = { ...rest, parkedCount: (parkedHashes?.length ?? 0) + (parkedOmitted ?? 0) + (Array.isArray(_old) ? _old.length : 0) } as Heartbeat['pools'][string];
   }
   return out ?? pools;
 }

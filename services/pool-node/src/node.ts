@@ -305,6 +305,7 @@ export class PoolNode extends Actor {
     if (req.replyTo !== undefined && !isInboxSubject(req.replyTo)) { this.refusals.refuse('reply_not_inbox', { subject: m.subject, replyTo: req.replyTo.slice(0, 100) }); return; }
     this.checkDraining();
     const pool = this.pool(req.pool);
+    if (req.onlyParked && req.park === undefined) throw new ShoalError(ErrorCodes.BAD_REQUEST, 'field onlyParked: only with park', { details: { field: 'onlyParked' } });
     if (req.onlyParked) this.checkInRotation(pool.name);
     const allowed = this.drivers.get(pool.name)!.oneShotOps;
     if (allowed && !allowed.has(req.op)) throw new ShoalError(ErrorCodes.UNSUPPORTED_OP, `op ${req.op} cannot run one-shot on pool ${pool.name} (one-shot ops: ${[...allowed].join(', ')}); acquire a lease for it`);
@@ -340,7 +341,7 @@ export class PoolNode extends Actor {
       // Released before the caller hears the result: its next call with the key finds the resource
       // parked or returning here, never missing. A failed one-shot may have left the resource
       // mid-operation: reset before reuse. (A drain may have revoked the lease under us: nothing to release.)
-      const parks = result.ok && req.park !== undefined && pool.parks && pool.holds(lease.leaseId);
+      const parks = result.ok && req.park !== undefined && pool.parks && !pool.isDraining && pool.holds(lease.leaseId);
       if (pool.holds(lease.leaseId)) {
         if (parks) this.parking.remember(pool.name, req.park!, pool.describeLease(lease.leaseId));
         pool.release(lease.leaseId, !result.ok ? { reset: true } : req.park !== undefined ? { park: req.park } : { reset: false });

@@ -441,9 +441,9 @@ export class Client {
    * Release every held lease, then close the connection if we opened it (also
    * when NATS is unreachable): calls still waiting on it (an acquire, an exec)
    * fail at once with UNAVAILABLE (`closed`), and nothing of the client keeps
-   * the process alive.
+   * the process alive. Safe to call more than once, concurrently too: every
+   * call resolves when the one close is done.
    */
-  /** Releases every held lease, then closes the connection if this client opened it. Safe to call more than once, concurrently too. */
   close(): Promise<void> {
     this.closing ??= (async () => {
       await Promise.allSettled([...this.held].map((l) => l.release()));
