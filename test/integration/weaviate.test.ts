@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, PoolTimeoutError, type Client } from '@shoal/client';
@@ -9,6 +10,7 @@ import { call } from '@shoal/runtime';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { sleep, startPoolNode, startService, type Service } from '../helpers/procs.js';
 import { spawnWeaviateStandIn, type StandInProcess } from '../stand-ins/weaviate/process.js';
+import type { Faults } from '../stand-ins/weaviate/server.js';
 
 /**
  * The weaviate driver end to end: real weaviate-client in pool-node
@@ -239,6 +241,39 @@ describe('weaviate driver (integration: stand-in, pool-nodes, balancer, SDK)', f
     expect(metric('shoal_weaviate_requests_total', ',op="collections.listAll",result="success"')).to.be.at.least(40);
     // (Only calls that reached for Weaviate count: once the pool knows it is down it refuses before calling.)
     expect(metric('shoal_weaviate_requests_total', ',op="collections.listAll",result="unavailable"')).to.be.at.least(1);
+  });
+
+  it('failed creates leave no socket behind: gRPC port unreachable (HTTP up), and /v1/meta 503 while starting', async () => {
+    // A port nothing listens on: a Weaviate whose gRPC port is unreachable (or a misconfigured grpc_port).
+    const closed = await new Promise<number>((resolve) => { const srv = createNetServer().listen(0, '127.0.0.1', () => { const { port } = srv.address() as AddressInfo; srv.close(() => resolve(port)); }); });
+    const cases: { name: string; options: Record<string, unknown>; faults?: Partial<Faults> }[] = [
+      { name: 'grpc-unreachable', options: { grpc_port: closed, init_timeout: '500ms' } },
+      { name: 'starting', options: {}, faults: { starting: true } },
+    ];
+    for (const c of cases) {
+      // A Weaviate of its own, so that no other node's traffic is counted (and its faults touch no one else).
+      const wv = await spawnWeaviateStandIn();
+      const file = config(c.name, {
+        min_size: 2, max_size: 2, initial_size: 2,
+        create: { retry_base: '20ms', retry_max: '50ms', timeout: '3s' },
+      }, { port: wv.httpPort, grpc_port: wv.grpcPort, health_check_interval: 0, ...c.options });
+      if (c.faults) await wv.faults(c.faults);
+      const n = await startPoolNode({ SHOAL_NATS_URL: nats.url, SHOAL_CONFIG: file, SHOAL_NODE_ID: `wv-${c.name}` });
+      try {
+        // Each failed create sends two GET /v1/meta: wait for a dozen failures.
+        let s = await wv.stats();
+        for (const end = Date.now() + 30_000; s.http.requests < 2 * 12; s = await wv.stats()) {
+          if (Date.now() > end) throw new Error(`${c.name}: fewer than 12 failed creates within 30 s (${s.http.requests / 2})`);
+          await sleep(100);
+        }
+        expect((await statsOf(n.httpPort)).stats.total_connections, `${c.name}: no create succeeded`).to.equal(0);
+        // Sockets follow concurrency (two creates at once, two GETs each), not the number of failed creates.
+        expect(s.http.open, `${c.name}: HTTP sockets after ${s.http.requests / 2} failed creates`).to.be.at.most(2 * 2);
+      } finally {
+        await n.kill('SIGTERM');
+        await wv.kill();
+      }
+    }
   });
 
   it('lifetime recycling: connections retire at max_lifetime and are replaced, without piling up sockets', async () => {

@@ -6,7 +6,7 @@
  * Prints one JSON line {"msg":"listening","httpPort","grpcPort","controlPort"}.
  * The control port (always up, also while the stand-in is "down"):
  *   GET  /stats                    counters, faults, sizes
- *   POST /faults  {slowMs, errorRate, errorStatus, errorMessage, notReady}   (merged; {} clears nothing)
+ *   POST /faults  {slowMs, errorRate, errorStatus, errorMessage, notReady, starting}   (merged; {} clears nothing)
  *   POST /faults/clear
  *   POST /down | /up               stop / resume listening on the same ports
  *   POST /counters/reset

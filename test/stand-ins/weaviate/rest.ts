@@ -17,6 +17,8 @@ export interface RestOptions {
   grpcMaxMessageSize: number;
   /** Health answers (down = not listening at all is handled by the server). */
   ready: () => boolean;
+  /** Starting up: /v1/meta answers 503. */
+  starting: () => boolean;
   gate: (kind: 'data' | 'health', authorization: string | undefined) => Promise<void>;
 }
 
@@ -90,6 +92,7 @@ export function restHandler(store: Store, o: RestOptions) {
     try {
       if (path === '/v1/.well-known/live' || path === '/v1/.well-known/ready' || path === '/v1/meta') {
         await o.gate('health', auth);
+        if (path === '/v1/meta' && o.starting()) return send(res, 503);
         if (path === '/v1/meta') return send(res, 200, { hostname: `http://${hostname()}`, modules: {}, version: o.version, grpcMaxMessageSize: o.grpcMaxMessageSize });
         if (path === '/v1/.well-known/ready' && !o.ready()) return send(res, 503);
         return send(res, 200);

@@ -8,7 +8,8 @@
  * Fault knobs: `down()` stops listening (and drops every connection) until
  * `up()`; `faults.slowMs` delays every request; `faults.errorRate` answers
  * that share of data requests with an error; `faults.notReady` makes
- * /v1/.well-known/ready answer 503.
+ * /v1/.well-known/ready answer 503; `faults.starting` also makes /v1/meta
+ * answer 503 (a server still starting up).
  *
  * TCP connections are counted per port (the `net.server.socket` diagnostics
  * channel sees every accepted socket), so tests can tell how many connections
@@ -44,6 +45,8 @@ export interface Faults {
   errorMessage: string;
   /** /v1/.well-known/ready answers 503. */
   notReady: boolean;
+  /** Still starting up: /v1/meta and /v1/.well-known/ready answer 503 (live and gRPC answer). */
+  starting: boolean;
 }
 
 export interface PortCounters {
@@ -66,7 +69,7 @@ export interface StandInStats {
   objects: number;
 }
 
-const NO_FAULTS: Faults = { slowMs: 0, errorRate: 0, errorStatus: 500, errorMessage: 'stand-in injected error', notReady: false };
+const NO_FAULTS: Faults = { slowMs: 0, errorRate: 0, errorStatus: 500, errorMessage: 'stand-in injected error', notReady: false, starting: false };
 const GRPC_MAX = 104858000;
 
 export class WeaviateStandIn {
@@ -120,7 +123,7 @@ export class WeaviateStandIn {
   /** Start (or restart after `down()`) listening, on the same ports once they are known. */
   async start(): Promise<this> {
     if (this.isUp) return this;
-    const http = createServer(restHandler(this.store, { version: this.version, grpcMaxMessageSize: GRPC_MAX, ready: () => !this.faults.notReady, gate: this.gate('http') }));
+    const http = createServer(restHandler(this.store, { version: this.version, grpcMaxMessageSize: GRPC_MAX, ready: () => !this.faults.notReady && !this.faults.starting, starting: () => this.faults.starting, gate: this.gate('http') }));
     // Long idle keep-alive, like a real server's: a client's idle sockets stay open (and visible here).
     http.keepAliveTimeout = 60_000;
     await new Promise<void>((resolve, reject) => {
