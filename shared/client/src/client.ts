@@ -87,6 +87,9 @@ const PARKED_ON_MAX = 10_000;
  * conversation (a hit, or resumed) is parked again under the key, so that
  * a late or aborted acquire does not throw the context away.
  */
+/** Where the client remembers the node a key of a pool is parked on. */
+const parkedSlot = (pool: string, key: string): string => `${pool}\u0000${key}`;
+
 function keepParked(info: LeaseInfo, park: string | undefined): { park?: string } {
   return park !== undefined && (info.park === 'hit' || info.park === 'resumed') ? { park } : {};
 }
@@ -293,10 +296,23 @@ export class Client {
 
   /** @internal A release parked `key` on `nodeId`. */
   parkedOn(pool: string, key: string, nodeId: string): void {
-    const k = `${pool}\u0000${key}`;
+    const k = parkedSlot(pool, key);
     this.parked.delete(k);
     this.parked.set(k, nodeId);
     if (this.parked.size > PARKED_ON_MAX) this.parked.delete(this.parked.keys().next().value!);
+  }
+
+  /**
+   * The node this client parked `opts.park` on, if any (not when the caller
+   * names a node), forgotten as it is used: the next release or one-shot
+   * with the key says where it is next.
+   */
+  private takeParked(pool: string, opts: { park?: string; nodeId?: string }): string | undefined {
+    if (opts.park === undefined || opts.nodeId) return undefined;
+    const slot = parkedSlot(pool, opts.park);
+    const nodeId = this.parked.get(slot);
+    this.parked.delete(slot);
+    return nodeId;
   }
 
   /**
@@ -315,9 +331,7 @@ export class Client {
     const body = { pool, timeoutMs: undefined as number | undefined, priority: opts.priority, ttlMs: opts.ttlMs, holder: this.holder, options: opts.options, park: opts.park };
     if (opts.signal?.aborted) throw new CancelledError(ErrorCodes.CANCELLED, 'acquire aborted before it was sent');
     const deadline = Date.now() + timeoutMs;
-    // Forgotten as it is used: the lease's own release with the key will say where it is next.
-    const parkedNode = opts.park !== undefined && !opts.nodeId ? this.parked.get(`${pool}\u0000${opts.park}`) : undefined;
-    if (parkedNode !== undefined) this.parked.delete(`${pool}\u0000${opts.park}`);
+    const parkedNode = this.takeParked(pool, opts);
     const send = async (): Promise<LeaseInfo> => {
       if (parkedNode !== undefined) {
         const left = deadline - Date.now();
@@ -421,9 +435,7 @@ export class Client {
     const wait = opts.execTimeoutMs !== undefined ? timeoutMs + opts.execTimeoutMs : timeoutMs + idle;
     const idleMs = opts.execTimeoutMs !== undefined ? undefined : idle;
     // A key this client parked: its node first (onlyParked), the balancers if it is not there.
-    const k = opts.park !== undefined && !opts.nodeId ? `${pool}\u0000${opts.park}` : undefined;
-    const parkedNode = k !== undefined ? this.parked.get(k) : undefined;
-    if (parkedNode !== undefined) this.parked.delete(k!);
+    const parkedNode = this.takeParked(pool, opts);
     const c = parkedNode !== undefined
       ? new ExecCall(this.nc, this.subjects.nodeExec(parkedNode), { ...body, onlyParked: true }, wait, idleMs, { subject, body })
       : new ExecCall(this.nc, subject, body, wait, idleMs);
