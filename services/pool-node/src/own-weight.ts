@@ -1,4 +1,5 @@
 import type { KvEntry, NatsConnection, QueuedIterator } from 'nats';
+import { validators } from '@shoal/protocol';
 
 /** Longest pause between two tries to watch the settings bucket (missing until a balancer creates it). */
 const RETRY_MAX_MS = 10_000;
@@ -91,8 +92,8 @@ export class OwnWeight {
     let w: number | undefined;
     if (e.operation === 'PUT') {
       try {
-        const v = JSON.parse(new TextDecoder().decode(e.value)) as { weight?: unknown };
-        w = typeof v.weight === 'number' && Number.isFinite(v.weight) ? v.weight : undefined;
+        // Read as the balancers read it: a value they would refuse counts as no weight here too.
+        w = validators.weight({ ...(JSON.parse(new TextDecoder().decode(e.value)) as object), nodeId: this.nodeId }, e.key).weight;
       } catch {
         w = undefined;
       }
