@@ -135,7 +135,9 @@ describe('balancer (integration: 2 balancer and 3 pool-node processes)', functio
 
   it('serves every acquire of a mixed load, spread over all nodes by both balancers', async () => {
     const [outcomes, execs] = await Promise.all([
-      load(8, (out) => out.length >= 160),
+      // Long enough that a node slowed for a moment on a loaded machine (retried elsewhere, its circuit open for a
+      // second) still shows its share over the run.
+      load(8, (out) => out.length >= 320),
       // One-shot execs mixed in: echo and a stream, answered by the node straight to us.
       (async () => {
         const got: Awaited<ReturnType<typeof execCall>>[] = [];
@@ -146,7 +148,7 @@ describe('balancer (integration: 2 balancer and 3 pool-node processes)', functio
     const failed = outcomes.filter((o) => o.err);
     expect(failed.map((o) => o.err!.message)).to.deep.equal([]);
     expect(releaseErrors(outcomes)).to.deep.equal([]);
-    expect(outcomes.length).to.be.at.least(160);
+    expect(outcomes.length).to.be.at.least(320);
     const byNode = count(outcomes.map((o) => o.lease!.nodeId));
     expect(Object.keys(byNode).sort()).to.deep.equal(['n1', 'n2', 'n3']);
     for (const n of Object.values(byNode)) expect(n).to.be.greaterThan(outcomes.length * 0.1);
